@@ -1,0 +1,78 @@
+"""Shared fixtures: real loop devices over sparse files, and small real images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+IS_ROOT = os.geteuid() == 0
+ROOT_ONLY = pytest.mark.skipif(not IS_ROOT, reason="needs root: loop devices (run as root)")
+
+
+def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LC_ALL="C")
+    return subprocess.run(argv, check=True, text=True, capture_output=True, env=env, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+class LoopFactory:
+    """Creates loop devices over sparse files and detaches exactly those it made."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.devices: list[str] = []
+        self.count = 0
+
+    def __call__(self, size: int, *, backing: Path | None = None, direct_io: bool = False,
+                 read_only: bool = False) -> str:
+        if backing is None:
+            self.count += 1
+            backing = self.tmp / f"stick{self.count}.img"
+            with open(backing, "wb") as f:
+                f.truncate(size)
+        argv = ["losetup", "-f", "--show"]
+        if direct_io:
+            argv.append("--direct-io=on")
+        if read_only:
+            argv.append("--read-only")
+        dev = run([*argv, str(backing)]).stdout.strip()
+        self.devices.append(dev)
+        return dev
+
+    def detach(self, dev: str) -> None:
+        if dev in self.devices:
+            subprocess.run(["losetup", "-d", dev], check=False)
+            self.devices.remove(dev)
+
+    def cleanup(self) -> None:
+        for dev in list(self.devices):
+            self.detach(dev)
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """loop(size) -> '/dev/loopN' over a sparse file in tmp_path; detached afterwards."""
+    if not IS_ROOT:
+        pytest.skip("needs root: loop devices (run as root)")
+    factory = LoopFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+def random_file(path: Path, size: int, seed: int = 1) -> Path:
+    """A file of pseudo-random bytes (fast, reproducible)."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+    return path

@@ -1,0 +1,3 @@
+from usbwriter.cli import main
+
+raise SystemExit(main())
