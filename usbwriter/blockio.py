@@ -1,0 +1,206 @@
+"""Low-level block I/O shared by the writer and the verifier.
+
+Page-aligned buffers from anonymous mmaps (O_DIRECT needs aligned address, length
+and offset), a reader thread that fills them ahead of the consumer, and a few
+device helpers (size, flush, re-read partition table).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import queue
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+MiB = 1 << 20
+CHUNK_SIZE = 4 * MiB  # best for O_DIRECT here: 1 MiB was ~25% slower, 16 MiB ~20% slower
+ALIGN = 4096
+BLKRRPART = 0x125F
+BLKSSZGET = 0x1268
+
+
+def round_up(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """A page-aligned, zero-filled buffer usable with O_DIRECT."""
+    return mmap.mmap(-1, round_up(size, ALIGN))
+
+
+def is_block_device(fd: int) -> bool:
+    return stat.S_ISBLK(os.fstat(fd).st_mode)
+
+
+def fd_size(fd: int) -> int:
+    """Size in bytes of a block device or regular file behind fd."""
+    return os.lseek(fd, 0, os.SEEK_END)
+
+
+def logical_block_size(fd: int) -> int:
+    if not is_block_device(fd):
+        return 512
+    buf = bytearray(4)
+    try:
+        fcntl.ioctl(fd, BLKSSZGET, buf)
+    except OSError:
+        return 512
+    return int.from_bytes(buf, "little") or 512
+
+
+def reread_partitions(fd: int) -> bool:
+    """Ask the kernel to re-read the partition table; False where unsupported."""
+    try:
+        fcntl.ioctl(fd, BLKRRPART)
+    except OSError:
+        return False
+    return True
+
+
+def drop_cache(fd: int) -> None:
+    """Drop the device's clean cached pages, so a buffered reader sees the device."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def set_direct(fd: int, on: bool) -> None:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    new = flags | os.O_DIRECT if on else flags & ~os.O_DIRECT
+    if new != flags:
+        fcntl.fcntl(fd, fcntl.F_SETFL, new)
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        data = data[n:]
+        offset += n
+
+
+def pread_into(fd: int, buf: memoryview, offset: int) -> int:
+    """Fill buf from offset; return how many bytes were read (short only at EOF)."""
+    got = 0
+    while got < len(buf):
+        n = os.preadv(fd, [buf[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+@dataclass
+class Chunk:
+    """A filled buffer on its way through the pipeline. Release it once per consumer."""
+
+    offset: int
+    length: int
+    buf: mmap.mmap
+    _home: queue.Queue[mmap.mmap]
+    _users: int = 1
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.buf)[: self.length]
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self._home.put(self.buf)
+
+
+class ReadError(Exception):
+    """The reader thread's OSError, with the offset it failed at."""
+
+    def __init__(self, offset: int, error: OSError) -> None:
+        super().__init__(f"offset {offset}: {error.strerror}")
+        self.offset = offset
+        self.error = error
+
+
+class Prefetcher:
+    """Reads [start, end) of fd on a thread into a small pool of aligned buffers.
+
+    Iterating yields Chunks in order; each must be released `users` times before its
+    buffer is reused. With `direct`, reads are rounded up to the block size (the
+    caller opened fd with O_DIRECT); chunk lengths never pass `end`.
+    """
+
+    def __init__(self, fd: int, start: int, end: int, *, chunk_size: int = CHUNK_SIZE,
+                 buffers: int = 3, users: int = 1, block: int = 512) -> None:
+        self.fd, self.start, self.end = fd, start, end
+        self.chunk_size, self.users, self.block = chunk_size, users, block
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        self._bufs = [aligned_buffer(chunk_size) for _ in range(buffers)]
+        for b in self._bufs:
+            self._free.put(b)
+        self._out: queue.Queue[Chunk | ReadError | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="usbwriter-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        offset = self.start
+        try:
+            while offset < self.end and not self._stop.is_set():
+                try:
+                    buf = self._free.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                want = min(self.chunk_size, self.end - offset)
+                view = memoryview(buf)[: round_up(want, self.block)]
+                try:
+                    got = pread_into(self.fd, view, offset)
+                except OSError as e:
+                    self._out.put(ReadError(offset, e))
+                    return
+                finally:
+                    view.release()
+                got = min(got, want)
+                if got == 0:
+                    self._out.put(ReadError(offset, OSError(errno.EIO, "unexpected end of data")))
+                    return
+                self._out.put(Chunk(offset, got, buf, self._free, self.users))
+                offset += got
+        finally:
+            self._out.put(None)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while True:
+            item = self._out.get()
+            if item is None:
+                return
+            if isinstance(item, ReadError):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        # Unblock the reader if it waits for a free buffer, then wait for it.
+        while self._thread.is_alive():
+            try:
+                while True:
+                    item = self._out.get_nowait()
+                    if isinstance(item, Chunk):
+                        item.release()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,301 @@
+"""The write engine: image -> device, hashing the source with blake3 on the way.
+
+Synchronous and thread-friendly: it takes a progress callback and a threading.Event
+to cancel, and knows nothing of any UI. The order of writes is chosen so that an
+interrupted write never leaves a stick that looks bootable: the first and last MiB
+are zeroed first, everything after the first MiB is written, and the first MiB
+(MBR/GPT) goes last. A failed or cancelled write wipes the first MiB again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import blake3
+
+from usbwriter.blockio import (
+    CHUNK_SIZE,
+    MiB,
+    Chunk,
+    Prefetcher,
+    ReadError,
+    aligned_buffer,
+    fd_size,
+    is_block_device,
+    logical_block_size,
+    pread_into,
+    pwrite_all,
+    reread_partitions,
+    set_direct,
+)
+from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused
+from usbwriter.image import open_image
+from usbwriter.progress import Meter, Progress, ProgressCallback
+from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+SYNC_EVERY = 64 * MiB
+
+
+class PinnedIdentity(Protocol):
+    major: int
+    minor: int
+
+    def recheck(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    image_path: str
+    image_size: int
+    blake3: str
+    device: str
+    bytes_written: int
+    seconds: float
+    direct_io: bool
+    partitions_reread: bool
+
+    @property
+    def rate(self) -> float:
+        return self.bytes_written / self.seconds if self.seconds > 0 else 0.0
+
+
+class Target:
+    """The device (or regular file) being written, opened exclusively."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = self._open(path)
+        self.is_block = is_block_device(self.fd)
+        self.size = fd_size(self.fd)
+        self.block = logical_block_size(self.fd)
+        self.direct = bool(os.O_DIRECT & _fcntl_flags(self.fd))
+
+    @staticmethod
+    def _open(path: str) -> int:
+        flags = os.O_WRONLY | os.O_CLOEXEC | os.O_EXCL
+        try:
+            return os.open(path, flags | os.O_DIRECT)
+        except OSError as e:
+            if e.errno == errno.EINVAL:
+                # A filesystem without O_DIRECT (tmpfs): only regular files end here.
+                try:
+                    return os.open(path, flags)
+                except OSError as e2:
+                    e = e2
+            raise _open_error(path, e) from None
+
+    def write(self, data: memoryview, offset: int) -> None:
+        """Write data at offset: O_DIRECT for whole blocks, a buffered write for a tail."""
+        try:
+            aligned = len(data) // self.block * self.block if self.direct else len(data)
+            if aligned:
+                pwrite_all(self.fd, data[:aligned], offset)
+            if aligned < len(data):
+                set_direct(self.fd, False)
+                try:
+                    pwrite_all(self.fd, data[aligned:], offset + aligned)
+                    os.fdatasync(self.fd)
+                finally:
+                    set_direct(self.fd, self.direct)
+        except OSError as e:
+            raise DeviceFault(
+                f"error while writing bytes {offset}-{offset + len(data) - 1} "
+                f"of '{self.path}': {e.strerror}"
+            ) from None
+
+    def sync(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as e:
+            raise DeviceFault(f"error while flushing '{self.path}': {e.strerror}") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _fcntl_flags(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+def _open_error(path: str, e: OSError) -> Exception:
+    if e.errno == errno.EBUSY:
+        return Refused(f"{path}: the device is busy (mounted or in use); unmount it first")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return Refused(f"{path}: permission denied (writing to a drive needs root)")
+    if e.errno == errno.EROFS:
+        return Refused(f"{path}: the device is read-only")
+    if e.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
+        return BadInput(f"{path}: no such device")
+    return DeviceFault(f"{path}: cannot open for writing: {e.strerror}")
+
+
+class _Hasher:
+    """blake3 over chunks handed to it in order, on its own thread."""
+
+    def __init__(self) -> None:
+        self.hash = blake3.blake3()
+        self._q: queue.Queue[Chunk | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="usbwriter-hash", daemon=True)
+        self._thread.start()
+
+    def update(self, data: memoryview) -> None:
+        self.hash.update(data)
+
+    def submit(self, chunk: Chunk) -> None:
+        self._q.put(chunk)
+
+    def _run(self) -> None:
+        while (chunk := self._q.get()) is not None:
+            try:
+                self.hash.update(chunk.data)
+            finally:
+                chunk.release()
+
+    def finish(self) -> str:
+        self._q.put(None)
+        self._thread.join()
+        return str(self.hash.hexdigest())
+
+
+def write_image(
+    image: str,
+    device: str,
+    *,
+    identity: PinnedIdentity | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    sync_every: int = SYNC_EVERY,
+) -> WriteResult:
+    """Write IMAGE to DEVICE and return what was written, with the source's blake3."""
+    cancel = cancel or threading.Event()
+    with open_image(image) as src, Target(device) as tgt:
+        if tgt.is_block and src.size > tgt.size:
+            raise Refused(
+                f"{device}: the image {image} ({human_size(src.size)}) does not fit "
+                f"on the device ({human_size(tgt.size)})"
+            )
+        if identity is not None:
+            identity.recheck()
+            rdev = os.fstat(tgt.fd).st_rdev
+            if tgt.is_block and (os.major(rdev), os.minor(rdev)) != (identity.major, identity.minor):
+                raise Refused(f"{device}: the device opened is not the device chosen")
+        if cancel.is_set():
+            raise Cancelled(f"write to {device} cancelled before it started; device unchanged")
+        start = time.monotonic()
+        try:
+            digest = _write(src.fd, src.size, image, tgt, progress, cancel, chunk_size, sync_every)
+        except BaseException as e:
+            wiped = _wipe_head(tgt)
+            note = ("the first MiB was wiped, so the stick does not look bootable" if wiped
+                    else "the first MiB could not be wiped: do not boot from this stick")
+            if isinstance(e, Cancelled | KeyboardInterrupt):
+                raise Cancelled(f"write to {device} interrupted; {note}") from None
+            if isinstance(e, DeviceFault | BadImage):
+                raise type(e)(f"{e}; {note}") from None
+            raise
+        seconds = time.monotonic() - start
+        reread = tgt.is_block and reread_partitions(tgt.fd)
+        return WriteResult(
+            image_path=image, image_size=src.size, blake3=digest, device=device,
+            bytes_written=src.size, seconds=seconds, direct_io=tgt.direct,
+            partitions_reread=reread,
+        )
+
+
+def _write(src_fd: int, size: int, image: str, tgt: Target, progress: ProgressCallback | None,
+           cancel: threading.Event, chunk_size: int, sync_every: int) -> str:
+    meter = Meter("write", size, progress)
+    head_len = min(MiB, size)
+    head = aligned_buffer(MiB)
+    try:
+        if pread_into(src_fd, memoryview(head)[:head_len], 0) != head_len:
+            raise BadImage(f"{image}: unexpected end of file in the first MiB")
+    except OSError as e:
+        raise BadImage(f"error reading '{image}' at offset 0: {e.strerror}") from None
+    hasher = _Hasher()
+    hasher.update(memoryview(head)[:head_len])
+
+    # Zero the first and last MiB: no stale partition table (or GPT backup) survives.
+    zeros = aligned_buffer(MiB)
+    tgt.write(memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, size))], 0)
+    if tgt.size > 2 * MiB:
+        last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
+        tgt.write(memoryview(zeros)[: tgt.size - last], last)
+    tgt.sync()
+
+    unsynced = 0
+    prefetch = Prefetcher(src_fd, head_len, size, chunk_size=chunk_size, users=2)
+    try:
+        for chunk in prefetch:
+            hasher.submit(chunk)
+            try:
+                if cancel.is_set():
+                    raise Cancelled("cancelled")
+                tgt.write(chunk.data, chunk.offset)
+            finally:
+                chunk.release()
+            unsynced += chunk.length
+            if unsynced >= sync_every:
+                tgt.sync()
+                unsynced = 0
+            meter.advance(chunk.length)
+    except ReadError as e:
+        raise BadImage(f"error reading '{image}' at offset {e.offset}: {e.error.strerror}") from None
+    finally:
+        prefetch.close()
+        digest = hasher.finish()
+    if cancel.is_set():
+        raise Cancelled("cancelled")
+    tgt.write(memoryview(head)[:head_len], 0)
+    meter.advance(head_len)
+    meter.finish()
+    if progress is not None:
+        progress(Progress("sync", size, size, 0.0, 0.0))
+    tgt.sync()
+    return digest
+
+
+def _wipe_head(tgt: Target) -> bool:
+    """Zero the first MiB so a half-written stick does not look bootable."""
+    try:
+        set_direct(tgt.fd, tgt.direct)
+        zeros = aligned_buffer(MiB)
+        n = min(MiB, fd_size(tgt.fd))
+        pwrite_all(tgt.fd, memoryview(zeros)[:n], 0)
+        os.fdatasync(tgt.fd)
+    except OSError as e:
+        log.warning("could not wipe the first MiB of %s: %s", tgt.path, e.strerror)
+        return False
+    return True
+
+
+def wipe_device_head(device: str) -> bool:
+    """Zero the first MiB of DEVICE (after a failed verify); False if it refused."""
+    try:
+        tgt = Target(device)
+    except Exception:
+        return False
+    with tgt:
+        return _wipe_head(tgt)
