@@ -26,8 +26,14 @@ class LoopFactory:
         self.devices: list[str] = []
         self.count = 0
 
-    def __call__(self, size: int, *, backing: Path | None = None, direct_io: bool = False,
-                 read_only: bool = False) -> str:
+    def __call__(
+        self,
+        size: int,
+        *,
+        backing: Path | None = None,
+        direct_io: bool = False,
+        read_only: bool = False,
+    ) -> str:
         if backing is None:
             self.count += 1
             backing = self.tmp / f"stick{self.count}.img"

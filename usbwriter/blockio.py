@@ -7,6 +7,7 @@ device helpers (size, flush, re-read partition table).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -64,10 +65,8 @@ def reread_partitions(fd: int) -> bool:
 
 def drop_cache(fd: int) -> None:
     """Drop the device's clean cached pages, so a buffered reader sees the device."""
-    try:
+    with contextlib.suppress(OSError):
         os.fsync(fd)
-    except OSError:
-        pass
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
@@ -138,8 +137,17 @@ class Prefetcher:
     caller opened fd with O_DIRECT); chunk lengths never pass `end`.
     """
 
-    def __init__(self, fd: int, start: int, end: int, *, chunk_size: int = CHUNK_SIZE,
-                 buffers: int = 3, users: int = 1, block: int = 512) -> None:
+    def __init__(
+        self,
+        fd: int,
+        start: int,
+        end: int,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        buffers: int = 3,
+        users: int = 1,
+        block: int = 512,
+    ) -> None:
         self.fd, self.start, self.end = fd, start, end
         self.chunk_size, self.users, self.block = chunk_size, users, block
         self._free: queue.Queue[mmap.mmap] = queue.Queue()

@@ -34,8 +34,14 @@ ProgressCallback = Callable[[Progress], None]
 class Meter:
     """Turns byte counts into throttled Progress reports (about ten a second)."""
 
-    def __init__(self, phase: str, total: int, callback: ProgressCallback | None,
-                 interval: float = 0.1, window: float = 3.0) -> None:
+    def __init__(
+        self,
+        phase: str,
+        total: int,
+        callback: ProgressCallback | None,
+        interval: float = 0.1,
+        window: float = 3.0,
+    ) -> None:
         self.phase, self.total, self.callback = phase, total, callback
         self.interval, self.window = interval, window
         self.start = time.monotonic()

@@ -79,8 +79,9 @@ class _Reader:
 
     def chunks(self, start: int, end: int, chunk_size: int) -> Prefetcher:
         # O_DIRECT reads are rounded up to the block size; the device is at least that long.
-        return Prefetcher(self.fd, start, end, chunk_size=chunk_size,
-                          block=self.block if self.direct else 1)
+        return Prefetcher(
+            self.fd, start, end, chunk_size=chunk_size, block=self.block if self.direct else 1
+        )
 
     def close(self) -> None:
         os.close(self.fd)
@@ -132,8 +133,13 @@ def verify_device(
         reader.close()
 
 
-def _hash_device(reader: _Reader, size: int, progress: ProgressCallback | None,
-                 cancel: threading.Event, chunk_size: int) -> str:
+def _hash_device(
+    reader: _Reader,
+    size: int,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+    chunk_size: int,
+) -> str:
     meter = Meter("verify", size, progress)
     h = blake3.blake3(max_threads=blake3.blake3.AUTO)
     with reader.chunks(0, size, chunk_size) as chunks:
@@ -152,9 +158,15 @@ def _hash_device(reader: _Reader, size: int, progress: ProgressCallback | None,
     return str(h.hexdigest())
 
 
-def _compare(reader: _Reader, image: str, size: int, progress: ProgressCallback | None,
-             cancel: threading.Event, chunk_size: int,
-             hashing: bool = False) -> tuple[str, int | None, str]:
+def _compare(
+    reader: _Reader,
+    image: str,
+    size: int,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+    chunk_size: int,
+    hashing: bool = False,
+) -> tuple[str, int | None, str]:
     meter = Meter("verify", size, progress)
     img_h = blake3.blake3()
     dev_h = blake3.blake3()
@@ -162,8 +174,10 @@ def _compare(reader: _Reader, image: str, size: int, progress: ProgressCallback 
     with open_image(image) as src:
         if src.size < size:
             raise BadInput(f"{image}: the image is shorter ({src.size} bytes) than {size} bytes")
-        with reader.chunks(0, size, chunk_size) as dev_chunks, \
-                Prefetcher(src.fd, 0, size, chunk_size=chunk_size, block=1) as img_chunks:
+        with (
+            reader.chunks(0, size, chunk_size) as dev_chunks,
+            Prefetcher(src.fd, 0, size, chunk_size=chunk_size, block=1) as img_chunks,
+        ):
             try:
                 for d, i in zip(dev_chunks, img_chunks, strict=True):
                     try:
@@ -203,4 +217,3 @@ def _first_difference(a: Chunk, b: Chunk) -> int:
 
 def _read_error(path: str, e: ReadError) -> DeviceFault:
     return DeviceFault(f"error while reading '{path}' at offset {e.offset}: {e.error.strerror}")
-

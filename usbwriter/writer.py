@@ -22,8 +22,8 @@ import blake3
 
 from usbwriter.blockio import (
     CHUNK_SIZE,
-    MiB,
     Chunk,
+    MiB,
     Prefetcher,
     ReadError,
     aligned_buffer,
@@ -127,8 +127,9 @@ class Target:
     def __enter__(self) -> Target:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -199,7 +200,10 @@ def write_image(
         if identity is not None:
             identity.recheck()
             rdev = os.fstat(tgt.fd).st_rdev
-            if tgt.is_block and (os.major(rdev), os.minor(rdev)) != (identity.major, identity.minor):
+            if tgt.is_block and (os.major(rdev), os.minor(rdev)) != (
+                identity.major,
+                identity.minor,
+            ):
                 raise Refused(f"{device}: the device opened is not the device chosen")
         if cancel.is_set():
             raise Cancelled(f"write to {device} cancelled before it started; device unchanged")
@@ -208,8 +212,11 @@ def write_image(
             digest = _write(src.fd, src.size, image, tgt, progress, cancel, chunk_size, sync_every)
         except BaseException as e:
             wiped = _wipe_head(tgt)
-            note = ("the first MiB was wiped, so the stick does not look bootable" if wiped
-                    else "the first MiB could not be wiped: do not boot from this stick")
+            note = (
+                "the first MiB was wiped, so the stick does not look bootable"
+                if wiped
+                else "the first MiB could not be wiped: do not boot from this stick"
+            )
             if isinstance(e, Cancelled | KeyboardInterrupt):
                 raise Cancelled(f"write to {device} interrupted; {note}") from None
             if isinstance(e, DeviceFault | BadImage):
@@ -218,14 +225,27 @@ def write_image(
         seconds = time.monotonic() - start
         reread = tgt.is_block and reread_partitions(tgt.fd)
         return WriteResult(
-            image_path=image, image_size=src.size, blake3=digest, device=device,
-            bytes_written=src.size, seconds=seconds, direct_io=tgt.direct,
+            image_path=image,
+            image_size=src.size,
+            blake3=digest,
+            device=device,
+            bytes_written=src.size,
+            seconds=seconds,
+            direct_io=tgt.direct,
             partitions_reread=reread,
         )
 
 
-def _write(src_fd: int, size: int, image: str, tgt: Target, progress: ProgressCallback | None,
-           cancel: threading.Event, chunk_size: int, sync_every: int) -> str:
+def _write(
+    src_fd: int,
+    size: int,
+    image: str,
+    tgt: Target,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+    chunk_size: int,
+    sync_every: int,
+) -> str:
     meter = Meter("write", size, progress)
     head_len = min(MiB, size)
     head = aligned_buffer(MiB)
@@ -262,7 +282,9 @@ def _write(src_fd: int, size: int, image: str, tgt: Target, progress: ProgressCa
                 unsynced = 0
             meter.advance(chunk.length)
     except ReadError as e:
-        raise BadImage(f"error reading '{image}' at offset {e.offset}: {e.error.strerror}") from None
+        raise BadImage(
+            f"error reading '{image}' at offset {e.offset}: {e.error.strerror}"
+        ) from None
     finally:
         prefetch.close()
         digest = hasher.finish()
