@@ -722,7 +722,7 @@ def disk_from_info(
         read_only=read_only,
         logical_block_size=_int(attrs.get("queue/logical_block_size"), 512) or 512,
         partitions=partitions,
-        by_id=_by_id(info.get("devlinks", ())),
+        by_id=_by_id(info.get("devlinks") or props.get("DEVLINKS", "").split()),
         diskseq=_int(diskseq_text) if diskseq_text else None,
         backing_file=backing_file,
         holders=tuple(holders),

@@ -141,7 +141,7 @@ class Identity:
         changes = identity_changes(self, disk)
         if changes:
             raise Refused(
-                f"{self.path}: a different device sits there now: {'; '.join(changes)}; "
+                f"{self.path}: not the device that was chosen: {'; '.join(changes)}; "
                 "choose the device again"
             )
         if disk.reasons:
