@@ -181,17 +181,53 @@ GUEST_FILES = sorted(
 )
 
 
+def guest_snapshot(filename: str) -> Snapshot:
+    prefix = filename.rsplit("-", 1)[0]
+    path = DATA / f"{prefix}-system.json"
+    return Snapshot.from_dict(json.loads(path.read_text())) if path.exists() else Snapshot()
+
+
 @pytest.mark.skipif(not GUEST_FILES, reason="no guest recordings in tests/unit/data/udev yet")
 @pytest.mark.parametrize("filename", GUEST_FILES or ["none"])
 def test_recorded_guest_disks(filename: str) -> None:
-    info = load(filename)
-    snap = snapshot("guest") if (DATA / "guest-system.json").exists() else Snapshot()
-    d = disk_from_info(info, snap)
+    d = disk_from_info(load(filename), guest_snapshot(filename))
     json.dumps(d.to_dict())
     if d.bus == "usb":
         assert d.user_drive
         assert d.vendor and d.model and d.serial
         assert d.eligible or d.read_only or d.is_system, d.reasons
+
+
+# Recorded in the qemu guest (9p root, tmpfs/overlay elsewhere) with two emulated USB
+# disks: a removable SanDisk Cruzer (serial SN0001, one FAT partition labelled MYSTICK)
+# and a fixed WD My Passport (WD-XYZ9); once with udevd, once without (sysfs only).
+@pytest.mark.parametrize("prefix", ["guest", "guest-noudev"])
+def test_recorded_usb_sticks_in_the_guest(prefix: str) -> None:
+    snap = snapshot(prefix)
+    assert snap.system_disks == {}  # root on 9p, the rest overlays: no disk is the system's
+    stick = disk_from_info(load(f"{prefix}-sda.json"), snap)
+    fixed = disk_from_info(load(f"{prefix}-sdb.json"), snap)
+    assert (stick.bus, stick.vendor, stick.model, stick.serial) == (
+        "usb",
+        "SanDisk",
+        "Cruzer",
+        "SN0001",
+    )
+    assert stick.removable and stick.user_drive and stick.eligible
+    assert stick.usb_id == "46f4:0001"
+    assert (fixed.bus, fixed.vendor, fixed.model, fixed.serial) == (
+        "usb",
+        "WD",
+        "My Passport",
+        "WD-XYZ9",
+    )
+    assert not fixed.removable and fixed.user_drive and fixed.eligible
+    assert [p.path for p in stick.partitions] == ["/dev/sda1"]
+    if prefix == "guest":  # udev probed the file system and made the by-id links
+        assert stick.by_id == "/dev/disk/by-id/usb-SanDisk_Cruzer_SN0001-0:0"
+        assert (stick.partitions[0].fstype, stick.partitions[0].label) == ("vfat", "MYSTICK")
+    else:
+        assert stick.by_id is None and stick.partitions[0].fstype is None
 
 
 # --------------------------------------------------------------------------- USB, MMC, NVMe
