@@ -468,6 +468,8 @@ class Disk:
     def description(self) -> str:
         """ "SanDisk Cruzer" or the bus when the drive has no name."""
         text = " ".join(x for x in (self.vendor, self.model) if x)
+        if not text and self.backing_file:
+            return f"loop: {os.path.basename(self.backing_file)}"
         return text or f"{self.bus} disk"
 
     def to_dict(self) -> dict[str, Any]:
@@ -1092,9 +1094,12 @@ def format_disk_table(disks: Iterable[Disk]) -> str:
     """A plain-text table for ``usbwriter list``: one line per disk, then its status."""
     rows = [("DEVICE", "SIZE", "BUS", "RM", "RO", "VENDOR / MODEL", "SERIAL", "STATUS")]
     for d in disks:
-        status = "ok" if d.eligible else "no: " + "; ".join(d.reasons)
-        if d.eligible and d.mounted:
-            status = "ok (mounted: needs --unmount)"
+        if d.eligible:
+            status = "ok: " + (d.notes[0] if d.notes else "eligible")
+            if d.mounted:
+                status += "; mounted (needs --unmount)"
+        else:
+            status = "no: " + "; ".join(d.reasons)
         rows.append(
             (
                 d.path,

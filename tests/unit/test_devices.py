@@ -565,7 +565,7 @@ def test_format_disk_table() -> None:
     table = format_disk_table(sort_disks([vda, stick]))
     lines = table.splitlines()
     assert lines[0].startswith("DEVICE")
-    assert lines[1].startswith("/dev/sda ") and lines[1].endswith("ok")
+    assert lines[1].startswith("/dev/sda ") and lines[1].endswith("ok: removable USB drive")
     assert "SanDisk Cruzer" in lines[1] and "1.0 GiB" in lines[1]
     assert lines[2].startswith("/dev/vda") and "no: system disk: holds /" in lines[2]
     assert format_disk_table([]) == "no drives found"
