@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -43,16 +43,11 @@ from usbwriter.units import human_size
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from usbwriter.safety import Identity
+
 log = logging.getLogger(__name__)
 
 SYNC_EVERY = 64 * MiB
-
-
-class PinnedIdentity(Protocol):
-    major: int
-    minor: int
-
-    def recheck(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -183,7 +178,7 @@ def write_image(
     image: str,
     device: str,
     *,
-    identity: PinnedIdentity | None = None,
+    identity: Identity | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     chunk_size: int = CHUNK_SIZE,
@@ -266,7 +261,14 @@ def _write(
     tgt.sync()
 
     unsynced = 0
-    prefetch = Prefetcher(src_fd, head_len, size, chunk_size=chunk_size, users=2)
+    prefetch = Prefetcher(
+        src_fd,
+        head_len,
+        size,
+        chunk_size=chunk_size,
+        users=2,
+        mapped=os.environ.get("UW_MAPPED") == "1",
+    )
     try:
         for chunk in prefetch:
             hasher.submit(chunk)

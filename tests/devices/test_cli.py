@@ -1,0 +1,288 @@
+"""The command line, end to end, as a script would run it: real loop devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+
+from tests.conftest import ROOT_ONLY, random_file, run
+from tests.devices.test_write import fill, read_dev
+
+pytestmark = ROOT_ONLY
+MiB = 1 << 20
+CGROUP_ROOT = Path("/sys/fs/cgroup/blkio")
+
+
+def usbwriter(
+    *args: str, preexec: Callable[[], None] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "usbwriter", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        preexec_fn=preexec,
+        env=dict(os.environ, LC_ALL="C"),
+    )
+
+
+def ndjson(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [x for x in stderr.splitlines() if x.startswith("usbwriter: ")]
+    assert "Traceback" not in stderr
+    assert lines, stderr
+    return lines[-1]
+
+
+def test_write_json_receipt(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = random_file(tmp_path / "image.img", 3 * MiB + 123)
+    dev = loop(8 * MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--json")
+    assert p.returncode == 0, p.stderr
+    events = ndjson(p.stdout)
+    assert any(e["event"] == "progress" and e["phase"] == "write" for e in events)
+    assert any(e["event"] == "progress" and e["phase"] == "verify" for e in events)
+    r = events[-1]
+    assert r["event"] == "result"
+    assert r["verified"] is True
+    assert r["mismatch_offset"] is None
+    assert r["page_cache_bypassed"] is True
+    assert r["image"]["size"] == image.stat().st_size
+    assert r["image"]["blake3"] == blake3.blake3(image.read_bytes()).hexdigest()
+    assert r["device_blake3"] == r["image"]["blake3"]
+    assert r["device"]["path"] == dev
+    assert r["device"]["major"] == 7
+    assert r["device"]["size"] == 8 * MiB
+    assert r["bytes_written"] == image.stat().st_size
+    for key in ("write_seconds", "write_mbps", "verify_seconds", "verify_mbps"):
+        assert r[key] >= 0
+    assert read_dev(dev, 0, image.stat().st_size) == image.read_bytes()
+
+
+def test_write_plain_receipt_and_progress(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = random_file(tmp_path / "image.img", 2 * MiB)
+    dev = loop(8 * MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
+    assert p.returncode == 0, p.stderr
+    assert "Written and verified" in p.stdout
+    assert "page cache bypassed" in p.stdout
+    assert "Writing" in p.stderr and "Verifying" in p.stderr  # plain progress lines
+    assert "safe to remove" in p.stderr
+
+
+def test_verify_finds_flipped_byte_exit_3(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = random_file(tmp_path / "image.img", 5 * MiB + 1)
+    dev = loop(8 * MiB)
+    assert usbwriter("--image", str(image), "--device", dev, "--yes", "--force").returncode == 0
+    ok = usbwriter("verify", "--image", str(image), "--device", dev, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert ndjson(ok.stdout)[-1]["verified"] is True
+    offset = 4 * MiB + 4097
+    with open(dev, "r+b", buffering=0) as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x80]))
+        os.fsync(f.fileno())
+    bad = usbwriter("verify", "--image", str(image), "--device", dev, "--json")
+    assert bad.returncode == 3
+    assert ndjson(bad.stdout)[-1]["mismatch_offset"] == offset
+    assert f"at byte {offset}" in one_line_error(bad.stderr)
+
+
+def test_too_large_image_refused_exit_4(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(4 * MiB)
+    fill(dev, 4 * MiB)
+    image = random_file(tmp_path / "big.img", 5 * MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--json")
+    assert p.returncode == 4
+    err = ndjson(p.stdout)[-1]
+    assert err["event"] == "error" and err["code"] == "refused"
+    assert "does not fit" in one_line_error(p.stderr)
+    assert read_dev(dev, 0, 4 * MiB) == b"\xaa" * (4 * MiB)
+
+
+def test_mounted_device_refused_exit_4(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(32 * MiB)
+    run(["mkfs.ext4", "-q", "-F", dev])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run(["mount", dev, str(mnt)])
+    try:
+        image = random_file(tmp_path / "image.img", MiB)
+        p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
+        assert p.returncode == 4
+        assert str(mnt) in one_line_error(p.stderr)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_unmount_flag_unmounts_then_writes(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(32 * MiB)
+    run(["mkfs.ext4", "-q", "-F", dev])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run(["mount", dev, str(mnt)])
+    try:
+        image = random_file(tmp_path / "image.img", MiB)
+        p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--unmount")
+        assert p.returncode == 0, p.stderr
+        assert f"unmounted {mnt}" in p.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+def test_read_only_device_refused(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(8 * MiB, read_only=True)
+    image = random_file(tmp_path / "image.img", MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
+    assert p.returncode == 4
+    assert "read-only" in one_line_error(p.stderr)
+
+
+def test_no_yes_without_terminal_refuses(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(8 * MiB)
+    fill(dev, 2 * MiB)
+    image = random_file(tmp_path / "image.img", MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--force")
+    assert p.returncode == 4
+    assert "--yes" in one_line_error(p.stderr)
+    assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
+
+
+def test_root_disk_is_refused_as_system_disk(tmp_path: Path) -> None:
+    """Without --yes: even if the system-disk rule failed, nothing could be written."""
+    root_dev = run(["findmnt", "-nvo", "SOURCE", "/"]).stdout.strip()
+    image = random_file(tmp_path / "image.img", MiB)
+    p = usbwriter("--image", str(image), "--device", root_dev)
+    assert p.returncode == 4
+    assert "system" in one_line_error(p.stderr)
+
+
+def test_partition_node_refused(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(16 * MiB)
+    run(["sfdisk", "-q", dev], input="label: dos\nstart=2048, size=8192, type=83\n")
+    run(["partx", "-a", dev])
+    try:
+        image = random_file(tmp_path / "image.img", MiB)
+        p = usbwriter("--image", str(image), "--device", f"{dev}p1", "--yes", "--force")
+        assert p.returncode == 4
+        assert dev in one_line_error(p.stderr)  # the hint names the whole disk
+    finally:
+        subprocess.run(["partx", "-d", dev], check=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--device", "/dev/loop0", "--yes"], 2),
+        (["--image", "/nonexistent.iso", "--device", "/dev/loop0", "--yes"], 2),
+        (["--bogus"], 2),
+        (["verify", "--image", "x.iso"], 2),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], code: int) -> None:
+    p = usbwriter(*args)
+    assert p.returncode == code
+    one_line_error(p.stderr)
+
+
+def test_empty_image_is_bad_image_exit_1(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(8 * MiB)
+    image = tmp_path / "empty.iso"
+    image.touch()
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
+    assert p.returncode == 1
+    assert str(image) in one_line_error(p.stderr)
+
+
+@contextmanager
+def throttle(dev: str, write_bps: int, read_bps: int) -> Iterator[Callable[[], None]]:
+    """A cgroup v1 blkio group limiting DEV; yields a preexec_fn that joins it."""
+    group = CGROUP_ROOT / f"usbwriter-test-{os.getpid()}"
+    group.mkdir()
+    majmin = run(["lsblk", "-dno", "MAJ:MIN", dev]).stdout.strip()
+    try:
+        (group / "blkio.throttle.write_bps_device").write_text(f"{majmin} {write_bps}")
+        (group / "blkio.throttle.read_bps_device").write_text(f"{majmin} {read_bps}")
+
+        def join() -> None:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+        yield join
+    finally:
+        for _ in range(100):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+@pytest.mark.skipif(not CGROUP_ROOT.is_dir(), reason="no cgroup v1 blkio controller")
+def test_sigint_mid_write_exits_130_quickly(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = tmp_path / "large.img"
+    random_file(image, 2 * MiB)
+    with open(image, "r+b") as f:
+        f.truncate(512 * MiB)  # sparse tail: reading it is fast, writing it is throttled
+    dev = loop(600 * MiB)
+    with throttle(dev, 40_000_000, 400_000_000) as join:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev,
+             "--yes", "--force", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, preexec_fn=join,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait until writing is under way
+            e = json.loads(line)
+            if e["event"] == "progress" and e["phase"] == "write" and e["done"] > 16 * MiB:
+                break
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        finally:
+            proc.kill()
+        took = time.monotonic() - sent
+        rest = proc.stdout.read()
+        err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 130, err
+    assert took < 2.0, f"took {took:.2f} s to stop"
+    assert ndjson(rest)[-1]["code"] == "interrupted"
+    assert "first MiB was wiped" in one_line_error(err)
+    assert read_dev(dev, 0, MiB) == bytes(MiB)
+
+
+def test_io_error_exit_1_names_offset(loop: Callable[..., str], tmp_path: Path) -> None:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    run(["mount", "-t", "tmpfs", "-o", "size=8M", "none", str(mnt)])
+    try:
+        backing = mnt / "stick.img"
+        with open(backing, "wb") as f:
+            f.truncate(64 * MiB)
+        dev = loop(0, backing=backing)
+        image = random_file(tmp_path / "image.img", 32 * MiB)
+        p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
+        loop.detach(dev)  # type: ignore[attr-defined]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    assert p.returncode == 1
+    line = one_line_error(p.stderr)
+    assert "error while writing bytes" in line and dev in line
