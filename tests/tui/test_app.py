@@ -1,0 +1,291 @@
+"""The app, driven with Pilot against real loop devices and the real core."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widgets import Button
+
+from tests.conftest import ROOT_ONLY, random_file, run
+from tests.tui.helpers import CGROUP_ROOT, MiB, read_device, small_image, throttled, wait_for
+from usbwriter.tui.app import UsbWriterApp
+from usbwriter.tui.messages import JobProgress
+from usbwriter.tui.screens.confirm import ConfirmStop, ConfirmWrite
+from usbwriter.tui.screens.error import ErrorScreen
+from usbwriter.tui.screens.help import HelpScreen
+from usbwriter.tui.screens.main import MainScreen
+from usbwriter.tui.screens.progress import ProgressScreen
+from usbwriter.tui.screens.result import ResultScreen
+from usbwriter.tui.services import Services
+from usbwriter.tui.widgets.drive_table import DriveTable
+
+pytestmark = ROOT_ONLY
+SIZE = (120, 40)
+
+
+def make_app(image: Path | None, **kw: object) -> UsbWriterApp:
+    services = kw.pop("services", None) or Services.real()
+    kw.setdefault("show_all", True)
+    kw.setdefault("live_updates", False)
+    return UsbWriterApp(services, image=str(image) if image else None, cursor_blink=False, **kw)  # type: ignore[arg-type]
+
+
+def table_of(app: UsbWriterApp) -> DriveTable:
+    return app.main.query_one(DriveTable)
+
+
+async def highlight(pilot: Pilot[Any], app: UsbWriterApp, dev: str) -> None:
+    """Move the table's cursor to DEV with the arrow keys, as a user would."""
+    table = table_of(app)
+    table.focus()
+    await pilot.press("ctrl+home")
+    for _ in range(table.get_row_index(dev)):
+        await pilot.press("down")
+    highlighted = table.highlighted()
+    assert highlighted is not None and highlighted.path == dev
+
+
+async def test_write_and_verify_flow(loop: Callable[..., str], tmp_path: Path) -> None:
+    """Choose image, choose drive, confirm, write, verify, result."""
+    image = small_image(tmp_path)
+    data = image.read_bytes()
+    dev = loop(32 * MiB)
+    app = make_app(None)
+    messages: list[Message] = []
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        main = app.main
+        # 1. the image, typed into the path input
+        await pilot.click("#image-path")
+        await pilot.press(*str(image), "enter")
+        await wait_for(pilot, lambda: main.image_size == len(data), "the image to be read")
+        await wait_for(pilot, lambda: dev in table_of(app).disks, f"{dev} in the table")
+        # 2. the drive
+        await highlight(pilot, app, dev)
+        await pilot.press("enter")
+        assert main.chosen is not None and main.chosen.path == dev
+        assert not app.main.query_one("#write", Button).disabled
+        # 3. write: the confirmation names the drive and has Cancel focused
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the confirmation")
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "cancel"
+        text = str(app.screen.query_one("#confirm-drive").render())
+        assert dev in text and "32.0 MiB" in text
+        await pilot.press("tab", "enter")  # to "Erase and write"
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ProgressScreen | ResultScreen),
+            "the progress screen",
+        )
+        await app.workers.wait_for_complete([w for w in app.workers if w.group == "job"])
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
+        phases = {m.progress.phase for m in messages if isinstance(m, JobProgress)}
+        assert {"write", "verify"} <= phases
+        await pilot.pause()
+        result = app.screen
+        assert isinstance(result, ResultScreen)
+        r = result.receipt
+        assert r["verified"] is True
+        assert r["page_cache_bypassed"] is True
+        assert r["image"]["blake3"] == blake3.blake3(data).hexdigest()
+        assert r["device_blake3"] == r["image"]["blake3"]
+        assert r["device"]["path"] == dev
+        shown = str(result.query_one("#result-next").render())
+        assert "safe to remove" in shown
+        # back to the main screen for another write
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+    assert read_device(dev, len(data)) == data
+
+
+@pytest.mark.skipif(not CGROUP_ROOT.is_dir(), reason="no cgroup v1 blkio controller")
+async def test_cancel_mid_write(loop: Callable[..., str], tmp_path: Path) -> None:
+    """Esc asks once more; Stop sets the event and the write ends within seconds."""
+    image = random_file(tmp_path / "big.img", 2 * MiB)
+    with open(image, "r+b") as f:
+        f.truncate(160 * MiB)  # sparse tail: cheap to read, slow to write when throttled
+    dev = loop(192 * MiB)
+    app = make_app(image)
+    with throttled(dev, 16_000_000, 400_000_000):
+        async with app.run_test(size=SIZE) as pilot:
+            main = app.main
+            await wait_for(pilot, lambda: main.image_size is not None, "the image")
+            await wait_for(pilot, lambda: dev in table_of(app).disks, f"{dev} listed")
+            await highlight(pilot, app, dev)
+            await pilot.press("enter", "w")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "confirm")
+            await pilot.click("#confirm")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen), "progress")
+            progress = app.screen
+            assert isinstance(progress, ProgressScreen)
+            await wait_for(pilot, lambda: len(progress.speeds) >= 2, "write under way")
+            # Esc asks first; "Keep going" is focused and keeps writing.
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStop), "stop question")
+            await pilot.pause()
+            assert app.focused is not None and app.focused.id == "keep"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert not progress.cancel_event.is_set()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStop), "stop question")
+            asked = time.monotonic()
+            await pilot.click("#stop")
+            await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "stopped", 20)
+            stopped = time.monotonic() - asked
+            message = str(app.screen.query_one("#error-message").render())
+            assert "interrupted" in message and "wiped" in message
+            assert "Traceback" not in message
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, MainScreen)
+    print(f"stopped {stopped:.2f} s after Stop")
+    assert stopped < 5.0
+    assert read_device(dev, MiB) == bytes(MiB)  # no partition table left behind
+
+
+async def test_hotplug_adds_and_removes_a_row(loop: Callable[..., str], tmp_path: Path) -> None:
+    """The watcher runs on real kernel events: attach and detach a loop device."""
+    backing = tmp_path / "plug.img"
+    with open(backing, "wb") as f:
+        f.truncate(24 * MiB)
+    app = make_app(None, live_updates=True)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        table = table_of(app)
+        await wait_for(pilot, lambda: bool(table.disks), "the first listing")
+        await wait_for(
+            pilot,
+            lambda: any(w.group == "watch" and w.is_running for w in app.workers),
+            "the watcher",
+        )
+        await pilot.pause(0.5)  # the monitor socket opens on the worker's first step
+        dev = loop(24 * MiB, backing=backing)
+        took = await wait_for(pilot, lambda: dev in table.rows_by_key(), f"{dev} to appear")
+        print(f"row for {dev} appeared {took:.2f} s after attaching")
+        await highlight(pilot, app, dev)
+        await pilot.press("enter")
+        assert main.chosen is not None and main.chosen.path == dev
+        loop.detach(dev)  # type: ignore[attr-defined]
+        took = await wait_for(pilot, lambda: dev not in table.rows_by_key(), f"{dev} to go")
+        print(f"row for {dev} went {took:.2f} s after detaching")
+        assert main.chosen is None  # the chosen drive went with it
+
+
+async def test_ineligible_drives_cannot_be_chosen(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = random_file(tmp_path / "img.img", 5 * MiB)
+    read_only = loop(16 * MiB, read_only=True)
+    too_small = loop(4 * MiB)
+    app = make_app(image)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        table = table_of(app)
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await wait_for(pilot, lambda: {read_only, too_small} <= table.rows_by_key(), "both devices")
+        for dev, why in ((read_only, "read-only"), (too_small, "image does not fit")):
+            row = table.get_row(dev)
+            assert why in str(row[-1])
+            assert row[-1].style == "dim"
+            await highlight(pilot, app, dev)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert main.chosen is None
+            assert any(why in n.message for n in app._notifications)
+        # the system disk is listed with --all and refused too
+        system = [d for d in table.disks.values() if d.is_system]
+        if system:
+            await highlight(pilot, app, system[0].path)
+            await pilot.press("enter")
+            assert main.chosen is None
+            assert "system disk" in str(table.get_row(system[0].path)[-1])
+        await pilot.press("w")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)  # no confirmation without a drive
+        assert main.query_one("#write", Button).disabled
+
+
+async def test_without_root_lists_and_explains(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = random_file(tmp_path / "img.img", MiB)
+    dev = loop(8 * MiB)
+    services = dataclasses.replace(Services.real(), is_root=lambda: False)
+    app = make_app(image, services=services)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await highlight(pilot, app, dev)
+        await pilot.press("enter", "w")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        assert main.query_one("#write", Button).disabled
+        assert "needs root" in str(main.query_one("#summary").render())
+        assert "sudo" in f"{app.sub_title} {main.sub_title}"
+
+
+async def test_refusal_is_a_one_line_modal(loop: Callable[..., str], tmp_path: Path) -> None:
+    """A drive that changes between listing and Write: refused in a modal, no traceback."""
+    image = random_file(tmp_path / "img.img", MiB)
+    dev = loop(8 * MiB)
+    app = make_app(image)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await highlight(pilot, app, dev)
+        await pilot.press("enter")
+        assert main.chosen is not None
+        # another backing file behind the same node (live updates are off here)
+        other = tmp_path / "other.img"
+        with open(other, "wb") as f:
+            f.truncate(8 * MiB)
+        run(["losetup", "-d", dev])
+        subprocess.run(["losetup", dev, str(other)], check=True)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "the refusal")
+        await pilot.pause()
+        text = str(app.screen.query_one("#error-message").render())
+        assert dev in text and "\n" not in text and "Traceback" not in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_help_palette_and_theme(loop: Callable[..., str], tmp_path: Path) -> None:
+    settings = tmp_path / "tui.json"
+    app = make_app(None, settings_path=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Open image", "Write image", "Show all disks", "Refresh drives", "Help",
+                      "Theme"):  # fmt: skip
+            assert title in titles
+        app.theme = "nord"
+        await pilot.pause()
+    assert '"nord"' in settings.read_text()
+    again = make_app(None, settings_path=settings)
+    assert again.theme == "nord"
+
+
+async def test_missing_image_is_reported(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "nope.iso")
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        await wait_for(pilot, lambda: main.image_error is not None, "the error")
+        assert "no such file" in (main.image_error or "")
+        shown = str(main.query_one("#boot-details").render())
+        assert "nope.iso" in shown and "Traceback" not in shown

@@ -1,0 +1,51 @@
+"""The interactive app (Textual). The core never imports this package.
+
+``run_app`` is what ``usbwriter [IMAGE] [--all]`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+
+class _LogToApp(logging.Handler):
+    """Warnings the core logs become notifications: stderr belongs to the screen."""
+
+    def __init__(self, app: App[int]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from usbwriter.tui.messages import LogNotice
+
+        try:
+            text = " ".join(record.getMessage().split())
+            self.app.post_message(LogNotice(text, record.levelname.lower()))
+        except Exception:  # never let logging break the app
+            pass
+
+
+def run_app(image: str | None = None, show_all: bool = False) -> int:
+    """Run the app in this terminal; returns the exit code."""
+    from usbwriter.tui.app import UsbWriterApp
+    from usbwriter.tui.services import Services
+    from usbwriter.tui.settings import default_path
+
+    app = UsbWriterApp(
+        Services.real(), image=image, show_all=show_all, settings_path=default_path()
+    )
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [_LogToApp(app)]
+    try:
+        app.run()
+    finally:
+        root.handlers = saved
+    return app.return_code or 0
+
+
+__all__ = ["run_app"]

@@ -1,0 +1,102 @@
+"""Messages the workers post to the UI (thread-safe ``post_message``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk, DiskEvent
+    from usbwriter.progress import Progress
+    from usbwriter.safety import Identity
+
+
+class DisksListed(Message):
+    """A fresh listing of the drives."""
+
+    def __init__(self, disks: list[Disk]) -> None:
+        super().__init__()
+        self.disks = disks
+
+
+class DiskChanged(Message):
+    """A hot-plug event from the watcher: a drive came, went or changed."""
+
+    def __init__(self, event: DiskEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class DrivesFailed(Message):
+    """Listing or watching drives failed; ``error`` is the one-line cause."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ImageInspected(Message):
+    """The boot report of an image (``BootReport.to_dict()``), or why there is none."""
+
+    def __init__(
+        self, path: str, size: int | None, report: Mapping[str, Any] | None, error: str | None
+    ) -> None:
+        super().__init__()
+        self.path = path
+        self.size = size
+        self.report = report
+        self.error = error
+
+
+class TargetChecked(Message):
+    """The safety check before the confirmation: the pinned identity, or the refusal."""
+
+    def __init__(
+        self,
+        device: str,
+        identity: Identity | None,
+        error: str | None,
+        needs_unmount: bool = False,
+    ) -> None:
+        super().__init__()
+        self.device = device
+        self.identity = identity
+        self.error = error
+        self.needs_unmount = needs_unmount
+
+
+class JobProgress(Message):
+    """Progress of the write or verify; a newer report of the same phase replaces it."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, JobProgress) and message.progress.phase == self.progress.phase
+
+
+class JobFinished(Message):
+    """The job ended: ``receipt`` (see ``usbwriter.receipt.build_receipt``) or an error."""
+
+    def __init__(
+        self,
+        receipt: Mapping[str, Any] | None,
+        error: str | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        super().__init__()
+        self.receipt = receipt
+        self.error = error
+        self.cancelled = cancelled
+
+
+class LogNotice(Message):
+    """A warning logged by the core while the app runs (shown as a notification)."""
+
+    def __init__(self, text: str, severity: str) -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity

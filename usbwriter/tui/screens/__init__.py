@@ -1,0 +1,1 @@
+"""The app's screens: main, confirm, progress, result, errors, help and file browser."""

@@ -1,0 +1,79 @@
+"""A file browser that lists folders and images only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DirectoryTree, Label, Static
+
+from usbwriter.tui.format import is_image_name
+
+
+class ImageTree(DirectoryTree):
+    """Folders (not hidden) and files whose names look like disk images."""
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        out = []
+        for path in paths:
+            if path.name.startswith("."):
+                continue
+            try:
+                if path.is_dir() or is_image_name(path.name):
+                    out.append(path)
+            except OSError:
+                continue
+        return out
+
+
+class FileBrowser(ModalScreen[str | None]):
+    """Pick an image; returns its path, or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("backspace", "parent", "Parent folder"),
+    ]
+    AUTO_FOCUS = "#tree"
+
+    def __init__(self, start: Path) -> None:
+        super().__init__(classes="dialog-screen")
+        self.start = start
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="browser"):
+            yield Label("Choose an image", id="dialog-title")
+            yield Static(str(self.start), id="browser-folder", markup=False)
+            yield ImageTree(self.start, id="tree")
+            yield Static(
+                ".iso .img .raw and compressed images; Enter opens, Backspace goes up",
+                id="browser-hint",
+            )
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Parent folder", id="parent")
+                yield Button("Cancel", id="cancel", variant="primary")
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self.dismiss(str(event.path))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "parent":
+            self.action_parent()
+        else:
+            self.dismiss(None)
+
+    def action_parent(self) -> None:
+        tree = self.query_one(ImageTree)
+        current = Path(tree.path)
+        if current.parent != current:
+            tree.path = current.parent
+            self.query_one("#browser-folder", Static).update(str(current.parent))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

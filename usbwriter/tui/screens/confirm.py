@@ -1,0 +1,129 @@
+"""The last question before erasing a drive: names the drive, Cancel focused."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+from usbwriter.tui.format import drive_name, will_boot
+from usbwriter.tui.widgets.boot_panel import verdict_content
+from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk
+
+
+class ConfirmWrite(ModalScreen[bool]):
+    """Erase DISK and write IMAGE? True only for the explicit button."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#cancel"
+
+    def __init__(
+        self,
+        disk: Disk,
+        image: str,
+        image_size: int,
+        report: Mapping[str, Any] | None,
+    ) -> None:
+        super().__init__(classes="dialog-screen")
+        self.disk = disk
+        self.image = image
+        self.image_size = image_size
+        self.report = report
+
+    def compose(self) -> ComposeResult:
+        d = self.disk
+        with Vertical(id="dialog", classes="confirm"):
+            yield Label("Erase this drive?", id="dialog-title")
+            yield Static("Everything on this drive will be erased:", classes="lead")
+            yield Static(
+                Content.assemble(
+                    (drive_name(d), "bold"),
+                    "\n",
+                    (human_size(d.size), "bold"),
+                    f"   {d.path}   ",
+                    f"serial {d.serial}" if d.serial else "no serial number",
+                    f"   ({d.bus})" if d.bus else "",
+                ),
+                id="confirm-drive",
+            )
+            yield Static("and replaced by the image:", classes="lead")
+            yield Static(
+                Content.assemble((self.image, "bold"), f"   {human_size(self.image_size)}"),
+                id="confirm-image",
+            )
+            if d.mounted:
+                mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
+                yield Static(
+                    Content.assemble(
+                        ("Mounted: ", "bold $text-warning"), mounts, " — will be unmounted first."
+                    ),
+                    id="confirm-mounted",
+                )
+            if not will_boot(self.report):
+                yield Static(self._not_bootable(), id="confirm-warning")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Erase and write", id="confirm", variant="error")
+
+    def _not_bootable(self) -> Content:
+        head = Content.assemble(
+            ("This image will NOT boot", "bold $text-error"),
+            " from a USB stick on BIOS or UEFI PCs.\n",
+        )
+        if self.report is None:
+            return head + Content("Its boot records could not be read.")
+        return head + verdict_content(self.report)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "confirm")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class ConfirmStop(ModalScreen[bool]):
+    """Cancel asks once more; 'Keep going' is focused."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "keep", "Keep going")]
+    AUTO_FOCUS = "#keep"
+
+    def __init__(self, phase: str, device: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.phase = phase
+        self.device = device
+
+    def compose(self) -> ComposeResult:
+        if self.phase == "verify":
+            title, body = (
+                "Stop verifying?",
+                f"{self.device} has been written; stopping now leaves it unverified.",
+            )
+        else:
+            title, body = (
+                "Stop writing?",
+                f"{self.device} will be left unusable: its first MiB is wiped so it does "
+                "not look bootable. You can write it again later.",
+            )
+        with Vertical(id="dialog", classes="confirm"):
+            yield Label(title, id="dialog-title")
+            yield Static(body, markup=False)
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Keep going", id="keep", variant="primary")
+                yield Button("Stop", id="stop", variant="error")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "stop")
+
+    def action_keep(self) -> None:
+        self.dismiss(False)

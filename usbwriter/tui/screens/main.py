@@ -1,0 +1,407 @@
+"""The main screen: image and its boot report, the drives, and the Write button."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from usbwriter.errors import UsbWriterError
+from usbwriter.tui.format import drive_choosable, drive_line, drive_status, is_compressed, visible
+from usbwriter.tui.messages import (
+    DiskChanged,
+    DisksListed,
+    DrivesFailed,
+    ImageInspected,
+    TargetChecked,
+)
+from usbwriter.tui.widgets.boot_panel import BootPanel
+from usbwriter.tui.widgets.drive_table import DriveTable
+from usbwriter.tui.widgets.image_picker import ImagePicker
+from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk
+    from usbwriter.tui.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, UsbWriterError):
+        return " ".join(str(e).split()) or e.code
+    return f"internal error: {type(e).__name__}: {e}"
+
+
+class MainScreen(Screen[None]):
+    """Image, boot report and drives together; everything else comes over it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+o", "browse", "Open image", priority=True),
+        Binding("w", "write", "Write"),
+        Binding("a", "toggle_all", "All disks"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("i", "focus_image", "Image", show=False),
+        Binding("d", "focus_drives", "Drives", show=False),
+        Binding("question_mark,f1", "app.help", "Help"),
+    ]
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        image: str | None = None,
+        show_all: bool = False,
+        live_updates: bool = True,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__(id="main")
+        self.services = services
+        self.initial_image = image
+        self.show_all = show_all
+        self.live_updates = live_updates
+        self.cursor_blink = cursor_blink
+        self.image: str | None = None
+        self.image_size: int | None = None
+        self.report: Mapping[str, Any] | None = None
+        self.image_error: str | None = None
+        self.chosen: Disk | None = None
+        self.is_root = services.is_root()
+        self._wrote = False
+
+    # ---- layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ImagePicker(self.initial_image, cursor_blink=self.cursor_blink)
+        yield BootPanel()
+        yield DriveTable()
+        with Horizontal(id="action-bar"):
+            yield Static("", id="summary")
+            yield Button("Write", id="write", variant="error", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DriveTable)
+        table.show_all = self.show_all
+        self.sub_title = "" if self.is_root else "not root: writing needs sudo"
+        self.refresh_drives()
+        if self.live_updates and self.services.watch_disks is not None:
+            self.watch_drives()
+        if self.initial_image:
+            self.load_image(os.path.expanduser(self.initial_image))
+            table.focus()
+        else:
+            self.query_one("#image-path", Input).focus()
+        self.update_summary()
+
+    # ---- the image
+
+    @on(ImagePicker.Chosen)
+    def _image_chosen(self, message: ImagePicker.Chosen) -> None:
+        self.load_image(message.path)
+        self.query_one(DriveTable).focus()
+
+    @on(ImagePicker.BrowseRequested)
+    def _browse_requested(self) -> None:
+        self.action_browse()
+
+    def action_browse(self) -> None:
+        from usbwriter.tui.format import start_folder
+        from usbwriter.tui.screens.browse import FileBrowser
+
+        def picked(path: str | None) -> None:
+            if path:
+                self.query_one(ImagePicker).set_path(path)
+                self.load_image(path)
+                self.query_one(DriveTable).focus()
+
+        start = start_folder()
+        if self.image and os.path.isdir(os.path.dirname(self.image)):
+            start = type(start)(os.path.dirname(self.image))
+        self.app.push_screen(FileBrowser(start), picked)
+
+    def load_image(self, path: str) -> None:
+        self.image = path
+        self.image_size = None
+        self.report = None
+        self.image_error = None
+        self.query_one(ImagePicker).set_path(path)
+        self.query_one(BootPanel).show_loading(path)
+        self.set_image_size(None)
+        self.inspect(path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
+    def inspect(self, path: str) -> None:
+        from usbwriter.image import open_image
+
+        try:
+            if is_compressed(path):
+                raise UsbWriterError(
+                    f"{path}: a compressed image; decompress it first "
+                    f"(e.g. 'xz -dk', 'gunzip -k' or 'unzstd')"
+                )
+            with open_image(path) as src:
+                size = src.size
+        except Exception as e:
+            self.post_message(ImageInspected(path, None, None, _one_line(e)))
+            return
+        try:
+            report = self.services.inspect_image(path)
+        except Exception as e:
+            self.post_message(ImageInspected(path, size, None, _one_line(e)))
+            return
+        self.post_message(ImageInspected(path, size, report, None))
+
+    def on_image_inspected(self, message: ImageInspected) -> None:
+        if message.path != self.image:
+            return  # an older image's report
+        panel = self.query_one(BootPanel)
+        self.report = message.report
+        self.image_error = message.error if message.size is None else None
+        if message.report is not None:
+            panel.show_report(message.report)
+        else:
+            panel.show_error(message.error or "unknown error")
+        self.set_image_size(message.size)
+        if message.size is not None:
+            self.refresh_drives()  # the disk holding the image is marked
+
+    def set_image_size(self, size: int | None) -> None:
+        self.image_size = size
+        table = self.query_one(DriveTable)
+        table.image_size = size
+        if self.chosen is not None and not drive_choosable(self.chosen, size):
+            self.chosen = None
+            table.chosen = None
+        table.rebuild()
+        self.update_summary()
+
+    # ---- the drives
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="list")
+    def refresh_drives(self) -> None:
+        try:
+            disks = self.services.list_disks(True, self.image)
+        except Exception as e:
+            self.post_message(DrivesFailed(f"cannot list drives: {_one_line(e)}"))
+            return
+        self.post_message(DisksListed(disks))
+
+    @work(thread=True, exit_on_error=False, group="watch", description="hot-plug watcher")
+    def watch_drives(self) -> None:
+        worker = get_current_worker()
+        assert self.services.watch_disks is not None
+        try:
+            for event in self.services.watch_disks(worker.cancelled_event):
+                if worker.is_cancelled:
+                    break
+                self.post_message(DiskChanged(event))
+        except Exception as e:
+            self.post_message(DrivesFailed(f"live drive updates stopped: {_one_line(e)}"))
+
+    def on_disks_listed(self, message: DisksListed) -> None:
+        table = self.query_one(DriveTable)
+        table.set_disks(message.disks)
+        if self.chosen is not None:
+            now = table.disks.get(self.chosen.path)
+            self.set_chosen(now if now is not None and self._still_usable(now) else None)
+        self.update_summary()
+
+    def on_disk_changed(self, message: DiskChanged) -> None:
+        event = message.event
+        table = self.query_one(DriveTable)
+        if event.disk is None:
+            gone = table.disks.get(event.path)
+            table.drop(event.path)
+            if gone is not None and visible(gone, self.show_all):
+                self.notify(f"{drive_line(gone)}", title="Drive removed")
+            if self.chosen is not None and self.chosen.path == event.path:
+                self.set_chosen(None)
+                self.notify(
+                    f"The chosen drive {event.path} is gone: choose a drive again.",
+                    severity="warning",
+                )
+        else:
+            disk = event.disk
+            known = disk.path in table.disks
+            table.put(disk)
+            if not known and visible(disk, self.show_all):
+                self.notify(drive_line(disk), title="Drive added")
+            if self.chosen is not None and self.chosen.path == disk.path:
+                self.set_chosen(disk if self._still_usable(disk) else None)
+        self.update_summary()
+
+    def on_drives_failed(self, message: DrivesFailed) -> None:
+        self.notify(message.error, severity="warning", timeout=8)
+
+    def _still_usable(self, disk: Disk) -> bool:
+        """The chosen drive is kept only while it is the same medium and still usable."""
+        chosen = self.chosen
+        if chosen is None or not drive_choosable(disk, self.image_size):
+            return False
+        return (chosen.major, chosen.minor, chosen.diskseq, chosen.size) == (
+            disk.major,
+            disk.minor,
+            disk.diskseq,
+            disk.size,
+        )
+
+    @on(DataTable.RowSelected, "#drives")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.choose(str(event.row_key.value))
+
+    def choose(self, path: str) -> bool:
+        """Make PATH the target, if it may be; otherwise say why not."""
+        table = self.query_one(DriveTable)
+        disk = table.disks.get(path)
+        if disk is None:
+            return False
+        if not drive_choosable(disk, self.image_size):
+            self.app.bell()
+            self.notify(
+                f"{disk.path} cannot be chosen: {drive_status(disk, self.image_size)}",
+                severity="warning",
+            )
+            return False
+        self.set_chosen(disk)
+        self.query_one("#write", Button).focus()
+        return True
+
+    def set_chosen(self, disk: Disk | None) -> None:
+        self.chosen = disk
+        table = self.query_one(DriveTable)
+        table.chosen = disk.path if disk else None
+        table.rebuild()
+        self.update_summary()
+
+    def action_toggle_all(self) -> None:
+        self.show_all = not self.show_all
+        table = self.query_one(DriveTable)
+        table.show_all = self.show_all
+        table.rebuild()
+        if self.chosen is not None and not visible(self.chosen, self.show_all):
+            self.set_chosen(None)
+        self.notify("Showing every disk" if self.show_all else "Showing removable and USB drives")
+        self.update_summary()
+
+    def action_refresh(self) -> None:
+        self.refresh_drives()
+
+    def action_focus_image(self) -> None:
+        self.query_one("#image-path", Input).focus()
+
+    def action_focus_drives(self) -> None:
+        self.query_one(DriveTable).focus()
+
+    # ---- summary and Write
+
+    def not_ready(self) -> str | None:
+        """Why Write cannot start now, or None."""
+        if not self.is_root:
+            return "Writing to a drive needs root: quit and run 'sudo usbwriter'."
+        if self.image is None:
+            return "Choose an image first (type its path, or ctrl+o)."
+        if self.image_size is None:
+            return self.image_error or "The image is still being read."
+        if self.chosen is None:
+            return "Choose a drive first: highlight it in the table and press Enter."
+        return None
+
+    def update_summary(self) -> None:
+        summary = self.query_one("#summary", Static)
+        button = self.query_one("#write", Button)
+        why = self.not_ready()
+        button.disabled = why is not None
+        parts: list[str | Content | tuple[str, str]] = []
+        if self.image and self.image_size is not None:
+            parts += [(os.path.basename(self.image), "bold"), f" ({human_size(self.image_size)})"]
+        else:
+            parts.append(("no image", "dim"))
+        parts.append("  →  ")
+        if self.chosen is not None:
+            parts.append((drive_line(self.chosen), "bold"))
+        else:
+            table = self.query_one(DriveTable)
+            count = sum(1 for d in table.shown() if drive_choosable(d, self.image_size))
+            parts.append((f"no drive chosen ({count} usable)", "dim"))
+        if why is not None:
+            style = "$text-warning" if not self.is_root else "dim"
+            parts += ["\n", (why, style)]
+        elif not self._bootable():
+            parts += ["\n", ("Warning: this image will not boot on BIOS or UEFI.", "$text-error")]
+        else:
+            parts += ["\n", "Press w (or the button) to write and verify."]
+        summary.update(Content.assemble(*parts))
+
+    def _bootable(self) -> bool:
+        from usbwriter.tui.format import will_boot
+
+        return will_boot(self.report)
+
+    @on(Button.Pressed, "#write")
+    def _write_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_write()
+
+    def action_write(self) -> None:
+        why = self.not_ready()
+        if why is not None:
+            self.app.bell()
+            self.notify(why, severity="warning")
+            return
+        assert self.chosen is not None and self.image is not None
+        if self.chosen.mounted:
+            # Unmounting is a change to the system: it happens after the confirmation.
+            self.post_message(TargetChecked(self.chosen.path, None, None, needs_unmount=True))
+        else:
+            self.check_target(self.chosen, self.image)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="check")
+    def check_target(self, disk: Disk, image: str) -> None:
+        from usbwriter.tui.screens.progress import same_drive
+
+        try:
+            identity = self.services.check_target(disk.path, image, False)
+            same_drive(identity, disk)
+        except Exception as e:
+            self.post_message(TargetChecked(disk.path, None, _one_line(e)))
+            return
+        self.post_message(TargetChecked(disk.path, identity, None))
+
+    def on_target_checked(self, message: TargetChecked) -> None:
+        from usbwriter.tui.screens.confirm import ConfirmWrite
+        from usbwriter.tui.screens.error import ErrorScreen
+        from usbwriter.tui.screens.progress import Job, ProgressScreen
+
+        disk, image, size = self.chosen, self.image, self.image_size
+        if disk is None or image is None or size is None or disk.path != message.device:
+            return
+        if message.error is not None:
+            self.app.push_screen(ErrorScreen("Cannot write to this drive", message.error))
+            return
+        job = Job(image, size, disk, message.identity, self.report)
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._wrote = True
+                self.app.push_screen(ProgressScreen(self.services, job))
+
+        self.app.push_screen(ConfirmWrite(disk, image, size, self.report), confirmed)
+
+    def on_screen_resume(self) -> None:
+        """Back from a write: the drives changed; list them again."""
+        if self._wrote:
+            self._wrote = False
+            self.refresh_drives()

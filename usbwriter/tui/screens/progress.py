@@ -1,0 +1,246 @@
+"""Write, then verify: progress bar, bytes, speed, ETA and a live speed graph.
+
+The engine runs in one thread worker; it reports through ``JobProgress`` messages
+(which coalesce) and one ``JobFinished``. Cancel asks once more, then sets the
+``threading.Event`` the engine polls between chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, ProgressBar, Sparkline, Static
+
+from usbwriter.errors import Cancelled, Refused, UsbWriterError
+from usbwriter.tui.format import device_dict, drive_line
+from usbwriter.tui.messages import JobFinished, JobProgress
+from usbwriter.units import human_duration, human_rate, human_size
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk
+    from usbwriter.progress import Progress
+    from usbwriter.safety import Identity
+    from usbwriter.tui.services import Services
+
+log = logging.getLogger(__name__)
+
+#: Seconds of speed history the graph keeps (one bar per sample).
+GRAPH_SAMPLES = 90
+SAMPLE_EVERY = 0.5  # seconds of engine time between graph samples
+
+PHASES = {"write": "Writing", "sync": "Flushing to the drive", "verify": "Verifying"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One write: what, where, and the identity pinned before the confirmation."""
+
+    image: str
+    image_size: int
+    disk: Disk
+    identity: Identity | None
+    report: Mapping[str, Any] | None = None
+
+
+def same_drive(identity: Identity, disk: Disk) -> None:
+    """Refuse when the device checked is not the drive the user saw in the table."""
+    try:
+        from usbwriter.safety import Identity, identity_changes
+    except ImportError:  # pragma: no cover - safety.py is part of the core
+        return
+    if isinstance(identity, Identity):
+        changes = identity_changes(identity, disk)
+        if changes:
+            raise Refused(
+                f"{disk.path}: not the drive that was listed ({'; '.join(changes)}); "
+                "choose it again"
+            )
+
+
+def run_job(
+    services: Services,
+    job: Job,
+    progress: Any,
+    cancel: threading.Event,
+) -> dict[str, Any]:
+    """Check, write, verify; the receipt. Blocking: call it from a worker thread."""
+    from usbwriter.receipt import build_receipt
+
+    identity = job.identity
+    if identity is None:  # mounted: the check unmounts, after the confirmation
+        identity = services.check_target(job.disk.path, job.image, True)
+        same_drive(identity, job.disk)
+    result = services.write_image(
+        job.image, job.disk.path, identity=identity, progress=progress, cancel=cancel
+    )
+    checked = services.verify_device(
+        job.disk.path,
+        result.image_size,
+        result.blake3,
+        image=job.image,
+        progress=progress,
+        cancel=cancel,
+    )
+    receipt = build_receipt(result, checked, device_dict(job.disk, identity))
+    if not checked.verified:
+        receipt["wiped_first_mib"] = services.wipe_device_head(job.disk.path)
+    return receipt
+
+
+class ProgressScreen(Screen[None]):
+    """Shows the job's progress; ``start=False`` only for snapshots fed by hand."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
+    ]
+
+    def __init__(self, services: Services, job: Job, *, start: bool = True) -> None:
+        super().__init__(id="progress-screen")
+        self.services = services
+        self.job = job
+        self.cancel_event = threading.Event()
+        self.phase = "write"
+        self.speeds: list[float] = []
+        self._last_sample = -SAMPLE_EVERY
+        self._sample_phase = ""
+        self._start = start
+        self.finished: JobFinished | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="progress-body"):
+            yield Static(
+                Content.assemble(
+                    ("Writing ", "bold"),
+                    (self.job.image, "bold"),
+                    f" ({human_size(self.job.image_size)})\nto ",
+                    (drive_line(self.job.disk), "bold"),
+                ),
+                id="progress-title",
+            )
+            with Horizontal(id="steps"):
+                yield Label("1 Write", id="step-write", classes="step active")
+                yield Label("2 Verify", id="step-verify", classes="step")
+                yield Label("3 Done", id="step-done", classes="step")
+            yield Label("Starting…", id="phase")
+            yield ProgressBar(total=100, show_eta=False, id="bar")
+            yield Static("", id="figures")
+            yield Label("Speed", id="graph-label")
+            yield Sparkline([], id="graph")
+            yield Static("Esc stops (it asks first).", id="progress-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self._start:
+            self.run()
+
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="job",
+        description="write and verify",
+    )
+    def run(self) -> None:
+        try:
+            receipt = run_job(
+                self.services, self.job, self.post_message_progress, self.cancel_event
+            )
+        except Cancelled as e:
+            self.post_message(JobFinished(None, str(e), cancelled=True))
+        except UsbWriterError as e:
+            self.post_message(JobFinished(None, str(e)))
+        except Exception as e:  # a bug: one line for the user, details in the log
+            log.debug("job failed", exc_info=True)
+            self.post_message(JobFinished(None, f"internal error: {type(e).__name__}: {e}"))
+        else:
+            self.post_message(JobFinished(receipt))
+
+    def post_message_progress(self, p: Progress) -> None:
+        self.post_message(JobProgress(p))
+
+    # ---- progress
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        self.show(message.progress)
+
+    def show(self, p: Progress) -> None:
+        if p.phase != self.phase:
+            self.phase = p.phase
+            self.query_one("#step-write").set_class(p.phase != "verify", "active")
+            self.query_one("#step-write").set_class(p.phase == "verify", "done")
+            self.query_one("#step-verify").set_class(p.phase == "verify", "active")
+        stopping = " (stopping…)" if self.cancel_event.is_set() else ""
+        self.query_one("#phase", Label).update(
+            f"{PHASES.get(p.phase, p.phase)} {self.job.disk.path}{stopping}"
+        )
+        self.query_one("#bar", ProgressBar).update(total=100, progress=100 * p.fraction)
+        if p.phase == "sync":
+            figures = "Waiting for the drive to finish writing its cache…"
+        else:
+            figures = (
+                f"{human_size(p.done)} of {human_size(p.total)}    "
+                f"{human_rate(p.rate)}    ETA {human_duration(p.eta)}    "
+                f"elapsed {human_duration(p.elapsed)}"
+            )
+        self.query_one("#figures", Static).update(figures)
+        if p.phase != "sync":
+            if p.phase != self._sample_phase:
+                self._sample_phase = p.phase
+                self._last_sample = -SAMPLE_EVERY
+            if p.elapsed - self._last_sample >= SAMPLE_EVERY and p.rate > 0:
+                self._last_sample = p.elapsed
+                self.speeds = [*self.speeds, p.rate / 1e6][-GRAPH_SAMPLES:]
+                self.query_one("#graph", Sparkline).data = self.speeds
+                self.query_one("#graph-label", Label).update(
+                    f"Speed (MB/s): now {p.rate / 1e6:.1f}, peak {max(self.speeds):.1f}"
+                )
+
+    # ---- the end
+
+    def on_job_finished(self, message: JobFinished) -> None:
+        message.stop()
+        self.finished = message
+        from usbwriter.tui.screens.error import ErrorScreen
+        from usbwriter.tui.screens.result import ResultScreen
+
+        if message.receipt is not None:
+            self.app.switch_screen(ResultScreen(message.receipt))
+            return
+        self.app.pop_screen()
+        if message.cancelled:
+            self.app.push_screen(ErrorScreen("Stopped", message.error or "cancelled"))
+        else:
+            self.app.push_screen(
+                ErrorScreen(
+                    "Writing failed",
+                    message.error or "unknown error",
+                    hint="Nothing more was written. Check the drive and try again.",
+                )
+            )
+
+    def action_stop(self) -> None:
+        if self.cancel_event.is_set() or self.finished is not None:
+            return
+        from usbwriter.tui.screens.confirm import ConfirmStop
+
+        def answer(stop: bool | None) -> None:
+            if stop and self.finished is None:
+                self.cancel_event.set()
+                self.query_one("#progress-hint", Static).update("Stopping…")
+
+        self.app.push_screen(ConfirmStop(self.phase, self.job.disk.path), answer)
+
+    def on_unmount(self) -> None:
+        self.cancel_event.set()

@@ -1,0 +1,122 @@
+"""The outcome: verified (safe to remove) or where the drive differs; hashes, times, speeds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+
+from usbwriter.receipt import describe_device
+from usbwriter.units import human_duration, human_rate, human_size
+
+
+def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
+    img, dev = r["image"], r["device"]
+    rows = [
+        ("Image", f"{img['path']}  ({human_size(img['size'])})"),
+        ("Image blake3", str(img["blake3"])),
+        ("Drive", describe_device(dev)),
+    ]
+    if r.get("device_blake3"):
+        same = " (matches)" if r.get("verified") else " (DIFFERENT)"
+        rows.append(("Drive blake3", f"{r['device_blake3']}{same}"))
+    rows.append(
+        (
+            "Write",
+            f"{human_size(r['bytes_written'])} in {human_duration(r['write_seconds'])}"
+            f"  ({human_rate(r['write_mbps'] * 1e6)})",
+        )
+    )
+    if r.get("verify_seconds") is not None:
+        how = (
+            "read back with O_DIRECT, page cache bypassed"
+            if r.get("page_cache_bypassed")
+            else "read back through the page cache"
+        )
+        rows.append(
+            (
+                "Verify",
+                f"{human_duration(r['verify_seconds'])}  ({human_rate(r['verify_mbps'] * 1e6)})"
+                f", {how}",
+            )
+        )
+    if r.get("mismatch_offset") is not None:
+        rows.append(("First difference", f"byte {r['mismatch_offset']:,}"))
+    return rows
+
+
+class ResultScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "again", "Write another", show=False),
+        Binding("n", "again", "Write another"),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+    AUTO_FOCUS = "#again"
+
+    def __init__(self, receipt: Mapping[str, Any]) -> None:
+        super().__init__(id="result-screen")
+        self.receipt = receipt
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.receipt.get("verified"))
+
+    def compose(self) -> ComposeResult:
+        r = self.receipt
+        dev = r["device"].get("path", "the drive")
+        yield Header()
+        with Vertical(id="result-body", classes="ok" if self.verified else "failed"):
+            if self.verified:
+                yield Static(
+                    Content.assemble(("✔ Written and verified", "bold $text-success")),
+                    id="result-headline",
+                )
+                yield Static(
+                    f"{dev} holds the image, byte for byte. It is safe to remove the drive.",
+                    id="result-next",
+                    markup=False,
+                )
+            else:
+                yield Static(
+                    Content.assemble(("✘ Verification FAILED", "bold $text-error")),
+                    id="result-headline",
+                )
+                wiped = r.get("wiped_first_mib")
+                what = (
+                    "Its first MiB was wiped so it does not look bootable."
+                    if wiped
+                    else "Its first MiB could not be wiped: do not boot from it."
+                )
+                yield Static(
+                    f"{dev} does not hold the image (first difference at byte "
+                    f"{r.get('mismatch_offset')}). {what} The drive may be failing or "
+                    "fake-capacity: try another one.",
+                    id="result-next",
+                    markup=False,
+                )
+            rows = result_rows(r)
+            width = max(len(label) for label, _ in rows)
+            parts: list[str | Content | tuple[str, str]] = []
+            for label, text in rows:
+                parts += [(f"{label:<{width}}  ", "bold"), text, "\n"]
+            yield Static(Content.assemble(*parts).rstrip(), id="result-table")
+            with Horizontal(id="result-buttons"):
+                yield Button("Write another", id="again", variant="primary")
+                yield Button("Quit", id="quit")
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "quit":
+            self.app.exit(0 if self.verified else 3)
+        else:
+            self.action_again()
+
+    def action_again(self) -> None:
+        self.app.pop_screen()

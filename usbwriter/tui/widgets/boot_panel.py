@@ -1,0 +1,73 @@
+"""The boot report of the chosen image: what is in it, and how it will boot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.widgets import Static
+
+from usbwriter.tui.format import boot_details, verdict_of, verdict_words
+
+_STYLE = {"yes": "$text-success", "no": "$text-error", "firmware-dependent": "$text-warning"}
+
+
+def verdict_content(report: Mapping[str, Any], *, reasons: bool = True) -> Content:
+    """'BIOS (legacy) PCs: will boot' and 'UEFI PCs: ...' lines, with the reasons."""
+    bios, uefi, why = verdict_of(report)
+    parts: list[str | Content | tuple[str, str]] = []
+    for label, value in (("BIOS (legacy) PCs", bios), ("UEFI PCs", uefi)):
+        parts += [
+            (f"{label}: ", "bold"),
+            (verdict_words(value), f"bold {_STYLE.get(value, '')}".strip()),
+            "\n",
+        ]
+    if reasons:
+        for reason in why:
+            parts.append(f"• {reason}\n")
+    return Content.assemble(*parts).rstrip()
+
+
+def details_content(report: Mapping[str, Any]) -> Content:
+    rows = boot_details(report)
+    width = max(len(label) for label, _ in rows)
+    parts: list[str | Content | tuple[str, str]] = []
+    for label, text in rows:
+        parts += [(f"{label:<{width}}  ", "bold"), text, "\n"]
+    return Content.assemble(*parts).rstrip()
+
+
+class BootPanel(Horizontal):
+    """Two columns: the image's structure, and the verdict per firmware."""
+
+    def __init__(self) -> None:
+        super().__init__(id="boot-panel")
+        self.border_title = "Boot report"
+        self.report: Mapping[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Choose an image to see how it will boot.", id="boot-details")
+        yield Static("", id="boot-verdict")
+
+    def show_loading(self, path: str) -> None:
+        self.report = None
+        self._set(Content.from_markup("Reading the boot records of $path …", path=path), "")
+
+    def show_error(self, text: str) -> None:
+        self.report = None
+        self._set(Content.assemble(("Cannot report on this image: ", "bold $text-error"), text), "")
+
+    def show_report(self, report: Mapping[str, Any]) -> None:
+        self.report = report
+        self._set(details_content(report), verdict_content(report))
+
+    def clear(self) -> None:
+        self.report = None
+        self._set("Choose an image to see how it will boot.", "")
+
+    def _set(self, details: str | Content, verdict: str | Content) -> None:
+        self.query_one("#boot-details", Static).update(details)
+        self.query_one("#boot-verdict", Static).update(verdict)

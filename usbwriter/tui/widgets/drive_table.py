@@ -1,0 +1,121 @@
+"""The drives: a table that follows hot-plug events; unusable drives dimmed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable
+
+from usbwriter.tui.format import drive_choosable, drive_mounts, drive_status, visible
+from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk
+
+COLUMNS = (
+    ("", "mark"),
+    ("Device", "path"),
+    ("Vendor", "vendor"),
+    ("Model", "model"),
+    ("Size", "size"),
+    ("Bus", "bus"),
+    ("Serial", "serial"),
+    ("Mounted", "mounts"),
+    ("Status", "status"),
+)
+
+
+def sort_key(disk: Disk) -> tuple[bool, bool, str, int]:
+    """User drives first (eligible before not), then by name."""
+    name = disk.name
+    digits = "".join(c for c in name if c.isdigit())
+    return (not disk.user_drive, not disk.eligible, name.rstrip("0123456789"), int(digits or 0))
+
+
+class DriveTable(DataTable[Text]):
+    """One row per disk, keyed by device path; the chosen drive is marked ▶."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Choose drive", show=True)
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="drives", cursor_type="row", zebra_stripes=False)
+        self.border_title = "Drives"
+        self.disks: dict[str, Disk] = {}
+        self.show_all = False
+        self.image_size: int | None = None
+        self.chosen: str | None = None
+
+    def on_mount(self) -> None:
+        for label, key in COLUMNS:
+            self.add_column(label, key=key)
+
+    # ---- data
+
+    def set_disks(self, disks: list[Disk]) -> None:
+        self.disks = {d.path: d for d in disks}
+        self.rebuild()
+
+    def put(self, disk: Disk) -> None:
+        self.disks[disk.path] = disk
+        self.rebuild()
+
+    def drop(self, path: str) -> None:
+        if self.disks.pop(path, None) is not None:
+            self.rebuild()
+
+    def shown(self) -> list[Disk]:
+        return sorted((d for d in self.disks.values() if visible(d, self.show_all)), key=sort_key)
+
+    def choosable(self, path: str) -> bool:
+        disk = self.disks.get(path)
+        return disk is not None and drive_choosable(disk, self.image_size)
+
+    def highlighted(self) -> Disk | None:
+        if self.row_count == 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return self.disks.get(str(key.value)) if key.value is not None else None
+
+    # ---- rendering
+
+    def rebuild(self) -> None:
+        """Redraw every row, keeping the cursor on the same drive when it is still there."""
+        current = self.highlighted()
+        self.clear()
+        for disk in self.shown():
+            self.add_row(*self.cells(disk), key=disk.path)
+        if current is not None and current.path in self.rows_by_key():
+            self.move_cursor(row=self.get_row_index(current.path), animate=False)
+
+    def rows_by_key(self) -> set[str]:
+        return {str(k.value) for k in self.rows}
+
+    def cells(self, disk: Disk) -> list[Text]:
+        ok = drive_choosable(disk, self.image_size)
+        style = "" if ok else "dim"
+        status = drive_status(disk, self.image_size)
+        values = [
+            "▶" if disk.path == self.chosen else "",
+            disk.path,
+            disk.vendor or "-",
+            disk.model or "-",
+            human_size(disk.size),
+            disk.bus or "-",
+            disk.serial or "-",
+            drive_mounts(disk),
+            status,
+        ]
+        cells = [Text(v, style=style, no_wrap=True, overflow="ellipsis") for v in values]
+        if not ok:
+            cells[-1].stylize("italic")
+        elif disk.path == self.chosen:
+            for cell in cells:
+                cell.stylize("bold")
+        return cells
