@@ -640,7 +640,7 @@ class Guest:
         for stick in self.sticks:
             argv += stick.qemu_args()
             self.plugged[stick.qid] = stick
-        log.info("starting guest: %s", shlex.join(argv))
+        log.debug("starting guest: %s", shlex.join(argv))
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
