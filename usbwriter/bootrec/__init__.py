@@ -1,0 +1,1 @@
+"""Readers for the boot records of disk and ISO images, used by usbwriter.boot."""

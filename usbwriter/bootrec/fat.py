@@ -1,0 +1,159 @@
+"""EFI loaders in FAT file systems (ESPs and El Torito EFI images), read with mtools.
+
+mtools reads the FAT inside the image in place (`-i IMAGE@@OFFSET`); only the first few
+KiB of each loader matter: the PE/COFF header names its machine (x64, ia32, aa64...).
+Results are cached by the FAT's content, since hybrid ISOs point their GPT ESP and their
+El Torito EFI entry at the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from collections import OrderedDict
+
+from usbwriter.bootrec.mbr import fat_bpb_ok, fat_size
+from usbwriter.bootrec.model import EfiLoader
+from usbwriter.bootrec.reader import ImageReader, u16le, u32le
+
+log = logging.getLogger(__name__)
+
+MACHINES = {
+    0x8664: "x64",
+    0x014C: "ia32",
+    0xAA64: "aa64",
+    0x01C2: "arm",
+    0x01C4: "arm",
+    0x5064: "riscv64",
+    0x6264: "loongarch64",
+    0x0200: "ia64",
+}
+REMOVABLE_NAMES = {
+    "x64": "BOOTX64.EFI",
+    "ia32": "BOOTIA32.EFI",
+    "aa64": "BOOTAA64.EFI",
+    "arm": "BOOTARM.EFI",
+    "riscv64": "BOOTRISCV64.EFI",
+    "loongarch64": "BOOTLOONGARCH64.EFI",
+    "ia64": "BOOTIA64.EFI",
+}
+MAX_LOADERS = 32
+MAX_LISTING_LINES = 2000
+MAX_HASHED = 64 << 20  # FATs up to this size are cached by content
+TIMEOUT = 30.0
+_cache: OrderedDict[bytes, tuple[tuple[EfiLoader, ...], str | None]] = OrderedDict()
+_CACHE_SIZE = 128
+
+
+def pe_info(head: bytes) -> tuple[str, int | None, bool]:
+    """(arch, machine, signed) from the start of a PE/COFF file."""
+    if len(head) < 0x40 or head[:2] != b"MZ":
+        return "not-pe", None, False
+    pe = u32le(head, 0x3C)
+    if pe + 24 > len(head) or head[pe : pe + 4] != b"PE\0\0":
+        return "not-pe", None, False
+    machine = u16le(head, pe + 4)
+    opt = pe + 24
+    signed = False
+    if opt + 2 <= len(head):
+        magic = u16le(head, opt)
+        dirs = opt + (96 if magic == 0x10B else 112)
+        nrva_at = opt + (92 if magic == 0x10B else 108)
+        sec = dirs + 4 * 8
+        if magic in (0x10B, 0x20B) and sec + 8 <= len(head) and u32le(head, nrva_at) > 4:
+            signed = u32le(head, sec + 4) > 0
+    return MACHINES.get(machine, "unknown"), machine, signed
+
+
+def fat_region(r: ImageReader, offset: int) -> int | None:
+    """The size of the FAT file system starting at offset, or None if there is none."""
+    b = r.read_exact(offset, 512)
+    if b is None or not fat_bpb_ok(b) or b[3:11] in (b"NTFS    ", b"EXFAT   "):
+        return None
+    return fat_size(b)
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, LC_ALL="C", MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0")
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    log.debug("running %s", argv)
+    return subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=_env(),
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def _list(image: str, offset: int) -> tuple[tuple[EfiLoader, ...], str | None]:
+    target = f"{image}@@{offset}"
+    try:
+        p = _run(["mdir", "-i", target, "-/", "-b", "::/EFI"])
+    except subprocess.TimeoutExpired:
+        return (), "mtools took too long to list the FAT file system"
+    err = p.stderr.decode("utf-8", "replace").strip()
+    if p.returncode != 0:
+        if "not found" in err:
+            return (), None  # a FAT without an \EFI directory
+        first = err.splitlines()[0] if err else f"mdir exited with {p.returncode}"
+        return (), f"the FAT file system could not be read ({first})"
+    names = []
+    for line in p.stdout.decode("utf-8", "replace").splitlines()[:MAX_LISTING_LINES]:
+        line = line.strip()
+        if line.startswith("::") and not line.endswith("/") and line.upper().endswith(".EFI"):
+            names.append(line[2:])
+    loaders = []
+    for name in names[:MAX_LOADERS]:
+        try:
+            c = _run(["mcopy", "-n", "-i", target, f"::{name}", "-"])
+        except subprocess.TimeoutExpired:
+            continue
+        if c.returncode != 0:
+            continue
+        data = c.stdout
+        arch, machine, signed = pe_info(data[:8192])
+        want = REMOVABLE_NAMES.get(arch)
+        loaders.append(
+            EfiLoader(
+                path=name,
+                arch=arch,
+                machine=machine,
+                size=len(data),
+                removable_path=want is not None and name.upper() == f"/EFI/BOOT/{want}",
+                signed=signed,
+            )
+        )
+    return tuple(loaders), None
+
+
+def efi_loaders(r: ImageReader, offset: int, size: int) -> tuple[tuple[EfiLoader, ...], str | None]:
+    """The *.EFI files under \\EFI in the FAT at offset, or an error in words."""
+    if shutil.which("mdir") is None or shutil.which("mcopy") is None:
+        return (), "mtools is not installed, so EFI loaders could not be read"
+    key = None
+    if 0 < size <= MAX_HASHED and offset + size <= r.size:
+        h = hashlib.blake2b(digest_size=20)
+        pos = offset
+        while pos < offset + size:
+            chunk = r.read(pos, min(4 << 20, offset + size - pos))
+            if not chunk:
+                break
+            h.update(chunk)
+            pos += len(chunk)
+        key = h.digest()
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    result = _list(r.path, offset)
+    if key is not None:
+        _cache[key] = result
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return result

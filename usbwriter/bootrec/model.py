@@ -1,0 +1,215 @@
+"""The boot report's data: frozen dataclasses, turned into JSON-able dicts by `as_json`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BiosVerdict = Literal["yes", "no"]
+UefiVerdict = Literal["yes", "firmware-dependent", "no"]
+Via = Literal["gpt", "mbr", "eltorito", "disk"]
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses, tuples and lists to plain dicts and lists (JSON-able)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the image boots once written raw to a USB stick, per firmware."""
+
+    bios: BiosVerdict
+    uefi: UefiVerdict
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LargeFile:
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class IsoMd5:
+    """An implantisomd5 checksum found in the primary volume descriptor."""
+
+    expected: str  # hex MD5 as implanted
+    skip_sectors: int
+    checked: bool  # False when checking was not asked for
+    computed: str | None
+    matches: bool | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class IsoVolume:
+    """The ISO 9660 primary volume descriptor and what else the volume carries."""
+
+    system_id: str
+    volume_id: str
+    volume_set_id: str
+    publisher_id: str
+    preparer_id: str
+    application_id: str
+    creation_date: str | None  # ISO 8601
+    modification_date: str | None
+    block_size: int
+    volume_blocks: int
+    volume_bytes: int
+    truncated: bool  # the file is shorter than the volume says
+    joliet: bool
+    rock_ridge: bool
+    rock_ridge_version: str | None
+    udf: bool
+    udf_revision: str | None  # "NSR02" (UDF 1.0x) or "NSR03" (UDF 2.x)
+    files_over_4gib: tuple[LargeFile, ...]
+    tree_read: bool  # whether the file tree could be read (paths, sizes)
+    isomd5: IsoMd5 | None
+
+
+@dataclass(frozen=True)
+class ElToritoEntry:
+    index: int  # 1 = the initial/default entry
+    section: int  # 0 for the initial entry, then 1.. for each section header
+    platform: str  # "x86", "efi", "powerpc", "mac", "other"
+    platform_id: int
+    bootable: bool
+    emulation: str  # "none", "floppy-1.2M", "floppy-1.44M", "floppy-2.88M", "hard-disk"
+    load_segment: int
+    system_type: int
+    sector_count: int  # in 512-byte virtual sectors, as the catalog says
+    load_rba: int  # in 2048-byte blocks
+    offset: int  # bytes into the image
+    path: str | None  # where the boot image sits in the file tree, if it does
+    size: int | None  # the boot image's size from the file tree or its FAT header
+
+
+@dataclass(frozen=True)
+class ElTorito:
+    catalog_lba: int
+    validation_ok: bool
+    entries: tuple[ElToritoEntry, ...]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MbrPartition:
+    index: int  # 1..4
+    status: int
+    bootable: bool  # status 0x80
+    type: int
+    type_name: str
+    start_lba: int
+    sectors: int
+
+
+@dataclass(frozen=True)
+class Mbr:
+    signature: bool  # 0x55AA at byte 510
+    boot_code: bool  # the first 440 bytes hold code
+    loader: str | None  # a short id: grub2, isohybrid, syslinux-mbr, dos-mbr, fat-vbr, ...
+    loader_name: str | None  # for people
+    loader_target: int | None  # byte offset of what the boot code loads, when known
+    loader_target_ok: bool | None
+    disk_signature: int
+    partitions: tuple[MbrPartition, ...]
+    protective: bool  # has a 0xEE entry (GPT follows)
+    hybrid: bool  # 0xEE beside other entries
+
+
+@dataclass(frozen=True)
+class GptPartition:
+    index: int
+    type_guid: str
+    type_name: str
+    guid: str
+    name: str
+    first_lba: int
+    last_lba: int
+    offset: int  # bytes
+    size: int  # bytes
+    attributes: int
+    esp: bool
+    legacy_bios_bootable: bool
+
+
+@dataclass(frozen=True)
+class Gpt:
+    sector_size: int
+    primary_ok: bool  # header signature, CRC and entry-array CRC all good
+    header_crc_ok: bool
+    entries_crc_ok: bool
+    backup_ok: bool | None  # None when the backup lies beyond the file
+    disk_guid: str
+    first_usable_lba: int
+    last_usable_lba: int
+    partitions: tuple[GptPartition, ...]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApmPartition:
+    index: int
+    name: str
+    type: str
+    start_block: int
+    blocks: int
+
+
+@dataclass(frozen=True)
+class AppleMap:
+    block_size: int
+    partitions: tuple[ApmPartition, ...]
+
+
+@dataclass(frozen=True)
+class EfiLoader:
+    path: str  # as found in the FAT, e.g. /EFI/BOOT/BOOTX64.EFI
+    arch: str  # x64, ia32, aa64, arm, riscv64, loongarch64, unknown, not-pe
+    machine: int | None  # the PE/COFF machine field
+    size: int
+    removable_path: bool  # \EFI\BOOT\BOOT<ARCH>.EFI matching its own architecture
+    signed: bool  # carries an Authenticode certificate table
+
+
+@dataclass(frozen=True)
+class EfiVolume:
+    """A FAT file system a UEFI firmware may read loaders from."""
+
+    source: str  # for people: "GPT partition 2 (EFI system partition)", "El Torito entry 2"
+    via: Via
+    offset: int
+    size: int
+    esp_type: bool  # typed as an ESP (GPT C12A7328-..., MBR 0xEF) or an El Torito EFI image
+    fat: bool
+    error: str | None
+    loaders: tuple[EfiLoader, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class BootReport:
+    path: str
+    size: int
+    kind: Literal["iso9660", "udf", "disk"]
+    boot: Verdict
+    iso: IsoVolume | None
+    eltorito: ElTorito | None
+    mbr: Mbr | None
+    gpt: Gpt | None
+    apple_partition_map: AppleMap | None
+    efi: tuple[EfiVolume, ...]
+    windows_installer: bool
+    problems: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; its "boot" key holds "bios", "uefi" and "reasons"."""
+        d: dict[str, Any] = as_json(self)
+        return d

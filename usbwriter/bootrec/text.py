@@ -1,0 +1,161 @@
+"""The boot report for people: plain text, verdict first."""
+
+from __future__ import annotations
+
+from usbwriter.bootrec.model import BootReport, ElToritoEntry
+
+UEFI_WORDS = {"yes": "yes", "no": "no", "firmware-dependent": "depends on the firmware"}
+
+
+def _size(n: int) -> str:
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _yn(b: bool | None) -> str:
+    return "unknown" if b is None else ("yes" if b else "no")
+
+
+def _entry_line(e: ElToritoEntry) -> str:
+    plat = {"x86": "BIOS (x86)", "efi": "UEFI"}.get(e.platform, f"{e.platform}")
+    emul = "no emulation" if e.emulation == "none" else f"{e.emulation} emulation"
+    where = e.path or "(not in the file tree)"
+    size = f", {_size(e.size)}" if e.size else ""
+    boot = "" if e.bootable else ", not bootable"
+    return (
+        f"  {e.index}. {plat}, {emul}, loads {e.sector_count} sectors from block "
+        f"{e.load_rba}: {where}{size}{boot}"
+    )
+
+
+def render_text(report: BootReport) -> str:
+    out: list[str] = []
+    add = out.append
+    kinds = {"iso9660": "ISO 9660 image", "udf": "UDF image", "disk": "disk image"}
+    add(f"{report.path}: {kinds[report.kind]}, {_size(report.size)}")
+    add("")
+    add("Written raw to a USB stick, it boots:")
+    add(f"  BIOS (legacy): {report.boot.bios}")
+    add(f"  UEFI (x86-64): {UEFI_WORDS[report.boot.uefi]}")
+    for reason in report.boot.reasons:
+        add(f"  - {reason}")
+
+    if report.iso is not None:
+        v = report.iso
+        add("")
+        add("ISO 9660 volume")
+        for label, value in (
+            ("Volume ID", v.volume_id),
+            ("System ID", v.system_id),
+            ("Publisher", v.publisher_id),
+            ("Preparer", v.preparer_id),
+            ("Application", v.application_id),
+            ("Created", v.creation_date or ""),
+        ):
+            if value:
+                add(f"  {label + ':':13} {value}")
+        add(
+            f"  {'Size:':13} {v.volume_blocks:,} blocks of {v.block_size} bytes "
+            f"({_size(v.volume_bytes)}){', TRUNCATED' if v.truncated else ''}"
+        )
+        rr = "yes" + (f" ({v.rock_ridge_version})" if v.rock_ridge_version else "")
+        add(
+            f"  {'Extensions:':13} Joliet {_yn(v.joliet)}, Rock Ridge "
+            f"{rr if v.rock_ridge else 'no'}, UDF "
+            f"{'yes (' + v.udf_revision + ')' if v.udf_revision else 'no'}"
+        )
+        if v.files_over_4gib:
+            big = ", ".join(f"{f.path} ({_size(f.size)})" for f in v.files_over_4gib[:5])
+            add(f"  {'Over 4 GiB:':13} {big} (too large for FAT32)")
+        if v.isomd5 is not None:
+            m = v.isomd5
+            state = (
+                "not checked"
+                if not m.checked
+                else "matches"
+                if m.matches
+                else f"DOES NOT MATCH{' (' + m.note + ')' if m.note else ''}"
+            )
+            add(f"  {'Checksum:':13} implantisomd5 MD5 {m.expected}: {state}")
+
+    if report.eltorito is not None:
+        et = report.eltorito
+        add("")
+        add(f"El Torito boot catalog (block {et.catalog_lba})")
+        for e in et.entries:
+            add(_entry_line(e))
+        if not et.entries:
+            add("  (no entries)")
+
+    if report.mbr is not None:
+        mb = report.mbr
+        add("")
+        add("Master boot record")
+        add(
+            f"  Boot signature: {_yn(mb.signature)}; boot code: "
+            f"{mb.loader_name if mb.loader_name else 'none'}"
+        )
+        if mb.loader_target is not None:
+            add(
+                f"  Boot code loads from byte {mb.loader_target:,}: "
+                f"{'found' if mb.loader_target_ok else 'NOT FOUND'}"
+            )
+        if mb.protective:
+            add(f"  Protective MBR for a GPT{' (hybrid)' if mb.hybrid else ''}")
+        for p in mb.partitions:
+            add(
+                f"  {p.index}. type 0x{p.type:02x} {p.type_name}{', active' if p.bootable else ''}"
+                f": start sector {p.start_lba:,}, {p.sectors:,} sectors "
+                f"({_size(p.sectors * 512)})"
+            )
+
+    if report.gpt is not None:
+        g = report.gpt
+        add("")
+        backup = {None: "beyond the image", True: "good", False: "bad"}[g.backup_ok]
+        add(
+            f"GUID partition table ({g.sector_size}-byte sectors): header CRC "
+            f"{'good' if g.header_crc_ok else 'BAD'}, entries CRC "
+            f"{'good' if g.entries_crc_ok else 'BAD'}, backup {backup}"
+        )
+        for gp in g.partitions:
+            name = f' "{gp.name}"' if gp.name else ""
+            add(
+                f"  {gp.index}.{name} {gp.type_name}{' (ESP)' if gp.esp else ''}: sectors "
+                f"{gp.first_lba:,}-{gp.last_lba:,} ({_size(gp.size)})"
+            )
+
+    if report.apple_partition_map is not None:
+        a = report.apple_partition_map
+        add("")
+        add(f"Apple partition map ({a.block_size}-byte blocks)")
+        for ap in a.partitions:
+            add(
+                f"  {ap.index}. {ap.name or '(no name)'}: {ap.type}, {ap.blocks:,} blocks "
+                f"from {ap.start_block:,}"
+            )
+
+    if report.efi:
+        add("")
+        add("EFI loaders")
+        for vol in report.efi:
+            if vol.error:
+                add(f"  {vol.source}: {vol.error}")
+            elif not vol.fat:
+                add(f"  {vol.source}: no FAT file system")
+            elif not vol.loaders:
+                add(f"  {vol.source}: FAT, no loaders under \\EFI")
+            else:
+                add(f"  {vol.source}:")
+                for ld in vol.loaders:
+                    signed = ", signed" if ld.signed else ""
+                    add(f"    {ld.path}: {ld.arch}{signed}, {_size(ld.size)}")
+
+    if report.problems:
+        add("")
+        add("Problems found")
+        for problem in report.problems:
+            add(f"  - {problem}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,221 @@
+"""The verdict: will a stick holding this image, written raw, boot on BIOS and on UEFI?
+
+The rules follow what firmware does with a USB disk (see docs/boot-report.md):
+- BIOS reads sector 0, checks 0x55AA and runs the first 440 bytes. It never looks at
+  El Torito on a disk: that is for CD/DVD drives only.
+- UEFI reads the partition table (a GPT behind a protective MBR, else the MBR), mounts
+  the FAT file systems it finds and runs \\EFI\\BOOT\\BOOTX64.EFI on x86-64. Reading an
+  El Torito EFI image from a disk is an EDK2 (OVMF) extra that many PCs lack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from usbwriter.bootrec.mbr import CHAINLOADERS
+from usbwriter.bootrec.model import (
+    EfiVolume,
+    ElTorito,
+    Gpt,
+    Mbr,
+    MbrPartition,
+    UefiVerdict,
+    Verdict,
+)
+from usbwriter.bootrec.reader import ImageReader
+
+SECTOR = 512
+
+
+@dataclass(frozen=True)
+class Facts:
+    mbr: Mbr | None
+    gpt: Gpt | None
+    gpt_used: bool  # the firmware would read the GPT (protective MBR, valid table)
+    mbr_table_problem: str | None
+    eltorito: ElTorito | None
+    efi: tuple[EfiVolume, ...]
+    windows_installer: bool
+    windows_evidence: str | None
+    superfloppy: bool
+
+
+def _fmt_off(off: int) -> str:
+    return f"byte {off:,}" if off % SECTOR else f"sector {off // SECTOR:,}"
+
+
+def _vbr_ok(r: ImageReader, lba: int) -> bool:
+    b = r.read_exact(lba * SECTOR, SECTOR)
+    return b is not None and b[510:512] == b"\x55\xaa" and any(b[:440])
+
+
+def bios_verdict(r: ImageReader, f: Facts) -> tuple[bool, list[str]]:
+    mbr = f.mbr
+    eltorito_bios = f.eltorito is not None and any(e.platform == "x86" for e in f.eltorito.entries)
+    cd_only = (
+        " Its El Torito BIOS entry is only used when the image is a CD/DVD, not a USB disk."
+        if eltorito_bios
+        else ""
+    )
+    if mbr is None or not mbr.signature:
+        return False, [
+            "BIOS: sector 0 has no boot signature (0x55AA), so BIOS will not boot "
+            "the stick." + cd_only
+        ]
+    kind, name = mbr.loader, mbr.loader_name or "boot code"
+    if kind is None:
+        return False, ["BIOS: the MBR holds no boot code, so BIOS has nothing to run." + cd_only]
+    if kind in ("vbr-not-bootable", "not-bootable-stub"):
+        return False, [f"BIOS: sector 0 is a {name}." + cd_only]
+    if kind in ("grub2", "isohybrid"):
+        what = "GRUB's core image" if kind == "grub2" else "isolinux.bin"
+        where = _fmt_off(mbr.loader_target) if mbr.loader_target is not None else "nowhere"
+        if mbr.loader_target_ok:
+            return True, [
+                f"BIOS: the MBR carries {name} boot code, which loads {what} "
+                f"from {where} of the image."
+            ]
+        return False, [
+            f"BIOS: the MBR carries {name} boot code, but it points at {where}, "
+            f"where {what} is not (broken or truncated image)."
+        ]
+    if kind in CHAINLOADERS:
+        return _chainload(r, mbr, name)
+    if kind == "syslinux-gptmbr":
+        parts = [p for p in (f.gpt.partitions if f.gpt else ()) if p.legacy_bios_bootable]
+        for p in parts:
+            if _vbr_ok(r, p.first_lba):
+                return True, [
+                    f"BIOS: the MBR carries {name}, which boots GPT partition "
+                    f"{p.index} (marked legacy BIOS bootable)."
+                ]
+        return False, [
+            f"BIOS: the MBR carries {name}, but no GPT partition marked legacy "
+            "BIOS bootable holds a boot sector."
+        ]
+    if kind in ("vbr", "syslinux-vbr"):
+        return True, [f"BIOS: sector 0 is a {name}; BIOS runs it as the disk's boot code."]
+    return True, [
+        "BIOS: the MBR holds boot code of a kind usbwriter does not recognise; "
+        "BIOS will run it, but what it loads next could not be checked."
+    ]
+
+
+def _chainload(r: ImageReader, mbr: Mbr, name: str) -> tuple[bool, list[str]]:
+    active = [p for p in mbr.partitions if p.bootable and p.type != 0]
+    if not active:
+        return False, [
+            f"BIOS: the MBR carries {name}, which boots the active partition, "
+            "and no partition is marked active."
+        ]
+    p: MbrPartition = active[0]
+    if _vbr_ok(r, p.start_lba):
+        return True, [
+            f"BIOS: the MBR carries {name}, which boots the active partition "
+            f"{p.index} ({p.type_name}); it holds a boot sector."
+        ]
+    return False, [
+        f"BIOS: the MBR carries {name}, which boots the active partition "
+        f"{p.index}, but that partition has no boot sector."
+    ]
+
+
+def _loader_x64(v: EfiVolume) -> bool:
+    return any(ld.arch == "x64" and ld.removable_path for ld in v.loaders)
+
+
+def _describe_missing(v: EfiVolume) -> str:
+    if v.error:
+        return f"{v.source}: {v.error}"
+    if not v.fat:
+        return f"{v.source} holds no FAT file system"
+    archs = sorted({ld.arch for ld in v.loaders if ld.removable_path})
+    wrong = [ld for ld in v.loaders if ld.path.upper() == "/EFI/BOOT/BOOTX64.EFI"]
+    if wrong:
+        return f"{v.source}: \\EFI\\BOOT\\BOOTX64.EFI is not an x64 program ({wrong[0].arch})"
+    if archs:
+        return (
+            f"{v.source} has loaders only for {', '.join(archs)}, not for x64 "
+            "(x86-64 PCs need BOOTX64.EFI)"
+        )
+    return f"{v.source} has no \\EFI\\BOOT\\BOOTX64.EFI"
+
+
+def uefi_verdict(f: Facts) -> tuple[UefiVerdict, list[str]]:
+    reasons: list[str] = []
+    disk = [v for v in f.efi if v.via != "eltorito"]
+    eltorito = [v for v in f.efi if v.via == "eltorito"]
+    for v in disk:
+        if _loader_x64(v):
+            kind = (
+                ""
+                if v.esp_type
+                else " (a FAT partition not typed as an ESP; firmware "
+                "reads FAT partitions on removable disks all the same)"
+            )
+            reasons.append(f"UEFI: {v.source}{kind} holds \\EFI\\BOOT\\BOOTX64.EFI for x64.")
+            return "yes", reasons
+    if f.mbr_table_problem:
+        reasons.append(
+            f"UEFI: the MBR partition table is invalid for UEFI firmware ({f.mbr_table_problem})."
+        )
+    if f.gpt is not None and not f.gpt_used:
+        if f.gpt.sector_size != SECTOR:
+            reasons.append(
+                f"UEFI: the GPT is laid out for {f.gpt.sector_size}-byte sectors; "
+                "USB sticks use 512-byte sectors, so firmware will not find it."
+            )
+        elif f.mbr is not None and not f.mbr.protective:
+            reasons.append(
+                "UEFI: the GPT is ignored because the MBR is not a protective MBR (no 0xEE entry)."
+            )
+        elif not f.gpt.primary_ok:
+            reasons.append("UEFI: the GPT is damaged (" + "; ".join(f.gpt.problems) + ").")
+    for v in disk:
+        reasons.append("UEFI: " + _describe_missing(v) + ".")
+    if not disk and not f.superfloppy:
+        reasons.append(
+            "UEFI: no partition a firmware would read holds a FAT file system "
+            "(no EFI system partition)."
+        )
+    for v in eltorito:
+        if _loader_x64(v):
+            reasons.append(
+                f"UEFI: an x64 loader (\\EFI\\BOOT\\BOOTX64.EFI) is only in the {v.source} EFI "
+                "image. EDK2-based firmware (OVMF) boots that from a USB disk; many PCs "
+                "look only at partitions and will not."
+            )
+            return "firmware-dependent", reasons
+    for v in eltorito:
+        reasons.append("UEFI: " + _describe_missing(v) + ".")
+    if not f.efi:
+        reasons.append("UEFI: no EFI loader anywhere in the image.")
+    return "no", reasons
+
+
+def decide(r: ImageReader, f: Facts) -> Verdict:
+    bios_ok, bios_reasons = bios_verdict(r, f)
+    uefi, uefi_reasons = uefi_verdict(f)
+    reasons = bios_reasons + uefi_reasons
+    mbr = f.mbr
+    if (
+        bios_ok
+        and mbr is not None
+        and mbr.partitions
+        and not any(p.bootable for p in mbr.partitions)
+    ):
+        reasons.append(
+            "Note: no MBR partition is marked active; a few older PC BIOSes "
+            "skip USB disks without one."
+        )
+    if f.windows_installer:
+        evidence = f" ({f.windows_evidence})" if f.windows_evidence else ""
+        reasons.insert(
+            0,
+            f"This is a Windows installer image{evidence}. Written raw to a USB stick it "
+            "will not boot: Windows Setup needs a stick with a FAT32 or NTFS partition "
+            "and the image's files copied onto it.",
+        )
+        if uefi == "firmware-dependent":
+            uefi = "no"
+    return Verdict("yes" if bios_ok else "no", uefi, tuple(reasons))
