@@ -363,6 +363,12 @@ def build_raw_mbr_fat(out: Path, work: Path) -> None:
         f.write(mbr)
 
 
+def build_raw_fat_superfloppy(out: Path, work: Path) -> None:
+    """A whole-disk FAT file system (no partition table) holding a GRUB x64 loader."""
+    loader = standalone_efi(work, "raw-fat-superfloppy", "x86_64-efi", "BOOTX64.EFI")
+    fat_image(out, 8 * 1024, {"EFI/BOOT/BOOTX64.EFI": loader})
+
+
 G = "/usr/lib/grub"
 GRUB_TOOLS = ("grub-mkrescue", "xorriso", "mformat")
 IMAGES: dict[str, ImageSpec] = {
@@ -408,6 +414,10 @@ IMAGES: dict[str, ImageSpec] = {
                   ("sfdisk", "syslinux", "grub-mkstandalone", "mkfs.vfat", "mcopy"),
                   "yes", "yes", "raw disk: MBR, active FAT32 partition with syslinux and "
                   "an x64 loader", (f"{G}/x86_64-efi", "/usr/lib/syslinux/mbr/mbr.bin")),
+        ImageSpec("raw-fat-superfloppy", build_raw_fat_superfloppy,
+                  ("grub-mkstandalone", "mkfs.vfat", "mcopy"), "no", "yes",
+                  "raw disk: one FAT file system, no partition table, x64 loader",
+                  (f"{G}/x86_64-efi",)),
     )
 }  # fmt: skip
 

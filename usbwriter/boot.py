@@ -274,7 +274,7 @@ def _efi_volumes(
                 )
             )
     if not cands and bs is not None and bs.fat:
-        cands.append(("the whole disk (FAT without a partition table)", "disk", 0, r.size, False))
+        cands.append(("the whole disk", "disk", 0, r.size, False))
     if eltorito is not None:
         for e in eltorito.entries:
             if e.platform == "efi":

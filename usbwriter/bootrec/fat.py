@@ -8,12 +8,13 @@ El Torito EFI entry at the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import subprocess
 from collections import OrderedDict
+
+from blake3 import blake3
 
 from usbwriter.bootrec.mbr import fat_bpb_ok, fat_size
 from usbwriter.bootrec.model import EfiLoader
@@ -139,7 +140,7 @@ def efi_loaders(r: ImageReader, offset: int, size: int) -> tuple[tuple[EfiLoader
         return (), "mtools is not installed, so EFI loaders could not be read"
     key = None
     if 0 < size <= MAX_HASHED and offset + size <= r.size:
-        h = hashlib.blake2b(digest_size=20)
+        h = blake3()
         pos = offset
         while pos < offset + size:
             chunk = r.read(pos, min(4 << 20, offset + size - pos))

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from usbwriter.bootrec.model import IsoMd5, LargeFile
 from usbwriter.bootrec.reader import ImageReader, clean_text, u16le, u32le
@@ -233,6 +233,40 @@ def _walk_udf(iso: Any, tree: Tree) -> None:
                 pass
 
 
+SYSTEM_AREA = VD_START * BLOCK
+
+
+class VolumeView:
+    """The image as pycdlib sees it: bounded reads, and the system area (the first 32 KiB:
+    MBR, GPT, APM) read as zeros. pycdlib refuses some valid hybrid system areas it does not
+    need; this module reads the system area itself."""
+
+    def __init__(self, r: ImageReader) -> None:
+        self.r = r
+        self.pos = 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.r.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.r.size - self.pos
+        b = self.r.read(self.pos, n)
+        if self.pos < SYSTEM_AREA and b:
+            cut = min(len(b), SYSTEM_AREA - self.pos)
+            b = bytes(cut) + b[cut:]
+        self.pos += len(b)
+        return b
+
+    def close(self) -> None:
+        pass
+
+
 def read_tree(r: ImageReader, pvd: PvdFields) -> Tree:
     tree = Tree()
     try:
@@ -242,7 +276,7 @@ def read_tree(r: ImageReader, pvd: PvdFields) -> Tree:
         return tree
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(r.f)
+        iso.open_fp(cast(BinaryIO, VolumeView(r)))  # duck-typed: seek, tell, read
     except Exception as e:  # pycdlib raises PyCdlibInvalidISO and others on damaged input
         tree.problems.append(f"the file tree could not be read: {_one_line(e)}")
         tree.rock_ridge = root_has_susp(r, pvd)

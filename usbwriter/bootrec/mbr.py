@@ -186,7 +186,7 @@ def read_mbr(r: ImageReader) -> tuple[Mbr | None, BootSector | None]:
         return None, None
     signature = b[510:512] == b"\x55\xaa"
     bs = classify_boot_sector(b)
-    if not signature and not code_present(b):
+    if not signature:
         return None, bs
     parts = () if (bs.fat or bs.ntfs or bs.exfat) else parse_partitions(b)
     loader, name = identify_loader(b, bs)

@@ -92,7 +92,12 @@ def render_text(report: BootReport) -> str:
     if report.mbr is not None:
         mb = report.mbr
         add("")
-        add("Master boot record")
+        vbr = mb.loader in ("vbr", "syslinux-vbr", "vbr-not-bootable")
+        add(
+            "Sector 0 (a file system's boot sector, no partition table)"
+            if vbr
+            else "Master boot record"
+        )
         add(
             f"  Boot signature: {_yn(mb.signature)}; boot code: "
             f"{mb.loader_name if mb.loader_name else 'none'}"

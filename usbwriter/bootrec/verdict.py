@@ -147,13 +147,19 @@ def uefi_verdict(f: Facts) -> tuple[UefiVerdict, list[str]]:
     eltorito = [v for v in f.efi if v.via == "eltorito"]
     for v in disk:
         if _loader_x64(v):
-            kind = (
-                ""
-                if v.esp_type
-                else " (a FAT partition not typed as an ESP; firmware "
-                "reads FAT partitions on removable disks all the same)"
-            )
-            reasons.append(f"UEFI: {v.source}{kind} holds \\EFI\\BOOT\\BOOTX64.EFI for x64.")
+            if v.via == "disk":
+                where = (
+                    "the whole disk is one FAT file system (no partition table), which "
+                    "firmware reads like a partition, and it"
+                )
+            elif v.esp_type:
+                where = v.source
+            else:
+                where = (
+                    f"{v.source}, a FAT partition not typed as an ESP (firmware reads FAT "
+                    "partitions on removable disks all the same),"
+                )
+            reasons.append(f"UEFI: {where} holds \\EFI\\BOOT\\BOOTX64.EFI for x64.")
             return "yes", reasons
     if f.mbr_table_problem:
         reasons.append(
@@ -198,12 +204,8 @@ def decide(r: ImageReader, f: Facts) -> Verdict:
     uefi, uefi_reasons = uefi_verdict(f)
     reasons = bios_reasons + uefi_reasons
     mbr = f.mbr
-    if (
-        bios_ok
-        and mbr is not None
-        and mbr.partitions
-        and not any(p.bootable for p in mbr.partitions)
-    ):
+    direct = mbr is not None and mbr.loader in ("grub2", "isohybrid", "unknown")
+    if bios_ok and mbr is not None and direct and not any(p.bootable for p in mbr.partitions):
         reasons.append(
             "Note: no MBR partition is marked active; a few older PC BIOSes "
             "skip USB disks without one."
