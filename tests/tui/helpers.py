@@ -12,7 +12,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tests.conftest import random_file, run
+from tests.conftest import run
 
 MiB = 1 << 20
 CGROUP_ROOT = Path("/sys/fs/cgroup/blkio")
@@ -31,13 +31,10 @@ async def wait_for(
 
 
 def small_image(tmp: Path) -> Path:
-    """A small bootable image built by real tools when the builders are in the tree,
-    else pseudo-random bytes (an image that boots nowhere)."""
-    try:
-        from tests.helpers.images import build_image  # type: ignore[import-not-found]
-    except ImportError:
-        return random_file(tmp / "random.img", 3 * MiB + 123)
-    return Path(build_image("grub-hybrid"))
+    """A small hybrid BIOS+UEFI ISO built by grub-mkrescue (cached per session)."""
+    from tests.helpers.images import build_image
+
+    return build_image("grub-hybrid")
 
 
 @contextmanager

@@ -6,7 +6,7 @@ Kept free of widgets so they can be tested without running the app.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ def drive_status(disk: Disk, image_size: int | None) -> str:
         assert image_size is not None
         return f"image does not fit ({human_size(image_size)} > {human_size(disk.size)})"
     if disk.mounted:
-        return "mounted: will be unmounted"
+        return "ready, will unmount"
     return "ready"
 
 
@@ -89,13 +89,14 @@ def drive_mounts(disk: Disk) -> str:
 
 
 def drive_name(disk: Disk) -> str:
-    return " ".join(x for x in (disk.vendor, disk.model) if x) or f"{disk.bus} disk"
+    """'SanDisk Cruzer', or 'loop: stick.img', or 'mmc disk'."""
+    return disk.description
 
 
-def drive_line(disk: Disk) -> str:
-    """'SanDisk Cruzer, 14.3 GiB, /dev/sdb, serial 4C53...' for the confirmation."""
+def drive_line(disk: Disk, *, serial: bool = True) -> str:
+    """'SanDisk Cruzer, 14.3 GiB, /dev/sdb, serial 4C53...'."""
     parts = [drive_name(disk), human_size(disk.size), disk.path]
-    if disk.serial:
+    if serial and disk.serial:
         parts.append(f"serial {disk.serial}")
     return ", ".join(parts)
 
@@ -151,113 +152,121 @@ def verdict_words(value: str) -> str:
     return VERDICT_WORDS.get(value, "unknown")
 
 
-def _items(value: Any) -> list[Mapping[str, Any]]:
-    if isinstance(value, Mapping):
-        return [value]
-    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    if isinstance(value, list | tuple):
         return [v for v in value if isinstance(v, Mapping)]
     return []
 
 
-def _first(d: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = d.get(key)
-        if value not in (None, "", [], {}):
-            return value
-    return None
+PLATFORMS = {"x86": "BIOS", "efi": "UEFI", "powerpc": "PowerPC", "mac": "Mac"}
 
 
 def boot_details(report: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(label, text) rows for the boot panel: volume, size, El Torito, partitions, EFI."""
+    """(label, text) rows for the boot panel, from ``BootReport.to_dict()``:
+    volume, size, El Torito entries, partition tables, EFI loaders, problems."""
     rows: list[tuple[str, str]] = []
-    iso: Mapping[str, Any] = report.get("iso9660") or report.get("iso") or {}
-    kind = str(report.get("kind") or report.get("format") or ("iso9660" if iso else "raw"))
-    volume = _first(iso, "volume_id", "volume") or _first(report, "volume_id", "volume")
-    if iso or volume:
+    kind = str(report.get("kind") or "disk")
+    iso: Mapping[str, Any] = report.get("iso") or {}
+    if iso:
         extras = [
             name
             for key, name in (("joliet", "Joliet"), ("rock_ridge", "Rock Ridge"), ("udf", "UDF"))
             if iso.get(key)
         ]
-        text = str(volume or "(no volume id)")
-        if extras:
-            text += f"  (ISO 9660 with {', '.join(extras)})"
-        rows.append(("Volume", text))
+        fs = "ISO 9660" + (f" + {', '.join(extras)}" if extras else "")
+        rows.append(("Volume", f"{iso.get('volume_id') or '(no label)'}  [{fs}]"))
     else:
-        rows.append(("Image", "raw disk image" if kind in ("raw", "disk") else kind))
-    size = _first(report, "size", "image_size")
+        rows.append(("Image", "UDF volume" if kind == "udf" else "disk image (no ISO 9660)"))
+    size = report.get("size")
     if isinstance(size, int):
         rows.append(("Size", f"{human_size(size)} ({size:,} bytes)"))
-
-    entries = _items(
-        _first(report, "el_torito", "eltorito")
-        and (
-            _first(report.get("el_torito") or {}, "entries")
-            if isinstance(report.get("el_torito"), Mapping)
-            else report.get("el_torito")
-        )
-    )
-    if entries:
-        parts = []
-        for e in entries:
-            platform = str(_first(e, "platform_name", "platform") or "?")
-            where = _first(e, "path", "image_path")
-            emulation = _first(e, "emulation", "media")
-            text = platform
-            if emulation:
-                text += f" {emulation}"
-            if where:
-                text += f" {where}"
-            parts.append(text)
-        rows.append(("El Torito", "; ".join(parts)))
-    elif iso:
-        rows.append(("El Torito", "none (not bootable as a CD)"))
-
+    if iso or report.get("eltorito"):
+        rows.append(("El Torito", _eltorito_text(report.get("eltorito") or {})))
     rows.append(("Partitions", _partition_text(report)))
-    loaders = _loader_text(report)
-    rows.append(("EFI loaders", loaders or "none found"))
+    rows.append(("EFI loaders", _loader_text(report) or "none found"))
+    big = _list(iso.get("files_over_4gib")) if iso else []
+    if big:
+        rows.append(("Large files", f"{len(big)} over 4 GiB (FAT32 cannot hold them)"))
+    md5 = iso.get("isomd5") if iso else None
+    if isinstance(md5, Mapping) and md5.get("checked"):
+        ok = md5.get("matches")
+        rows.append(("Checksum", "implanted MD5 matches" if ok else "implanted MD5 does NOT match"))
+    if report.get("windows_installer"):
+        rows.append(("Note", "a Windows installer: writing it raw does not make it bootable"))
+    problems = [str(p) for p in report.get("problems") or ()]
+    if problems:
+        rows.append(("Problems", "; ".join(problems)))
     return rows
+
+
+def _eltorito_text(eltorito: Mapping[str, Any]) -> str:
+    entries = _list(eltorito.get("entries"))
+    if not entries:
+        return "none (the image cannot boot as a CD)"
+    parts = []
+    for e in entries:
+        platform = PLATFORMS.get(str(e.get("platform")), str(e.get("platform") or "?"))
+        text = platform
+        if e.get("path"):
+            text += f" {e['path']}"
+        elif isinstance(e.get("size"), int):
+            text += f" image ({human_size(e['size'])})"
+        emulation = e.get("emulation")
+        if emulation and emulation != "none":
+            text += f" ({emulation} emulation)"
+        if not e.get("bootable", True):
+            text += " (not bootable)"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def _partition_text(report: Mapping[str, Any]) -> str:
     mbr: Mapping[str, Any] = report.get("mbr") or {}
     gpt: Mapping[str, Any] = report.get("gpt") or {}
     bits: list[str] = []
-    if mbr:
-        label = "protective MBR" if mbr.get("protective") else "MBR"
-        if mbr.get("boot_code") or mbr.get("has_boot_code"):
-            loader = _first(mbr, "loader", "boot_loader")
-            label += f" with boot code{f' ({loader})' if loader else ''}"
-        parts = _items(mbr.get("partitions"))
-        if parts and not mbr.get("protective"):
-            label += f", {len(parts)} partition{'s' if len(parts) != 1 else ''}"
+    if mbr and mbr.get("signature", True):
+        if mbr.get("hybrid"):
+            label = "hybrid MBR"
+        elif mbr.get("protective"):
+            label = "protective MBR"
+        else:
+            label = "MBR"
+        if mbr.get("boot_code"):
+            loader = mbr.get("loader_name") or mbr.get("loader")
+            label += f" with boot code ({loader})" if loader else " with boot code"
+        parts = [p for p in _list(mbr.get("partitions")) if p.get("type") not in (0, 0xEE)]
+        if parts:
+            label += ": " + ", ".join(
+                f"{p.get('type_name') or hex(int(p.get('type') or 0))}"
+                f"{' (active)' if p.get('bootable') else ''}"
+                for p in parts
+            )
         bits.append(label)
-    if gpt and (gpt.get("valid", True) or gpt.get("partitions")):
-        parts = _items(gpt.get("partitions"))
+    if gpt:
         names = []
-        for p in parts:
-            name = str(_first(p, "type_name", "kind", "name") or "partition")
-            if p.get("esp") or p.get("is_esp"):
-                name = "EFI system partition"
+        for p in _list(gpt.get("partitions")):
+            name = "EFI system partition" if p.get("esp") else str(p.get("type_name") or "?")
+            if isinstance(p.get("size"), int):
+                name += f" {human_size(p['size'])}"
             names.append(name)
-        text = "GPT"
+        text = "GPT" if gpt.get("primary_ok", True) else "GPT (damaged)"
         if names:
             text += ": " + ", ".join(names)
         bits.append(text)
-    return " + ".join(bits) if bits else "none"
+    return "; ".join(bits) if bits else "none"
+
+
+ARCH_ORDER = ("x64", "ia32", "aa64", "arm", "riscv64", "loongarch64")
 
 
 def _loader_text(report: Mapping[str, Any]) -> str:
-    loaders = _items(_first(report, "efi_loaders", "loaders"))
+    """'x64, ia32 in GPT partition 2 (EFI system partition); x64 in El Torito entry 2'."""
     out = []
-    for item in loaders:
-        arch = _first(item, "arch", "architecture")
-        path = _first(item, "path", "file")
-        source = _first(item, "source", "where", "via")
-        text = str(path or "?")
-        if arch:
-            text = f"{arch} {text}"
-        if source:
-            text += f" (in {source})"
-        out.append(text)
+    for volume in _list(report.get("efi")):
+        archs = {str(loader.get("arch") or "?") for loader in _list(volume.get("loaders"))}
+        archs.discard("not-pe")
+        if not archs:
+            continue
+        ordered = sorted(archs, key=lambda a: (ARCH_ORDER.index(a) if a in ARCH_ORDER else 99, a))
+        out.append(f"{', '.join(ordered)} in {volume.get('source') or 'a FAT volume'}")
     return "; ".join(out)

@@ -69,7 +69,7 @@ def _watch_disks(cancel: threading.Event) -> Iterator[DiskEvent]:
 
 
 def _inspect_image(path: str) -> Mapping[str, Any]:
-    from usbwriter.boot import inspect_image  # type: ignore[import-not-found, unused-ignore]
+    from usbwriter.boot import inspect_image
 
     report: Mapping[str, Any] = inspect_image(path).to_dict()
     return report

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from usbwriter.tui.format import drive_name, will_boot
-from usbwriter.tui.widgets.boot_panel import verdict_content
+from usbwriter.tui.format import drive_name, verdict_of, will_boot
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -43,33 +42,36 @@ class ConfirmWrite(ModalScreen[bool]):
         d = self.disk
         with Vertical(id="dialog", classes="confirm"):
             yield Label("Erase this drive?", id="dialog-title")
-            yield Static("Everything on this drive will be erased:", classes="lead")
-            yield Static(
-                Content.assemble(
-                    (drive_name(d), "bold"),
-                    "\n",
-                    (human_size(d.size), "bold"),
-                    f"   {d.path}   ",
-                    f"serial {d.serial}" if d.serial else "no serial number",
-                    f"   ({d.bus})" if d.bus else "",
-                ),
-                id="confirm-drive",
-            )
-            yield Static("and replaced by the image:", classes="lead")
-            yield Static(
-                Content.assemble((self.image, "bold"), f"   {human_size(self.image_size)}"),
-                id="confirm-image",
-            )
-            if d.mounted:
-                mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
+            with VerticalScroll(id="dialog-body"):
+                yield Static("Everything on this drive will be erased:", classes="lead")
                 yield Static(
                     Content.assemble(
-                        ("Mounted: ", "bold $text-warning"), mounts, " — will be unmounted first."
+                        (drive_name(d), "bold"),
+                        "\n",
+                        (human_size(d.size), "bold"),
+                        f"   {d.path}   ",
+                        f"serial {d.serial}" if d.serial else "no serial number",
+                        f"   ({d.bus})" if d.bus else "",
                     ),
-                    id="confirm-mounted",
+                    id="confirm-drive",
                 )
-            if not will_boot(self.report):
-                yield Static(self._not_bootable(), id="confirm-warning")
+                yield Static("and replaced by the image:", classes="lead")
+                yield Static(
+                    Content.assemble((human_size(self.image_size), "bold"), f"   {self.image}"),
+                    id="confirm-image",
+                )
+                if d.mounted:
+                    mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
+                    yield Static(
+                        Content.assemble(
+                            ("Mounted: ", "bold $text-warning"),
+                            mounts,
+                            "; it will be unmounted first.",
+                        ),
+                        id="confirm-mounted",
+                    )
+                if not will_boot(self.report):
+                    yield Static(self._not_bootable(), id="confirm-warning")
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button("Erase and write", id="confirm", variant="error")
@@ -77,11 +79,12 @@ class ConfirmWrite(ModalScreen[bool]):
     def _not_bootable(self) -> Content:
         head = Content.assemble(
             ("This image will NOT boot", "bold $text-error"),
-            " from a USB stick on BIOS or UEFI PCs.\n",
+            " from a USB stick, on BIOS or on UEFI PCs.\n",
         )
         if self.report is None:
             return head + Content("Its boot records could not be read.")
-        return head + verdict_content(self.report)
+        _, _, reasons = verdict_of(self.report)
+        return head + Content("\n".join(f"• {r}" for r in reasons))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -331,7 +331,7 @@ class MainScreen(Screen[None]):
             parts.append(("no image", "dim"))
         parts.append("  →  ")
         if self.chosen is not None:
-            parts.append((drive_line(self.chosen), "bold"))
+            parts.append((drive_line(self.chosen, serial=False), "bold"))
         else:
             table = self.query_one(DriveTable)
             count = sum(1 for d in table.shown() if drive_choosable(d, self.image_size))

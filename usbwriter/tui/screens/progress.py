@@ -134,7 +134,7 @@ class ProgressScreen(Screen[None]):
                 yield Label("2 Verify", id="step-verify", classes="step")
                 yield Label("3 Done", id="step-done", classes="step")
             yield Label("Starting…", id="phase")
-            yield ProgressBar(total=100, show_eta=False, id="bar")
+            yield ProgressBar(total=100, show_eta=False, id="progress-bar")
             yield Static("", id="figures")
             yield Label("Speed", id="graph-label")
             yield Sparkline([], id="graph")
@@ -185,7 +185,7 @@ class ProgressScreen(Screen[None]):
         self.query_one("#phase", Label).update(
             f"{PHASES.get(p.phase, p.phase)} {self.job.disk.path}{stopping}"
         )
-        self.query_one("#bar", ProgressBar).update(total=100, progress=100 * p.fraction)
+        self.query_one("#progress-bar", ProgressBar).update(total=100, progress=100 * p.fraction)
         if p.phase == "sync":
             figures = "Waiting for the drive to finish writing its cache…"
         else:
@@ -197,8 +197,10 @@ class ProgressScreen(Screen[None]):
         self.query_one("#figures", Static).update(figures)
         if p.phase != "sync":
             if p.phase != self._sample_phase:
+                # Each phase's graph starts from zero, so the bars read as speeds.
                 self._sample_phase = p.phase
-                self._last_sample = -SAMPLE_EVERY
+                self._last_sample = 0.0
+                self.speeds = [0.0]
             if p.elapsed - self._last_sample >= SAMPLE_EVERY and p.rate > 0:
                 self._last_sample = p.elapsed
                 self.speeds = [*self.speeds, p.rate / 1e6][-GRAPH_SAMPLES:]

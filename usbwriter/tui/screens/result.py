@@ -24,7 +24,7 @@ def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Drive", describe_device(dev)),
     ]
     if r.get("device_blake3"):
-        same = " (matches)" if r.get("verified") else " (DIFFERENT)"
+        same = " (matches)" if r.get("verified") else ""
         rows.append(("Drive blake3", f"{r['device_blake3']}{same}"))
     rows.append(
         (
@@ -47,7 +47,9 @@ def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
         )
     if r.get("mismatch_offset") is not None:
-        rows.append(("First difference", f"byte {r['mismatch_offset']:,}"))
+        rows.append(
+            ("First difference", f"byte {r['mismatch_offset']} (0x{r['mismatch_offset']:x})")
+        )
     return rows
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -31,13 +33,14 @@ def verdict_content(report: Mapping[str, Any], *, reasons: bool = True) -> Conte
     return Content.assemble(*parts).rstrip()
 
 
-def details_content(report: Mapping[str, Any]) -> Content:
-    rows = boot_details(report)
-    width = max(len(label) for label, _ in rows)
-    parts: list[str | Content | tuple[str, str]] = []
-    for label, text in rows:
-        parts += [(f"{label:<{width}}  ", "bold"), text, "\n"]
-    return Content.assemble(*parts).rstrip()
+def details_table(report: Mapping[str, Any]) -> Table:
+    """Label and text in two columns; long texts wrap under their own column."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(ratio=1)
+    for label, text in boot_details(report):
+        table.add_row(label, Text(text))
+    return table
 
 
 class BootPanel(Horizontal):
@@ -62,12 +65,12 @@ class BootPanel(Horizontal):
 
     def show_report(self, report: Mapping[str, Any]) -> None:
         self.report = report
-        self._set(details_content(report), verdict_content(report))
+        self._set(details_table(report), verdict_content(report))
 
     def clear(self) -> None:
         self.report = None
         self._set("Choose an image to see how it will boot.", "")
 
-    def _set(self, details: str | Content, verdict: str | Content) -> None:
+    def _set(self, details: str | Content | Table, verdict: str | Content) -> None:
         self.query_one("#boot-details", Static).update(details)
         self.query_one("#boot-verdict", Static).update(verdict)

@@ -15,8 +15,7 @@ if TYPE_CHECKING:
     from usbwriter.devices import Disk
 
 COLUMNS = (
-    ("", "mark"),
-    ("Device", "path"),
+    ("  Device", "path"),
     ("Vendor", "vendor"),
     ("Model", "model"),
     ("Size", "size"),
@@ -25,6 +24,34 @@ COLUMNS = (
     ("Mounted", "mounts"),
     ("Status", "status"),
 )
+
+
+#: When the table is too narrow, columns give up width in this order, down to a floor.
+SHRINK = (
+    ("serial", 10),
+    ("status", 30),
+    ("mounts", 8),
+    ("model", 10),
+    ("vendor", 7),
+    ("serial", 7),
+    ("status", 20),
+    ("path", 10),
+    ("bus", 4),
+    ("serial", 4),
+)
+
+
+def fit_widths(natural: dict[str, int], available: int) -> dict[str, int]:
+    """Column widths that fit AVAILABLE cells (ellipsis beyond), from the natural ones."""
+    widths = dict(natural)
+    over = sum(widths.values()) - available
+    for key, floor in SHRINK:
+        if over <= 0:
+            break
+        cut = min(over, max(0, widths[key] - floor))
+        widths[key] -= cut
+        over -= cut
+    return widths
 
 
 def sort_key(disk: Disk) -> tuple[bool, bool, str, int]:
@@ -49,9 +76,8 @@ class DriveTable(DataTable[Text]):
         self.image_size: int | None = None
         self.chosen: str | None = None
 
-    def on_mount(self) -> None:
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
+    def on_resize(self) -> None:
+        self.rebuild()
 
     # ---- data
 
@@ -88,9 +114,18 @@ class DriveTable(DataTable[Text]):
     def rebuild(self) -> None:
         """Redraw every row, keeping the cursor on the same drive when it is still there."""
         current = self.highlighted()
-        self.clear()
-        for disk in self.shown():
-            self.add_row(*self.cells(disk), key=disk.path)
+        rows = [(disk.path, self.cells(disk)) for disk in self.shown()]
+        natural = {
+            key: max([len(label), *(row[i].cell_len for _, row in rows)])
+            for i, (label, key) in enumerate(COLUMNS)
+        }
+        available = self.scrollable_content_region.width - 2 * self.cell_padding * len(COLUMNS)
+        widths = fit_widths(natural, available) if available > 0 else natural
+        self.clear(columns=True)
+        for label, key in COLUMNS:
+            self.add_column(label, key=key, width=widths[key])
+        for path, cells in rows:
+            self.add_row(*cells, key=path)
         if current is not None and current.path in self.rows_by_key():
             self.move_cursor(row=self.get_row_index(current.path), animate=False)
 
@@ -102,10 +137,9 @@ class DriveTable(DataTable[Text]):
         style = "" if ok else "dim"
         status = drive_status(disk, self.image_size)
         values = [
-            "▶" if disk.path == self.chosen else "",
-            disk.path,
+            ("▶ " if disk.path == self.chosen else "  ") + disk.path,
             disk.vendor or "-",
-            disk.model or "-",
+            disk.model or (disk.description if disk.backing_file else "-"),
             human_size(disk.size),
             disk.bus or "-",
             disk.serial or "-",

@@ -1,0 +1,286 @@
+"""Snapshots of every screen at 100x30 (pytest-textual-snapshot).
+
+Deterministic on any machine: the drives are disks recorded from the qemu guest and
+this machine kind (tests/unit/data/udev), turned into ``Disk`` values by the real
+``disk_from_info``; boot reports are recorded ``usbwriter inspect --json`` output
+(tests/tui/data, see record_reports.py); the image sits at a fixed path; the cursor
+does not blink; no watcher runs. Update with ``pytest tests/tui --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DirectoryTree
+
+from tests.tui.helpers import wait_for
+from tests.tui.recorded import DISKS, REPORTS
+from usbwriter.devices import Disk
+from usbwriter.progress import Progress
+from usbwriter.receipt import build_receipt
+from usbwriter.tui.app import UsbWriterApp
+from usbwriter.tui.format import device_dict
+from usbwriter.tui.screens.browse import FileBrowser
+from usbwriter.tui.screens.confirm import ConfirmStop, ConfirmWrite
+from usbwriter.tui.screens.error import ErrorScreen
+from usbwriter.tui.screens.help import HelpScreen
+from usbwriter.tui.screens.progress import Job, ProgressScreen
+from usbwriter.tui.screens.result import ResultScreen
+from usbwriter.tui.services import Services
+from usbwriter.tui.widgets.drive_table import DriveTable
+from usbwriter.verify import VerifyResult
+from usbwriter.writer import WriteResult
+
+SIZE = (100, 30)
+HERE = Path(__file__).resolve().parent
+FOLDER = Path("/tmp/usbwriter-snapshots/Downloads")
+HYBRID = FOLDER / "grub-hybrid.iso"
+BIOS_ONLY = FOLDER / "eltorito-bios-only.iso"
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def image_folder() -> Iterator[None]:
+    """Sparse stand-ins at fixed paths: only their names and sizes are shown."""
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    (FOLDER / "older").mkdir(exist_ok=True)
+    for path in (HYBRID, BIOS_ONLY):
+        with open(path, "wb") as f:
+            f.truncate(int(REPORTS[path.stem]["size"]))
+    for name in ("debian-12.8.0-amd64-netinst.iso", "raspios-lite.img.xz", "notes.txt"):
+        (FOLDER / name).touch()
+    yield
+
+
+def _not_in_snapshots(*args: object, **kw: object) -> Any:
+    raise AssertionError("the engine does not run in snapshots")
+
+
+def make_app(
+    image: Path | None = HYBRID, *, show_all: bool = False, root: bool = True
+) -> UsbWriterApp:
+    services = Services(
+        list_disks=lambda include_all, image: list(DISKS),
+        watch_disks=None,
+        inspect_image=lambda path: REPORTS[Path(path).stem],
+        check_target=_not_in_snapshots,
+        write_image=_not_in_snapshots,
+        verify_device=_not_in_snapshots,
+        wipe_device_head=_not_in_snapshots,
+        is_root=lambda: root,
+    )
+    return UsbWriterApp(
+        services,
+        image=str(image) if image else None,
+        show_all=show_all,
+        live_updates=False,
+        cursor_blink=False,
+    )
+
+
+async def settled(pilot: Pilot[Any]) -> None:
+    """The listing and the boot report are in."""
+    app = pilot.app
+    assert isinstance(app, UsbWriterApp)
+    main = app.main
+    await wait_for(pilot, lambda: bool(main.query_one(DriveTable).disks), "the drives")
+    if main.image is not None:
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+    await pilot.pause()
+
+
+def disk(path: str) -> Disk:
+    return next(d for d in DISKS if d.path == path)
+
+
+def test_main_no_image(snap_compare: SnapCompare) -> None:
+    assert snap_compare(make_app(None), terminal_size=SIZE, run_before=settled)
+
+
+def test_main_report_and_drive_chosen(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.press("ctrl+home", "enter")  # the first drive: the SanDisk stick
+
+    assert snap_compare(make_app(show_all=True), terminal_size=SIZE, run_before=run_before)
+
+
+def test_main_not_bootable_not_root(snap_compare: SnapCompare) -> None:
+    app = make_app(BIOS_ONLY, root=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settled)
+
+
+def test_file_browser(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.app.push_screen(FileBrowser(FOLDER))
+        tree = pilot.app.screen.query_one(DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 5, "the folder")
+        await pilot.pause()
+
+    assert snap_compare(make_app(None), terminal_size=SIZE, run_before=run_before)
+
+
+def test_confirm(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        report = REPORTS["grub-hybrid"]
+        await pilot.app.push_screen(
+            ConfirmWrite(disk("/dev/sda"), str(HYBRID), int(report["size"]), report)
+        )
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_confirm_not_bootable_and_mounted(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        report = REPORTS["eltorito-bios-only"]
+        await pilot.app.push_screen(
+            ConfirmWrite(disk("/dev/loop0"), str(BIOS_ONLY), int(report["size"]), report)
+        )
+        await pilot.pause()
+
+    assert snap_compare(make_app(BIOS_ONLY, show_all=True), terminal_size=SIZE,
+                        run_before=run_before)  # fmt: skip
+
+
+def _progress_screen(app: UsbWriterApp) -> ProgressScreen:
+    size = int(REPORTS["grub-hybrid"]["size"]) * 16
+    job = Job(str(HYBRID), size, disk("/dev/sda"), None, REPORTS["grub-hybrid"])
+    return ProgressScreen(app.services, job, start=False)
+
+
+def _feed(screen: ProgressScreen, phase: str, total: int, upto: float, rate: float) -> None:
+    """Fixed samples: a speed that ramps up and wobbles, deterministic."""
+    steps = 24
+    for i in range(1, steps + 1):
+        t = i * 0.5
+        r = rate * min(1.0, 0.3 + i / 8) * (1.0 + 0.08 * ((i * 7) % 5 - 2) / 2)
+        done = int(total * upto * i / steps)
+        screen.show(Progress(phase, done, total, r, t))
+
+
+def test_progress_writing(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, UsbWriterApp)
+        await settled(pilot)
+        screen = _progress_screen(app)
+        await app.push_screen(screen)
+        await pilot.pause()
+        _feed(screen, "write", screen.job.image_size, 0.62, 31.5e6)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_progress_stop_question(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, UsbWriterApp)
+        await settled(pilot)
+        screen = _progress_screen(app)
+        await app.push_screen(screen)
+        await pilot.pause()
+        _feed(screen, "write", screen.job.image_size, 0.3, 28e6)
+        await app.push_screen(ConfirmStop("write", "/dev/sda"))
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def _receipt(verified: bool) -> dict[str, Any]:
+    report = REPORTS["grub-hybrid"]
+    size = int(report["size"])
+    digest = "3f1c1e0c7a0e4e5fb0b8d5f0f1d8a6b2c4e9a7d3b5c1f0e2d4a6b8c0e2f4a6b8"
+    write = WriteResult(
+        image_path=str(HYBRID),
+        image_size=size,
+        blake3=digest,
+        device="/dev/sda",
+        bytes_written=size,
+        seconds=0.41,
+        direct_io=True,
+        partitions_reread=True,
+    )
+    check = VerifyResult(
+        verified=verified,
+        mismatch_offset=None if verified else 1_048_576 + 4_096,
+        device_blake3=digest if verified else "9d0b" + digest[4:],
+        expected_blake3=digest,
+        size=size,
+        seconds=0.12,
+        page_cache_bypassed=True,
+    )
+    receipt = build_receipt(write, check, device_dict(disk("/dev/sda")))
+    if not verified:
+        receipt["wiped_first_mib"] = True
+    return receipt
+
+
+def test_result_verified(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.app.push_screen(ResultScreen(_receipt(True)))
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_result_mismatch(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.app.push_screen(ResultScreen(_receipt(False)))
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_error(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.app.push_screen(
+            ErrorScreen(
+                "Writing failed",
+                "error while writing bytes 8388608-12582911 of '/dev/sda': Input/output "
+                "error; the first MiB was wiped, so the stick does not look bootable",
+                hint="Nothing more was written. Check the drive and try again.",
+            )
+        )
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.app.push_screen(HelpScreen())
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_inputs_are_fixed() -> None:
+    """The recorded inputs are what the snapshots claim to show."""
+    assert [d.description for d in DISKS[:3]] == [
+        "SanDisk Cruzer",
+        "WD My Passport",
+        "Kingston DataTraveler",
+    ]
+    assert DISKS[2].reasons == ("read-only",)
+    assert DISKS[3].is_system and not DISKS[3].eligible
+    assert REPORTS["grub-hybrid"]["boot"]["bios"] == "yes"
+    assert REPORTS["eltorito-bios-only"]["boot"] == {
+        **REPORTS["eltorito-bios-only"]["boot"],
+        "bios": "no",
+        "uefi": "no",
+    }
+    assert os.path.isabs(str(FOLDER))

@@ -1,0 +1,92 @@
+"""The app in a real terminal: scripts/tui_smoke.sh runs it in tmux and captures the screen."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT_ONLY
+from tests.tui.helpers import MiB, read_device, small_image
+from usbwriter.devices import list_disks
+from usbwriter.tui.widgets.drive_table import sort_key
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "scripts" / "tui_smoke.sh"
+
+pytestmark = [
+    ROOT_ONLY,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)"),
+]
+
+
+def smoke(out: Path, *steps: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SMOKE), str(out), *steps, "--", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+            "PYTHON": sys.executable,
+            "HOME": str(out),
+            "XDG_CONFIG_HOME": str(out / "config"),
+            "LC_ALL": "C.UTF-8",
+        },
+    )
+
+
+def screens(out: Path) -> dict[str, str]:
+    return {p.stem: p.read_text() for p in out.glob("*.txt")}
+
+
+def test_main_screen_help_and_quit(loop: Callable[..., str], tmp_path: Path) -> None:
+    image = small_image(tmp_path)
+    dev = loop(16 * MiB)
+    out = tmp_path / "screens"
+    p = smoke(out, args=[str(image), "--all"])
+    shown = screens(out)
+    assert p.returncode == 0, p.stderr + shown.get("timeout", "")
+    main = shown["main"]
+    for text in ("Image", str(image), "Boot report", "Drives", dev, "Write", "^q Quit"):
+        assert text in main, text
+    assert len(main.splitlines()) == 40 and max(map(len, main.splitlines())) <= 120
+    assert "Three steps" in shown["help"]
+    assert "[usbwriter exited 0]" in shown["exit"]
+    assert not any("Traceback" in s for s in shown.values())
+
+
+def test_write_in_a_real_terminal(loop: Callable[..., str], tmp_path: Path) -> None:
+    """Choose the loop device with the arrow keys, confirm, write, verify, read the result."""
+    image = small_image(tmp_path)
+    dev = loop(16 * MiB)
+    rows = sorted(list_disks(True, image=str(image)), key=sort_key)
+    index = [d.path for d in rows].index(dev)
+    out = tmp_path / "screens"
+    steps = [
+        "wait=" + dev,
+        "sleep=1",
+        "keys=" + ",".join(["C-Home"] + ["Down"] * index + ["Enter"]),
+        "keys=w",
+        "wait=Erase this drive?",
+        "capture=confirm",
+        "keys=Tab,Enter",
+        "wait=Written and verified",
+        "capture=result",
+        "keys=q",
+        "wait=[usbwriter exited",
+        "capture=exit",
+    ]
+    p = smoke(out, *steps, args=[str(image), "--all"])
+    shown = screens(out)
+    assert p.returncode == 0, p.stderr + shown.get("timeout", "")
+    assert dev in shown["confirm"] and "Cancel" in shown["confirm"]
+    assert "safe to remove" in shown["result"] and "(matches)" in shown["result"]
+    assert "[usbwriter exited 0]" in shown["exit"]
+    data = image.read_bytes()
+    assert read_device(dev, len(data)) == data
