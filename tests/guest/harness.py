@@ -703,7 +703,7 @@ class Guest:
 
     def _timed_out(self, what: str) -> GuestError:
         return GuestError(
-            f"guest timed out after {self.timeout:.0f} s {what}\n"
+            f"guest: timed out {what} ({time.monotonic() - self.t0:.0f} s after start)\n"
             f"--- console (tail)\n{self._console()[-3000:]}"
         )
 

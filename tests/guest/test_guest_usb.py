@@ -32,7 +32,7 @@ pytestmark = [
 ]
 
 MiB = 1 << 20
-StickFile = Callable[..., Path]  # the stick_file fixtures of conftest.py
+StickFile = Callable[..., Path]  # the module_stick_file fixture of conftest.py
 
 
 @dataclass(frozen=True)
