@@ -332,6 +332,12 @@ class _ProgressPrinter:
                 }
             )
             return
+        if p.phase == "sync":
+            if self.tty:
+                self.stream.write("\r\033[KFlushing the drive's cache...")
+                self._open_line = True
+                self.stream.flush()
+            return
         pct = 100.0 * p.fraction
         label = {"write": "Writing", "sync": "Flushing", "verify": "Verifying"}.get(
             p.phase, p.phase
@@ -346,7 +352,7 @@ class _ProgressPrinter:
             bar = "#" * filled + "-" * (width - filled)
             self.stream.write(f"\r\033[K[{bar}] {text}")
             self._open_line = True
-            if finished and p.phase != "sync":
+            if finished:
                 self.stream.write("\n")
                 self._open_line = False
         else:

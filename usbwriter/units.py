@@ -20,6 +20,8 @@ def human_rate(bps: float) -> str:
 def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
+    if seconds < 10:
+        return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"
     s = int(seconds + 0.5)
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
