@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -137,6 +138,13 @@ async def test_cancel_mid_write(loop: Callable[..., str], tmp_path: Path) -> Non
             await pilot.press("enter")
             await pilot.pause()
             assert not progress.cancel_event.is_set()
+            # ctrl+c and ctrl+q (quit) ask too; Esc on the question keeps going.
+            for key in ("ctrl+c", "ctrl+q"):
+                await pilot.press(key)
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStop), key)
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: app.screen is progress, "back to progress")
+            assert not progress.cancel_event.is_set()
             await pilot.press("escape")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStop), "stop question")
             asked = time.monotonic()
@@ -212,6 +220,80 @@ async def test_ineligible_drives_cannot_be_chosen(loop: Callable[..., str], tmp_
         await pilot.pause()
         assert isinstance(app.screen, MainScreen)  # no confirmation without a drive
         assert main.query_one("#write", Button).disabled
+
+
+async def test_mouse_chooses_and_writes(loop: Callable[..., str], tmp_path: Path) -> None:
+    """One click on a row chooses it; the Write button and the dialog work by mouse."""
+    image = random_file(tmp_path / "img.img", MiB + 1)
+    dev = loop(8 * MiB)
+    app = make_app(image)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        table = table_of(app)
+        await wait_for(pilot, lambda: dev in table.rows_by_key(), "the listing")
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await pilot.pause(0.2)  # the boot panel's final height settles the layout
+        y = 2 + table.get_row_index(dev)  # border and header above the rows
+        await pilot.click(DriveTable, offset=(6, y))
+        await pilot.pause()
+        assert main.chosen is not None and main.chosen.path == dev
+        await pilot.click("#write")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the confirmation")
+        await pilot.click("#cancel")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        await pilot.click("#write")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the confirmation")
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
+        await pilot.pause()
+        await pilot.click("#again")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+    assert read_device(dev, MiB + 1) == image.read_bytes()
+
+
+async def test_mismatch_is_reported(loop: Callable[..., str], tmp_path: Path) -> None:
+    """A byte flipped on the device between write and verify: the real verify finds it."""
+    image = random_file(tmp_path / "img.img", 3 * MiB)
+    dev = loop(8 * MiB)
+    offset = 2 * MiB + 12345
+    real = Services.real()
+
+    def write_then_corrupt(*args: Any, **kw: Any) -> Any:
+        result = real.write_image(*args, **kw)
+        fd = os.open(dev, os.O_RDWR)
+        try:
+            byte = os.pread(fd, 1, offset)
+            os.pwrite(fd, bytes([byte[0] ^ 0xFF]), offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return result
+
+    services = dataclasses.replace(real, write_image=write_then_corrupt)
+    app = make_app(image, services=services)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await highlight(pilot, app, dev)
+        await pilot.press("enter", "w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "confirm")
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
+        await pilot.pause()
+        result = app.screen
+        assert isinstance(result, ResultScreen)
+        assert result.receipt["verified"] is False
+        assert result.receipt["mismatch_offset"] == offset
+        assert result.receipt["wiped_first_mib"] is True
+        assert "FAILED" in str(result.query_one("#result-headline").render())
+        assert str(offset) in str(result.query_one("#result-next").render())
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 3
+    assert read_device(dev, MiB) == bytes(MiB)
 
 
 async def test_without_root_lists_and_explains(loop: Callable[..., str], tmp_path: Path) -> None:

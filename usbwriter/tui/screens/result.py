@@ -57,7 +57,7 @@ class ResultScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "again", "Write another", show=False),
         Binding("n", "again", "Write another"),
-        Binding("q", "app.quit", "Quit", show=False),
+        Binding("q", "quit", "Quit", show=False),
     ]
     AUTO_FOCUS = "#again"
 
@@ -116,9 +116,13 @@ class ResultScreen(Screen[None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "quit":
-            self.app.exit(0 if self.verified else 3)
+            self.action_quit()
         else:
             self.action_again()
+
+    def action_quit(self) -> None:
+        """Exit 0 when verified, 3 (as the command line) when the drive differs."""
+        self.app.exit(return_code=0 if self.verified else 3)
 
     def action_again(self) -> None:
         self.app.pop_screen()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
@@ -75,6 +76,23 @@ class DriveTable(DataTable[Text]):
         self.show_all = False
         self.image_size: int | None = None
         self.chosen: str | None = None
+
+    async def _on_click(self, event: events.Click) -> None:
+        """One click chooses a drive (DataTable alone needs a second click to select)."""
+        before = self.cursor_coordinate
+        meta = event.style.meta
+        await super()._on_click(event)
+        row = meta.get("row", -1)
+        if (
+            isinstance(row, int)
+            and row >= 0
+            and (before.row, before.column)
+            != (
+                row,
+                meta.get("column"),
+            )
+        ):
+            self.action_select_cursor()
 
     def on_resize(self) -> None:
         self.rebuild()
