@@ -14,12 +14,13 @@ import blake3
 import pytest
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import Button
+from textual.widgets import Button, DirectoryTree, Input
 
 from tests.conftest import ROOT_ONLY, random_file, run
 from tests.tui.helpers import CGROUP_ROOT, MiB, read_device, small_image, throttled, wait_for
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.messages import JobProgress
+from usbwriter.tui.screens.browse import FileBrowser
 from usbwriter.tui.screens.confirm import ConfirmStop, ConfirmWrite
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.help import HelpScreen
@@ -361,6 +362,34 @@ async def test_help_palette_and_theme(loop: Callable[..., str], tmp_path: Path) 
     assert '"nord"' in settings.read_text()
     again = make_app(None, settings_path=settings)
     assert again.theme == "nord"
+
+
+async def test_browser_and_completion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ctrl+o opens ~/Downloads, filtered to images; → completes a typed path."""
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    random_file(downloads / "alpha.img", MiB)
+    (downloads / "notes.txt").write_text("not an image")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    app = make_app(None)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, FileBrowser), "the browser")
+        tree = app.screen.query_one(DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) > 0, "the listing")
+        assert Path(tree.path) == downloads
+        assert [str(n.label) for n in tree.root.children] == ["alpha.img"]
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: main.image_size == MiB, "the image")
+        assert main.image == str(downloads / "alpha.img")
+        # typing: the suggestion completes the folder, then the file
+        await pilot.press("i", "ctrl+a", "ctrl+k")
+        await pilot.press(*f"{tmp_path}/Dow", "right", "a", "right", "enter")
+        await pilot.pause()
+        assert main.query_one("#image-path", Input).value == str(downloads / "alpha.img")
+        await wait_for(pilot, lambda: main.image_size == MiB, "the image again")
 
 
 async def test_missing_image_is_reported(tmp_path: Path) -> None:
