@@ -8,8 +8,11 @@ on a real machine. Two guest runs in all:
    a read-only stick; the hot-plug watcher while a stick is plugged and unplugged over
    QMP; ``usbwriter list --json`` again with udevd stopped and its database gone.
 2. ``write_run``: ``usbwriter --image ... --device /dev/sdX --yes --json`` writes and
-   verifies a stick, refuses the read-only one, and leaves a second stick alone; the
-   written stick's image file then boots under qemu with SeaBIOS and with OVMF.
+   verifies a stick and leaves a second stick alone; the written stick's image file
+   then boots under qemu with SeaBIOS and with OVMF.
+
+(Refusing a read-only drive is tested on read-only loop devices on the host; here the
+listing shows that a write-protected USB stick is read as read-only and not eligible.)
 """
 
 from __future__ import annotations
@@ -221,21 +224,17 @@ def write_run(module_stick_file: StickFile) -> WriteRun:
     # Sticks full of old data, so a write that did nothing cannot verify.
     target = module_stick_file("target", 64 * MiB, random_head=8 * MiB)
     bystander = module_stick_file("bystander", 32 * MiB, random_head=4 * MiB)
-    readonly = module_stick_file("readonly-w", 32 * MiB)
     before = bystander.read_bytes()
     sticks = [
         TARGET.stick(target),
         BYSTANDER.stick(bystander),
-        READ_ONLY.stick(readonly, read_only=True),
     ]
     img = shlex.quote(str(image))
     command = "\n".join(
         [
             f"dev={_by_serial(TARGET.serial)}",
-            f"ro={_by_serial(READ_ONLY.serial)}",
             'echo "$dev" >"$GUEST_SHARE/target-device"',
             f'step write python -m usbwriter --image {img} --device "$dev" --yes --json',
-            f'step refuse python -m usbwriter --image {img} --device "$ro" --yes --json',
         ]
     )
     with Guest(command, sticks=sticks, timeout=180) as g:
@@ -267,15 +266,6 @@ def test_write_and_verify_a_stick_in_the_guest(write_run: WriteRun) -> None:
     with open(write_run.target, "rb") as f:
         assert f.read(len(image)) == image
     assert write_run.bystander.read_bytes() == write_run.bystander_before
-
-
-def test_read_only_stick_is_refused_in_the_guest(write_run: WriteRun) -> None:
-    run = write_run.result
-    st = run.step("refuse")
-    assert st.returncode == 4, f"rc {st.returncode}\n{st.stdout}\n{st.stderr}"
-    error = _ndjson(st.stdout)[-1]
-    assert error["event"] == "error" and error["code"] == "refused", error
-    assert "read-only" in error["message"]
 
 
 @pytest.mark.boot
