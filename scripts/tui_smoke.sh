@@ -7,6 +7,7 @@
 #   wait=TEXT        wait (up to $SMOKE_TIMEOUT s, default 30) until the screen shows TEXT
 #   keys=K1,K2,...   send tmux key names (Enter, Escape, Tab, Down, F1, C-q, q ...)
 #   type=TEXT        type TEXT literally
+#   repeat=KEYS@TEXT send KEYS (as keys=) until the screen shows TEXT, at most 40 times
 #   capture=NAME     save the screen as OUTDIR/NAME.txt
 #   sleep=SECONDS    pause
 # Without STEPs: show the main screen, open and close the help, quit.
@@ -66,6 +67,25 @@ for step in "${steps[@]}"; do
         for k in "${keys[@]}"; do
             tmux_ send-keys -t smoke "$k"
             sleep 0.15
+        done
+        ;;
+    repeat)
+        keys_part=${value%%@*}
+        text=${value#*@}
+        IFS=, read -r -a keys <<<"$keys_part"
+        tries=0
+        until screen | grep -qF -- "$text"; do
+            if [ $tries -ge 40 ]; then
+                screen >"$out/timeout.txt"
+                echo "tui_smoke: '$text' not shown after 40 rounds of $keys_part" >&2
+                exit 1
+            fi
+            for k in "${keys[@]}"; do
+                tmux_ send-keys -t smoke "$k"
+                sleep 0.15
+            done
+            sleep 0.2
+            tries=$((tries + 1))
         done
         ;;
     type) tmux_ send-keys -t smoke -l "$value" ;;

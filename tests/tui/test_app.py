@@ -50,10 +50,13 @@ async def highlight(pilot: Pilot[Any], app: UsbWriterApp, dev: str) -> None:
     table = table_of(app)
     table.focus()
     await pilot.press("ctrl+home")
-    for _ in range(table.get_row_index(dev)):
+    for _ in range(table.row_count):
+        current = table.highlighted()
+        if current is not None and current.path == dev:
+            return
         await pilot.press("down")
-    highlighted = table.highlighted()
-    assert highlighted is not None and highlighted.path == dev
+    current = table.highlighted()
+    assert current is not None and current.path == dev, f"{dev} not reached with the keys"
 
 
 async def test_write_and_verify_flow(loop: Callable[..., str], tmp_path: Path) -> None:
