@@ -240,6 +240,10 @@ class MainScreen(Screen[None]):
                 self.notify(drive_line(disk), title="Drive added")
             if self.chosen is not None and self.chosen.path == disk.path:
                 self.set_chosen(disk if self._still_usable(disk) else None)
+            if self.image is not None:
+                # Events do not know the image: list again so the drive holding the
+                # image file keeps its mark.
+                self.refresh_drives()
         self.update_summary()
 
     def on_drives_failed(self, message: DrivesFailed) -> None:
