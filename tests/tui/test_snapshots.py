@@ -10,6 +10,7 @@ does not blink; no watcher runs. Update with ``pytest tests/tui --snapshot-updat
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def image_folder() -> Iterator[None]:
     for name in ("debian-12.8.0-amd64-netinst.iso", "raspios-lite.img.xz", "notes.txt"):
         (FOLDER / name).touch()
     yield
+    shutil.rmtree(FOLDER.parent, ignore_errors=True)
 
 
 def _not_in_snapshots(*args: object, **kw: object) -> Any:
