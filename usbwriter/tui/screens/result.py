@@ -23,6 +23,8 @@ def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Image blake3", str(img["blake3"])),
         ("Drive", describe_device(dev)),
     ]
+    if dev.get("unmounted"):
+        rows.append(("Unmounted", ", ".join(str(m) for m in dev["unmounted"])))
     if r.get("device_blake3"):
         same = " (matches)" if r.get("verified") else ""
         rows.append(("Drive blake3", f"{r['device_blake3']}{same}"))
