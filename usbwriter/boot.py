@@ -282,13 +282,16 @@ def _efi_volumes(
                     (f"El Torito entry {e.index}", "eltorito", e.offset, e.size or 0, True)
                 )
     volumes = []
+    seen: dict[tuple[int, int], tuple[tuple[EfiLoader, ...], str | None]] = {}
     for source, via, offset, _size, esp_type in cands[:MAX_EFI_VOLUMES]:
         size = fat.fat_region(r, offset)
         if size is None:
             if esp_type:
                 volumes.append(EfiVolume(source, via, offset, 0, esp_type, False, None))
             continue
-        loaders, error = fat.efi_loaders(r, offset, size)
+        if (offset, size) not in seen:
+            seen[offset, size] = fat.efi_loaders(r, offset, size)
+        loaders, error = seen[offset, size]
         volumes.append(EfiVolume(source, via, offset, size, esp_type, True, error, loaders))
     return tuple(volumes)
 

@@ -2,8 +2,9 @@
 
 mtools reads the FAT inside the image in place (`-i IMAGE@@OFFSET`); only the first few
 KiB of each loader matter: the PE/COFF header names its machine (x64, ia32, aa64...).
-Results are cached by the FAT's content, since hybrid ISOs point their GPT ESP and their
-El Torito EFI entry at the same bytes.
+Results are cached per file, offset and modification time (regular files only), and
+boot.py reads a FAT once per offset: hybrid ISOs point their GPT ESP and their El Torito
+EFI entry at the same bytes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import subprocess
 from collections import OrderedDict
-
-from blake3 import blake3
 
 from usbwriter.bootrec.mbr import fat_bpb_ok, fat_size
 from usbwriter.bootrec.model import EfiLoader
@@ -43,9 +43,8 @@ REMOVABLE_NAMES = {
 }
 MAX_LOADERS = 32
 MAX_LISTING_LINES = 2000
-MAX_HASHED = 64 << 20  # FATs up to this size are cached by content
 TIMEOUT = 30.0
-_cache: OrderedDict[bytes, tuple[tuple[EfiLoader, ...], str | None]] = OrderedDict()
+_cache: OrderedDict[tuple[int, ...], tuple[tuple[EfiLoader, ...], str | None]] = OrderedDict()
 _CACHE_SIZE = 128
 
 
@@ -134,24 +133,26 @@ def _list(image: str, offset: int) -> tuple[tuple[EfiLoader, ...], str | None]:
     return tuple(loaders), None
 
 
+def _file_key(r: ImageReader, offset: int, size: int) -> tuple[int, ...] | None:
+    """Identity of a FAT inside a regular file (None for devices and in-memory images,
+    whose contents can change unseen)."""
+    try:
+        st = os.fstat(r.f.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, offset, size)
+
+
 def efi_loaders(r: ImageReader, offset: int, size: int) -> tuple[tuple[EfiLoader, ...], str | None]:
     """The *.EFI files under \\EFI in the FAT at offset, or an error in words."""
     if shutil.which("mdir") is None or shutil.which("mcopy") is None:
         return (), "mtools is not installed, so EFI loaders could not be read"
-    key = None
-    if 0 < size <= MAX_HASHED and offset + size <= r.size:
-        h = blake3()
-        pos = offset
-        while pos < offset + size:
-            chunk = r.read(pos, min(4 << 20, offset + size - pos))
-            if not chunk:
-                break
-            h.update(chunk)
-            pos += len(chunk)
-        key = h.digest()
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    key = _file_key(r, offset, size)
+    if key is not None and key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
     result = _list(r.path, offset)
     if key is not None:
         _cache[key] = result

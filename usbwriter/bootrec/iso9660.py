@@ -201,6 +201,7 @@ def _walk_udf(iso: Any, tree: Tree) -> None:
         part_start = None
     budget = 20_000
     stack = ["/"]
+    big = tree.large_files
     while stack and budget > 0:
         d = stack.pop()
         try:
@@ -221,14 +222,17 @@ def _walk_udf(iso: Any, tree: Tree) -> None:
             path = d.rstrip("/") + "/" + name
             tree.udf_names.add(path.lower())
             if c.is_dir():
-                if path.count("/") < 4:
+                if path.count("/") < 8:
                     stack.append(path)
                 continue
             try:
+                size = int(c.get_data_length())
+                if size >= FOUR_GIB and path.lower() not in {f.path.lower() for f in big}:
+                    big.append(LargeFile(path, size))
                 descs = c.alloc_descs
                 if part_start is not None and descs:
                     lba = part_start + int(descs[0].log_block_num)
-                    tree.extent_paths.setdefault(lba, (path, int(c.get_data_length())))
+                    tree.extent_paths.setdefault(lba, (path, size))
             except Exception:
                 pass
 
@@ -256,10 +260,9 @@ class VolumeView:
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
             n = self.r.size - self.pos
-        b = self.r.read(self.pos, n)
-        if self.pos < SYSTEM_AREA and b:
-            cut = min(len(b), SYSTEM_AREA - self.pos)
-            b = bytes(cut) + b[cut:]
+        n = max(0, min(n, self.r.size - self.pos))
+        hidden = min(n, max(0, SYSTEM_AREA - self.pos))  # never read the system area
+        b = bytes(hidden) + self.r.read(self.pos + hidden, n - hidden) if n else b""
         self.pos += len(b)
         return b
 
