@@ -363,6 +363,45 @@ def build_raw_mbr_fat(out: Path, work: Path) -> None:
         f.write(mbr)
 
 
+def build_debian_style(out: Path, work: Path) -> None:
+    """Laid out like Debian's installer ISOs: isohybrid MBR, isolinux, an EFI image in the
+    tree marked by -isohybrid-gpt-basdat (MBR partition 2 of type 0xEF, and a GPT)."""
+    name = "debian-style"
+    tree = isolinux_tree(work, name)
+    (tree / "boot" / "grub").mkdir(parents=True)
+    shutil.copy(efi_fat(work, name), tree / "boot" / "grub" / "efi.img")
+    run([
+        "xorriso", "-as", "mkisofs", "-o", str(out), "-V", "DEBIAN_STYLE", "-r", "-J",
+        "-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin",
+        "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot",
+        "-boot-load-size", "4", "-boot-info-table", "-eltorito-alt-boot",
+        "-e", "boot/grub/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", str(tree),
+    ])  # fmt: skip
+
+
+def build_ubuntu_style(out: Path, work: Path) -> None:
+    """Laid out like Ubuntu's ISOs since 20.10: GRUB's hybrid MBR, an ESP appended as a GPT
+    partition that the El Torito EFI entry points into (it is in no directory)."""
+    name = "ubuntu-style"
+    hybrid = work / "hybrid.iso"
+    grub_mkrescue(hybrid, grub_tree(work, name))
+    tree = work / "tree"
+    run(["xorriso", "-osirrox", "on", "-indev", str(hybrid), "-extract", "/", str(tree)])
+    run(["chmod", "-R", "u+w", str(tree)])
+    efi = work / "efi.img"
+    shutil.move(tree / "efi.img", efi)
+    run([
+        "xorriso", "-as", "mkisofs", "-o", str(out), "-V", "UBUNTU_STYLE", "-r", "-J",
+        "--grub2-mbr", "/usr/lib/grub/i386-pc/boot_hybrid.img", "-partition_offset", "16",
+        "--mbr-force-bootable", "-append_partition", "2", "28732ac11ff8d211ba4b00a0c93ec93b",
+        str(efi), "-appended_part_as_gpt",
+        "-iso_mbr_part_type", "a2a0d0ebe5b9334487c068b6b72699c7",
+        "-c", "boot.catalog", "-b", "boot/grub/i386-pc/eltorito.img", "-no-emul-boot",
+        "-boot-load-size", "4", "-boot-info-table", "--grub2-boot-info", "-eltorito-alt-boot",
+        "-e", "--interval:appended_partition_2:::", "-no-emul-boot", str(tree),
+    ])  # fmt: skip
+
+
 def build_raw_fat_superfloppy(out: Path, work: Path) -> None:
     """A whole-disk FAT file system (no partition table) holding a GRUB x64 loader."""
     loader = standalone_efi(work, "raw-fat-superfloppy", "x86_64-efi", "BOOTX64.EFI")
@@ -414,6 +453,13 @@ IMAGES: dict[str, ImageSpec] = {
                   ("sfdisk", "syslinux", "grub-mkstandalone", "mkfs.vfat", "mcopy"),
                   "yes", "yes", "raw disk: MBR, active FAT32 partition with syslinux and "
                   "an x64 loader", (f"{G}/x86_64-efi", "/usr/lib/syslinux/mbr/mbr.bin")),
+        ImageSpec("debian-style", build_debian_style,
+                  ("xorriso", "grub-mkstandalone", "mkfs.vfat", "mcopy"), "yes", "yes",
+                  "isohybrid MBR + isolinux, EFI image via -isohybrid-gpt-basdat",
+                  ("/usr/lib/ISOLINUX/isohdpfx.bin", f"{G}/x86_64-efi")),
+        ImageSpec("ubuntu-style", build_ubuntu_style, GRUB_TOOLS, "yes", "yes",
+                  "GRUB hybrid MBR, appended GPT ESP that El Torito points into",
+                  (f"{G}/i386-pc/boot_hybrid.img", f"{G}/x86_64-efi")),
         ImageSpec("raw-fat-superfloppy", build_raw_fat_superfloppy,
                   ("grub-mkstandalone", "mkfs.vfat", "mcopy"), "no", "yes",
                   "raw disk: one FAT file system, no partition table, x64 loader",

@@ -203,7 +203,7 @@ def read_mbr(r: ImageReader) -> tuple[Mbr | None, BootSector | None]:
             disk_signature=u32le(b, 440),
             partitions=parts,
             protective=protective,
-            hybrid=protective and any(p.type != 0xEE for p in parts),
+            hybrid=protective and any(p.type not in (0, 0xEE) for p in parts),
         ),
         bs,
     )

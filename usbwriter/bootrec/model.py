@@ -122,7 +122,7 @@ class Mbr:
     disk_signature: int
     partitions: tuple[MbrPartition, ...]
     protective: bool  # has a 0xEE entry (GPT follows)
-    hybrid: bool  # 0xEE beside other entries
+    hybrid: bool  # 0xEE beside other (non-empty) entries
 
 
 @dataclass(frozen=True)

@@ -110,10 +110,11 @@ def render_text(report: BootReport) -> str:
         if mb.protective:
             add(f"  Protective MBR for a GPT{' (hybrid)' if mb.hybrid else ''}")
         for p in mb.partitions:
+            active = ", active" if p.bootable else ""
+            plural = "" if p.sectors == 1 else "s"
             add(
-                f"  {p.index}. type 0x{p.type:02x} {p.type_name}{', active' if p.bootable else ''}"
-                f": start sector {p.start_lba:,}, {p.sectors:,} sectors "
-                f"({_size(p.sectors * 512)})"
+                f"  {p.index}. type 0x{p.type:02x} {p.type_name}{active}: start sector "
+                f"{p.start_lba:,}, {p.sectors:,} sector{plural} ({_size(p.sectors * 512)})"
             )
 
     if report.gpt is not None:
