@@ -301,3 +301,17 @@ def test_block_device(loop: Callable[..., str]) -> None:
     r = inspect_image(dev)
     assert r.path == dev and r.size == src.stat().st_size
     assert (r.boot.bios, r.boot.uefi) == ("yes", "yes")
+
+
+ALTMBR = Path("/usr/lib/syslinux/mbr/altmbr.bin")
+
+
+@pytest.mark.skipif(not ALTMBR.exists(), reason="needs syslinux's altmbr.bin (syslinux-common)")
+def test_altmbr_boots_the_partition_it_names(tmp_path: Path) -> None:
+    src = build_image("raw-mbr-fat")
+    code = ALTMBR.read_bytes()[:439]
+    ok = inspect_image(patched(src, tmp_path / "p.img", {0: code, 439: b"\x01", 446: b"\0"}))
+    assert ok.mbr is not None and ok.mbr.loader == "syslinux-altmbr"
+    assert ok.boot.bios == "yes"
+    bad = inspect_image(patched(src, tmp_path / "q.img", {0: code, 439: b"\x03"}))
+    assert bad.boot.bios == "no" and "no such partition" in bad.boot.reasons[0]

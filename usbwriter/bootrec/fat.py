@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from collections import OrderedDict
 
 from usbwriter.bootrec.mbr import fat_bpb_ok, fat_size
@@ -46,6 +47,7 @@ MAX_LISTING_LINES = 2000
 TIMEOUT = 30.0
 _cache: OrderedDict[tuple[int, ...], tuple[tuple[EfiLoader, ...], str | None]] = OrderedDict()
 _CACHE_SIZE = 128
+_cache_lock = threading.Lock()
 
 
 def pe_info(head: bytes) -> tuple[str, int | None, bool]:
@@ -150,12 +152,16 @@ def efi_loaders(r: ImageReader, offset: int, size: int) -> tuple[tuple[EfiLoader
     if shutil.which("mdir") is None or shutil.which("mcopy") is None:
         return (), "mtools is not installed, so EFI loaders could not be read"
     key = _file_key(r, offset, size)
-    if key is not None and key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
+    if key is not None:
+        with _cache_lock:
+            hit = _cache.get(key)
+            if hit is not None:
+                _cache.move_to_end(key)
+                return hit
     result = _list(r.path, offset)
     if key is not None:
-        _cache[key] = result
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        with _cache_lock:
+            _cache[key] = result
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
     return result

@@ -102,7 +102,16 @@ def bios_verdict(r: ImageReader, f: Facts) -> tuple[bool, list[str]]:
 
 
 def _chainload(r: ImageReader, mbr: Mbr, name: str) -> tuple[bool, list[str]]:
-    active = [p for p in mbr.partitions if p.bootable and p.type != 0]
+    if mbr.loader == "syslinux-altmbr":  # boots the partition numbered in byte 439
+        number = r.read(439, 1)
+        active = [p for p in mbr.partitions if number and p.index == number[0] and p.type != 0]
+        if not active:
+            return False, [
+                f"BIOS: the MBR carries {name}, which boots partition "
+                f"{number[0] if number else '?'}, and there is no such partition."
+            ]
+    else:
+        active = [p for p in mbr.partitions if p.bootable and p.type != 0]
     if not active:
         return False, [
             f"BIOS: the MBR carries {name}, which boots the active partition, "
