@@ -19,7 +19,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup/blkio")
 
 
 async def wait_for(
-    pilot: Pilot[Any], predicate: Callable[[], bool], what: str, timeout: float = 15.0
+    pilot: Pilot[Any], predicate: Callable[[], bool], what: str, timeout: float = 30.0
 ) -> float:
     """Let the app run until PREDICATE holds; the seconds it took."""
     start = time.monotonic()
