@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,7 @@ class LoopFactory:
 
 
 @pytest.fixture
-def loop(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def loop(tmp_path: Path) -> Iterator[LoopFactory]:
     """loop(size) -> '/dev/loopN' over a sparse file in tmp_path; detached afterwards."""
     if not IS_ROOT:
         pytest.skip("needs root: loop devices (run as root)")
@@ -82,3 +82,56 @@ def random_file(path: Path, size: int, seed: int = 1) -> Path:
             f.write(rng.randbytes(n))
             left -= n
     return path
+
+
+MiB = 1 << 20
+PATTERN = b"\xaa"
+
+
+def fill(dev: str, size: int, byte: bytes = PATTERN) -> None:
+    with open(dev, "r+b", buffering=0) as f:
+        block = byte * MiB
+        left = size
+        while left:
+            left -= f.write(block[: min(left, MiB)])
+        os.fsync(f.fileno())
+
+
+def read_dev(dev: str, offset: int, n: int) -> bytes:
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return os.pread(fd, n, offset)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def mounted_ext4(loop: LoopFactory, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(loop device holding a mounted ext4, its mountpoint); unmounted afterwards."""
+    dev = loop(32 * MiB)
+    run(["mkfs.ext4", "-q", "-F", dev])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run(["mount", dev, str(mnt)])
+    try:
+        yield dev, mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def failing_loop(loop: LoopFactory, tmp_path: Path) -> Iterator[str]:
+    """A 64 MiB loop device over an 8 MiB tmpfs: writes past 8 MiB fail with ENOSPC."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    run(["mount", "-t", "tmpfs", "-o", "size=8M", "none", str(mnt)])
+    try:
+        backing = mnt / "stick.img"
+        with open(backing, "wb") as f:
+            f.truncate(64 * MiB)
+        dev = loop(0, backing=backing)
+        yield dev
+        loop.detach(dev)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -16,11 +16,9 @@ from typing import Any
 import blake3
 import pytest
 
-from tests.conftest import ROOT_ONLY, random_file, run
-from tests.devices.test_write import fill, read_dev
+from tests.conftest import ROOT_ONLY, MiB, fill, random_file, read_dev, run
 
 pytestmark = ROOT_ONLY
-MiB = 1 << 20
 CGROUP_ROOT = Path("/sys/fs/cgroup/blkio")
 
 
@@ -117,34 +115,20 @@ def test_too_large_image_refused_exit_4(loop: Callable[..., str], tmp_path: Path
     assert read_dev(dev, 0, 4 * MiB) == b"\xaa" * (4 * MiB)
 
 
-def test_mounted_device_refused_exit_4(loop: Callable[..., str], tmp_path: Path) -> None:
-    dev = loop(32 * MiB)
-    run(["mkfs.ext4", "-q", "-F", dev])
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    run(["mount", dev, str(mnt)])
-    try:
-        image = random_file(tmp_path / "image.img", MiB)
-        p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
-        assert p.returncode == 4
-        assert str(mnt) in one_line_error(p.stderr)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+def test_mounted_device_refused_exit_4(mounted_ext4: tuple[str, Path], tmp_path: Path) -> None:
+    dev, mnt = mounted_ext4
+    image = random_file(tmp_path / "image.img", MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
+    assert p.returncode == 4
+    assert str(mnt) in one_line_error(p.stderr)
 
 
-def test_unmount_flag_unmounts_then_writes(loop: Callable[..., str], tmp_path: Path) -> None:
-    dev = loop(32 * MiB)
-    run(["mkfs.ext4", "-q", "-F", dev])
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    run(["mount", dev, str(mnt)])
-    try:
-        image = random_file(tmp_path / "image.img", MiB)
-        p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--unmount")
-        assert p.returncode == 0, p.stderr
-        assert f"unmounted {mnt}" in p.stderr
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+def test_unmount_flag_unmounts_then_writes(mounted_ext4: tuple[str, Path], tmp_path: Path) -> None:
+    dev, mnt = mounted_ext4
+    image = random_file(tmp_path / "image.img", MiB)
+    p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--unmount")
+    assert p.returncode == 0, p.stderr
+    assert f"unmounted {mnt}" in p.stderr
 
 
 def test_read_only_device_refused(loop: Callable[..., str], tmp_path: Path) -> None:
@@ -269,20 +253,9 @@ def test_sigint_mid_write_exits_130_quickly(loop: Callable[..., str], tmp_path: 
     assert read_dev(dev, 0, MiB) == bytes(MiB)
 
 
-def test_io_error_exit_1_names_offset(loop: Callable[..., str], tmp_path: Path) -> None:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    run(["mount", "-t", "tmpfs", "-o", "size=8M", "none", str(mnt)])
-    try:
-        backing = mnt / "stick.img"
-        with open(backing, "wb") as f:
-            f.truncate(64 * MiB)
-        dev = loop(0, backing=backing)
-        image = random_file(tmp_path / "image.img", 32 * MiB)
-        p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force")
-        loop.detach(dev)  # type: ignore[attr-defined]
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+def test_io_error_exit_1_names_offset(failing_loop: str, tmp_path: Path) -> None:
+    image = random_file(tmp_path / "image.img", 32 * MiB)
+    p = usbwriter("--image", str(image), "--device", failing_loop, "--yes", "--force")
     assert p.returncode == 1
     line = one_line_error(p.stderr)
-    assert "error while writing bytes" in line and dev in line
+    assert "error while writing bytes" in line and failing_loop in line

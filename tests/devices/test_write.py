@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
 import pytest
 
-from tests.conftest import ROOT_ONLY, random_file, run
+from tests.conftest import PATTERN, ROOT_ONLY, MiB, fill, random_file, read_dev
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused
 from usbwriter.progress import Progress
 from usbwriter.verify import verify_device
 from usbwriter.writer import write_image
 
 pytestmark = ROOT_ONLY
-MiB = 1 << 20
-PATTERN = b"\xaa"
-
-
-def fill(dev: str, size: int, byte: bytes = PATTERN) -> None:
-    with open(dev, "r+b", buffering=0) as f:
-        block = byte * MiB
-        left = size
-        while left:
-            left -= f.write(block[: min(left, MiB)])
-        os.fsync(f.fileno())
-
-
-def read_dev(dev: str, offset: int, n: int) -> bytes:
-    fd = os.open(dev, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        return os.pread(fd, n, offset)
-    finally:
-        os.close(fd)
 
 
 def file_blake3(path: Path) -> str:
@@ -109,21 +88,8 @@ def test_image_larger_than_device_is_refused_untouched(
     assert read_dev(dev, 0, 4 * MiB) == PATTERN * (4 * MiB)
 
 
-@pytest.fixture
-def mounted_loop(loop: Callable[..., str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    dev = loop(32 * MiB)
-    run(["mkfs.ext4", "-q", "-F", dev])
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    run(["mount", dev, str(mnt)])
-    try:
-        yield dev, mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-
-
-def test_mounted_device_is_refused(mounted_loop: tuple[str, Path], tmp_path: Path) -> None:
-    dev, _ = mounted_loop
+def test_mounted_device_is_refused(mounted_ext4: tuple[str, Path], tmp_path: Path) -> None:
+    dev, _ = mounted_ext4
     image = random_file(tmp_path / "image.bin", MiB)
     before = read_dev(dev, 0, 2 * MiB)
     with pytest.raises(Refused, match="busy"):
@@ -143,23 +109,6 @@ def test_cancel_wipes_the_first_mib(loop: Callable[..., str], tmp_path: Path) ->
     with pytest.raises(Cancelled, match="first MiB was wiped"):
         write_image(str(image), dev, progress=stop_midway, cancel=cancel)
     assert read_dev(dev, 0, MiB) == bytes(MiB)
-
-
-@pytest.fixture
-def failing_loop(loop: Callable[..., str], tmp_path: Path) -> Iterator[str]:
-    """A loop device whose backing file sits on an 8 MiB tmpfs: writes past it fail."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    run(["mount", "-t", "tmpfs", "-o", "size=8M", "none", str(mnt)])
-    try:
-        backing = mnt / "stick.img"
-        with open(backing, "wb") as f:
-            f.truncate(64 * MiB)
-        dev = loop(0, backing=backing)
-        yield dev
-        loop.detach(dev)  # type: ignore[attr-defined]
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_io_error_names_the_offset_and_device(failing_loop: str, tmp_path: Path) -> None:
