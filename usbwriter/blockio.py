@@ -103,8 +103,7 @@ class Chunk:
 
     offset: int
     length: int
-    buf: mmap.mmap  # what data views: a pool buffer, or a map of the source file
-    _token: mmap.mmap  # the pool buffer to give back
+    buf: mmap.mmap
     _home: queue.Queue[mmap.mmap]
     _users: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -118,10 +117,7 @@ class Chunk:
             self._users -= 1
             last = self._users == 0
         if last:
-            if self.buf is not self._token:
-                with contextlib.suppress(BufferError):
-                    self.buf.close()
-            self._home.put(self._token)
+            self._home.put(self.buf)
 
 
 class ReadError(Exception):
@@ -151,9 +147,8 @@ class Prefetcher:
         buffers: int = 3,
         users: int = 1,
         block: int = 512,
-        mapped: bool = False,
     ) -> None:
-        self.fd, self.start, self.end, self.mapped = fd, start, end, mapped
+        self.fd, self.start, self.end = fd, start, end
         self.chunk_size, self.users, self.block = chunk_size, users, block
         self._free: queue.Queue[mmap.mmap] = queue.Queue()
         self._bufs = [aligned_buffer(chunk_size) for _ in range(buffers)]
@@ -173,21 +168,6 @@ class Prefetcher:
                 except queue.Empty:
                     continue
                 want = min(self.chunk_size, self.end - offset)
-                if self.mapped:
-                    try:
-                        m = mmap.mmap(
-                            self.fd,
-                            want,
-                            flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                            prot=mmap.PROT_READ,
-                            offset=offset,
-                        )
-                    except OSError as e:
-                        self._out.put(ReadError(offset, e))
-                        return
-                    self._out.put(Chunk(offset, want, m, buf, self._free, self.users))
-                    offset += want
-                    continue
                 view = memoryview(buf)[: round_up(want, self.block)]
                 try:
                     got = pread_into(self.fd, view, offset)
@@ -200,7 +180,7 @@ class Prefetcher:
                 if got == 0:
                     self._out.put(ReadError(offset, OSError(errno.EIO, "unexpected end of data")))
                     return
-                self._out.put(Chunk(offset, got, buf, buf, self._free, self.users))
+                self._out.put(Chunk(offset, got, buf, self._free, self.users))
                 offset += got
         finally:
             self._out.put(None)

@@ -261,14 +261,7 @@ def _write(
     tgt.sync()
 
     unsynced = 0
-    prefetch = Prefetcher(
-        src_fd,
-        head_len,
-        size,
-        chunk_size=chunk_size,
-        users=2,
-        mapped=os.environ.get("UW_MAPPED") == "1",
-    )
+    prefetch = Prefetcher(src_fd, head_len, size, chunk_size=chunk_size, users=2)
     try:
         for chunk in prefetch:
             hasher.submit(chunk)
