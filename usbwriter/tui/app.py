@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -124,3 +126,24 @@ class UsbWriterApp(App[int]):
             timeout=10,
             markup=False,
         )
+
+    def _print_error_renderables(self) -> None:
+        """A bug in the app: one line on stderr; the traceback goes to a log file."""
+        if not self._exit_renderables:
+            return
+        from rich.console import Console
+
+        error = self._exception
+        path = Path(tempfile.gettempdir()) / "usbwriter-tui-error.log"
+        where = f" (details in {path})"
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                console = Console(file=f, width=120, color_system=None)
+                for renderable in self._exit_renderables:
+                    console.print(renderable)
+        except OSError:
+            where = ""
+        cause = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+        cause = " ".join(cause.split())
+        print(f"usbwriter: internal error in the app: {cause}{where}", file=sys.stderr)
+        self._exit_renderables.clear()
