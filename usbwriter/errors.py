@@ -40,17 +40,6 @@ class Refused(UsbWriterError):
     exit_code = 4
 
 
-class VerifyMismatch(UsbWriterError):
-    """The device does not hold the bytes that were written."""
-
-    code = "mismatch"
-    exit_code = 3
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(message)
-        self.offset = offset
-
-
 class Cancelled(UsbWriterError):
     """The user interrupted the job."""
 
@@ -64,9 +53,8 @@ class InternalError(UsbWriterError):
     code = "internal"
 
 
+# Exit codes (docs/cli.md). The error classes carry theirs; a verification mismatch
+# is a result, not an error, so it has only its code here.
 EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 EXIT_MISMATCH = 3
-EXIT_REFUSED = 4
 EXIT_INTERRUPTED = 130
