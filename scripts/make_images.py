@@ -276,7 +276,7 @@ def build_pycdlib_isohybrid(out: Path, work: Path) -> None:
         boot_load_size=4,
         boot_info_table=True,
     )
-    iso.add_isohybrid("/usr/lib/ISOLINUX/isohdpfx.bin")
+    iso.add_isohybrid()
     iso.write(str(out))
     iso.close()
 
