@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ import blake3
 import pytest
 
 from tests.conftest import ROOT_ONLY, MiB, fill, random_file, read_dev, run
+from tests.helpers.throttle import CGROUP_ROOT, blkio_group, enter
 
 pytestmark = ROOT_ONLY
-CGROUP_ROOT = Path("/sys/fs/cgroup/blkio")
 
 
 def usbwriter(
@@ -195,29 +194,6 @@ def test_empty_image_is_bad_image_exit_1(loop: Callable[..., str], tmp_path: Pat
     assert str(image) in one_line_error(p.stderr)
 
 
-@contextmanager
-def throttle(dev: str, write_bps: int, read_bps: int) -> Iterator[Callable[[], None]]:
-    """A cgroup v1 blkio group limiting DEV; yields a preexec_fn that joins it."""
-    group = CGROUP_ROOT / f"usbwriter-test-{os.getpid()}"
-    group.mkdir()
-    majmin = run(["lsblk", "-dno", "MAJ:MIN", dev]).stdout.strip()
-    try:
-        (group / "blkio.throttle.write_bps_device").write_text(f"{majmin} {write_bps}")
-        (group / "blkio.throttle.read_bps_device").write_text(f"{majmin} {read_bps}")
-
-        def join() -> None:
-            (group / "cgroup.procs").write_text(str(os.getpid()))
-
-        yield join
-    finally:
-        for _ in range(100):
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
-
-
 @pytest.mark.skipif(not CGROUP_ROOT.is_dir(), reason="no cgroup v1 blkio controller")
 def test_sigint_mid_write_exits_130_quickly(loop: Callable[..., str], tmp_path: Path) -> None:
     image = tmp_path / "large.img"
@@ -225,12 +201,12 @@ def test_sigint_mid_write_exits_130_quickly(loop: Callable[..., str], tmp_path: 
     with open(image, "r+b") as f:
         f.truncate(512 * MiB)  # sparse tail: reading it is fast, writing it is throttled
     dev = loop(600 * MiB)
-    with throttle(dev, 40_000_000, 400_000_000) as join:
+    with blkio_group(dev, 40_000_000, 400_000_000) as group:
         proc = subprocess.Popen(
             [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev,
              "--yes", "--force", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, preexec_fn=join,
+            text=True, preexec_fn=lambda: enter(group),
         )  # fmt: skip
         assert proc.stdout is not None
         for line in proc.stdout:  # wait until writing is under way

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -12,10 +11,9 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tests.conftest import run
+from tests.helpers.throttle import CGROUP_ROOT, blkio_group, enter
 
 MiB = 1 << 20
-CGROUP_ROOT = Path("/sys/fs/cgroup/blkio")
 
 
 async def wait_for(
@@ -39,27 +37,13 @@ def small_image(tmp: Path) -> Path:
 
 @contextmanager
 def throttled(dev: str, write_bps: int, read_bps: int) -> Iterator[None]:
-    """Put this process in a cgroup v1 blkio group that limits DEV's bandwidth.
-
-    The engine's threads are this process's, so the write in the app runs at a
-    stick's speed; the process goes back to the root group afterwards.
-    """
-    group = CGROUP_ROOT / f"usbwriter-tui-test-{os.getpid()}"
-    group.mkdir()
-    majmin = run(["lsblk", "-dno", "MAJ:MIN", dev]).stdout.strip()
-    try:
-        (group / "blkio.throttle.write_bps_device").write_text(f"{majmin} {write_bps}")
-        (group / "blkio.throttle.read_bps_device").write_text(f"{majmin} {read_bps}")
-        (group / "cgroup.procs").write_text(str(os.getpid()))
-        yield
-    finally:
-        (CGROUP_ROOT / "cgroup.procs").write_text(str(os.getpid()))
-        for _ in range(100):
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
+    """Throttle DEV for this process: the engine's threads run at a stick's speed."""
+    with blkio_group(dev, write_bps, read_bps) as group:
+        enter(group)
+        try:
+            yield
+        finally:
+            enter(CGROUP_ROOT)
 
 
 def read_device(dev: str, size: int) -> bytes:

@@ -17,7 +17,8 @@ from textual.pilot import Pilot
 from textual.widgets import Button, DirectoryTree, Input
 
 from tests.conftest import ROOT_ONLY, random_file, run
-from tests.tui.helpers import CGROUP_ROOT, MiB, read_device, small_image, throttled, wait_for
+from tests.helpers.throttle import CGROUP_ROOT
+from tests.tui.helpers import MiB, read_device, small_image, throttled, wait_for
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.messages import JobProgress
 from usbwriter.tui.screens.browse import FileBrowser
@@ -301,38 +302,31 @@ async def test_mismatch_is_reported(loop: Callable[..., str], tmp_path: Path) ->
 
 
 async def test_mounted_drive_is_unmounted_after_confirming(
-    loop: Callable[..., str], tmp_path: Path
+    mounted_ext4: tuple[str, Path], tmp_path: Path
 ) -> None:
     image = random_file(tmp_path / "img.img", 2 * MiB)
-    dev = loop(32 * MiB)
-    run(["mkfs.ext4", "-q", "-F", dev])
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    run(["mount", dev, str(mnt)])
-    try:
-        app = make_app(image)
-        async with app.run_test(size=SIZE) as pilot:
-            main = app.main
-            await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
-            await wait_for(pilot, lambda: main.image_size is not None, "the image")
-            assert str(mnt) in str(table_of(app).get_row(dev)[-2])
-            await highlight(pilot, app, dev)
-            await pilot.press("enter", "w")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "confirm")
-            await pilot.pause()
-            shown = str(app.screen.query_one("#confirm-mounted").render())
-            assert str(mnt) in shown and "unmounted first" in shown
-            assert os.path.ismount(mnt)  # nothing happens before the confirmation
-            await pilot.click("#confirm")
-            await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
-            result = app.screen
-            assert isinstance(result, ResultScreen)
-            assert result.receipt["verified"] is True
-            assert result.receipt["device"]["unmounted"] == [str(mnt)]
-            assert str(mnt) in str(result.query_one("#result-table").render())
-            assert not os.path.ismount(mnt)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+    dev, mnt = mounted_ext4
+    app = make_app(image)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
+        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        assert str(mnt) in str(table_of(app).get_row(dev)[-2])
+        await highlight(pilot, app, dev)
+        await pilot.press("enter", "w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "confirm")
+        await pilot.pause()
+        shown = str(app.screen.query_one("#confirm-mounted").render())
+        assert str(mnt) in shown and "unmounted first" in shown
+        assert os.path.ismount(mnt)  # nothing happens before the confirmation
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
+        result = app.screen
+        assert isinstance(result, ResultScreen)
+        assert result.receipt["verified"] is True
+        assert result.receipt["device"]["unmounted"] == [str(mnt)]
+        assert str(mnt) in str(result.query_one("#result-table").render())
+        assert not os.path.ismount(mnt)
     assert read_device(dev, 2 * MiB) == image.read_bytes()
 
 
