@@ -135,3 +135,14 @@ def failing_loop(loop: LoopFactory, tmp_path: Path) -> Iterator[str]:
         loop.detach(dev)
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[list[str]]]:
+    """Commands to run at teardown, last registered first (umount, partx -d ...)."""
+    todo: list[list[str]] = []
+    try:
+        yield todo
+    finally:
+        for argv in reversed(todo):
+            subprocess.run(argv, check=False, capture_output=True)

@@ -1052,19 +1052,24 @@ def list_disks(include_all: bool = False, *, image: str | None = None) -> list[D
     return sort_disks(disks)
 
 
+def stat_node(path: str) -> tuple[str, os.stat_result]:
+    """(the path with symlinks resolved, its stat); BadInput when it is not there."""
+    if not os.path.lexists(path):
+        raise BadInput(f"{path}: no such device")
+    real = os.path.realpath(path)
+    try:
+        return real, os.stat(real)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot open: {e.strerror}") from e
+
+
 def disk_from_path(path: str, *, image: str | None = None) -> Disk:
     """The whole disk at ``path`` (symlinks such as /dev/disk/by-id/... resolved).
 
     Raises ``BadInput`` for a missing path, a path that is not a block device, or a
     partition (the message names its whole disk).
     """
-    if not os.path.lexists(path):
-        raise BadInput(f"{path}: no such device")
-    real = os.path.realpath(path)
-    try:
-        st = os.stat(real)
-    except OSError as e:
-        raise BadInput(f"{path}: cannot open: {e.strerror}") from e
+    real, st = stat_node(path)
     if not stat.S_ISBLK(st.st_mode):
         raise BadInput(f"{path}: not a block device")
     sys_path = sys_path_of(_devno_of(st, device=True))

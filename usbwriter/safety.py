@@ -22,6 +22,7 @@ from usbwriter.devices import (
     image_disks,
     read_block_info,
     read_snapshot,
+    stat_node,
     sys_path_of,
 )
 from usbwriter.errors import BadInput, DeviceFault, Refused
@@ -222,13 +223,7 @@ def check_target(device: str, image: str | None, *, unmount: bool = False) -> Id
     holders, a read-only disk, the disk holding the image, and mounted partitions
     unless ``unmount`` (then they are unmounted and listed in ``Identity.unmounted``).
     """
-    if not os.path.lexists(device):
-        raise BadInput(f"{device}: no such device")
-    path = os.path.realpath(device)
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise BadInput(f"{device}: cannot open: {e.strerror}") from e
+    path, st = stat_node(device)
     image_st = None
     if image is not None:
         try:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,17 +39,6 @@ def partitioned(loop: Callable[..., str], tmp_path: Path, name: str = "parted.im
     dev = loop(0, backing=img)
     run(["partx", "-a", dev])
     return dev
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[list[str]]]:
-    """Commands to run at teardown, last registered first (umount, partx -d ...)."""
-    todo: list[list[str]] = []
-    try:
-        yield todo
-    finally:
-        for argv in reversed(todo):
-            subprocess.run(argv, check=False, capture_output=True)
 
 
 def by_path(path: str, include_all: bool = True) -> dict[str, object]:

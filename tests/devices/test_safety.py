@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,17 +18,6 @@ from usbwriter.safety import Identity, check_target
 pytestmark = pytest.mark.root
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[list[str]]]:
-    """Commands to run at teardown, last registered first (umount, partx -d ...)."""
-    todo: list[list[str]] = []
-    try:
-        yield todo
-    finally:
-        for argv in reversed(todo):
-            subprocess.run(argv, check=False, capture_output=True)
 
 
 def sparse(path: Path, size: int) -> Path:
