@@ -1069,7 +1069,7 @@ def disk_from_path(path: str, *, image: str | None = None) -> Disk:
     Raises ``BadInput`` for a missing path, a path that is not a block device, or a
     partition (the message names its whole disk).
     """
-    real, st = stat_node(path)
+    _, st = stat_node(path)
     if not stat.S_ISBLK(st.st_mode):
         raise BadInput(f"{path}: not a block device")
     sys_path = sys_path_of(_devno_of(st, device=True))
