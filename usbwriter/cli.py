@@ -167,7 +167,7 @@ def _device_info(device: str, identity: Any) -> dict[str, Any]:
         disk = disk_from_path(device)
     except (UsbWriterError, OSError):
         return info
-    for key in ("vendor", "model", "serial", "bus", "size"):
+    for key in ("vendor", "model", "serial", "bus", "size", "description"):
         value = getattr(disk, key, None)
         if value not in (None, ""):
             info.setdefault(key, value)
@@ -342,9 +342,10 @@ class _ProgressPrinter:
         label = {"write": "Writing", "sync": "Flushing", "verify": "Verifying"}.get(
             p.phase, p.phase
         )
+        eta = "done" if finished else f"ETA {human_duration(p.eta)}"
         text = (
             f"{label:9} {pct:5.1f}%  {human_size(p.done)} / {human_size(p.total)}  "
-            f"{human_rate(p.rate)}  ETA {human_duration(p.eta)}"
+            f"{human_rate(p.rate)}  {eta}"
         )
         if self.tty:
             width = 24

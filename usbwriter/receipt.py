@@ -39,6 +39,7 @@ def build_receipt(
 def describe_device(device: dict[str, Any]) -> str:
     parts = [str(device.get("path", "?"))]
     name = " ".join(str(device[k]) for k in ("vendor", "model") if device.get(k))
+    name = name or str(device.get("description") or "")
     if name:
         parts.append(name)
     if device.get("size"):
