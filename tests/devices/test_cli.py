@@ -235,3 +235,53 @@ def test_io_error_exit_1_names_offset(failing_loop: str, tmp_path: Path) -> None
     assert p.returncode == 1
     line = one_line_error(p.stderr)
     assert "error while writing bytes" in line and failing_loop in line
+
+
+def _run_on_terminal(argv: list[str], answer: bytes) -> tuple[int, str]:
+    """Run argv with stdin and stderr on a pseudo-terminal, answer the prompt."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, LC_ALL="C")
+    )
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            seen += chunk
+            if not answered and b"Type 'yes' to continue" in seen:
+                os.write(master, answer)
+                answered = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "code"), [(b"yes\n", 0), (b"no\n", 130)])
+def test_terminal_confirmation_names_the_drive(
+    loop: Callable[..., str], tmp_path: Path, answer: bytes, code: int
+) -> None:
+    image = random_file(tmp_path / "image.img", MiB)
+    dev = loop(8 * MiB)
+    fill(dev, 2 * MiB)
+    argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev, "--force"]
+    rc, screen = _run_on_terminal(argv, answer)
+    assert rc == code, screen
+    assert f"ALL DATA on {dev}" in screen and "8.0 MiB" in screen and "stick" in screen
+    if code == 0:
+        assert read_dev(dev, 0, MiB) == image.read_bytes()
+        assert "ETA" in screen or "done" in screen  # the progress bar on the terminal
+    else:
+        assert "not confirmed; nothing was written" in screen
+        assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
