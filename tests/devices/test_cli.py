@@ -287,12 +287,20 @@ def test_terminal_confirmation_names_the_drive(
         assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
 
 
-def test_unbootable_image_needs_force(loop: Callable[..., str], tmp_path: Path) -> None:
-    image = random_file(tmp_path / "data.img", MiB)  # no boot records at all
+@pytest.mark.parametrize("kind", ["data-only", "random"])
+def test_unbootable_image_needs_force(loop: Callable[..., str], tmp_path: Path, kind: str) -> None:
+    from tests.helpers.images import build_image
+
+    if kind == "random":  # no boot records at all
+        image = random_file(tmp_path / "data.img", MiB)
+        verdict = "boot records could not be read"
+    else:  # a real ISO 9660 volume with nothing to boot
+        image = build_image(kind)
+        verdict = "Boot: BIOS no, UEFI no"
     dev = loop(8 * MiB)
     fill(dev, 2 * MiB)
     p = usbwriter("--image", str(image), "--device", dev, "--yes", "--json")
     assert p.returncode == 4
     assert "will not boot on BIOS or UEFI; use --force" in one_line_error(p.stderr)
-    assert "Boot: BIOS no, UEFI no" in p.stderr  # the verdict is printed first
+    assert verdict in p.stderr  # the verdict is printed first
     assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
