@@ -175,6 +175,17 @@ def _device_info(device: str, identity: Any) -> dict[str, Any]:
     return info
 
 
+def _mountpoints(device: str) -> tuple[str, ...]:
+    """Mountpoints of DEVICE's partitions when it is otherwise fit to write, else ()."""
+    from usbwriter.devices import disk_from_path
+
+    try:
+        disk = disk_from_path(device)
+    except (UsbWriterError, OSError):
+        return ()
+    return tuple(mp for _, mp in disk.mounted) if disk.eligible else ()
+
+
 def _boot_verdict(image: str, json_mode: bool) -> tuple[bool, str]:
     """(bootable on some firmware, one-paragraph summary) for IMAGE."""
     from usbwriter.boot import inspect_image
@@ -215,9 +226,9 @@ def _write_command(
 
     with open_image(image) as src:
         size = src.size
-    identity = check_target(device, image, unmount=unmount)
-    for mp in getattr(identity, "unmounted", ()):
-        print(f"usbwriter: unmounted {mp}", file=sys.stderr)
+    # Unmounting changes the system: on a terminal it waits for the confirmation.
+    mounted = _mountpoints(device) if unmount and not yes else ()
+    identity = None if mounted else check_target(device, image, unmount=unmount)
     dev_info = _device_info(device, identity)
 
     bootable, summary = _boot_verdict(image, json_mode)
@@ -229,12 +240,18 @@ def _write_command(
         if not interactive:
             raise Refused(f"{device}: not on a terminal and no --yes: refusing to erase the drive")
         warn = "" if bootable else "The image will NOT boot on BIOS or UEFI. "
+        then = f" ({', '.join(mounted)} will be unmounted first)" if mounted else ""
         question = (
-            f"{warn}ALL DATA on {describe_device(dev_info)} will be erased "
+            f"{warn}ALL DATA on {describe_device(dev_info)}{then} will be erased "
             f"and replaced by {image} ({human_size(size)}).\nType 'yes' to continue: "
         )
         if not _confirm(question):
             raise Cancelled("not confirmed; nothing was written")
+    if identity is None:
+        identity = check_target(device, image, unmount=True)
+        dev_info = _device_info(device, identity)
+    for mp in identity.unmounted:
+        print(f"usbwriter: unmounted {mp}", file=sys.stderr)
 
     from usbwriter.verify import verify_device
     from usbwriter.writer import wipe_device_head, write_image

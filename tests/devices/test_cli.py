@@ -304,3 +304,19 @@ def test_unbootable_image_needs_force(loop: Callable[..., str], tmp_path: Path, 
     assert "will not boot on BIOS or UEFI; use --force" in one_line_error(p.stderr)
     assert verdict in p.stderr  # the verdict is printed first
     assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
+
+
+@pytest.mark.parametrize(("answer", "code"), [(b"no\n", 130), (b"yes\n", 0)])
+def test_unmount_waits_for_the_confirmation(
+    mounted_ext4: tuple[str, Path], tmp_path: Path, answer: bytes, code: int
+) -> None:
+    dev, mnt = mounted_ext4
+    image = random_file(tmp_path / "image.img", MiB)
+    argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev]
+    rc, screen = _run_on_terminal([*argv, "--force", "--unmount"], answer)
+    assert rc == code, screen
+    assert f"({mnt} will be unmounted first)" in " ".join(screen.split())
+    assert os.path.ismount(mnt) == (code != 0)
+    if code == 0:
+        assert f"unmounted {mnt}" in screen
+        assert read_dev(dev, 0, MiB) == image.read_bytes()
