@@ -18,7 +18,6 @@ class Broken(UsbWriterApp):
         raise RuntimeError("boom\nwith a second line")
 
 
-@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 async def test_bug_in_the_app_prints_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
