@@ -202,17 +202,12 @@ def _iso_volume(
     )
     if md5 is not None and md5.matches is False:
         problems.append("implantisomd5: the image does not match its embedded checksum")
+    # The descriptor's own fields, as parsed; the root directory record stays behind.
+    descriptor = {
+        k: v for k, v in dataclasses.asdict(pvd).items() if k not in ("root_extent", "root_size")
+    }
     return IsoVolume(
-        system_id=pvd.system_id,
-        volume_id=pvd.volume_id,
-        volume_set_id=pvd.volume_set_id,
-        publisher_id=pvd.publisher_id,
-        preparer_id=pvd.preparer_id,
-        application_id=pvd.application_id,
-        creation_date=pvd.creation_date,
-        modification_date=pvd.modification_date,
-        block_size=pvd.block_size,
-        volume_blocks=pvd.volume_blocks,
+        **descriptor,
         volume_bytes=volume_bytes,
         truncated=truncated,
         joliet=descs.joliet,
