@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DirectoryTree
 
 from tests.tui.helpers import wait_for
@@ -100,6 +101,17 @@ def disk(path: str) -> Disk:
     return next(d for d in DISKS if d.path == path)
 
 
+def pushing(make_screen: Callable[[], Screen[Any]]) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """A run_before that lets the main screen settle, then shows MAKE_SCREEN() over it."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.app.push_screen(make_screen())
+        await pilot.pause()
+
+    return run_before
+
+
 def test_main_no_image(snap_compare: SnapCompare) -> None:
     assert snap_compare(make_app(None), terminal_size=SIZE, run_before=settled)
 
@@ -129,28 +141,29 @@ def test_file_browser(snap_compare: SnapCompare) -> None:
 
 
 def test_confirm(snap_compare: SnapCompare) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await settled(pilot)
-        report = REPORTS["grub-hybrid"]
-        await pilot.app.push_screen(
-            ConfirmWrite(disk("/dev/sda"), str(HYBRID), int(report["size"]), report)
+    run_before = pushing(
+        lambda: ConfirmWrite(
+            disk("/dev/sda"),
+            str(HYBRID),
+            int(REPORTS["grub-hybrid"]["size"]),
+            REPORTS["grub-hybrid"],
         )
-        await pilot.pause()
-
+    )
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_confirm_not_bootable_and_mounted(snap_compare: SnapCompare) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await settled(pilot)
-        report = REPORTS["eltorito-bios-only"]
-        await pilot.app.push_screen(
-            ConfirmWrite(disk("/dev/loop0"), str(BIOS_ONLY), int(report["size"]), report)
+    run_before = pushing(
+        lambda: ConfirmWrite(
+            disk("/dev/loop0"),
+            str(BIOS_ONLY),
+            int(REPORTS["eltorito-bios-only"]["size"]),
+            REPORTS["eltorito-bios-only"],
         )
-        await pilot.pause()
-
-    assert snap_compare(make_app(BIOS_ONLY, show_all=True), terminal_size=SIZE,
-                        run_before=run_before)  # fmt: skip
+    )
+    assert snap_compare(
+        make_app(BIOS_ONLY, show_all=True), terminal_size=SIZE, run_before=run_before
+    )
 
 
 def _progress_screen(app: UsbWriterApp) -> ProgressScreen:
@@ -228,45 +241,29 @@ def _receipt(verified: bool) -> dict[str, Any]:
 
 
 def test_result_verified(snap_compare: SnapCompare) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await settled(pilot)
-        await pilot.app.push_screen(ResultScreen(_receipt(True)))
-        await pilot.pause()
-
+    run_before = pushing(lambda: ResultScreen(_receipt(True)))
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_result_mismatch(snap_compare: SnapCompare) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await settled(pilot)
-        await pilot.app.push_screen(ResultScreen(_receipt(False)))
-        await pilot.pause()
-
+    run_before = pushing(lambda: ResultScreen(_receipt(False)))
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_error(snap_compare: SnapCompare) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await settled(pilot)
-        await pilot.app.push_screen(
-            ErrorScreen(
-                "Writing failed",
-                "error while writing bytes 8388608-12582911 of '/dev/sda': Input/output "
-                "error; the first MiB was wiped, so the stick does not look bootable",
-                hint="Nothing more was written. Check the drive and try again.",
-            )
+    run_before = pushing(
+        lambda: ErrorScreen(
+            "Writing failed",
+            "error while writing bytes 8388608-12582911 of '/dev/sda': Input/output "
+            "error; the first MiB was wiped, so the stick does not look bootable",
+            hint="Nothing more was written. Check the drive and try again.",
         )
-        await pilot.pause()
-
+    )
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_help(snap_compare: SnapCompare) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await settled(pilot)
-        await pilot.app.push_screen(HelpScreen())
-        await pilot.pause()
-
+    run_before = pushing(HelpScreen)
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
