@@ -46,6 +46,12 @@ def table_of(app: UsbWriterApp) -> DriveTable:
     return app.main.query_one(DriveTable)
 
 
+async def listed_with_image(pilot: Pilot[Any], app: UsbWriterApp, dev: str) -> None:
+    """Wait until DEV is in the drive table and the image has been read."""
+    await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
+    await wait_for(pilot, lambda: app.main.image_size is not None, "the image")
+
+
 async def highlight(pilot: Pilot[Any], app: UsbWriterApp, dev: str) -> None:
     """Move the table's cursor to DEV with the arrow keys, as a user would."""
     table = table_of(app)
@@ -279,9 +285,7 @@ async def test_mismatch_is_reported(loop: Callable[..., str], tmp_path: Path) ->
     services = dataclasses.replace(real, write_image=write_then_corrupt)
     app = make_app(image, services=services)
     async with app.run_test(size=SIZE) as pilot:
-        main = app.main
-        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
-        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await listed_with_image(pilot, app, dev)
         await highlight(pilot, app, dev)
         await pilot.press("enter", "w")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "confirm")
@@ -308,9 +312,7 @@ async def test_mounted_drive_is_unmounted_after_confirming(
     dev, mnt = mounted_ext4
     app = make_app(image)
     async with app.run_test(size=SIZE) as pilot:
-        main = app.main
-        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
-        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await listed_with_image(pilot, app, dev)
         assert str(mnt) in str(table_of(app).get_row(dev)[-2])
         await highlight(pilot, app, dev)
         await pilot.press("enter", "w")
@@ -337,8 +339,7 @@ async def test_without_root_lists_and_explains(loop: Callable[..., str], tmp_pat
     app = make_app(image, services=services)
     async with app.run_test(size=SIZE) as pilot:
         main = app.main
-        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
-        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await listed_with_image(pilot, app, dev)
         await highlight(pilot, app, dev)
         await pilot.press("enter", "w")
         await pilot.pause()
@@ -355,8 +356,7 @@ async def test_refusal_is_a_one_line_modal(loop: Callable[..., str], tmp_path: P
     app = make_app(image)
     async with app.run_test(size=SIZE) as pilot:
         main = app.main
-        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), "the listing")
-        await wait_for(pilot, lambda: main.image_size is not None, "the image")
+        await listed_with_image(pilot, app, dev)
         await highlight(pilot, app, dev)
         await pilot.press("enter")
         assert main.chosen is not None
