@@ -29,7 +29,7 @@ import struct
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -215,7 +215,8 @@ class BlockNode:
     slaves: tuple[str, ...] = ()
     holders: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # e.g. "mapper/vg-root" for dm-0
-    backing_devno: str | None = None  # loop: the device of the file system holding its file
+    backing_devno: str | None = None  # loop: the device under its file (or the device itself)
+    backing_inode: int | None = None  # loop over a regular file: the file's inode
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,8 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    mount_id: int = 0  # mountinfo's own numbers: which mount, and the mount it sits on
+    parent_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,49 @@ class Snapshot:
                 todo.append(node.backing_devno)
         return frozenset(out)
 
+    def footprint(self, key: str, *, through_files: bool) -> frozenset[tuple[str, ...]]:
+        """What the bytes of a device live on: ("disk", name) for it and every whole disk
+        below it, and ("file", "major:minor", "inode") for each loop's backing file. With
+        ``through_files`` the walk goes on below a backing file to the disks of its file
+        system (what reading depends on); without, it stops at the file (what writing
+        through a loop device changes)."""
+        out: set[tuple[str, ...]] = set()
+        seen: set[str] = set()
+        todo = [key]
+        while todo:
+            node = self.node(todo.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.parent is not None:
+                todo.append(node.parent)
+                continue
+            out.add(("disk", node.name))
+            todo.extend(node.slaves)
+            if node.backing_devno is None:
+                continue
+            if node.backing_inode is None:  # over a device node: that device
+                todo.append(node.backing_devno)
+                continue
+            out.add(("file", node.backing_devno, str(node.backing_inode)))
+            if through_files:
+                todo.append(node.backing_devno)
+        return frozenset(out)
+
+    @cached_property
+    def stacked(self) -> Mapping[str, tuple[str, ...]]:
+        """Disk name -> the other whole devices standing on it: loop devices over it, over
+        one of its partitions or over a file on it, dm/md volumes, and what stands on
+        those in turn. Writing a disk with anything stacked on it corrupts that."""
+        users: dict[str, list[str]] = {}
+        for n in self.nodes:
+            if n.parent is not None:
+                continue
+            for disk in self.disks_under(n.name):
+                if disk != n.name:
+                    users.setdefault(disk, []).append(n.name)
+        return {k: tuple(sorted(v, key=natural_key)) for k, v in users.items()}
+
     @cached_property
     def system_disks(self) -> Mapping[str, tuple[str, ...]]:
         """Disk name -> why it is a system disk (holds /, /boot ... or an active swap)."""
@@ -336,6 +382,7 @@ class Snapshot:
                     holders=tuple(n.get("holders", ())),
                     aliases=tuple(n.get("aliases", ())),
                     backing_devno=n.get("backing_devno"),
+                    backing_inode=n.get("backing_inode"),
                 )
             )
         return cls(
@@ -365,6 +412,8 @@ def parse_mountinfo(text: str) -> tuple[MountEntry, ...]:
                 mountpoint=_unescape_mount(fields[4]),
                 fstype=fields[sep + 1],
                 source=_unescape_mount(fields[sep + 2]),
+                mount_id=_int(fields[0]),
+                parent_id=_int(fields[1]),
             )
         )
     return tuple(out)
@@ -391,7 +440,7 @@ def resolve_mounts(
         if m.devno.startswith("0:") and m.source.startswith(DEV + "/"):
             node = snap.node(m.source)
             if node is not None:
-                m = MountEntry(node.devno, m.mountpoint, m.fstype, m.source)
+                m = replace(m, devno=node.devno)
         out.append(m)
     return tuple(out)
 
@@ -682,6 +731,9 @@ def disk_from_info(
     reasons: list[str] = [f"system disk: {why}" for why in system]
     if holders:
         reasons.append(f"in use by {', '.join(holders)} (device-mapper, md, LVM or similar)")
+    stacked = [u for u in snap.stacked.get(name, ()) if u not in holders]
+    if stacked and not system:  # a system disk carries loops and volumes as a matter of course
+        reasons.append(f"in use: {', '.join(f'{DEV}/{u}' for u in stacked)} stacked on it")
     if read_only:
         reasons.append("read-only")
     if name in set(image_disks):
@@ -837,11 +889,13 @@ def loop_backing(name: str, backing_file: str | None) -> dict[str, Any] | None:
         finally:
             os.close(fd)
         fields = _LOOP_INFO64.unpack(buf)
-        dev, ino = fields[0], fields[1]
+        dev, ino, rdev = fields[0], fields[1], fields[2]
         return {
             "file": backing_file,
             "device": f"{os.major(dev)}:{os.minor(dev)}",
             "inode": ino,
+            # A device node as the backing "file": the device it stands for.
+            "rdevice": f"{os.major(rdev)}:{os.minor(rdev)}" if rdev else None,
             "source": "ioctl",
         }
     except OSError as e:
@@ -857,6 +911,7 @@ def loop_backing(name: str, backing_file: str | None) -> dict[str, Any] | None:
         "file": backing_file,
         "device": f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}",
         "inode": st.st_ino,
+        "rdevice": _devno_of(st, device=True) if stat.S_ISBLK(st.st_mode) else None,
         "source": "stat",
     }
 
@@ -937,11 +992,15 @@ def read_nodes() -> tuple[BlockNode, ...]:
         dm_name = _read_attr(real, "dm/name")
         if dm_name:
             aliases.append(f"mapper/{dm_name}")
-        backing_devno = None
+        backing_devno, backing_inode = None, None
         backing_file = _read_attr(real, "loop/backing_file")
         if backing_file:
             backing = loop_backing(name, backing_file)
-            backing_devno = backing.get("device") if backing else None
+            if backing:
+                # Over a device node: stacked on that device, not on /dev's file system.
+                backing_devno = backing.get("rdevice") or backing.get("device")
+                if not backing.get("rdevice"):
+                    backing_inode = backing.get("inode")
         nodes.append(
             BlockNode(
                 name=name,
@@ -951,6 +1010,7 @@ def read_nodes() -> tuple[BlockNode, ...]:
                 holders=tuple(_listdir(os.path.join(real, "holders"))),
                 aliases=tuple(aliases),
                 backing_devno=backing_devno,
+                backing_inode=backing_inode,
             )
         )
     return tuple(nodes)
@@ -975,9 +1035,7 @@ def read_snapshot() -> Snapshot:
             with contextlib.suppress(OSError):
                 st = os.stat(m.source)
                 if stat.S_ISBLK(st.st_mode):
-                    mounts[i] = MountEntry(
-                        _devno_of(st, device=True), m.mountpoint, m.fstype, m.source
-                    )
+                    mounts[i] = replace(m, devno=_devno_of(st, device=True))
     swaps: list[SwapEntry] = []
     try:
         with open(SWAPS, encoding="utf-8", errors="replace") as f:

@@ -1,60 +1,160 @@
-"""One exception tree; each class says whose fault it is.
+"""One exception tree; each class says whose fault it is, and one table of exit codes.
 
-cli.py alone maps these to exit codes and prints them. Every message is one
-line that names the file or device and the cause.
+Errors carry structured fields (the path, the byte offset and the errno involved,
+where known) beside a one-line message that names the file or device and the cause.
+The front ends print them; ``exit_code_of`` is the one place that maps them to exit
+codes (docs/cli.md has the same table).
 """
 
 from __future__ import annotations
+
+import errno as _errno
+from typing import Any
+
+# Exit codes, the same for every command (docs/cli.md).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_MISMATCH = 3
+EXIT_REFUSED = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done: written and verified, verified, listed or inspected",
+    EXIT_FAILED: "failed: an I/O error, a bad or truncated image, a device that failed or vanished",
+    EXIT_USAGE: "usage: bad arguments; a path that is missing, a directory, a FIFO or another "
+    "kind of file that is not an image or a drive; permission denied",
+    EXIT_MISMATCH: "verification mismatch: the drive does not hold the image (first "
+    "differing byte named)",
+    EXIT_REFUSED: "refused for safety: system disk, something stacked on it, mounted, busy, "
+    "too small, read-only, partition node, image and target overlap, a regular file as "
+    "target without --to-file, no --yes without a terminal, an image that will not boot "
+    "without --force",
+    EXIT_INTERRUPTED: "interrupted: Ctrl-C, SIGTERM, or not confirmed",
+}
 
 
 class UsbWriterError(Exception):
     """Base of every error usbwriter raises on purpose."""
 
     code = "error"
-    exit_code = 1
+    exit_code = EXIT_FAILED
+    fault = "usbwriter"  # whose fault: image, user, device, safety, interrupted, bug
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        offset: int | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+        self.errno = errno
+
+    @property
+    def message(self) -> str:
+        return " ".join(str(self).split()) or self.code
+
+    def with_note(self, note: str) -> UsbWriterError:
+        """The same error, its message extended (e.g. with what was done about it)."""
+        return type(self)(f"{self}; {note}", path=self.path, offset=self.offset, errno=self.errno)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "fault": self.fault,
+        }
+        if self.path is not None:
+            d["path"] = self.path
+        if self.offset is not None:
+            d["offset"] = self.offset
+        if self.errno is not None:
+            d["errno"] = _errno.errorcode.get(self.errno, str(self.errno))
+        return d
 
 
 class BadImage(UsbWriterError):
     """The image is unreadable, truncated or not what it claims to be."""
 
     code = "bad_image"
+    fault = "image"
 
 
 class BadInput(UsbWriterError):
     """The caller asked for something that cannot be done (a usage error)."""
 
     code = "bad_input"
-    exit_code = 2
+    exit_code = EXIT_USAGE
+    fault = "user"
 
 
 class DeviceFault(UsbWriterError):
     """The device failed: an I/O error, it vanished, it refused a write."""
 
     code = "device_fault"
+    fault = "device"
 
 
 class Refused(UsbWriterError):
     """usbwriter refuses for safety: system disk, mounted, too small, read-only..."""
 
     code = "refused"
-    exit_code = 4
+    exit_code = EXIT_REFUSED
+    fault = "safety"
 
 
 class Cancelled(UsbWriterError):
     """The user interrupted the job."""
 
     code = "interrupted"
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED
+    fault = "interrupted"
 
 
 class InternalError(UsbWriterError):
     """A bug in usbwriter."""
 
     code = "internal"
+    fault = "bug"
 
 
-# Exit codes (docs/cli.md). The error classes carry theirs; a verification mismatch
-# is a result, not an error, so it has only its code here.
-EXIT_OK = 0
-EXIT_MISMATCH = 3
-EXIT_INTERRUPTED = 130
+def exit_code_of(error: BaseException) -> int:
+    """The exit code for any exception: ours carry theirs; Ctrl-C is 130; the rest bugs."""
+    if isinstance(error, UsbWriterError):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED
+
+
+def os_error(path: str, e: OSError, doing: str, *, offset: int | None = None) -> UsbWriterError:
+    """An OSError on PATH as one of ours, whose class follows the errno (one mapping for
+    opening files and devices everywhere)."""
+    why = e.strerror or str(e)
+    kw: dict[str, Any] = {"path": path, "offset": offset, "errno": e.errno}
+    if e.errno == _errno.ENOENT:
+        return BadInput(f"{path}: no such file or device", **kw)
+    if e.errno in (_errno.EACCES, _errno.EPERM):
+        return BadInput(f"{path}: permission denied (writing or reading a drive needs root)", **kw)
+    if e.errno == _errno.EISDIR:
+        return BadInput(f"{path}: is a directory", **kw)
+    if e.errno == _errno.ELOOP:
+        return Refused(
+            f"{path}: became a symbolic link since it was checked; choose it again", **kw
+        )
+    if e.errno == _errno.EBUSY:
+        return Refused(
+            f"{path}: the device is busy (mounted, or opened by another program such as a "
+            "second usbwriter); nothing was written",
+            **kw,
+        )
+    if e.errno == _errno.EROFS:
+        return Refused(f"{path}: the device is read-only", **kw)
+    if e.errno in (_errno.ENXIO, _errno.ENODEV, _errno.ENOMEDIUM):
+        return DeviceFault(f"{path}: no such device or no medium ({why})", **kw)
+    return DeviceFault(f"{path}: cannot {doing}: {why}", **kw)

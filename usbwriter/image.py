@@ -1,12 +1,50 @@
-"""Open an image source: a regular file, or a block device (for verify and backup)."""
+"""Open an image source: a regular file, or a block device (for verify and cloning).
+
+Opening never blocks: a FIFO, a terminal or a socket given as an image is opened with
+O_NONBLOCK (or not at all), its type checked on the descriptor, and refused with a
+one-line message. ``kind_of`` names what a path is without opening it.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from dataclasses import dataclass
 
-from usbwriter.errors import BadImage, BadInput
+from usbwriter.errors import BadImage, BadInput, UsbWriterError, os_error
+
+KIND_WORDS = {
+    "file": "a regular file",
+    "block": "a block device",
+    "directory": "a directory",
+    "fifo": "a FIFO (named pipe)",
+    "char": "a character device",
+    "socket": "a socket",
+    "other": "not a file or a device",
+}
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISBLK(mode):
+        return "block"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode):
+        return "char"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "other"
+
+
+def not_an_image(path: str, kind: str) -> UsbWriterError:
+    return BadInput(
+        f"{path}: is {KIND_WORDS.get(kind, kind)}, not an image (give an image file)", path=path
+    )
 
 
 @dataclass(frozen=True)
@@ -15,6 +53,9 @@ class ImageSource:
     fd: int
     size: int
     is_block: bool
+    st_dev: int = 0
+    st_ino: int = 0
+    st_rdev: int = 0
 
     def close(self) -> None:
         os.close(self.fd)
@@ -27,28 +68,35 @@ class ImageSource:
 
 
 def open_image(path: str) -> ImageSource:
-    """Open PATH for reading; BadInput for a missing or unusable path, BadImage if empty."""
+    """Open PATH for reading without blocking; BadInput for a missing path or one that
+    is not a regular file or block device, BadImage if it is empty."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, not an image") from None
-    except PermissionError:
-        raise BadInput(f"{path}: permission denied") from None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
-        raise BadInput(f"{path}: cannot open: {e.strerror}") from None
+        if e.errno == 6:  # ENXIO: a FIFO with no writer, a socket
+            try:
+                raise not_an_image(path, kind_of(os.stat(path).st_mode)) from None
+            except OSError:
+                pass
+        raise os_error(path, e, "open the image") from None
     try:
         st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode):
-            size, is_block = st.st_size, False
-        elif stat.S_ISBLK(st.st_mode):
-            size, is_block = os.lseek(fd, 0, os.SEEK_END), True
-        else:
-            raise BadInput(f"{path}: not a regular file or block device")
+        kind = kind_of(st.st_mode)
+        if kind not in ("file", "block"):
+            raise not_an_image(path, kind)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        size = st.st_size if kind == "file" else os.lseek(fd, 0, os.SEEK_END)
         if size == 0:
-            raise BadImage(f"{path}: the image is empty")
+            raise BadImage(f"{path}: the image is empty", path=path)
     except BaseException:
         os.close(fd)
         raise
-    return ImageSource(path=path, fd=fd, size=size, is_block=is_block)
+    return ImageSource(
+        path=path,
+        fd=fd,
+        size=size,
+        is_block=kind == "block",
+        st_dev=st.st_dev,
+        st_ino=st.st_ino,
+        st_rdev=st.st_rdev,
+    )

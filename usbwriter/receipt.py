@@ -1,7 +1,13 @@
-"""The verification receipt: what was written where, and what the read-back proved."""
+"""The verification receipt: what was written where, and what the read-back proved.
+
+One typed, frozen object with one JSON form (``to_json``) and one text form
+(``to_text``), the same for the command line and the app.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from usbwriter.units import human_duration, human_rate, human_size
@@ -9,34 +15,96 @@ from usbwriter.verify import VerifyResult
 from usbwriter.writer import WriteResult
 
 
-def build_receipt(
-    write: WriteResult,
-    verify: VerifyResult | None,
-    device: dict[str, Any],
-) -> dict[str, Any]:
-    """A JSON-able record of one write (and its verification)."""
-
-    def mbps(n: int, s: float) -> float:
-        return round(n / s / 1e6, 1) if s > 0 else 0.0
-
-    return {
-        "event": "result",
-        "verified": bool(verify and verify.verified),
-        "mismatch_offset": verify.mismatch_offset if verify else None,
-        "page_cache_bypassed": bool(verify and verify.page_cache_bypassed),
-        "image": {"path": write.image_path, "size": write.image_size, "blake3": write.blake3},
-        "device": device,
-        "device_blake3": verify.device_blake3 if verify else None,
-        "bytes_written": write.bytes_written,
-        "direct_io": write.direct_io,
-        "write_seconds": round(write.seconds, 3),
-        "write_mbps": mbps(write.bytes_written, write.seconds),
-        "verify_seconds": round(verify.seconds, 3) if verify else None,
-        "verify_mbps": mbps(verify.size, verify.seconds) if verify else None,
-    }
+def _mbps(n: int, s: float) -> float:
+    return round(n / s / 1e6, 1) if s > 0 else 0.0
 
 
-def describe_device(device: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Receipt:
+    image_path: str
+    image_size: int
+    device: Mapping[str, Any]  # the pinned identity and the drive's names
+    write: WriteResult | None  # None for a verify-only run
+    verify: VerifyResult | None  # None with --no-verify
+    unmounted: tuple[str, ...] = ()
+    wiped_first_mib: bool | None = None  # after a failed verify: could it be wiped?
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.verify and self.verify.verified)
+
+    @property
+    def mismatch_offset(self) -> int | None:
+        return self.verify.mismatch_offset if self.verify else None
+
+    @property
+    def image_blake3(self) -> str | None:
+        if self.write is not None:
+            return self.write.blake3
+        return self.verify.expected_blake3 if self.verify else None
+
+    def to_json(self) -> dict[str, Any]:
+        w, v = self.write, self.verify
+        d: dict[str, Any] = {
+            "event": "result",
+            "verified": self.verified,
+            "mismatch_offset": self.mismatch_offset,
+            "page_cache_bypassed": bool(v and v.page_cache_bypassed),
+            "image": {
+                "path": self.image_path,
+                "size": self.image_size,
+                "blake3": self.image_blake3,
+            },
+            "device": dict(self.device),
+            "device_blake3": v.device_blake3 if v else None,
+            "bytes_written": w.bytes_written if w else None,
+            "direct_io": w.direct_io if w else None,
+            "write_seconds": round(w.seconds, 3) if w else None,
+            "write_mbps": _mbps(w.bytes_written, w.seconds) if w else None,
+            "verify_seconds": round(v.seconds, 3) if v else None,
+            "verify_mbps": _mbps(v.size, v.seconds) if v else None,
+            "unmounted": list(self.unmounted),
+        }
+        if self.wiped_first_mib is not None:
+            d["wiped_first_mib"] = self.wiped_first_mib
+        return d
+
+    def to_text(self) -> str:
+        dev, img = self.device.get("path"), self.image_path
+        w, v = self.write, self.verify
+        if self.verified:
+            head = "Written and verified" if w else "Verified"
+            lines = [f"{head}: {dev} holds {img}"]
+        elif v is not None:
+            lines = [f"VERIFICATION FAILED: {dev} does not hold {img}"]
+        else:
+            lines = [f"Written (not verified): {dev} holds {img}"]
+        lines.append(f"  image   {img}  {human_size(self.image_size)}  blake3 {self.image_blake3}")
+        lines.append(f"  device  {describe_device(self.device)}")
+        if self.unmounted:
+            lines.append(f"  unmounted first: {', '.join(self.unmounted)}")
+        if w is not None:
+            lines.append(
+                f"  write   {human_size(w.bytes_written)} in {human_duration(w.seconds)}"
+                f" ({human_rate(w.rate)})"
+            )
+        if v is not None:
+            how = (
+                "O_DIRECT, page cache bypassed"
+                if v.page_cache_bypassed
+                else "page cache NOT bypassed"
+            )
+            lines.append(
+                f"  verify  read back ({how}) in {human_duration(v.seconds)} ({human_rate(v.rate)})"
+            )
+            if v.verified:
+                lines.append(f"          blake3 {v.device_blake3} matches")
+            else:
+                lines.append(f"          first differing byte at offset {v.mismatch_offset}")
+        return "\n".join(lines)
+
+
+def describe_device(device: Mapping[str, Any]) -> str:
     parts = [str(device.get("path", "?"))]
     name = " ".join(str(device[k]) for k in ("vendor", "model") if device.get(k))
     name = name or str(device.get("description") or "")
@@ -49,35 +117,3 @@ def describe_device(device: dict[str, Any]) -> str:
     if device.get("major") is not None and device.get("minor") is not None:
         parts.append(f"({device['major']}:{device['minor']})")
     return "  ".join(parts)
-
-
-def render_receipt(r: dict[str, Any]) -> str:
-    img, dev = r["image"], r["device"]
-    lines = []
-    if r["verified"]:
-        lines.append(f"Written and verified: {dev.get('path')} holds {img['path']}")
-    elif r["mismatch_offset"] is not None or r["verify_seconds"] is not None:
-        lines.append(f"VERIFICATION FAILED: {dev.get('path')} does not hold {img['path']}")
-    else:
-        lines.append(f"Written (not verified): {dev.get('path')} holds {img['path']}")
-    lines.append(f"  image   {img['path']}  {human_size(img['size'])}  blake3 {img['blake3']}")
-    lines.append(f"  device  {describe_device(dev)}")
-    lines.append(
-        f"  write   {human_size(r['bytes_written'])} in {human_duration(r['write_seconds'])}"
-        f" ({human_rate(r['write_mbps'] * 1e6)})"
-    )
-    if r["verify_seconds"] is not None:
-        how = (
-            "O_DIRECT, page cache bypassed"
-            if r["page_cache_bypassed"]
-            else "page cache NOT bypassed"
-        )
-        lines.append(
-            f"  verify  read back ({how}) in {human_duration(r['verify_seconds'])}"
-            f" ({human_rate(r['verify_mbps'] * 1e6)})"
-        )
-        if r["verified"]:
-            lines.append(f"          blake3 {r['device_blake3']} matches")
-        else:
-            lines.append(f"          first differing byte at offset {r['mismatch_offset']}")
-    return "\n".join(lines)

@@ -1,18 +1,19 @@
 """Read a device back, bypassing the page cache, and prove it holds the image.
 
-The device is opened with O_DIRECT (after its cached pages are dropped) and read
-into aligned buffers on a reader thread; blake3 runs over exactly the image's
-length. On a mismatch the image is compared with the device again to find the
+The device is read through the descriptor the job holds, with O_DIRECT (after its
+cached pages are dropped), into aligned buffers on a reader thread; blake3 runs over
+exactly the image's length. On a mismatch the image is compared with the device again to find the
 first differing byte.
 """
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -26,9 +27,11 @@ from usbwriter.blockio import (
     logical_block_size,
 )
 from usbwriter.errors import BadInput, Cancelled, DeviceFault
-from usbwriter.image import open_image
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from usbwriter.image import ImageSource
 
 
 @dataclass(frozen=True)
@@ -46,36 +49,22 @@ class VerifyResult:
         return self.size / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Reader:
-    """The device opened for reading, O_DIRECT where the kernel allows it."""
+class Reader:
+    """The target read back through a descriptor the caller holds (the job's exclusive
+    one): its cached pages dropped first, read with O_DIRECT when the descriptor has it."""
 
-    def __init__(self, path: str, size: int) -> None:
-        self.path = path
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise BadInput(f"{path}: no such device") from None
-        except OSError as e:
-            raise DeviceFault(f"{path}: cannot open for reading: {e.strerror}") from None
-        try:
-            drop_cache(fd)
-            self.size = fd_size(fd)
-            self.block = logical_block_size(fd)
-        finally:
-            os.close(fd)
+    def __init__(self, fd: int, path: str, size: int) -> None:
+        self.path, self.fd = path, fd
+        drop_cache(fd)
+        self.size = fd_size(fd)
+        self.block = logical_block_size(fd)
+        self.direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
         if size > self.size:
             raise DeviceFault(
                 f"{path}: the device ({human_size(self.size)}) is smaller than the image "
-                f"({human_size(size)})"
+                f"({human_size(size)})",
+                path=path,
             )
-        try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
-            self.direct = True
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise DeviceFault(f"{path}: cannot open for reading: {e.strerror}") from None
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            self.direct = False
 
     def chunks(self, start: int, end: int, chunk_size: int) -> Prefetcher:
         # O_DIRECT reads are rounded up to the block size; the device is at least that long.
@@ -83,21 +72,18 @@ class _Reader:
             self.fd, start, end, chunk_size=chunk_size, block=self.block if self.direct else 1
         )
 
-    def close(self) -> None:
-        os.close(self.fd)
 
-
-def verify_device(
-    device: str,
+def verify_fd(
+    reader: Reader,
     size: int,
     expected_blake3: str | None = None,
     *,
-    image: str | None = None,
+    image: ImageSource | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> VerifyResult:
-    """Check that the first SIZE bytes of DEVICE are the image.
+    """Check that the first SIZE bytes read through READER are the image.
 
     With EXPECTED_BLAKE3 (the hash taken while writing), the device is hashed and
     compared; IMAGE, when given, is re-read only to locate a mismatch. Without it,
@@ -107,34 +93,30 @@ def verify_device(
         raise BadInput("verify needs the image or the hash it was written with")
     cancel = cancel or threading.Event()
     start = time.monotonic()
-    reader = _Reader(device, size)
-    try:
-        if expected_blake3 is not None:
-            device_hash = _hash_device(reader, size, progress, cancel, chunk_size)
-            expected = expected_blake3
-            mismatch = None
-            if device_hash != expected and image is not None:
-                mismatch = _compare(reader, image, size, None, cancel, chunk_size)[1]
-        else:
-            assert image is not None
-            expected, mismatch, device_hash = _compare(
-                reader, image, size, progress, cancel, chunk_size, hashing=True
-            )
-        return VerifyResult(
-            verified=device_hash == expected and mismatch is None,
-            mismatch_offset=mismatch,
-            device_blake3=device_hash,
-            expected_blake3=expected,
-            size=size,
-            seconds=time.monotonic() - start,
-            page_cache_bypassed=reader.direct,
+    if expected_blake3 is not None:
+        device_hash = _hash_device(reader, size, progress, cancel, chunk_size)
+        expected = expected_blake3
+        mismatch = None
+        if device_hash != expected and image is not None:
+            mismatch = _compare(reader, image, size, None, cancel, chunk_size)[1]
+    else:
+        assert image is not None
+        expected, mismatch, device_hash = _compare(
+            reader, image, size, progress, cancel, chunk_size, hashing=True
         )
-    finally:
-        reader.close()
+    return VerifyResult(
+        verified=device_hash == expected and mismatch is None,
+        mismatch_offset=mismatch,
+        device_blake3=device_hash,
+        expected_blake3=expected,
+        size=size,
+        seconds=time.monotonic() - start,
+        page_cache_bypassed=reader.direct,
+    )
 
 
 def _hash_device(
-    reader: _Reader,
+    reader: Reader,
     size: int,
     progress: ProgressCallback | None,
     cancel: threading.Event,
@@ -159,8 +141,8 @@ def _hash_device(
 
 
 def _compare(
-    reader: _Reader,
-    image: str,
+    reader: Reader,
+    src: ImageSource,
     size: int,
     progress: ProgressCallback | None,
     cancel: threading.Event,
@@ -171,31 +153,30 @@ def _compare(
     img_h = blake3.blake3()
     dev_h = blake3.blake3()
     mismatch: int | None = None
-    with open_image(image) as src:
-        if src.size < size:
-            raise BadInput(f"{image}: the image is shorter ({src.size} bytes) than {size} bytes")
-        with (
-            reader.chunks(0, size, chunk_size) as dev_chunks,
-            Prefetcher(src.fd, 0, size, chunk_size=chunk_size, block=1) as img_chunks,
-        ):
-            try:
-                for d, i in zip(dev_chunks, img_chunks, strict=True):
-                    try:
-                        if cancel.is_set():
-                            raise Cancelled(f"verify of {reader.path} interrupted")
-                        if hashing:
-                            dev_h.update(d.data)
-                            img_h.update(i.data)
-                        if mismatch is None and d.data != i.data:
-                            mismatch = d.offset + _first_difference(d, i)
-                            if not hashing:
-                                break
-                    finally:
-                        d.release()
-                        i.release()
-                    meter.advance(d.length)
-            except ReadError as e:
-                raise _read_error(reader.path, e) from None
+    if src.size < size:
+        raise BadInput(f"{src.path}: the image is shorter ({src.size} bytes) than {size} bytes")
+    with (
+        reader.chunks(0, size, chunk_size) as dev_chunks,
+        Prefetcher(src.fd, 0, size, chunk_size=chunk_size, block=1) as img_chunks,
+    ):
+        try:
+            for d, i in zip(dev_chunks, img_chunks, strict=True):
+                try:
+                    if cancel.is_set():
+                        raise Cancelled(f"verify of {reader.path} interrupted")
+                    if hashing:
+                        dev_h.update(d.data)
+                        img_h.update(i.data)
+                    if mismatch is None and d.data != i.data:
+                        mismatch = d.offset + _first_difference(d, i)
+                        if not hashing:
+                            break
+                finally:
+                    d.release()
+                    i.release()
+                meter.advance(d.length)
+        except ReadError as e:
+            raise _read_error(reader.path, e) from None
     if progress is not None:
         meter.finish()
     return str(img_h.hexdigest()), mismatch, str(dev_h.hexdigest())
@@ -216,4 +197,9 @@ def _first_difference(a: Chunk, b: Chunk) -> int:
 
 
 def _read_error(path: str, e: ReadError) -> DeviceFault:
-    return DeviceFault(f"error while reading '{path}' at offset {e.offset}: {e.error.strerror}")
+    return DeviceFault(
+        f"error while reading '{path}' at offset {e.offset}: {e.error.strerror}",
+        path=path,
+        offset=e.offset,
+        errno=e.error.errno,
+    )

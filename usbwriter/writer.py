@@ -10,6 +10,7 @@ are zeroed first, everything after the first MiB is written, and the first MiB
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import queue
@@ -35,15 +36,14 @@ from usbwriter.blockio import (
     reread_partitions,
     set_direct,
 )
-from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused
-from usbwriter.image import open_image
+from usbwriter.errors import BadImage, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.progress import Meter, Progress, ProgressCallback
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from usbwriter.safety import Identity
+    from usbwriter.image import ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +67,50 @@ class WriteResult:
 
 
 class Target:
-    """The device (or regular file) being written, opened exclusively."""
+    """The device (or regular file) being written, on one descriptor held from the first
+    byte to the last read-back: O_EXCL for a block device, an exclusive flock for a file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, fd: int, path: str) -> None:
         self.path = path
-        self.fd = self._open(path)
-        self.is_block = is_block_device(self.fd)
-        self.size = fd_size(self.fd)
-        self.block = logical_block_size(self.fd)
-        self.direct = bool(os.O_DIRECT & _fcntl_flags(self.fd))
+        self.fd = fd
+        self.is_block = is_block_device(fd)
+        self.size = fd_size(fd)
+        self.block = logical_block_size(fd)
+        self.direct = bool(os.O_DIRECT & _fcntl_flags(fd))
 
-    @staticmethod
-    def _open(path: str) -> int:
-        flags = os.O_WRONLY | os.O_CLOEXEC | os.O_EXCL
+    @classmethod
+    def open(cls, path: str, *, block: bool, create: bool = False) -> Target:
+        """Open PATH (already resolved: the final component is not followed) for reading
+        and writing, exclusively. ``create`` makes a new file and fails if one appeared."""
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+        if block:
+            flags |= os.O_EXCL
+        elif create:
+            flags |= os.O_CREAT | os.O_EXCL
         try:
-            return os.open(path, flags | os.O_DIRECT)
+            try:
+                fd = os.open(path, flags | os.O_DIRECT, 0o644)
+            except OSError as e:
+                if e.errno != errno.EINVAL or block:
+                    raise
+                fd = os.open(path, flags, 0o644)  # a file system without O_DIRECT
         except OSError as e:
-            if e.errno == errno.EINVAL:
-                # A filesystem without O_DIRECT (tmpfs): only regular files end here.
-                try:
-                    return os.open(path, flags)
-                except OSError as e2:
-                    e = e2
-            raise _open_error(path, e) from None
+            raise os_error(path, e, "open for writing") from None
+        if not block:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                raise Refused(
+                    f"{path}: in use by another program (locked); nothing was written",
+                    path=path,
+                    errno=e.errno,
+                ) from None
+        try:
+            return cls(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def write(self, data: memoryview, offset: int) -> None:
         """Write data at offset: O_DIRECT for whole blocks, a buffered write for a tail."""
@@ -107,14 +128,32 @@ class Target:
         except OSError as e:
             raise DeviceFault(
                 f"error while writing bytes {offset}-{offset + len(data) - 1} "
-                f"of '{self.path}': {e.strerror}"
+                f"of '{self.path}': {e.strerror}",
+                path=self.path,
+                offset=offset,
+                errno=e.errno,
             ) from None
 
     def sync(self) -> None:
         try:
             os.fdatasync(self.fd)
         except OSError as e:
-            raise DeviceFault(f"error while flushing '{self.path}': {e.strerror}") from None
+            raise DeviceFault(
+                f"error while flushing '{self.path}': {e.strerror}", path=self.path, errno=e.errno
+            ) from None
+
+    def wipe_head(self) -> bool:
+        """Zero the first MiB so a half-written stick does not look bootable."""
+        try:
+            set_direct(self.fd, self.direct)
+            zeros = aligned_buffer(MiB)
+            n = min(MiB, fd_size(self.fd))
+            pwrite_all(self.fd, memoryview(zeros)[:n], 0)
+            os.fdatasync(self.fd)
+        except OSError as e:
+            log.warning("could not wipe the first MiB of %s: %s", self.path, e.strerror)
+            return False
+        return True
 
     def close(self) -> None:
         os.close(self.fd)
@@ -129,21 +168,7 @@ class Target:
 
 
 def _fcntl_flags(fd: int) -> int:
-    import fcntl
-
     return fcntl.fcntl(fd, fcntl.F_GETFL)
-
-
-def _open_error(path: str, e: OSError) -> Exception:
-    if e.errno == errno.EBUSY:
-        return Refused(f"{path}: the device is busy (mounted or in use); unmount it first")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return Refused(f"{path}: permission denied (writing to a drive needs root)")
-    if e.errno == errno.EROFS:
-        return Refused(f"{path}: the device is read-only")
-    if e.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
-        return BadInput(f"{path}: no such device")
-    return DeviceFault(f"{path}: cannot open for writing: {e.strerror}")
 
 
 class _Hasher:
@@ -174,61 +199,53 @@ class _Hasher:
         return str(self.hash.hexdigest())
 
 
-def write_image(
-    image: str,
-    device: str,
+def write_to(
+    src: ImageSource,
+    tgt: Target,
     *,
-    identity: Identity | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     chunk_size: int = CHUNK_SIZE,
     sync_every: int = SYNC_EVERY,
 ) -> WriteResult:
-    """Write IMAGE to DEVICE and return what was written, with the source's blake3."""
+    """Write the open image SRC to the open target TGT; what was written, with the
+    source's blake3. On failure or cancel the first MiB is wiped through TGT."""
     cancel = cancel or threading.Event()
-    with open_image(image) as src, Target(device) as tgt:
-        if tgt.is_block and src.size > tgt.size:
-            raise Refused(
-                f"{device}: the image {image} ({human_size(src.size)}) does not fit "
-                f"on the device ({human_size(tgt.size)})"
-            )
-        if identity is not None:
-            identity.recheck()
-            rdev = os.fstat(tgt.fd).st_rdev
-            if tgt.is_block and (os.major(rdev), os.minor(rdev)) != (
-                identity.major,
-                identity.minor,
-            ):
-                raise Refused(f"{device}: the device opened is not the device chosen")
-        if cancel.is_set():
-            raise Cancelled(f"write to {device} cancelled before it started; device unchanged")
-        start = time.monotonic()
-        try:
-            digest = _write(src.fd, src.size, image, tgt, progress, cancel, chunk_size, sync_every)
-        except BaseException as e:
-            wiped = _wipe_head(tgt)
-            note = (
-                "the first MiB was wiped, so the stick does not look bootable"
-                if wiped
-                else "the first MiB could not be wiped: do not boot from this stick"
-            )
-            if isinstance(e, Cancelled | KeyboardInterrupt):
-                raise Cancelled(f"write to {device} interrupted; {note}") from None
-            if isinstance(e, DeviceFault | BadImage):
-                raise type(e)(f"{e}; {note}") from None
-            raise
-        seconds = time.monotonic() - start
-        reread = tgt.is_block and reread_partitions(tgt.fd)
-        return WriteResult(
-            image_path=image,
-            image_size=src.size,
-            blake3=digest,
-            device=device,
-            bytes_written=src.size,
-            seconds=seconds,
-            direct_io=tgt.direct,
-            partitions_reread=reread,
+    if tgt.is_block and src.size > tgt.size:
+        raise Refused(
+            f"{tgt.path}: the image {src.path} ({human_size(src.size)}) does not fit "
+            f"on the device ({human_size(tgt.size)})",
+            path=tgt.path,
         )
+    if cancel.is_set():
+        raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
+    start = time.monotonic()
+    try:
+        digest = _write(src.fd, src.size, src.path, tgt, progress, cancel, chunk_size, sync_every)
+    except BaseException as e:
+        wiped = tgt.wipe_head()
+        note = (
+            "the first MiB was wiped, so the stick does not look bootable"
+            if wiped
+            else "the first MiB could not be wiped: do not boot from this stick"
+        )
+        if isinstance(e, Cancelled | KeyboardInterrupt):
+            raise Cancelled(f"write to {tgt.path} interrupted; {note}") from None
+        if isinstance(e, DeviceFault | BadImage):
+            raise e.with_note(note) from None
+        raise
+    seconds = time.monotonic() - start
+    reread = tgt.is_block and reread_partitions(tgt.fd)
+    return WriteResult(
+        image_path=src.path,
+        image_size=src.size,
+        blake3=digest,
+        device=tgt.path,
+        bytes_written=src.size,
+        seconds=seconds,
+        direct_io=tgt.direct,
+        partitions_reread=reread,
+    )
 
 
 def _write(
@@ -278,7 +295,10 @@ def _write(
             meter.advance(chunk.length)
     except ReadError as e:
         raise BadImage(
-            f"error reading '{image}' at offset {e.offset}: {e.error.strerror}"
+            f"error reading '{image}' at offset {e.offset}: {e.error.strerror}",
+            path=image,
+            offset=e.offset,
+            errno=e.error.errno,
         ) from None
     finally:
         prefetch.close()
@@ -292,27 +312,3 @@ def _write(
         progress(Progress("sync", size, size, 0.0, 0.0))
     tgt.sync()
     return digest
-
-
-def _wipe_head(tgt: Target) -> bool:
-    """Zero the first MiB so a half-written stick does not look bootable."""
-    try:
-        set_direct(tgt.fd, tgt.direct)
-        zeros = aligned_buffer(MiB)
-        n = min(MiB, fd_size(tgt.fd))
-        pwrite_all(tgt.fd, memoryview(zeros)[:n], 0)
-        os.fdatasync(tgt.fd)
-    except OSError as e:
-        log.warning("could not wipe the first MiB of %s: %s", tgt.path, e.strerror)
-        return False
-    return True
-
-
-def wipe_device_head(device: str) -> bool:
-    """Zero the first MiB of DEVICE (after a failed verify); False if it refused."""
-    try:
-        tgt = Target(device)
-    except Exception:
-        return False
-    with tgt:
-        return _wipe_head(tgt)

@@ -106,24 +106,6 @@ def visible(disk: Disk, show_all: bool) -> bool:
     return show_all or (disk.user_drive and disk.size > 0)
 
 
-def device_dict(disk: Disk, identity: Any = None) -> dict[str, Any]:
-    """What the receipt records about the target."""
-    info: dict[str, Any] = {
-        "path": disk.path,
-        "major": disk.major,
-        "minor": disk.minor,
-        "size": disk.size,
-        "vendor": disk.vendor,
-        "model": disk.model,
-        "serial": disk.serial,
-        "bus": disk.bus,
-    }
-    if identity is not None and hasattr(identity, "to_dict"):
-        info.update({k: v for k, v in identity.to_dict().items() if v not in (None, "", [])})
-    info["path"] = disk.path
-    return info
-
-
 # --------------------------------------------------------------------------- boot report
 
 VERDICT_WORDS = {

@@ -9,8 +9,8 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk, DiskEvent
+    from usbwriter.job import Plan
     from usbwriter.progress import Progress
-    from usbwriter.safety import Identity
 
 
 class DisksListed(Message):
@@ -51,20 +51,13 @@ class ImageInspected(Message):
 
 
 class TargetChecked(Message):
-    """The safety check before the confirmation: the pinned identity, or the refusal."""
+    """The job's plan, made before the confirmation, or why it could not be made."""
 
-    def __init__(
-        self,
-        device: str,
-        identity: Identity | None,
-        error: str | None,
-        needs_unmount: bool = False,
-    ) -> None:
+    def __init__(self, device: str, plan: Plan | None, error: str | None) -> None:
         super().__init__()
         self.device = device
-        self.identity = identity
+        self.plan = plan
         self.error = error
-        self.needs_unmount = needs_unmount
 
 
 class JobProgress(Message):

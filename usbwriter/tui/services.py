@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk, DiskEvent
-    from usbwriter.safety import Identity
-    from usbwriter.verify import VerifyResult
-    from usbwriter.writer import WriteResult
+    from usbwriter.job import Plan, Request
+    from usbwriter.receipt import Receipt
 
 ListDisks = Callable[[bool, "str | None"], "list[Disk]"]
 WatchDisks = Callable[[threading.Event], "Iterator[DiskEvent]"]
 InspectImage = Callable[[str], Mapping[str, Any]]
-CheckTarget = Callable[[str, "str | None", bool], "Identity"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +31,8 @@ class Services:
     list_disks: ListDisks
     watch_disks: WatchDisks | None
     inspect_image: InspectImage
-    check_target: CheckTarget
-    write_image: Callable[..., WriteResult]
-    verify_device: Callable[..., VerifyResult]
-    wipe_device_head: Callable[[str], bool]
+    plan: Callable[[Request], Plan]
+    run: Callable[..., Receipt]
     is_root: Callable[[], bool]
 
     @classmethod
@@ -46,10 +42,8 @@ class Services:
             list_disks=_list_disks,
             watch_disks=_watch_disks,
             inspect_image=_inspect_image,
-            check_target=_check_target,
-            write_image=_write_image,
-            verify_device=_verify_device,
-            wipe_device_head=_wipe_device_head,
+            plan=_plan,
+            run=_run,
             is_root=lambda: os.geteuid() == 0,
         )
 
@@ -75,26 +69,13 @@ def _inspect_image(path: str) -> Mapping[str, Any]:
     return report
 
 
-def _check_target(device: str, image: str | None, unmount: bool) -> Identity:
-    from usbwriter.safety import check_target
+def _plan(request: Request) -> Plan:
+    from usbwriter.job import plan
 
-    identity: Identity = check_target(device, image, unmount=unmount)
-    return identity
-
-
-def _write_image(image: str, device: str, **kw: Any) -> WriteResult:
-    from usbwriter.writer import write_image
-
-    return write_image(image, device, **kw)
+    return plan(request)
 
 
-def _verify_device(device: str, size: int, expected: str, **kw: Any) -> VerifyResult:
-    from usbwriter.verify import verify_device
+def _run(plan: Plan, **kw: Any) -> Receipt:
+    from usbwriter.job import run
 
-    return verify_device(device, size, expected, **kw)
-
-
-def _wipe_device_head(device: str) -> bool:
-    from usbwriter.writer import wipe_device_head
-
-    return wipe_device_head(device)
+    return run(plan, **kw)

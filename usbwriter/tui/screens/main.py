@@ -32,9 +32,26 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.job import Plan
     from usbwriter.tui.services import Services
 
 log = logging.getLogger(__name__)
+
+
+def plan_refusal(plan: Plan, disk: Disk) -> str | None:
+    """Why the app will not write this plan: the first blocker a person may not confirm
+    past, or a drive that is no longer the one listed."""
+    from usbwriter.identity import identity_changes
+
+    for blocker in plan.blockers:
+        if not blocker.overridable:
+            return blocker.message
+    if plan.identity is not None:
+        changes = identity_changes(plan.identity, disk)
+        if changes:
+            listed = "; ".join(changes)
+            return f"{disk.path}: not the drive that was listed ({listed}); choose it again"
+    return None
 
 
 def _one_line(e: BaseException) -> str:
@@ -366,23 +383,21 @@ class MainScreen(Screen[None]):
             self.notify(why, severity="warning")
             return
         assert self.chosen is not None and self.image is not None
-        if self.chosen.mounted:
-            # Unmounting is a change to the system: it happens after the confirmation.
-            self.post_message(TargetChecked(self.chosen.path, None, None, needs_unmount=True))
-        else:
-            self.check_target(self.chosen, self.image)
+        self.plan_write(self.chosen, self.image)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="check")
-    def check_target(self, disk: Disk, image: str) -> None:
-        from usbwriter.tui.screens.progress import same_drive
+    def plan_write(self, disk: Disk, image: str) -> None:
+        """The job's plan, as the command line makes it. Mounted file systems are
+        unmounted (after the confirmation, which names them) when the job runs."""
+        from usbwriter.job import Request
 
         try:
-            identity = self.services.check_target(disk.path, image, False)
-            same_drive(identity, disk)
+            plan = self.services.plan(Request(image, disk.path, unmount=True))
+            refusal = plan_refusal(plan, disk)
         except Exception as e:
             self.post_message(TargetChecked(disk.path, None, _one_line(e)))
             return
-        self.post_message(TargetChecked(disk.path, identity, None))
+        self.post_message(TargetChecked(disk.path, plan, refusal))
 
     def on_target_checked(self, message: TargetChecked) -> None:
         from usbwriter.tui.screens.confirm import ConfirmWrite
@@ -392,10 +407,14 @@ class MainScreen(Screen[None]):
         disk, image, size = self.chosen, self.image, self.image_size
         if disk is None or image is None or size is None or disk.path != message.device:
             return
-        if message.error is not None:
-            self.app.push_screen(ErrorScreen("Cannot write to this drive", message.error))
+        if message.error is not None or message.plan is None:
+            self.app.push_screen(
+                ErrorScreen("Cannot write to this drive", message.error or "no plan")
+            )
             return
-        job = Job(image, size, disk, message.identity, self.report)
+        # The confirmation shows the warnings (an image that will not boot, what will be
+        # unmounted); saying yes is what lifts the blockers a person may confirm past.
+        job = Job(image, size, disk, message.plan.confirmed(), self.report)
 
         def confirmed(yes: bool | None) -> None:
             if yes:

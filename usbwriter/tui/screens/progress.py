@@ -21,15 +21,15 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Sparkline, Static
 
-from usbwriter.errors import Cancelled, Refused, UsbWriterError
-from usbwriter.tui.format import device_dict, drive_line
+from usbwriter.errors import Cancelled, UsbWriterError
+from usbwriter.tui.format import drive_line
 from usbwriter.tui.messages import JobFinished, JobProgress
 from usbwriter.units import human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.job import Plan
     from usbwriter.progress import Progress
-    from usbwriter.safety import Identity
     from usbwriter.tui.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,28 +43,13 @@ PHASES = {"write": "Writing", "sync": "Flushing to the drive", "verify": "Verify
 
 @dataclass(frozen=True)
 class Job:
-    """One write: what, where, and the identity pinned before the confirmation."""
+    """One write: what, where, and the plan made (and confirmed) before it."""
 
     image: str
     image_size: int
     disk: Disk
-    identity: Identity | None
+    plan: Plan | None
     report: Mapping[str, Any] | None = None
-
-
-def same_drive(identity: Identity, disk: Disk) -> None:
-    """Refuse when the device checked is not the drive the user saw in the table."""
-    try:
-        from usbwriter.safety import Identity, identity_changes
-    except ImportError:  # pragma: no cover - safety.py is part of the core
-        return
-    if isinstance(identity, Identity):
-        changes = identity_changes(identity, disk)
-        if changes:
-            raise Refused(
-                f"{disk.path}: not the drive that was listed ({'; '.join(changes)}); "
-                "choose it again"
-            )
 
 
 def run_job(
@@ -73,28 +58,12 @@ def run_job(
     progress: Any,
     cancel: threading.Event,
 ) -> dict[str, Any]:
-    """Check, write, verify; the receipt. Blocking: call it from a worker thread."""
-    from usbwriter.receipt import build_receipt
-
-    identity = job.identity
-    if identity is None:  # mounted: the check unmounts, after the confirmation
-        identity = services.check_target(job.disk.path, job.image, True)
-        same_drive(identity, job.disk)
-    result = services.write_image(
-        job.image, job.disk.path, identity=identity, progress=progress, cancel=cancel
-    )
-    checked = services.verify_device(
-        job.disk.path,
-        result.image_size,
-        result.blake3,
-        image=job.image,
-        progress=progress,
-        cancel=cancel,
-    )
-    receipt = build_receipt(result, checked, device_dict(job.disk, identity))
-    if not checked.verified:
-        receipt["wiped_first_mib"] = services.wipe_device_head(job.disk.path)
-    return receipt
+    """Run the job's plan; the receipt. Blocking: call it from a worker thread."""
+    if job.plan is None:
+        raise UsbWriterError(f"{job.disk.path}: no plan to run")
+    receipt = services.run(job.plan, progress=progress, cancel=cancel)
+    result: dict[str, Any] = receipt.to_json()
+    return result
 
 
 class ProgressScreen(Screen[None]):

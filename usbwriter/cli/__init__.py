@@ -1,0 +1,141 @@
+"""Command line: one module a command, errors to exit codes in one place.
+
+Heavy modules (the engine, pyudev, pycdlib, Textual) are imported inside the
+commands that use them, so `usbwriter --help` and the automation path start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+from usbwriter import __version__
+from usbwriter.errors import EXIT_CODES, EXIT_OK, Cancelled, InternalError, UsbWriterError
+
+log = logging.getLogger("usbwriter")
+
+#: name -> module (usbwriter.cli.NAME) with DESCRIPTION, add_arguments(parser) and run(ns).
+SUBCOMMANDS = {"list": "listing", "inspect": "inspect", "verify": "verify"}
+
+EPILOG = (
+    """\
+commands:
+  usbwriter [IMAGE] [--all]                       open the interactive app
+  usbwriter --image IMG --device DEV [--yes]      write IMG to DEV and verify it
+  usbwriter list [--all] [--json]                 list drives a user would flash
+  usbwriter inspect IMAGE [--json]                say how an image will boot
+  usbwriter verify --image IMG --device DEV       verify without writing
+
+exit codes:
+"""
+    + "\n".join(f"  {code:<4}{text}" for code, text in EXIT_CODES.items())
+    + "\n"
+)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that raises BadInput (exit 2, one line) instead of exiting."""
+
+    def error(self, message: str) -> Any:
+        from usbwriter.errors import BadInput
+
+        raise BadInput(f"{message} (see 'usbwriter --help')")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="say more on stderr (-v: steps, -vv: debug)",
+    )
+    p.add_argument("--log-file", metavar="FILE", help="write a debug log to FILE")
+
+
+def main_parser() -> argparse.ArgumentParser:
+    from usbwriter.cli import write
+
+    p = ArgParser(
+        prog="usbwriter",
+        description="Write a bootable image to a USB stick and verify it by reading it back.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"usbwriter {__version__}")
+    write.add_arguments(p)
+    _add_common(p)
+    return p
+
+
+def subcommand_parser(name: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(f"usbwriter.cli.{SUBCOMMANDS[name]}")
+    p = ArgParser(prog=f"usbwriter {name}", description=module.DESCRIPTION)
+    module.add_arguments(p)
+    _add_common(p)
+    return p
+
+
+def _setup_logging(verbose: int, log_file: str | None) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if log_file else level)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("usbwriter: %(message)s"))
+    root.handlers = [handler]
+    if log_file:
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        file_handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+        file_handler.setLevel(logging.DEBUG)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+        )
+        root.addHandler(file_handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    json_mode = "--json" in args
+    logging.basicConfig(level=logging.WARNING, format="usbwriter: %(message)s")
+    try:
+        if args and args[0] in SUBCOMMANDS:
+            ns = subcommand_parser(args[0]).parse_args(args[1:])
+            module = importlib.import_module(f"usbwriter.cli.{SUBCOMMANDS[args[0]]}")
+        else:
+            ns = main_parser().parse_args(args)
+            from usbwriter.cli import write as module
+        try:
+            _setup_logging(ns.verbose, ns.log_file)
+        except OSError as e:
+            from usbwriter.errors import os_error
+
+            raise os_error(ns.log_file, e, "open the log file") from None
+        code: int = module.run(ns)
+        return code
+    except UsbWriterError as e:
+        log.debug("%s", e, exc_info=True)
+        return fail(e, json_mode)
+    except KeyboardInterrupt:
+        return fail(Cancelled("interrupted"), json_mode)
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a bug: one line, never a traceback (unless asked for)
+        log.debug("internal error", exc_info=True)
+        if os.environ.get("USBWRITER_DEBUG"):
+            raise
+        return fail(InternalError(f"internal error: {type(e).__name__}: {e}"), json_mode)
+
+
+def fail(e: UsbWriterError, json_mode: bool) -> int:
+    """Print one error: a line on stderr, and a JSON object on stdout with --json."""
+    from usbwriter.cli.output import emit
+
+    if json_mode:
+        emit({"event": "error", **e.to_dict()})
+    print(f"usbwriter: {e.message}", file=sys.stderr)
+    return e.exit_code

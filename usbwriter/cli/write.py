@@ -1,0 +1,149 @@
+"""usbwriter --image IMG --device DEV: plan, show, confirm, run, render the receipt."""
+
+from __future__ import annotations
+
+import argparse
+
+from usbwriter.cli.output import (
+    ProgressPrinter,
+    cancel_on_signals,
+    confirm,
+    emit,
+    interactive,
+    say,
+)
+from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput, Cancelled, Refused
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image_arg", nargs="?", metavar="IMAGE", help="image for the app to preselect")
+    p.add_argument("--image", "-i", help="the image to write (.iso, .img, .raw)")
+    p.add_argument("--device", "-d", help="the whole drive to write, e.g. /dev/sdb")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--no-verify", action="store_true", help="skip reading the drive back")
+    p.add_argument("--json", action="store_true", help="NDJSON progress and result on stdout")
+    p.add_argument(
+        "--force", action="store_true", help="write an image that will not boot on BIOS or UEFI"
+    )
+    p.add_argument(
+        "--unmount",
+        action="store_true",
+        help="unmount the drive's mounted file systems before writing",
+    )
+    p.add_argument(
+        "--to-file",
+        action="store_true",
+        help="the target is a regular file (a VM disk image), created if missing",
+    )
+    p.add_argument("--all", action="store_true", help="app: also list non-eligible drives")
+
+
+def run(ns: argparse.Namespace) -> int:
+    if ns.device is None:
+        if ns.image is not None and ns.image_arg is not None:
+            raise BadInput("give the image once, as IMAGE or --image")
+        if ns.json or ns.yes:
+            raise BadInput("--device is required to write (see 'usbwriter --help')")
+        from usbwriter.tui import run_app
+
+        code: int = run_app(image=ns.image or ns.image_arg, show_all=ns.all)
+        return code
+    image = ns.image or ns.image_arg
+    if image is None:
+        raise BadInput("--image is required with --device")
+    return write(
+        image,
+        ns.device,
+        yes=ns.yes,
+        verify=not ns.no_verify,
+        json_mode=ns.json,
+        force=ns.force,
+        unmount=ns.unmount,
+        to_file=ns.to_file,
+    )
+
+
+def _boot_summary(plan: object) -> str:
+    from usbwriter.job import Plan
+
+    assert isinstance(plan, Plan)
+    boot = plan.boot
+    if boot is None:
+        return ""
+    if boot.unreadable:
+        return f"Boot: boot records could not be read: {boot.unreadable}"
+    words = {"yes": "yes", "no": "no", "firmware-dependent": "depends on the firmware"}
+    lines = [
+        f"Boot: BIOS {words.get(boot.bios, boot.bios)}, UEFI {words.get(boot.uefi, boot.uefi)}"
+    ]
+    lines += [f"  - {r}" for r in boot.reasons]
+    return "\n".join(lines)
+
+
+def write(
+    image: str,
+    device: str,
+    *,
+    yes: bool,
+    verify: bool,
+    json_mode: bool,
+    force: bool,
+    unmount: bool,
+    to_file: bool,
+) -> int:
+    from usbwriter import job
+    from usbwriter.job.runner import device_info, mismatch_message
+    from usbwriter.receipt import describe_device
+    from usbwriter.units import human_size
+
+    request = job.Request(
+        image, device, verify=verify, force=force, unmount=unmount, to_file=to_file
+    )
+    plan = job.plan(request)
+    # Refusals a person may not confirm past come first, whatever else is asked.
+    for blocker in plan.blockers:
+        if not blocker.overridable:
+            raise blocker.error
+    if json_mode and plan.boot is not None:
+        emit({"event": "boot", **plan.boot.to_dict()})
+    summary = _boot_summary(plan)
+    if summary:
+        say(summary)
+    if plan.blockers and (yes or not interactive()):
+        raise plan.blockers[0].error
+    if not yes:
+        if not interactive():
+            raise Refused(f"{device}: not on a terminal and no --yes: refusing to erase the drive")
+        warn = "".join(f"WARNING: {b.message}\n" for b in plan.blockers)
+        then = (
+            f" ({', '.join(plan.unmount_points)} will be unmounted first)" if plan.unmounts else ""
+        )
+        question = (
+            f"{warn}ALL DATA on {describe_device(device_info(plan))}{then} will be erased "
+            f"and replaced by {image} ({human_size(plan.image.size)}).\n"
+            "Type 'yes' to continue: "
+        )
+        if not confirm(question):
+            raise Cancelled("not confirmed; nothing was written")
+        plan = plan.confirmed()
+    for warning in plan.warnings:
+        if not warning.startswith("will unmount"):
+            say(f"usbwriter: warning: {warning}")
+
+    with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
+
+        def notify(text: str) -> None:
+            show.end_line()
+            say(f"usbwriter: {text}")
+
+        receipt = job.run(plan, progress=show, cancel=cancel, notify=notify)
+    if json_mode:
+        emit(receipt.to_json())
+    else:
+        print(receipt.to_text())
+    if receipt.verify is not None and not receipt.verified:
+        say(f"usbwriter: {mismatch_message(receipt)}")
+        return EXIT_MISMATCH
+    if not json_mode:
+        say("It is safe to remove the drive.")
+    return EXIT_OK

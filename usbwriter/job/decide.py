@@ -1,0 +1,234 @@
+"""The plan's decisions: a pure function of the request and the facts read before.
+
+No I/O here, so every refusal, warning and unmount list can be tested on hand-built
+facts (tests/unit/test_plan.py), and both front ends act on the same decisions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol
+
+from usbwriter.devices import DEV
+from usbwriter.errors import BadInput, Refused, UsbWriterError
+from usbwriter.identity import Identity
+from usbwriter.image import KIND_WORDS, not_an_image
+from usbwriter.job.model import (
+    Blocker,
+    BootFacts,
+    Footprint,
+    ImageFacts,
+    Plan,
+    Request,
+    TargetFacts,
+)
+from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from usbwriter.devices import MountEntry
+
+
+def decide(
+    request: Request, image: ImageFacts, target: TargetFacts, boot: BootFacts | None
+) -> Plan:
+    blockers: list[Blocker] = []
+    warnings: list[str] = []
+
+    def block(error: UsbWriterError, *, overridable: bool = False) -> None:
+        blockers.append(Blocker(error, overridable))
+
+    image_ok = _check_image(image, block)
+    target_ok = _check_target(request, image, target, block)
+    identity = _identity(target) if target_ok else None
+    if image_ok and target_ok:
+        shared = image.footprint & target.footprint
+        if shared:
+            block(_overlap(image, target, shared))
+        if target.kind == "block" and image.size > target.size:
+            block(
+                Refused(
+                    f"{target.requested}: the image {image.requested} "
+                    f"({human_size(image.size)}) does not fit on the device "
+                    f"({human_size(target.size)})",
+                    path=target.requested,
+                )
+            )
+    unmounts = _unmounts(request, target, block) if target_ok else ()
+    if unmounts:
+        warnings.append(
+            "will unmount first: " + ", ".join(f"{m.source} on {m.mountpoint}" for m in unmounts)
+        )
+    if image_ok and boot is not None and not boot.bootable:
+        why = (
+            f"its boot records could not be read ({boot.unreadable})"
+            if boot.unreadable
+            else "it will not boot on BIOS or UEFI"
+        )
+        if request.force:
+            warnings.append(f"{image.requested}: {why}; writing it anyway (--force)")
+        else:
+            block(
+                Refused(f"{image.requested}: {why}; use --force to write it", path=image.path),
+                overridable=True,
+            )
+    if target_ok and target.disk is not None:
+        warnings.extend(n for n in target.disk.notes if "larger than" in n)
+    return Plan(
+        request=request,
+        image=image,
+        target=target,
+        boot=boot,
+        identity=identity,
+        blockers=tuple(blockers),
+        warnings=tuple(warnings),
+        unmounts=unmounts,
+    )
+
+
+def check_image(image: ImageFacts) -> UsbWriterError | None:
+    """Why the image cannot be read as one (None when it can)."""
+    if image.error is not None:
+        return image.error
+    if image.kind not in ("file", "block"):
+        return not_an_image(image.requested, image.kind)
+    return None
+
+
+def _check_image(image: ImageFacts, block: _Block) -> bool:
+    error = check_image(image)
+    if error is not None:
+        block(error)
+    return error is None
+
+
+def _check_target(request: Request, image: ImageFacts, target: TargetFacts, block: _Block) -> bool:
+    name = target.requested
+    if target.error is not None:
+        block(target.error)
+        return False
+    swapped = image.kind == "block" and target.kind in ("file", "missing")
+    if swapped:
+        block(
+            Refused(
+                f"{name}: is {'a regular file' if target.kind == 'file' else 'no device'}, "
+                f"and the image {image.requested} is a drive: are --image and --device "
+                "swapped? Nothing was written",
+                path=name,
+            )
+        )
+        return False
+    if target.kind == "missing":
+        if request.to_file:
+            return True
+        block(
+            BadInput(
+                f"{name}: no such device (to write the image into a new file, add --to-file)",
+                path=name,
+            )
+        )
+        return False
+    if target.kind == "file":
+        if request.to_file:
+            return True
+        block(
+            Refused(
+                f"{name}: is a regular file, not a drive; nothing was written (to write the "
+                "image into this file, add --to-file)",
+                path=name,
+            )
+        )
+        return False
+    if target.kind == "partition":
+        whole = f" {DEV}/{target.parent_disk}" if target.parent_disk else ""
+        block(Refused(f"{name}: is a partition; write to the whole disk{whole}", path=name))
+        return False
+    if target.kind != "block":
+        block(
+            BadInput(
+                f"{name}: is {KIND_WORDS.get(target.kind, target.kind)}, not a drive",
+                path=name,
+            )
+        )
+        return False
+    disk = target.disk
+    if disk is not None and disk.reasons:
+        block(
+            Refused(
+                f"{disk.path} ({disk.description}): refused: {'; '.join(disk.reasons)}",
+                path=name,
+            )
+        )
+        return False
+    return True
+
+
+def _unmounts(request: Request, target: TargetFacts, block: _Block) -> tuple[MountEntry, ...]:
+    if not target.mounts:
+        return ()
+    listed = ", ".join(f"{m.source} on {m.mountpoint}" for m in target.mounts)
+    if not request.unmount:
+        block(
+            Refused(
+                f"{target.requested}: mounted: {listed}; unmount first or pass --unmount",
+                path=target.requested,
+            )
+        )
+        return ()
+    if target.foreign:
+        stacked = ", ".join(f"{m.source} on {m.mountpoint}" for m in target.foreign)
+        block(
+            Refused(
+                f"{target.requested}: other file systems are mounted on top of or inside its "
+                f"mounts ({stacked}); unmount those first. Nothing was unmounted",
+                path=target.requested,
+            )
+        )
+        return ()
+    # Deepest first, later mounts before earlier ones at the same depth.
+    return tuple(
+        sorted(target.mounts, key=lambda m: (-m.mountpoint.rstrip("/").count("/"), -m.mount_id))
+    )
+
+
+def _overlap(image: ImageFacts, target: TargetFacts, shared: Footprint) -> Refused:
+    names = []
+    for item in sorted(shared):
+        if item[0] == "disk":
+            names.append(f"{DEV}/{item[1]}")
+        else:
+            names.append(
+                "the image file itself"
+                if (image.kind == "file" and f"{image.ino}" == item[2])
+                else f"a backing file (inode {item[2]})"
+            )
+    return Refused(
+        f"{target.requested}: refused: it overlaps the image {image.requested} (both on "
+        f"{', '.join(names)}); writing it would destroy the image while it is read",
+        path=target.requested,
+    )
+
+
+def _identity(target: TargetFacts) -> Identity | None:
+    if target.kind == "block" and target.disk is not None:
+        return Identity.from_disk(target.disk, requested=target.requested)
+    if target.kind in ("file", "missing"):
+        exists = target.kind == "file"
+        return Identity(
+            path=target.node,
+            major=None,
+            minor=None,
+            size=target.size,
+            diskseq=None,
+            serial="",
+            backing_file=None,
+            kind="file",
+            requested=target.requested,
+            file_device=target.dev if exists else None,
+            file_inode=target.ino if exists else None,
+            model=os.path.basename(target.node),
+        )
+    return None
+
+
+class _Block(Protocol):
+    def __call__(self, error: UsbWriterError, *, overridable: bool = False) -> None: ...

@@ -1,0 +1,144 @@
+"""Read the facts a plan decides on: the image, the target, the boot verdict.
+
+Everything here only looks (stat, sysfs, /proc/self/mountinfo, the image's boot
+records); nothing is opened for writing, nothing unmounted. Paths are resolved once,
+here: the job later opens exactly ``TargetFacts.node`` and checks that what it opened
+is what was looked at.
+"""
+
+from __future__ import annotations
+
+import os
+
+from usbwriter.devices import (
+    Snapshot,
+    disk_from_info,
+    image_disks,
+    read_block_info,
+    read_snapshot,
+    sys_path_of,
+)
+from usbwriter.errors import BadImage, DeviceFault, os_error
+from usbwriter.image import kind_of
+from usbwriter.job.model import BootFacts, Footprint, ImageFacts, TargetFacts
+
+
+def _devno(dev: int) -> str:
+    return f"{os.major(dev)}:{os.minor(dev)}"
+
+
+def look_at_image(path: str, snapshot: Snapshot) -> ImageFacts:
+    """What the image is (without opening it: a FIFO cannot hang this) and what its bytes
+    live on."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return ImageFacts(path, path, "missing", error=os_error(path, e, "read the image"))
+    real = os.path.realpath(path)
+    kind = kind_of(st.st_mode)
+    footprint: Footprint = frozenset()
+    size = st.st_size
+    if kind == "file":
+        footprint = frozenset(
+            {("file", _devno(st.st_dev), str(st.st_ino))}
+            | {("disk", d) for d in image_disks(real, snapshot)}
+            | snapshot.footprint(_devno(st.st_dev), through_files=True)
+        )
+    elif kind == "block":
+        footprint = snapshot.footprint(_devno(st.st_rdev), through_files=True)
+        size = _block_size(st.st_rdev)
+    return ImageFacts(
+        requested=path,
+        path=real,
+        kind=kind,
+        size=size,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        rdev=st.st_rdev,
+        footprint=footprint,
+    )
+
+
+def _block_size(rdev: int) -> int:
+    try:
+        with open(os.path.join(sys_path_of(_devno(rdev)), "size")) as f:
+            return int(f.read().strip()) * 512
+    except (OSError, ValueError):
+        return 0
+
+
+def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
+    """What the target is: a whole disk (with its mounts and what is stacked on them), a
+    partition, a regular file, nothing, or something else."""
+    if not os.path.lexists(path):
+        return TargetFacts(path, path, "missing")
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as e:
+        if not os.path.exists(real):  # a dangling symlink
+            return TargetFacts(path, real, "missing")
+        return TargetFacts(path, real, "other", error=os_error(path, e, "look at the device"))
+    kind = kind_of(st.st_mode)
+    if kind == "file":
+        return TargetFacts(
+            path,
+            real,
+            "file",
+            size=st.st_size,
+            dev=st.st_dev,
+            ino=st.st_ino,
+            footprint=frozenset({("file", _devno(st.st_dev), str(st.st_ino))}),
+        )
+    if kind != "block":
+        return TargetFacts(path, real, kind)
+    devno = _devno(st.st_rdev)
+    sys_path = sys_path_of(devno)
+    if not os.path.isdir(sys_path):
+        return TargetFacts(
+            path,
+            real,
+            "block",
+            error=DeviceFault(f"{path}: no block device {devno} in sysfs", path=path),
+        )
+    if os.path.exists(os.path.join(sys_path, "partition")):
+        parent = os.path.basename(os.path.dirname(sys_path))
+        return TargetFacts(path, real, "partition", parent_disk=parent)
+    try:
+        disk = disk_from_info(read_block_info(sys_path), snapshot)
+    except DeviceFault as e:
+        return TargetFacts(path, real, "block", error=e)
+    ours = {disk.devno} | {f"{p.major}:{p.minor}" for p in disk.partitions}
+    mounts = tuple(m for m in snapshot.mounts if m.devno in ours)
+    ids = {m.mount_id for m in mounts}
+    foreign = tuple(m for m in snapshot.mounts if m.parent_id in ids and m.devno not in ours)
+    return TargetFacts(
+        requested=path,
+        node=real,
+        kind="block",
+        disk=disk,
+        size=disk.size,
+        footprint=snapshot.footprint(devno, through_files=False),
+        mounts=mounts,
+        foreign=foreign,
+    )
+
+
+def look_at_boot(image: ImageFacts) -> BootFacts | None:
+    """The boot verdict of an image that is a file or a block device; None otherwise."""
+    if image.error is not None or image.kind not in ("file", "block"):
+        return None
+    from usbwriter.boot import inspect_image
+
+    try:
+        report = inspect_image(image.path, verify_checksum=False)
+    except BadImage as e:
+        return BootFacts("no", "no", unreadable=e.message)
+    v = report.boot
+    return BootFacts(v.bios, v.uefi, tuple(v.reasons))
+
+
+def look(image: str, device: str) -> tuple[ImageFacts, TargetFacts, BootFacts | None]:
+    snapshot = read_snapshot()
+    image_facts = look_at_image(image, snapshot)
+    return image_facts, look_at_target(device, snapshot), look_at_boot(image_facts)

@@ -1,0 +1,160 @@
+"""What a write job is made of: the request, the facts read about it, and the plan.
+
+All frozen dataclasses. ``facts.py`` reads the facts from the system (changing
+nothing); ``decide.py`` turns request and facts into a ``Plan``, purely; ``run.py``
+carries a plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from usbwriter.errors import UsbWriterError
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk, MountEntry
+    from usbwriter.identity import Identity
+
+#: One thing a device's bytes live on: ("disk", name) or ("file", "major:minor", "inode").
+Footprint = frozenset[tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for."""
+
+    image: str
+    device: str
+    verify: bool = True
+    force: bool = False  # write an image that boots on neither BIOS nor UEFI
+    unmount: bool = False  # unmount the target's file systems first
+    to_file: bool = False  # the target may be a regular file (created when missing)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """The image as found: ``kind`` is file, block, missing, directory, fifo, char,
+    socket or other; ``footprint`` what its bytes live on."""
+
+    requested: str
+    path: str
+    kind: str
+    size: int = 0
+    dev: int = 0
+    ino: int = 0
+    rdev: int = 0
+    footprint: Footprint = frozenset()
+    error: UsbWriterError | None = None  # it could not even be looked at
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """The target as found: ``kind`` is block, partition, file, missing, directory, fifo,
+    char, socket or other. ``node`` is the resolved path the job opens (symlinks followed
+    once, here). ``mounts`` are the mounts of file systems on the target; ``foreign`` are
+    other mounts stacked on top of or inside those."""
+
+    requested: str
+    node: str
+    kind: str
+    disk: Disk | None = None
+    size: int = 0
+    dev: int = 0
+    ino: int = 0
+    parent_disk: str | None = None  # for a partition node: its whole disk
+    footprint: Footprint = frozenset()
+    mounts: tuple[MountEntry, ...] = ()
+    foreign: tuple[MountEntry, ...] = ()
+    error: UsbWriterError | None = None
+
+
+@dataclass(frozen=True)
+class BootFacts:
+    """The boot report's verdict: will the written stick boot, and why."""
+
+    bios: str
+    uefi: str
+    reasons: tuple[str, ...] = ()
+    unreadable: str | None = None  # why the boot records could not be read
+
+    @property
+    def bootable(self) -> bool:
+        return self.unreadable is None and (self.bios != "no" or self.uefi != "no")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"bios": self.bios, "uefi": self.uefi, "reasons": list(self.reasons)}
+        if self.unreadable is not None:
+            d["unreadable"] = self.unreadable
+        return d
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why the job may not run. ``overridable``: a person shown the warning may confirm
+    past it (an image that will not boot); everything else stands."""
+
+    error: UsbWriterError
+    overridable: bool = False
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code
+
+    @property
+    def message(self) -> str:
+        return self.error.message
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision: run it only when ``ready``. Nothing has been changed to make it."""
+
+    request: Request
+    image: ImageFacts
+    target: TargetFacts
+    boot: BootFacts | None
+    identity: Identity | None
+    blockers: tuple[Blocker, ...] = ()
+    warnings: tuple[str, ...] = ()
+    unmounts: tuple[MountEntry, ...] = field(default=())
+
+    @property
+    def ready(self) -> bool:
+        return not self.blockers
+
+    @property
+    def needs_confirmation_only(self) -> bool:
+        """Blocked only by what a person may confirm past (shown the warning)."""
+        return bool(self.blockers) and all(b.overridable for b in self.blockers)
+
+    def confirmed(self) -> Plan:
+        """The plan after a person saw the warnings and said yes: overridable blockers
+        become warnings. Non-overridable blockers stay."""
+        kept = tuple(b for b in self.blockers if not b.overridable)
+        moved = tuple(b.message for b in self.blockers if b.overridable)
+        return replace(self, blockers=kept, warnings=self.warnings + moved)
+
+    def raise_if_blocked(self) -> None:
+        if self.blockers:
+            raise self.blockers[0].error
+
+    @property
+    def unmount_points(self) -> tuple[str, ...]:
+        return tuple(m.mountpoint for m in self.unmounts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": "plan",
+            "image": self.image.path,
+            "device": self.target.requested,
+            "ready": self.ready,
+            "blockers": [b.error.to_dict() | {"overridable": b.overridable} for b in self.blockers],
+            "warnings": list(self.warnings),
+            "unmount": [{"device": m.source, "mountpoint": m.mountpoint} for m in self.unmounts],
+            "boot": self.boot.to_dict() if self.boot is not None else None,
+        }

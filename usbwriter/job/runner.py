@@ -1,0 +1,232 @@
+"""Carry out a plan on one exclusive descriptor, from the first byte to the last read-back.
+
+The order: unmount exactly the planned mounts; open the image and check it is the file
+the plan looked at; open the resolved target node once (O_RDWR | O_DIRECT | O_EXCL |
+O_NOFOLLOW for a drive, an exclusive flock for a file) and check on that descriptor
+that it is the device chosen; write; read back through the same descriptor; wipe the
+first MiB through it if the read-back fails. The descriptor is closed only after the
+result has been handed to ``on_result``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
+from usbwriter.image import ImageSource, open_image
+from usbwriter.job.model import ImageFacts, Plan
+from usbwriter.job.mounts import unmount_planned
+from usbwriter.progress import ProgressCallback
+from usbwriter.receipt import Receipt
+from usbwriter.verify import Reader, verify_fd
+from usbwriter.writer import Target, write_to
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str], None]
+
+
+def device_info(plan: Plan, unmounted: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the receipt says of the target: its pinned identity and its names."""
+    info: dict[str, Any] = {}
+    if plan.identity is not None:
+        info.update(replace(plan.identity, unmounted=unmounted).to_dict())
+    disk = plan.target.disk
+    if disk is not None:
+        for key in ("vendor", "model", "serial", "bus", "size", "description"):
+            value = getattr(disk, key, None)
+            if value not in (None, ""):
+                info.setdefault(key, value)
+    info["path"] = plan.target.requested
+    return info
+
+
+@contextmanager
+def open_source(facts: ImageFacts) -> Iterator[ImageSource]:
+    """Open the image and check it is what the plan looked at (not swapped meanwhile)."""
+    src = open_image(facts.path)
+    try:
+        st = os.fstat(src.fd)
+        same = (
+            st.st_rdev == facts.rdev
+            if src.is_block
+            else (st.st_dev, st.st_ino, st.st_size) == (facts.dev, facts.ino, facts.size)
+        )
+        if not same:
+            raise Refused(
+                f"{facts.requested}: the image changed since it was checked; nothing was written",
+                path=facts.requested,
+            )
+        yield src
+    finally:
+        src.close()
+
+
+def open_target(plan: Plan) -> Target:
+    """Open the plan's resolved target node once and check, on that descriptor, that it
+    is the device (or file) the plan chose."""
+    t = plan.target
+    assert plan.identity is not None
+    tgt = Target.open(t.node, block=t.kind == "block", create=t.kind == "missing")
+    try:
+        plan.identity.check_descriptor(tgt.fd)
+    except BaseException:
+        tgt.close()
+        raise
+    return tgt
+
+
+def run(
+    plan: Plan,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    notify: Notify | None = None,
+    on_result: Callable[[Receipt], None] | None = None,
+) -> Receipt:
+    """Carry out PLAN (which must be ready) and return the receipt."""
+    plan.raise_if_blocked()
+    cancel = cancel or threading.Event()
+    if cancel.is_set():
+        raise Cancelled(f"{plan.target.requested}: cancelled before anything was changed")
+    unmounted = unmount_planned(plan.unmounts, notify=notify) if plan.unmounts else ()
+    with open_source(plan.image) as src, open_target(plan) as tgt:
+        log.info("writing %s to %s (held exclusively)", src.path, tgt.path)
+        written = write_to(src, tgt, progress=progress, cancel=cancel)
+        checked = None
+        wiped = None
+        if plan.request.verify:
+            try:
+                reader = Reader(tgt.fd, tgt.path, written.image_size)
+                checked = verify_fd(
+                    reader,
+                    written.image_size,
+                    written.blake3,
+                    image=src,
+                    progress=progress,
+                    cancel=cancel,
+                )
+            except DeviceFault as e:
+                wiped = tgt.wipe_head()
+                raise e.with_note(_wipe_note(wiped)) from None
+            if not checked.verified:
+                wiped = tgt.wipe_head()
+        receipt = Receipt(
+            image_path=plan.image.requested,
+            image_size=written.image_size,
+            device=device_info(plan, unmounted),
+            write=written,
+            verify=checked,
+            unmounted=unmounted,
+            wiped_first_mib=wiped,
+        )
+        if on_result is not None:
+            on_result(receipt)
+        return receipt
+
+
+def _wipe_note(wiped: bool) -> str:
+    return (
+        "the first MiB was wiped so the stick does not look bootable"
+        if wiped
+        else "the first MiB could not be wiped: do not boot from this stick"
+    )
+
+
+def mismatch_message(receipt: Receipt) -> str:
+    """One line for a failed verification: where, and what was done about it."""
+    line = (
+        f"{receipt.device.get('path')} differs from {receipt.image_path} at byte "
+        f"{receipt.mismatch_offset}"
+    )
+    if receipt.wiped_first_mib is not None:
+        line += f"; {_wipe_note(receipt.wiped_first_mib)}"
+    return line
+
+
+# --- verify only ------------------------------------------------------------------------
+
+
+def verify_only(
+    image: str,
+    device: str,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    on_result: Callable[[Receipt], None] | None = None,
+) -> Receipt:
+    """Compare DEVICE with IMAGE, reading the device with O_DIRECT through a descriptor
+    held exclusively (O_EXCL for a drive, a shared flock for a file)."""
+    from usbwriter.devices import read_snapshot
+    from usbwriter.job.decide import check_image
+    from usbwriter.job.facts import look_at_image, look_at_target
+
+    snapshot = read_snapshot()
+    facts = look_at_image(image, snapshot)
+    error = check_image(facts)
+    if error is not None:
+        raise error
+    target = look_at_target(device, snapshot)
+    if target.error is not None:
+        raise target.error
+    if target.kind not in ("block", "partition", "file"):
+        from usbwriter.image import KIND_WORDS
+
+        if target.kind == "missing":
+            raise BadInput(f"{device}: no such device", path=device)
+        raise BadInput(
+            f"{device}: is {KIND_WORDS.get(target.kind, target.kind)}, not a drive", path=device
+        )
+    block = target.kind != "file"
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_EXCL if block else 0)
+    fd = _open_for_reading(target.node, flags)
+    try:
+        st = os.fstat(fd)
+        if (block and st.st_rdev != os.stat(target.node).st_rdev) or (
+            not block and (st.st_dev, st.st_ino) != (target.dev, target.ino)
+        ):
+            raise Refused(f"{device}: changed while it was opened; try again", path=device)
+        if not block:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as e:
+                raise Refused(f"{device}: in use by another program (locked)", path=device) from e
+        with open_source(facts) as src:
+            reader = Reader(fd, device, src.size)
+            checked = verify_fd(reader, src.size, image=src, progress=progress, cancel=cancel)
+            info: dict[str, Any] = {"path": device}
+            if target.disk is not None:
+                from usbwriter.identity import Identity
+
+                info.update(Identity.from_disk(target.disk, requested=device).to_dict())
+                info["path"] = device
+            receipt = Receipt(
+                image_path=image, image_size=src.size, device=info, write=None, verify=checked
+            )
+            if on_result is not None:
+                on_result(receipt)
+            return receipt
+    finally:
+        os.close(fd)
+
+
+def _open_for_reading(path: str, flags: int) -> int:
+    try:
+        try:
+            return os.open(path, flags | os.O_DIRECT)
+        except OSError as e:
+            if e.errno != 22:  # EINVAL: a file system without O_DIRECT
+                raise
+            return os.open(path, flags)
+    except OSError as e:
+        raise os_error(path, e, "open for reading") from None
+
+
+__all__ = ["UsbWriterError", "device_info", "mismatch_message", "run", "verify_only"]
