@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from usbwriter.cli.output import (
     ProgressPrinter,
@@ -12,7 +13,10 @@ from usbwriter.cli.output import (
     interactive,
     say,
 )
-from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput, Cancelled, Refused
+from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput, Cancelled, Refused, UsbWriterError
+
+if TYPE_CHECKING:
+    from usbwriter.job import Plan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,10 +67,7 @@ def run(ns: argparse.Namespace) -> int:
     )
 
 
-def _boot_summary(plan: object) -> str:
-    from usbwriter.job import Plan
-
-    assert isinstance(plan, Plan)
+def _boot_summary(plan: Plan) -> str:
     boot = plan.boot
     if boot is None:
         return ""
@@ -78,6 +79,17 @@ def _boot_summary(plan: object) -> str:
     ]
     lines += [f"  - {r}" for r in boot.reasons]
     return "\n".join(lines)
+
+
+def refusal_for(plan: Plan, *, asking: bool) -> UsbWriterError | None:
+    """Why the command line will not run PLAN. A person asked at a terminal may confirm
+    past the blockers marked overridable (shown as warnings); nobody else may."""
+    for blocker in plan.blockers:
+        if not blocker.overridable:
+            return blocker.error
+    if plan.blockers and not asking:
+        return plan.blockers[0].error
+    return None
 
 
 def write(
@@ -100,17 +112,16 @@ def write(
         image, device, verify=verify, force=force, unmount=unmount, to_file=to_file
     )
     plan = job.plan(request)
-    # Refusals a person may not confirm past come first, whatever else is asked.
-    for blocker in plan.blockers:
-        if not blocker.overridable:
-            raise blocker.error
-    if json_mode and plan.boot is not None:
-        emit({"event": "boot", **plan.boot.to_dict()})
-    summary = _boot_summary(plan)
-    if summary:
-        say(summary)
-    if plan.blockers and (yes or not interactive()):
-        raise plan.blockers[0].error
+    refusal = refusal_for(plan, asking=not yes and interactive())
+    if refusal is None or plan.needs_confirmation_only:
+        # The boot verdict is worth showing unless the target itself is refused.
+        if json_mode and plan.boot is not None:
+            emit({"event": "boot", **plan.boot.to_dict()})
+        summary = _boot_summary(plan)
+        if summary:
+            say(summary)
+    if refusal is not None:
+        raise refusal
     if not yes:
         if not interactive():
             raise Refused(f"{device}: not on a terminal and no --yes: refusing to erase the drive")
