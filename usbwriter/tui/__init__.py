@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from textual.app import App
 
+    from usbwriter.tui.app import UsbWriterApp
+
 
 class _LogToApp(logging.Handler):
     """Warnings the core logs become notifications: stderr belongs to the screen."""
@@ -38,14 +40,25 @@ def run_app(image: str | None = None, show_all: bool = False) -> int:
     app = UsbWriterApp(
         Services.real(), image=image, show_all=show_all, settings_path=default_path()
     )
+    return run(app)
+
+
+def run(app: UsbWriterApp, *, headless: bool = False) -> int:
+    """Run APP; the exit code. A bug in it ends with one line on stderr (``crash``)."""
+    from usbwriter.tui import crash
+
     root = logging.getLogger()
     saved = root.handlers[:]
     root.handlers = [_LogToApp(app)]
     try:
-        app.run()
+        app.run(headless=headless)
     finally:
         root.handlers = saved
+    traceback = app.crash_text()
+    if traceback:
+        crash.report(traceback)
+        return app.return_code or 1
     return app.return_code or 0
 
 
-__all__ = ["run_app"]
+__all__ = ["run", "run_app"]

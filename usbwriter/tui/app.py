@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import tempfile
+import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.console import Console
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -47,6 +47,12 @@ class UsbWriterApp(App[int]):
         cursor_blink: bool = True,
     ) -> None:
         super().__init__()
+        # Textual prints the traceback of an unhandled exception to error_console as it
+        # exits; keep it for crash.report (one line on stderr, the rest in a log file).
+        self._crash = io.StringIO()
+        self.error_console = Console(
+            file=self._crash, width=120, color_system=None, markup=False, highlight=False
+        )
         self.services = services
         self.image = image
         self.show_all = show_all
@@ -127,23 +133,6 @@ class UsbWriterApp(App[int]):
             markup=False,
         )
 
-    def _print_error_renderables(self) -> None:
-        """A bug in the app: one line on stderr; the traceback goes to a log file."""
-        if not self._exit_renderables:
-            return
-        from rich.console import Console
-
-        error = self._exception
-        path = Path(tempfile.gettempdir()) / "usbwriter-tui-error.log"
-        where = f" (details in {path})"
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                console = Console(file=f, width=120, color_system=None)
-                for renderable in self._exit_renderables:
-                    console.print(renderable)
-        except OSError:
-            where = ""
-        cause = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
-        cause = " ".join(cause.split())
-        print(f"usbwriter: internal error in the app: {cause}{where}", file=sys.stderr)
-        self._exit_renderables.clear()
+    def crash_text(self) -> str:
+        """The traceback of the bug that ended the app, or ''."""
+        return self._crash.getvalue()

@@ -1,19 +1,31 @@
-"""The app's few settings (the theme), kept in a small JSON file between runs."""
+"""The app's few settings (the theme), kept in a small JSON file between runs.
+
+The file is ``tui.json`` in the effective user's config directory (``paths.config_dir``:
+root's under sudo); it is read with ``O_NOFOLLOW`` and replaced, never written through.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from usbwriter.tui.paths import UnsafePath, config_dir, read_private, write_private
+
 log = logging.getLogger(__name__)
 
+FILE_NAME = "tui.json"
 
-def default_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "usbwriter" / "tui.json"
+
+def default_path(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path | None:
+    """The settings file, its directory created; None (said in one line) when unsafe."""
+    try:
+        return config_dir(environ, home) / FILE_NAME
+    except UnsafePath as e:
+        log.warning("settings are not kept between runs: %s", e)
+        return None
 
 
 @dataclass
@@ -26,7 +38,7 @@ class Settings:
         if path is None:
             return cls()
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_private(path))
         except (OSError, ValueError):
             return cls(path=path)
         theme = data.get("theme") if isinstance(data, dict) else None
@@ -36,7 +48,8 @@ class Settings:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"theme": self.theme}) + "\n")
+            write_private(
+                self.path.parent, self.path.name, json.dumps({"theme": self.theme}) + "\n"
+            )
         except OSError as e:
             log.info("could not save settings to %s: %s", self.path, e.strerror)
