@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from usbwriter.tui.format import drive_choosable, drive_mounts, drive_status, visible
@@ -77,21 +78,14 @@ class DriveTable(DataTable[Text]):
         self.image_size: int | None = None
         self.chosen: str | None = None
 
-    async def _on_click(self, event: events.Click) -> None:
-        """One click chooses a drive (DataTable alone needs a second click to select)."""
-        before = self.cursor_coordinate
-        meta = event.style.meta
-        await super()._on_click(event)
-        row = meta.get("row", -1)
-        if (
-            isinstance(row, int)
-            and row >= 0
-            and (before.row, before.column)
-            != (
-                row,
-                meta.get("column"),
-            )
-        ):
+    def on_click(self, event: events.Click) -> None:
+        """One click chooses a drive. DataTable moves the cursor to the clicked cell
+        after this handler, and selects only a click on the cell already under the
+        cursor; a click that moved the cursor selects here, once the click is handled."""
+        self.call_next(self._select_if_moved, self.cursor_coordinate)
+
+    def _select_if_moved(self, before: Coordinate) -> None:
+        if self.row_count and self.cursor_coordinate != before:
             self.action_select_cursor()
 
     def on_resize(self) -> None:
