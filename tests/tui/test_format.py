@@ -1,4 +1,4 @@
-"""The TUI's pure helpers: names, completion, drive status, boot-report rows."""
+"""The TUI's pure helpers: names, completion, boot-report rows, column widths."""
 
 from __future__ import annotations
 
@@ -7,24 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.recorded import DISKS, REPORTS
+from tests.tui.recorded import REPORTS
 from usbwriter.progress import Progress
 from usbwriter.tui.format import (
     boot_details,
-    drive_choosable,
-    drive_status,
     is_compressed,
     is_image_name,
     start_folder,
     verdict_of,
-    visible,
-    will_boot,
 )
 from usbwriter.tui.messages import JobProgress
 from usbwriter.tui.widgets.drive_table import fit_widths
 from usbwriter.tui.widgets.image_picker import complete_path
-
-MiB = 1 << 20
 
 
 @pytest.mark.parametrize(
@@ -67,18 +61,6 @@ def test_start_folder(tmp_path: Path) -> None:
     assert start_folder({"HOME": str(tmp_path)}) == tmp_path / "Downloads"
 
 
-def test_drive_status_and_choice() -> None:
-    stick, _usb_disk, read_only, system, loop = DISKS
-    assert drive_status(stick, 4 * MiB) == "ready" and drive_choosable(stick, 4 * MiB)
-    assert drive_status(stick, 100 * MiB).startswith("image does not fit")
-    assert not drive_choosable(stick, 100 * MiB)
-    assert drive_status(system, None).startswith("system disk")
-    assert not drive_choosable(system, None)
-    assert drive_status(loop, None) == "ready, will unmount"
-    assert drive_status(read_only, None) == "read-only" and not drive_choosable(read_only, None)
-    assert visible(stick, False) and not visible(system, False) and visible(system, True)
-
-
 def test_boot_rows_from_recorded_reports() -> None:
     rows = dict(boot_details(REPORTS["grub-hybrid"]))
     assert rows["Volume"].startswith("ISOIMAGE")
@@ -87,9 +69,6 @@ def test_boot_rows_from_recorded_reports() -> None:
     assert "EFI system partition" in rows["Partitions"]
     assert rows["EFI loaders"].startswith("x64, ia32 in GPT partition")
     assert verdict_of(REPORTS["grub-hybrid"])[:2] == ("yes", "yes")
-    assert will_boot(REPORTS["grub-hybrid"])
-    assert not will_boot(REPORTS["eltorito-bios-only"])
-    assert not will_boot(None)
     bios_only = dict(boot_details(REPORTS["eltorito-bios-only"]))
     assert bios_only["Partitions"] == "none" and bios_only["EFI loaders"] == "none found"
 

@@ -1,6 +1,7 @@
 """Plain functions that turn core data into the words the screens show.
 
-Kept free of widgets so they can be tested without running the app.
+Kept free of widgets so they can be tested without running the app. What may be
+chosen, and why not, is in ``rules``.
 """
 
 from __future__ import annotations
@@ -59,31 +60,6 @@ def start_folder(environ: Mapping[str, str] | None = None) -> Path:
 # --------------------------------------------------------------------------- drives
 
 
-def drive_fits(disk: Disk, image_size: int | None) -> bool:
-    return image_size is None or image_size <= disk.size
-
-
-def drive_choosable(disk: Disk, image_size: int | None) -> bool:
-    """May the user pick this drive as the target (for this image)?"""
-    return disk.eligible and disk.size > 0 and drive_fits(disk, image_size)
-
-
-def drive_status(disk: Disk, image_size: int | None) -> str:
-    """One short phrase: 'ready', why it cannot be chosen, or what to know."""
-    if not disk.eligible:
-        if disk.is_system:
-            return "system disk: " + "; ".join(
-                r.removeprefix("system disk: ") for r in disk.reasons
-            )
-        return "; ".join(disk.reasons) or "not eligible"
-    if not drive_fits(disk, image_size):
-        assert image_size is not None
-        return f"image does not fit ({human_size(image_size)} > {human_size(disk.size)})"
-    if disk.mounted:
-        return "ready, will unmount"
-    return "ready"
-
-
 def drive_mounts(disk: Disk) -> str:
     return ", ".join(mp for _, mp in disk.mounted) or "-"
 
@@ -101,11 +77,6 @@ def drive_line(disk: Disk, *, serial: bool = True) -> str:
     return ", ".join(parts)
 
 
-def visible(disk: Disk, show_all: bool) -> bool:
-    """The default view shows the drives a user would flash; --all shows every disk."""
-    return show_all or (disk.user_drive and disk.size > 0)
-
-
 # --------------------------------------------------------------------------- boot report
 
 VERDICT_WORDS = {
@@ -120,14 +91,6 @@ def verdict_of(report: Mapping[str, Any] | None) -> tuple[str, str, tuple[str, .
     boot: Mapping[str, Any] = (report or {}).get("boot") or {}
     reasons = tuple(str(r) for r in boot.get("reasons") or ())
     return str(boot.get("bios", "unknown")), str(boot.get("uefi", "unknown")), reasons
-
-
-def will_boot(report: Mapping[str, Any] | None) -> bool:
-    """True unless the report says it boots on neither firmware."""
-    if report is None:
-        return False
-    bios, uefi, _ = verdict_of(report)
-    return not (bios == "no" and uefi == "no")
 
 
 def verdict_words(value: str) -> str:

@@ -12,7 +12,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from usbwriter.tui.format import drive_name, verdict_of, will_boot
+from usbwriter.tui.format import drive_name, verdict_of
+from usbwriter.tui.rules import will_boot
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from usbwriter.errors import UsbWriterError
-from usbwriter.tui.format import drive_choosable, drive_line, drive_status, is_compressed, visible
+from usbwriter.tui import rules
+from usbwriter.tui.format import drive_line
 from usbwriter.tui.messages import (
     DiskChanged,
     DisksListed,
@@ -163,11 +164,9 @@ class MainScreen(Screen[None]):
         from usbwriter.image import open_image
 
         try:
-            if is_compressed(path):
-                raise UsbWriterError(
-                    f"{path}: a compressed image; decompress it first "
-                    f"(e.g. 'xz -dk', 'gunzip -k' or 'unzstd')"
-                )
+            refusal = rules.image_refusal(path)
+            if refusal is not None:
+                raise UsbWriterError(refusal)
             with open_image(path) as src:
                 size = src.size
         except Exception as e:
@@ -198,7 +197,7 @@ class MainScreen(Screen[None]):
         self.image_size = size
         table = self.query_one(DriveTable)
         table.image_size = size
-        if self.chosen is not None and not drive_choosable(self.chosen, size):
+        if self.chosen is not None and not rules.drive_choosable(self.chosen, size):
             self.chosen = None
             table.chosen = None
         table.rebuild()
@@ -232,7 +231,7 @@ class MainScreen(Screen[None]):
         table.set_disks(message.disks)
         if self.chosen is not None:
             now = table.disks.get(self.chosen.path)
-            self.set_chosen(now if now is not None and self._still_usable(now) else None)
+            self.set_chosen(now if now is not None and self._keeps_choice(now) else None)
         self.update_summary()
 
     def on_disk_changed(self, message: DiskChanged) -> None:
@@ -241,7 +240,7 @@ class MainScreen(Screen[None]):
         if event.disk is None:
             gone = table.disks.get(event.path)
             table.drop(event.path)
-            if gone is not None and visible(gone, self.show_all):
+            if gone is not None and rules.visible(gone, self.show_all):
                 self.notify(f"{drive_line(gone)}", title="Drive removed")
             if self.chosen is not None and self.chosen.path == event.path:
                 self.set_chosen(None)
@@ -253,10 +252,10 @@ class MainScreen(Screen[None]):
             disk = event.disk
             known = disk.path in table.disks
             table.put(disk)
-            if not known and visible(disk, self.show_all):
+            if not known and rules.visible(disk, self.show_all):
                 self.notify(drive_line(disk), title="Drive added")
             if self.chosen is not None and self.chosen.path == disk.path:
-                self.set_chosen(disk if self._still_usable(disk) else None)
+                self.set_chosen(disk if self._keeps_choice(disk) else None)
             if self.image is not None:
                 # Events do not know the image: list again so the drive holding the
                 # image file keeps its mark.
@@ -266,17 +265,8 @@ class MainScreen(Screen[None]):
     def on_drives_failed(self, message: DrivesFailed) -> None:
         self.notify(message.error, severity="warning", timeout=8)
 
-    def _still_usable(self, disk: Disk) -> bool:
-        """The chosen drive is kept only while it is the same medium and still usable."""
-        chosen = self.chosen
-        if chosen is None or not drive_choosable(disk, self.image_size):
-            return False
-        return (chosen.major, chosen.minor, chosen.diskseq, chosen.size) == (
-            disk.major,
-            disk.minor,
-            disk.diskseq,
-            disk.size,
-        )
+    def _keeps_choice(self, disk: Disk) -> bool:
+        return self.chosen is not None and rules.keeps_choice(self.chosen, disk, self.image_size)
 
     @on(DataTable.RowSelected, "#drives")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -289,10 +279,10 @@ class MainScreen(Screen[None]):
         disk = table.disks.get(path)
         if disk is None:
             return False
-        if not drive_choosable(disk, self.image_size):
+        if not rules.drive_choosable(disk, self.image_size):
             self.app.bell()
             self.notify(
-                f"{disk.path} cannot be chosen: {drive_status(disk, self.image_size)}",
+                f"{disk.path} cannot be chosen: {rules.drive_status(disk, self.image_size)}",
                 severity="warning",
             )
             return False
@@ -312,7 +302,7 @@ class MainScreen(Screen[None]):
         table = self.query_one(DriveTable)
         table.show_all = self.show_all
         table.rebuild()
-        if self.chosen is not None and not visible(self.chosen, self.show_all):
+        if self.chosen is not None and not rules.visible(self.chosen, self.show_all):
             self.set_chosen(None)
         self.notify("Showing every disk" if self.show_all else "Showing removable and USB drives")
         self.update_summary()
@@ -330,15 +320,13 @@ class MainScreen(Screen[None]):
 
     def not_ready(self) -> str | None:
         """Why Write cannot start now, or None."""
-        if not self.is_root:
-            return "Writing to a drive needs root: quit and run 'sudo usbwriter'."
-        if self.image is None:
-            return "Choose an image first (type its path, or ctrl+o)."
-        if self.image_size is None:
-            return self.image_error or "The image is still being read."
-        if self.chosen is None:
-            return "Choose a drive first: highlight it in the table and press Enter."
-        return None
+        return rules.not_ready(
+            is_root=self.is_root,
+            image=self.image,
+            image_size=self.image_size,
+            image_error=self.image_error,
+            chosen=self.chosen,
+        )
 
     def update_summary(self) -> None:
         summary = self.query_one("#summary", Static)
@@ -355,21 +343,16 @@ class MainScreen(Screen[None]):
             parts.append((drive_line(self.chosen, serial=False), "bold"))
         else:
             table = self.query_one(DriveTable)
-            count = sum(1 for d in table.shown() if drive_choosable(d, self.image_size))
+            count = rules.choosable_count(table.shown(), self.image_size)
             parts.append((f"no drive chosen ({count} usable)", "dim"))
         if why is not None:
             style = "$text-warning" if not self.is_root else "dim"
             parts += ["\n", (why, style)]
-        elif not self._bootable():
+        elif not rules.will_boot(self.report):
             parts += ["\n", ("Warning: this image will not boot on BIOS or UEFI.", "$text-error")]
         else:
             parts += ["\n", "Press w (or the button) to write and verify."]
         summary.update(Content.assemble(*parts))
-
-    def _bootable(self) -> bool:
-        from usbwriter.tui.format import will_boot
-
-        return will_boot(self.report)
 
     @on(Button.Pressed, "#write")
     def _write_pressed(self, event: Button.Pressed) -> None:

@@ -10,7 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from usbwriter.tui.format import drive_choosable, drive_mounts, drive_status, visible
+from usbwriter.tui.format import drive_mounts
+from usbwriter.tui.rules import drive_choosable, drive_status, visible
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
