@@ -231,7 +231,7 @@ def test_unmount_refuses_with_another_mount_stacked_on_top(
 def test_refused_image_leaves_the_drive_mounted(
     mounted_ext4: tuple[str, Path], tmp_path: Path
 ) -> None:
-    dev, mnt = mounted_ext4
+    dev, _ = mounted_ext4
     data = random_file(tmp_path / "data.bin", 2 * MiB)  # boots on nothing
     mounts = mount_ids()
     p = usbwriter("--image", str(data), "--device", dev, "--yes", "--unmount")
@@ -270,11 +270,11 @@ def test_overlap_of_image_and_target_is_refused_both_ways(
     assert p.returncode == 4 and "overlaps" in one_line_error(p.stderr)
     assert digest(iso) == image_before
     # The image is a loop device over the target file.
-    target = tmp_path / "target.img"
-    target.write_bytes(iso.read_bytes())
-    over_target = loop(0, backing=target)
-    p = usbwriter("--image", over_target, "--device", str(target), "--yes", "--to-file")
-    assert p.returncode == 4 and digest(target) == image_before
+    target_file = tmp_path / "target_file.img"
+    target_file.write_bytes(iso.read_bytes())
+    over_target = loop(0, backing=target_file)
+    p = usbwriter("--image", over_target, "--device", str(target_file), "--yes", "--to-file")
+    assert p.returncode == 4 and digest(target_file) == image_before
 
 
 def test_image_on_a_file_system_of_the_target_is_refused(

@@ -271,8 +271,7 @@ async def test_mismatch_is_reported(loop: Callable[..., str], tmp_path: Path) ->
     offset = 2 * MiB + 12345
     real = Services.real()
 
-    def write_then_corrupt(*args: Any, **kw: Any) -> Any:
-        result = real.write_image(*args, **kw)
+    def corrupt() -> None:
         fd = os.open(dev, os.O_RDWR)
         try:
             byte = os.pread(fd, 1, offset)
@@ -280,9 +279,19 @@ async def test_mismatch_is_reported(loop: Callable[..., str], tmp_path: Path) ->
             os.fsync(fd)
         finally:
             os.close(fd)
-        return result
 
-    services = dataclasses.replace(real, write_image=write_then_corrupt)
+    def run_then_corrupt(plan: Any, **kw: Any) -> Any:
+        """Flip the byte once everything is written, before the read-back."""
+        show = kw["progress"]
+
+        def progress(p: Any) -> None:
+            if p.phase == "sync":
+                corrupt()
+            show(p)
+
+        return real.run(plan, **(kw | {"progress": progress}))
+
+    services = dataclasses.replace(real, run=run_then_corrupt)
     app = make_app(image, services=services)
     async with app.run_test(size=SIZE) as pilot:
         await listed_with_image(pilot, app, dev)

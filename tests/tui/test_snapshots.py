@@ -24,9 +24,8 @@ from tests.tui.helpers import wait_for
 from tests.tui.recorded import DISKS, REPORTS
 from usbwriter.devices import Disk
 from usbwriter.progress import Progress
-from usbwriter.receipt import build_receipt
+from usbwriter.receipt import Receipt
 from usbwriter.tui.app import UsbWriterApp
-from usbwriter.tui.format import device_dict
 from usbwriter.tui.screens.browse import FileBrowser
 from usbwriter.tui.screens.confirm import ConfirmStop, ConfirmWrite
 from usbwriter.tui.screens.error import ErrorScreen
@@ -71,10 +70,8 @@ def make_app(
         list_disks=lambda include_all, image: list(DISKS),
         watch_disks=None,
         inspect_image=lambda path: REPORTS[Path(path).stem],
-        check_target=_not_in_snapshots,
-        write_image=_not_in_snapshots,
-        verify_device=_not_in_snapshots,
-        wipe_device_head=_not_in_snapshots,
+        plan=_not_in_snapshots,
+        run=_not_in_snapshots,
         is_root=lambda: root,
     )
     return UsbWriterApp(
@@ -234,10 +231,18 @@ def _receipt(verified: bool) -> dict[str, Any]:
         seconds=0.12,
         page_cache_bypassed=True,
     )
-    receipt = build_receipt(write, check, device_dict(disk("/dev/sda")))
-    if not verified:
-        receipt["wiped_first_mib"] = True
-    return receipt
+    d = disk("/dev/sda")
+    device = {"path": d.path, "major": d.major, "minor": d.minor, "size": d.size,
+              "vendor": d.vendor, "model": d.model, "serial": d.serial, "bus": d.bus}  # fmt: skip
+    receipt = Receipt(
+        image_path=write.image_path,
+        image_size=write.image_size,
+        device=device,
+        write=write,
+        verify=check,
+        wiped_first_mib=None if verified else True,
+    )
+    return receipt.to_json()
 
 
 def test_result_verified(snap_compare: SnapCompare) -> None:
