@@ -7,9 +7,9 @@ device helpers (size, flush, re-read partition table).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
+import logging
 import mmap
 import os
 import queue
@@ -17,6 +17,8 @@ import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 CHUNK_SIZE = 4 * MiB  # best for O_DIRECT here: 1 MiB was ~25% slower, 16 MiB ~20% slower
@@ -58,15 +60,18 @@ def reread_partitions(fd: int) -> bool:
     """Ask the kernel to re-read the partition table; False where unsupported."""
     try:
         fcntl.ioctl(fd, BLKRRPART)
-    except OSError:
+    except OSError as e:
+        log.debug("BLKRRPART: %s", e.strerror)
         return False
     return True
 
 
 def drop_cache(fd: int) -> None:
     """Drop the device's clean cached pages, so a buffered reader sees the device."""
-    with contextlib.suppress(OSError):
+    try:
         os.fsync(fd)
+    except OSError as e:
+        log.debug("fsync before dropping the cache: %s", e.strerror)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 

@@ -29,7 +29,7 @@ class Identity:
     every new medium or loop attach), size, serial and WWN, and for a loop device its
     backing file (path, and device and inode of the file). For a regular file (a VM
     disk image): the file's device and inode, and its size. ``unmounted`` lists the
-    mountpoints ``check_target`` unmounted on the way.
+    mountpoints the job unmounted before writing.
     """
 
     path: str
@@ -161,7 +161,8 @@ def disk_seq(fd: int) -> int | None:
     buf = bytearray(8)
     try:
         fcntl.ioctl(fd, BLKGETDISKSEQ, buf)
-    except OSError:
+    except OSError as e:
+        log.debug("BLKGETDISKSEQ: %s", e.strerror)
         return None
     return int.from_bytes(buf, "little") or None
 
