@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.images import build_image
-from usbwriter import boot
-from usbwriter.bootrec import fat, iso9660
-from usbwriter.bootrec.reader import ImageReader
+from usbwriter.boot import fat, iso9660
+from usbwriter.boot import report as boot
+from usbwriter.boot.reader import ImageReader
 from usbwriter.errors import BadImage
 
 # examples per test; the sum is the number of inputs a run tries

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.images import build_image
-from usbwriter.boot import BootReport, inspect_image, render_text
-from usbwriter.bootrec import iso9660
+from usbwriter.boot import BootReport, inspect_image, iso9660, render_text
 from usbwriter.errors import BadImage
 
 

@@ -1,14 +1,10 @@
-"""The boot report: read an image's boot records and say how a stick written with it boots.
-
-    report = inspect_image("distro.iso")
-    report.boot.bios, report.boot.uefi, report.boot.reasons
-    report.to_dict()       # JSON-able
-    render_text(report)    # for people, verdict first
+"""inspect_image: read an image's boot records into facts, decide the verdict, build the report.
 
 Everything is read directly from the image with bounded reads (ISO 9660 volume
 descriptors, El Torito catalog, MBR, GPT, Apple partition map); pycdlib reads the file
-tree and mtools reads FAT file systems. Unreadable or unrecognisable input raises
-BadImage with a one-line message; damaged structures are reported, never raised.
+tree and mtools reads FAT file systems. All reading is done before `verdict.decide`,
+which sees only the facts. Unreadable or unrecognisable input raises BadImage with a
+one-line message; damaged structures are reported, never raised.
 """
 
 from __future__ import annotations
@@ -18,56 +14,34 @@ import logging
 import os
 from typing import Literal
 
-from usbwriter.bootrec import fat, iso9660
-from usbwriter.bootrec.eltorito import read_eltorito
-from usbwriter.bootrec.gpt import read_gpt
-from usbwriter.bootrec.mbr import (
+from usbwriter.boot import fat, iso9660
+from usbwriter.boot.eltorito import read_eltorito
+from usbwriter.boot.gpt import read_gpt
+from usbwriter.boot.mbr import (
     EXTENDED_TYPES,
     BootSector,
+    altmbr_partition,
+    chained_boot_sectors,
     mbr_partitions_valid,
     read_apm,
     read_mbr,
 )
-from usbwriter.bootrec.model import (
-    AppleMap,
+from usbwriter.boot.model import (
     BootReport,
     EfiLoader,
     EfiVolume,
     ElTorito,
-    ElToritoEntry,
     Gpt,
-    GptPartition,
-    IsoMd5,
     IsoVolume,
-    LargeFile,
     Mbr,
-    MbrPartition,
-    Verdict,
     Via,
 )
-from usbwriter.bootrec.reader import ImageReader
-from usbwriter.bootrec.text import render_text
-from usbwriter.bootrec.verdict import Facts, decide
+from usbwriter.boot.reader import ImageReader
+from usbwriter.boot.text import render_text
+from usbwriter.boot.verdict import Facts, decide
 from usbwriter.errors import BadImage
 
-__all__ = [
-    "AppleMap",
-    "BootReport",
-    "EfiLoader",
-    "EfiVolume",
-    "ElTorito",
-    "ElToritoEntry",
-    "Gpt",
-    "GptPartition",
-    "IsoMd5",
-    "IsoVolume",
-    "LargeFile",
-    "Mbr",
-    "MbrPartition",
-    "Verdict",
-    "inspect_image",
-    "render_text",
-]
+__all__ = ["inspect_image", "render_text"]
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +121,10 @@ def _inspect(r: ImageReader, verify_checksum: bool) -> BootReport:
         windows_installer=windows,
         windows_evidence=evidence,
         superfloppy=superfloppy,
+        boot_sectors=chained_boot_sectors(r, mbr, gpt),
+        altmbr_partition=altmbr_partition(r) if mbr is not None else None,
     )
-    verdict = decide(r, facts)
+    verdict = decide(facts)
     kind: Literal["iso9660", "udf", "disk"] = (
         "iso9660" if descs.pvd is not None else ("udf" if descs.udf_revision else "disk")
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from usbwriter.bootrec.model import ElTorito, ElToritoEntry
-from usbwriter.bootrec.reader import ImageReader, u16le, u32le
+from usbwriter.boot.model import ElTorito, ElToritoEntry
+from usbwriter.boot.reader import ImageReader, u16le, u32le
 
 BLOCK = 2048
 ENTRY = 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from usbwriter.bootrec.model import ApmPartition, AppleMap, Mbr, MbrPartition
-from usbwriter.bootrec.reader import ImageReader, clean_text, u16be, u32be, u32le, u64le
+from usbwriter.boot.model import ApmPartition, AppleMap, Gpt, Mbr, MbrPartition
+from usbwriter.boot.reader import ImageReader, clean_text, u16be, u32be, u32le, u64le
 
 SECTOR = 512
 
@@ -178,6 +178,33 @@ def loader_target(r: ImageReader, b: bytes, loader: str | None) -> tuple[int | N
         head = r.read(off, 0x44)
         return off, len(head) == 0x44 and head[0x40:0x44] == ISOLINUX_HYBRID_SIGNATURE
     return None, None
+
+
+def boot_sector_at(r: ImageReader, lba: int) -> bool:
+    """Whether the sector at lba is a boot sector: 0x55AA and code, what a chainloader runs."""
+    b = r.read_exact(lba * SECTOR, SECTOR)
+    return b is not None and b[510:512] == b"\x55\xaa" and any(b[:440])
+
+
+def chained_boot_sectors(r: ImageReader, mbr: Mbr | None, gpt: Gpt | None) -> frozenset[int]:
+    """Of the partitions the MBR's boot code may chainload (every MBR entry for mbr.bin,
+    altmbr.bin and DOS MBRs; the GPT's legacy BIOS bootable ones for gptmbr.bin), the
+    first LBAs whose sector is a boot sector."""
+    if mbr is None:
+        return frozenset()
+    if mbr.loader in CHAINLOADERS:
+        lbas = {p.start_lba for p in mbr.partitions if p.type != 0}
+    elif mbr.loader == "syslinux-gptmbr" and gpt is not None:
+        lbas = {p.first_lba for p in gpt.partitions if p.legacy_bios_bootable}
+    else:
+        return frozenset()
+    return frozenset(lba for lba in lbas if boot_sector_at(r, lba))
+
+
+def altmbr_partition(r: ImageReader) -> int | None:
+    """Byte 439 of sector 0: the partition number syslinux altmbr.bin boots."""
+    b = r.read(439, 1)
+    return b[0] if b else None
 
 
 def read_mbr(r: ImageReader) -> tuple[Mbr | None, BootSector | None]:

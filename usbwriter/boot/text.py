@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from usbwriter.bootrec.model import BootReport, ElToritoEntry
+from usbwriter.boot.model import BootReport, ElToritoEntry
 
 UEFI_WORDS = {"yes": "yes", "no": "no", "firmware-dependent": "depends on the firmware"}
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from usbwriter.bootrec.model import IsoMd5, LargeFile
-from usbwriter.bootrec.reader import ImageReader, clean_text, u16le, u32le
+from usbwriter.boot.model import IsoMd5, LargeFile
+from usbwriter.boot.reader import ImageReader, clean_text, u16le, u32le
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 import zlib
 
-from usbwriter.bootrec.model import Gpt, GptPartition
-from usbwriter.bootrec.reader import ImageReader, u32le, u64le
+from usbwriter.boot.model import Gpt, GptPartition
+from usbwriter.boot.reader import ImageReader, u32le, u64le
 
 ESP_GUID = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 BIOS_BOOT_GUID = "21686148-6449-6e6f-744e-656564454649"

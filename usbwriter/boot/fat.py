@@ -17,9 +17,9 @@ import subprocess
 import threading
 from collections import OrderedDict
 
-from usbwriter.bootrec.mbr import fat_bpb_ok, fat_size
-from usbwriter.bootrec.model import EfiLoader
-from usbwriter.bootrec.reader import ImageReader, u16le, u32le
+from usbwriter.boot.mbr import fat_bpb_ok, fat_size
+from usbwriter.boot.model import EfiLoader
+from usbwriter.boot.reader import ImageReader, u16le, u32le
 
 log = logging.getLogger(__name__)
 

@@ -6,14 +6,17 @@ The rules follow what firmware does with a USB disk (see docs/boot-report.md):
 - UEFI reads the partition table (a GPT behind a protective MBR, else the MBR), mounts
   the FAT file systems it finds and runs \\EFI\\BOOT\\BOOTX64.EFI on x86-64. Reading an
   El Torito EFI image from a disk is an EDK2 (OVMF) extra that many PCs lack.
+
+The verdict is a pure function of Facts: everything it needs is read from the image
+beforehand (usbwriter.boot.report); nothing here reads the image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from usbwriter.bootrec.mbr import CHAINLOADERS
-from usbwriter.bootrec.model import (
+from usbwriter.boot.mbr import CHAINLOADERS
+from usbwriter.boot.model import (
     EfiVolume,
     ElTorito,
     Gpt,
@@ -22,13 +25,14 @@ from usbwriter.bootrec.model import (
     UefiVerdict,
     Verdict,
 )
-from usbwriter.bootrec.reader import ImageReader
 
 SECTOR = 512
 
 
 @dataclass(frozen=True)
 class Facts:
+    """What was read from the image, all the verdict looks at."""
+
     mbr: Mbr | None
     gpt: Gpt | None
     gpt_used: bool  # the firmware would read the GPT (protective MBR, valid table)
@@ -38,18 +42,17 @@ class Facts:
     windows_installer: bool
     windows_evidence: str | None
     superfloppy: bool
+    # the first LBAs of the partitions BIOS boot code could chainload (the MBR's, the GPT's
+    # legacy BIOS bootable ones) whose first sector is a boot sector (0x55AA and code)
+    boot_sectors: frozenset[int]
+    altmbr_partition: int | None  # byte 439 of sector 0: the partition altmbr.bin boots
 
 
 def _fmt_off(off: int) -> str:
     return f"byte {off:,}" if off % SECTOR else f"sector {off // SECTOR:,}"
 
 
-def _vbr_ok(r: ImageReader, lba: int) -> bool:
-    b = r.read_exact(lba * SECTOR, SECTOR)
-    return b is not None and b[510:512] == b"\x55\xaa" and any(b[:440])
-
-
-def bios_verdict(r: ImageReader, f: Facts) -> tuple[bool, list[str]]:
+def bios_verdict(f: Facts) -> tuple[bool, list[str]]:
     mbr = f.mbr
     eltorito_bios = f.eltorito is not None and any(e.platform == "x86" for e in f.eltorito.entries)
     cd_only = (
@@ -80,11 +83,11 @@ def bios_verdict(r: ImageReader, f: Facts) -> tuple[bool, list[str]]:
             f"where {what} is not (broken or truncated image)."
         ]
     if kind in CHAINLOADERS:
-        return _chainload(r, mbr, name)
+        return _chainload(f, mbr, name)
     if kind == "syslinux-gptmbr":
         parts = [p for p in (f.gpt.partitions if f.gpt else ()) if p.legacy_bios_bootable]
         for p in parts:
-            if _vbr_ok(r, p.first_lba):
+            if p.first_lba in f.boot_sectors:
                 return True, [
                     f"BIOS: the MBR carries {name}, which boots GPT partition "
                     f"{p.index} (marked legacy BIOS bootable)."
@@ -101,14 +104,14 @@ def bios_verdict(r: ImageReader, f: Facts) -> tuple[bool, list[str]]:
     ]
 
 
-def _chainload(r: ImageReader, mbr: Mbr, name: str) -> tuple[bool, list[str]]:
+def _chainload(f: Facts, mbr: Mbr, name: str) -> tuple[bool, list[str]]:
     if mbr.loader == "syslinux-altmbr":  # boots the partition numbered in byte 439
-        number = r.read(439, 1)
-        active = [p for p in mbr.partitions if number and p.index == number[0] and p.type != 0]
+        number = f.altmbr_partition
+        active = [p for p in mbr.partitions if p.index == number and p.type != 0]
         if not active:
             return False, [
                 f"BIOS: the MBR carries {name}, which boots partition "
-                f"{number[0] if number else '?'}, and there is no such partition."
+                f"{'?' if number is None else number}, and there is no such partition."
             ]
     else:
         active = [p for p in mbr.partitions if p.bootable and p.type != 0]
@@ -118,7 +121,7 @@ def _chainload(r: ImageReader, mbr: Mbr, name: str) -> tuple[bool, list[str]]:
             "and no partition is marked active."
         ]
     p: MbrPartition = active[0]
-    if _vbr_ok(r, p.start_lba):
+    if p.start_lba in f.boot_sectors:
         return True, [
             f"BIOS: the MBR carries {name}, which boots the active partition "
             f"{p.index} ({p.type_name}); it holds a boot sector."
@@ -208,8 +211,9 @@ def uefi_verdict(f: Facts) -> tuple[UefiVerdict, list[str]]:
     return "no", reasons
 
 
-def decide(r: ImageReader, f: Facts) -> Verdict:
-    bios_ok, bios_reasons = bios_verdict(r, f)
+def decide(f: Facts) -> Verdict:
+    """The verdict from the facts alone: no I/O."""
+    bios_ok, bios_reasons = bios_verdict(f)
     uefi, uefi_reasons = uefi_verdict(f)
     reasons = bios_reasons + uefi_reasons
     mbr = f.mbr

@@ -1,1 +1,0 @@
-"""Readers for the boot records of disk and ISO images, used by usbwriter.boot."""
