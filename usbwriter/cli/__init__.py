@@ -19,7 +19,12 @@ from usbwriter.errors import EXIT_CODES, EXIT_OK, Cancelled, InternalError, UsbW
 log = logging.getLogger("usbwriter")
 
 #: name -> module (usbwriter.cli.NAME) with DESCRIPTION, add_arguments(parser) and run(ns).
-SUBCOMMANDS = {"list": "listing", "inspect": "inspect", "verify": "verify"}
+SUBCOMMANDS = {
+    "list": "listing",
+    "inspect": "inspect",
+    "verify": "verify",
+    "completion": "completion",
+}
 
 EPILOG = (
     """\
@@ -29,6 +34,7 @@ commands:
   usbwriter list [--all] [--json]                 list drives a user would flash
   usbwriter inspect IMAGE [--json]                say how an image will boot
   usbwriter verify --image IMG --device DEV       verify without writing
+  usbwriter completion bash|zsh                   print a shell completion script
 
 exit codes:
 """
