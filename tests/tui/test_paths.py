@@ -71,6 +71,15 @@ def test_without_xdg_the_directories_are_under_the_home(tmp_path: Path) -> None:
     assert state_dir({"XDG_STATE_HOME": "state"}, home) == home / ".local/state/usbwriter"
 
 
+def test_a_missing_xdg_base_is_made_in_the_users_directory(tmp_path: Path) -> None:
+    home = private(tmp_path / "home")
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "made" / "config")}
+    assert config_dir(env, home) == tmp_path / "made/config/usbwriter"
+    for made in ("made", "made/config", "made/config/usbwriter"):
+        assert mode(tmp_path / made) == 0o700, made
+    assert not (home / ".config").exists()
+
+
 def test_the_home_is_the_effective_users_from_the_password_database(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -165,6 +174,8 @@ def test_a_directory_owned_by_another_user_is_refused(tmp_path: Path, victim: Pa
     assert list(theirs.iterdir()) == []
     with pytest.raises(UnsafePath, match=f"owned by uid {OTHER_UID}, not by uid 0"):
         state_dir({}, theirs)
+    missing = {"XDG_STATE_HOME": str(theirs / "state")}  # would be made in their directory
+    assert state_dir(missing, home) == home / ".local/state/usbwriter"
     # one of the directories below the base, made by someone else
     other = private(tmp_path / "other")
     private(other / ".local")

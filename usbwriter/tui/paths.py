@@ -3,16 +3,17 @@
 usbwriter runs as root under sudo, so every file it writes for itself must be one no
 other user can redirect. The rules:
 
-- The base directory is ``$XDG_STATE_HOME`` or ``$XDG_CONFIG_HOME`` when it names a
-  safe directory (below) owned by the effective user; otherwise ``~/.local/state`` or
-  ``~/.config``, where ``~`` is the effective user's home from the password database.
-  ``$HOME`` is not read: under sudo it may still be the invoking user's home.
-- Safe: no component of the base is a symbolic link; each is owned by root or by the
-  effective user, and writable by no one else unless sticky (as ``/tmp`` is); the
-  base itself is owned by the effective user.
-- Below the base, each directory (``.local/state/usbwriter``) is created with mode
-  0700, opened with ``O_NOFOLLOW``, and must be owned by the effective user and
-  writable by no one else.
+- The base directory is ``$XDG_STATE_HOME`` or ``$XDG_CONFIG_HOME`` when it is safe
+  (below); otherwise ``~/.local/state`` or ``~/.config``, where ``~`` is the
+  effective user's home from the password database. ``$HOME`` is not read: under
+  sudo it may still be the invoking user's home.
+- Safe: no existing component of the base is a symbolic link; each is owned by root
+  or by the effective user, and writable by no one else unless sticky (as ``/tmp``
+  is); the last one that exists (the base itself, or the directory it would be
+  made in) is owned by the effective user.
+- Below that, each directory (the rest of the base, then ``usbwriter``, or
+  ``.local/state/usbwriter``) is created with mode 0700, opened with ``O_NOFOLLOW``,
+  and must be owned by the effective user and writable by no one else.
 - A file is written to a new file made by ``mkstemp`` in its directory, then renamed
   over the name, so a symbolic link at the name is replaced and never followed; a
   file is read with ``O_NOFOLLOW``.
@@ -81,14 +82,20 @@ def app_dir(
 
 
 def private_dir(base: Path, below: PurePosixPath) -> Path:
-    """BASE/BELOW, after checking BASE and creating BELOW one directory at a time."""
+    """BASE/BELOW, after checking what exists of BASE and creating the rest one
+    directory at a time."""
     uid = os.geteuid()
-    check_base(base, uid)
-    fd = _open_dir(str(base), None, base)
+    if not base.is_absolute() or ".." in base.parts:
+        raise UnsafePath(base, "not an absolute path without '..'")
+    existing, missing = base, PurePosixPath()
+    while not os.path.lexists(existing):
+        existing, missing = existing.parent, existing.name / missing
+    check_base(existing, uid)
+    fd = _open_dir(str(existing), None, existing)
     try:
-        _check_own_dir(fd, base, uid, private=False)
-        path = base
-        for part in below.parts:
+        _check_own_dir(fd, existing, uid, private=False)
+        path = existing
+        for part in (missing / below).parts:
             path = path / part
             try:
                 os.mkdir(part, 0o700, dir_fd=fd)
@@ -106,9 +113,8 @@ def private_dir(base: Path, below: PurePosixPath) -> Path:
 
 
 def check_base(base: Path, uid: int) -> None:
-    """Every component of BASE, from /, is a real directory no one else can change."""
-    if not base.is_absolute() or ".." in base.parts:
-        raise UnsafePath(base, "not an absolute path without '..'")
+    """Every component of BASE, from /, is a real directory no one else can change,
+    and BASE is the effective user's."""
     path = Path(base.anchor)
     for part in ("", *base.parts[1:]):
         path = path / part
