@@ -52,7 +52,7 @@ def test_core_sources_do_not_import_the_ui() -> None:
                 names = [node.module or ""]
             else:
                 continue
-            lazy_app = path.name == "cli.py" and id(node) not in top_level
+            lazy_app = path.parent.name == "cli" and id(node) not in top_level
             for name in names:
                 top = name.split(".")[0]
                 if top in UI_PACKAGES or (name.startswith("usbwriter.tui") and not lazy_app):
@@ -90,7 +90,15 @@ def test_cli_write_path_loads_no_textual(tmp_path: Path) -> None:
         "print(json.dumps({'exit': code, 'loaded': loaded}))\n"
     )
     p = python(
-        code, "--image", str(image), "--device", str(target), "--yes", "--force", "--no-verify"
+        code,
+        "--image",
+        str(image),
+        "--device",
+        str(target),
+        "--to-file",
+        "--yes",
+        "--force",
+        "--no-verify",
     )
     last = json.loads(p.stdout.strip().splitlines()[-1])
     assert last["loaded"] == [], last
