@@ -127,7 +127,7 @@ def test_unmount_flag_unmounts_then_writes(mounted_ext4: tuple[str, Path], tmp_p
     image = random_file(tmp_path / "image.img", MiB)
     p = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--unmount")
     assert p.returncode == 0, p.stderr
-    assert f"unmounted {mnt}" in p.stderr
+    assert f"unmounted {dev} from {mnt}" in p.stderr
 
 
 def test_read_only_device_refused(loop: Callable[..., str], tmp_path: Path) -> None:
@@ -294,14 +294,17 @@ def test_unbootable_image_needs_force(loop: Callable[..., str], tmp_path: Path, 
     if kind == "random":  # no boot records at all
         image = random_file(tmp_path / "data.img", MiB)
         verdict = "boot records could not be read"
+        why = "its boot records could not be read ("
     else:  # a real ISO 9660 volume with nothing to boot
         image = build_image(kind)
         verdict = "Boot: BIOS no, UEFI no"
+        why = "it will not boot on BIOS or UEFI; "
     dev = loop(8 * MiB)
     fill(dev, 2 * MiB)
     p = usbwriter("--image", str(image), "--device", dev, "--yes", "--json")
     assert p.returncode == 4
-    assert "will not boot on BIOS or UEFI; use --force" in one_line_error(p.stderr)
+    line = one_line_error(p.stderr)
+    assert why in line and line.endswith("use --force to write it")
     assert verdict in p.stderr  # the verdict is printed first
     assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
 
@@ -318,5 +321,5 @@ def test_unmount_waits_for_the_confirmation(
     assert f"({mnt} will be unmounted first)" in " ".join(screen.split())
     assert os.path.ismount(mnt) == (code != 0)
     if code == 0:
-        assert f"unmounted {mnt}" in screen
+        assert f"unmounted {dev} from {mnt}" in screen
         assert read_dev(dev, 0, MiB) == image.read_bytes()

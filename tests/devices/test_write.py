@@ -1,7 +1,8 @@
-"""The write engine and the verifier on real loop devices."""
+"""Writing and verifying through the job (plan, then run) on real loop devices."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -10,17 +11,32 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.conftest import PATTERN, ROOT_ONLY, MiB, fill, random_file, read_dev
+from tests.conftest import PATTERN, ROOT_ONLY, MiB, fill, random_file, read_dev, run
+from usbwriter import job
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused
+from usbwriter.job import Plan, Request
 from usbwriter.progress import Progress
-from usbwriter.verify import verify_device
-from usbwriter.writer import write_image
 
 pytestmark = ROOT_ONLY
 
 
 def file_blake3(path: Path) -> str:
     return str(blake3.blake3(path.read_bytes()).hexdigest())
+
+
+def plan(image: Path | str, device: Path | str, **kw: bool) -> Plan:
+    """A plan with --force: these images are random bytes that boot nowhere."""
+    kw.setdefault("force", True)
+    return job.plan(Request(str(image), str(device), **kw))
+
+
+def flip(dev: str, offset: int) -> None:
+    with open(dev, "r+b", buffering=0) as f:
+        f.seek(offset)
+        old = f.read(1)
+        f.seek(offset)
+        f.write(bytes([old[0] ^ 0x01]))
+        os.fsync(f.fileno())
 
 
 @pytest.mark.parametrize(
@@ -34,11 +50,15 @@ def test_write_and_verify_sizes(loop: Callable[..., str], tmp_path: Path, size: 
     image = random_file(tmp_path / "image.bin", size, seed=size)
     seen: list[Progress] = []
 
-    result = write_image(str(image), dev, progress=seen.append)
+    p = plan(image, dev)
+    assert p.ready
+    receipt = job.run(p, progress=seen.append)
 
-    assert result.image_size == size
-    assert result.blake3 == file_blake3(image)  # independent hash of the whole file
-    assert result.direct_io
+    written = receipt.write
+    assert written is not None
+    assert written.image_size == receipt.image_size == size
+    assert written.blake3 == file_blake3(image)  # independent hash of the whole file
+    assert written.direct_io
     assert read_dev(dev, 0, size) == image.read_bytes()
     # Bytes after the image up to the last MiB are untouched; the last MiB is zeroed.
     after = max(size, MiB)
@@ -46,13 +66,23 @@ def test_write_and_verify_sizes(loop: Callable[..., str], tmp_path: Path, size: 
     assert read_dev(dev, dev_size - MiB, MiB) == bytes(MiB)
     if size < MiB:
         assert read_dev(dev, size, MiB - size) == bytes(MiB - size)
-    assert seen and seen[-1].phase == "sync"
-    assert max(p.done for p in seen if p.phase == "write") == size
+    phases = [x.phase for x in seen]
+    assert "sync" in phases
+    sync = phases.index("sync")
+    assert set(phases[:sync]) == {"write"} and set(phases[sync + 1 :]) == {"verify"}
+    assert max(x.done for x in seen if x.phase == "write") == size
+    assert max(x.done for x in seen if x.phase == "verify") == size
 
-    checked = verify_device(dev, size, result.blake3, image=str(image))
-    assert checked.verified and checked.mismatch_offset is None
+    checked = receipt.verify
+    assert checked is not None
+    assert receipt.verified and receipt.mismatch_offset is None
     assert checked.page_cache_bypassed
-    assert checked.device_blake3 == result.blake3
+    assert checked.device_blake3 == written.blake3
+    assert receipt.wiped_first_mib is None
+
+    again = job.verify_only(str(image), dev)
+    assert again.verified and again.write is None
+    assert again.image_blake3 == written.blake3
 
 
 @pytest.mark.parametrize("offset", [0, 511, MiB + 5, 6 * MiB - 1])
@@ -62,19 +92,31 @@ def test_flipped_byte_is_found_at_its_offset(
     size = 6 * MiB
     dev = loop(8 * MiB)
     image = random_file(tmp_path / "image.bin", size)
-    result = write_image(str(image), dev)
-    with open(dev, "r+b", buffering=0) as f:
-        f.seek(offset)
-        old = f.read(1)
-        f.seek(offset)
-        f.write(bytes([old[0] ^ 0x01]))
-        os.fsync(f.fileno())
+    receipt = job.run(plan(image, dev))
+    assert receipt.verified and receipt.write is not None
+    flip(dev, offset)
 
-    by_hash = verify_device(dev, size, result.blake3, image=str(image))
-    assert not by_hash.verified and by_hash.mismatch_offset == offset
-    by_compare = verify_device(dev, size, image=str(image))
+    # verify only: the image is read beside the device and compared
+    by_compare = job.verify_only(str(image), dev)
     assert not by_compare.verified and by_compare.mismatch_offset == offset
-    assert by_compare.expected_blake3 == result.blake3
+    assert by_compare.verify is not None
+    assert by_compare.verify.expected_blake3 == receipt.write.blake3
+
+    # in the run: the read-back hash differs, the image locates the byte, the first MiB
+    # is wiped so the stick does not look bootable
+    def flip_before_read_back(x: Progress) -> None:
+        if x.phase == "sync":  # every byte is written, nothing read back yet
+            flip(dev, offset)
+
+    bad = job.run(plan(image, dev), progress=flip_before_read_back)
+    assert not bad.verified and bad.mismatch_offset == offset
+    assert bad.verify is not None and bad.write is not None
+    assert bad.verify.expected_blake3 == bad.write.blake3 == receipt.write.blake3
+    assert bad.verify.device_blake3 != bad.write.blake3
+    assert bad.wiped_first_mib is True
+    assert read_dev(dev, 0, MiB) == bytes(MiB)
+    assert f"at offset {offset}" in bad.to_text()
+    assert bad.to_json()["mismatch_offset"] == offset
 
 
 def test_image_larger_than_device_is_refused_untouched(
@@ -83,17 +125,41 @@ def test_image_larger_than_device_is_refused_untouched(
     dev = loop(4 * MiB)
     fill(dev, 4 * MiB)
     image = random_file(tmp_path / "big.bin", 4 * MiB + 512)
+    p = plan(image, dev)
+    assert [b.exit_code for b in p.blockers] == [4]
     with pytest.raises(Refused, match="does not fit"):
-        write_image(str(image), dev)
+        job.run(p)
     assert read_dev(dev, 0, 4 * MiB) == PATTERN * (4 * MiB)
 
 
 def test_mounted_device_is_refused(mounted_ext4: tuple[str, Path], tmp_path: Path) -> None:
-    dev, _ = mounted_ext4
+    dev, mnt = mounted_ext4
     image = random_file(tmp_path / "image.bin", MiB)
     before = read_dev(dev, 0, 2 * MiB)
-    with pytest.raises(Refused, match="busy"):
-        write_image(str(image), dev)
+    p = plan(image, dev)
+    assert [b.exit_code for b in p.blockers] == [4]
+    with pytest.raises(Refused, match=f"mounted: {dev} on {mnt}; .*--unmount"):
+        job.run(p)
+    assert os.path.ismount(mnt)
+    assert read_dev(dev, 0, 2 * MiB) == before
+
+
+def test_device_mounted_after_the_plan_is_busy(
+    loop: Callable[..., str], tmp_path: Path, cleanup: list[list[str]]
+) -> None:
+    dev = loop(32 * MiB)
+    run(["mkfs.ext4", "-q", dev])
+    image = random_file(tmp_path / "image.bin", MiB)
+    p = plan(image, dev)
+    assert p.ready
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run(["mount", dev, str(mnt)])
+    cleanup.append(["umount", str(mnt)])
+    before = read_dev(dev, 0, 2 * MiB)
+    with pytest.raises(Refused, match="busy") as e:
+        job.run(p)
+    assert e.value.exit_code == 4
     assert read_dev(dev, 0, 2 * MiB) == before
 
 
@@ -102,46 +168,87 @@ def test_cancel_wipes_the_first_mib(loop: Callable[..., str], tmp_path: Path) ->
     image = random_file(tmp_path / "image.bin", 48 * MiB)
     cancel = threading.Event()
 
-    def stop_midway(p: Progress) -> None:
-        if p.phase == "write" and p.done < p.total:
+    def stop_midway(x: Progress) -> None:
+        if x.phase == "write" and x.done < x.total:
             cancel.set()
 
-    with pytest.raises(Cancelled, match="first MiB was wiped"):
-        write_image(str(image), dev, progress=stop_midway, cancel=cancel)
+    results: list[object] = []
+    with pytest.raises(Cancelled, match="first MiB was wiped") as e:
+        job.run(plan(image, dev), progress=stop_midway, cancel=cancel, on_result=results.append)
+    assert e.value.exit_code == 130
+    assert results == []
     assert read_dev(dev, 0, MiB) == bytes(MiB)
+
+
+def test_cancel_before_the_run_changes_nothing(loop: Callable[..., str], tmp_path: Path) -> None:
+    dev = loop(8 * MiB)
+    fill(dev, 8 * MiB)
+    image = random_file(tmp_path / "image.bin", MiB)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled, match="before anything was changed"):
+        job.run(plan(image, dev), cancel=cancel)
+    assert read_dev(dev, 0, 8 * MiB) == PATTERN * (8 * MiB)
 
 
 def test_io_error_names_the_offset_and_device(failing_loop: str, tmp_path: Path) -> None:
     image = random_file(tmp_path / "image.bin", 32 * MiB)
     with pytest.raises(DeviceFault) as info:
-        write_image(str(image), failing_loop)
+        job.run(plan(image, failing_loop))
     message = str(info.value)
     assert failing_loop in message
     assert "error while writing bytes" in message
     assert "No space left on device" in message
     assert "\n" not in message
+    assert info.value.exit_code == 1
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.offset is not None and info.value.offset >= MiB
+    assert info.value.path == failing_loop
 
 
 def test_regular_file_target(tmp_path: Path) -> None:
-    """A VM disk image (a regular file) is an accepted target."""
+    """A VM disk image (a regular file) is a target with --to-file."""
     shm = Path("/dev/shm") / f"usbwriter-test-{os.getpid()}.img"
     try:
         with open(shm, "wb") as f:
             f.truncate(8 * MiB)
         image = random_file(tmp_path / "image.bin", 3 * MiB + 100)
-        result = write_image(str(image), str(shm))
+        with pytest.raises(Refused, match="add --to-file"):
+            job.run(plan(image, shm))
+        assert shm.read_bytes() == bytes(8 * MiB)
+
+        receipt = job.run(plan(image, shm, to_file=True))
         assert shm.read_bytes()[: 3 * MiB + 100] == image.read_bytes()
-        checked = verify_device(str(shm), result.image_size, result.blake3)
-        assert checked.verified
-        assert checked.page_cache_bypassed == result.direct_io
+        assert receipt.verified and receipt.write is not None and receipt.verify is not None
+        assert receipt.verify.page_cache_bypassed == receipt.write.direct_io
+        assert job.verify_only(str(image), str(shm)).verified
     finally:
         shm.unlink(missing_ok=True)
 
 
+def test_to_file_creates_a_missing_file(tmp_path: Path) -> None:
+    image = random_file(tmp_path / "image.bin", MiB + 3)
+    target = tmp_path / "new.img"
+    with pytest.raises(BadInput, match=r"no such device.*--to-file"):
+        job.run(plan(image, target))
+    assert not target.exists()
+    receipt = job.run(plan(image, target, to_file=True))
+    assert receipt.verified
+    assert target.read_bytes() == image.read_bytes()
+
+
 def test_missing_image_and_device_are_bad_input(loop: Callable[..., str], tmp_path: Path) -> None:
     dev = loop(4 * MiB)
-    with pytest.raises(BadInput, match="no such file"):
-        write_image(str(tmp_path / "nope.iso"), dev)
+    fill(dev, 4 * MiB)
+    p = plan(tmp_path / "nope.iso", dev)
+    assert [b.exit_code for b in p.blockers] == [2]
+    with pytest.raises(BadInput, match="no such file") as e:
+        job.run(p)
+    assert e.value.exit_code == 2
     image = random_file(tmp_path / "image.bin", 4096)
-    with pytest.raises(BadInput, match="no such device"):
-        write_image(str(image), "/dev/does-not-exist")
+    p = plan(image, "/dev/does-not-exist")
+    assert [b.exit_code for b in p.blockers] == [2]
+    with pytest.raises(BadInput, match="no such device") as e:
+        job.run(p)
+    assert e.value.exit_code == 2
+    assert read_dev(dev, 0, 4 * MiB) == PATTERN * (4 * MiB)

@@ -34,7 +34,7 @@ from usbwriter.devices import (
     resolve_mounts,
     sort_disks,
 )
-from usbwriter.safety import Identity, identity_changes
+from usbwriter.identity import Identity, identity_changes
 
 DATA = Path(__file__).parent / "data" / "udev"
 
@@ -479,6 +479,50 @@ def test_btrfs_anonymous_device_resolved_by_source_name() -> None:
     assert Snapshot(mounts=mounts, nodes=n).system_disks == {"sdf": ("holds /",)}
 
 
+def test_loop_over_a_device_node_is_stacked_on_that_disk() -> None:
+    # losetup /dev/loop0 /dev/sdb: the loop's bytes are the disk's, not a file on /dev
+    snap = Snapshot(
+        nodes=nodes(
+            BlockNode("sdb", "8:16"),
+            BlockNode("sdb1", "8:17", parent="sdb"),
+            BlockNode("sdc", "8:32"),
+            BlockNode("loop0", "7:0", backing_devno="8:16", backing_inode=None),
+            BlockNode("loop1", "7:1", backing_devno="8:17", backing_inode=None),
+        )
+    )
+    assert snap.stacked["sdb"] == ("loop0", "loop1")
+    assert "sdc" not in snap.stacked
+    for through_files in (False, True):
+        assert snap.footprint("7:0", through_files=through_files) == {
+            ("disk", "loop0"),
+            ("disk", "sdb"),
+        }
+    sdb = disk_from_info(
+        disk("sdb", "8:16", partitions=[{"name": "sdb1", "attributes": {"dev": "8:17"}}]), snap
+    )
+    assert not sdb.eligible
+    assert "in use: /dev/loop0, /dev/loop1 stacked on it" in sdb.reasons
+    assert disk_from_info(disk("sdc", "8:32"), snap).eligible
+
+
+def test_loop_over_a_file_changes_the_file_and_reads_through_its_disk() -> None:
+    # losetup /dev/loop2 /data/stick.img, /data on sda1: writing the loop changes the
+    # file, not the disk; reading the loop reads the disk
+    snap = Snapshot(
+        nodes=nodes(
+            BlockNode("sda", "8:0"),
+            BlockNode("sda1", "8:1", parent="sda"),
+            BlockNode("loop2", "7:2", backing_devno="8:1", backing_inode=1234),
+        )
+    )
+    write = snap.footprint("7:2", through_files=False)
+    read = snap.footprint("7:2", through_files=True)
+    assert write == {("disk", "loop2"), ("file", "8:1", "1234")}
+    assert ("disk", "sda") not in write
+    assert read == write | {("disk", "sda")}
+    assert snap.footprint("sda", through_files=True) == {("disk", "sda")}
+
+
 def test_cycles_in_the_tree_terminate() -> None:
     snap = Snapshot(
         nodes=nodes(
@@ -494,7 +538,9 @@ def test_parse_mountinfo_escapes_and_optional_fields() -> None:
         "36 35 8:17 /mnt1 /media/my\\040stick rw,noatime master:1 shared:2 - vfat /dev/sdb1 rw\n"
         "garbage line\n"
     )
-    assert m == MountEntry("8:17", "/media/my stick", "vfat", "/dev/sdb1")
+    assert m == MountEntry(
+        "8:17", "/media/my stick", "vfat", "/dev/sdb1", mount_id=36, parent_id=35
+    )
 
 
 def test_parse_swaps() -> None:
@@ -626,11 +672,11 @@ def test_watcher_maps_events() -> None:
 
 
 def test_watcher_source_defaults_to_kernel_without_udevd(monkeypatch: pytest.MonkeyPatch) -> None:
-    import usbwriter.devices as devices
+    from usbwriter.devices import watch
 
-    monkeypatch.setattr(devices, "UDEV_CONTROL", "/nonexistent/control")
+    monkeypatch.setattr(watch, "UDEV_CONTROL", "/nonexistent/control")
     assert Watcher().source == "kernel"
-    monkeypatch.setattr(devices, "UDEV_CONTROL", __file__)
+    monkeypatch.setattr(watch, "UDEV_CONTROL", __file__)
     assert Watcher().source == "udev"
 
 
