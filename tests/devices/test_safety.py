@@ -395,11 +395,6 @@ def test_regular_file_target(loop: Callable[..., str], tmp_path: Path) -> None:
     assert target.read_bytes() == b"\x55" * (64 * MiB)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan() accepts a regular file that backs a mounted loop device as a --to-file "
-    "target (the file's footprint is only the file itself; no check of loops over it)",
-)
 def test_file_backing_a_mounted_loop_is_refused(
     loop: Callable[..., str], tmp_path: Path, cleanup: list[list[str]]
 ) -> None:

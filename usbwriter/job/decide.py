@@ -128,6 +128,16 @@ def _check_target(request: Request, image: ImageFacts, target: TargetFacts, bloc
         )
         return False
     if target.kind == "file":
+        if target.stacked:
+            loops = ", ".join(f"{DEV}/{n}" for n in target.stacked)
+            block(
+                Refused(
+                    f"{name}: backs {loops} (a loop device over it); writing it would "
+                    "corrupt whatever uses that; detach it first (losetup -d)",
+                    path=name,
+                )
+            )
+            return False
         if request.to_file:
             return True
         block(

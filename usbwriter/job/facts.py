@@ -81,6 +81,11 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
         return TargetFacts(path, real, "other", error=os_error(path, e, "look at the device"))
     kind = kind_of(st.st_mode)
     if kind == "file":
+        loops = tuple(
+            n.name
+            for n in snapshot.nodes
+            if n.backing_inode == st.st_ino and n.backing_devno == _devno(st.st_dev)
+        )
         return TargetFacts(
             path,
             real,
@@ -89,6 +94,7 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
             dev=st.st_dev,
             ino=st.st_ino,
             footprint=frozenset({("file", _devno(st.st_dev), str(st.st_ino))}),
+            stacked=loops,
         )
     if kind != "block":
         return TargetFacts(path, real, kind)

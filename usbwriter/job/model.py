@@ -66,6 +66,7 @@ class TargetFacts:
     footprint: Footprint = frozenset()
     mounts: tuple[MountEntry, ...] = ()
     foreign: tuple[MountEntry, ...] = ()
+    stacked: tuple[str, ...] = ()  # a regular file: the loop devices over it
     error: UsbWriterError | None = None
 
 
