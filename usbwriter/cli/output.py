@@ -69,6 +69,7 @@ class ProgressPrinter:
         self.tty = self.stream.isatty()
         self._last = 0.0
         self._last_phase = ""
+        self._finished_phase = ""
         self._open_line = False
 
     def __enter__(self) -> ProgressPrinter:
@@ -91,6 +92,10 @@ class ProgressPrinter:
         interval = 0.25 if (self.json_mode or self.tty) else 2.0
         if p.phase == self._last_phase and not finished and now - self._last < interval:
             return
+        if finished and p.phase == self._finished_phase:
+            return  # the engine's last chunk and its summary both say 100%
+        if finished:
+            self._finished_phase = p.phase
         self._last, self._last_phase = now, p.phase
         if self.json_mode:
             emit(
