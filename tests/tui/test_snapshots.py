@@ -9,8 +9,10 @@ does not blink; no watcher runs. Update with ``pytest tests/tui --snapshot-updat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,16 +49,31 @@ SnapCompare = Callable[..., bool]
 
 @pytest.fixture(scope="module", autouse=True)
 def image_folder() -> Iterator[None]:
-    """Sparse stand-ins at fixed paths: only their names and sizes are shown."""
-    FOLDER.mkdir(parents=True, exist_ok=True)
-    (FOLDER / "older").mkdir(exist_ok=True)
-    for path in (HYBRID, BIOS_ONLY):
-        with open(path, "wb") as f:
-            f.truncate(int(REPORTS[path.stem]["size"]))
-    for name in ("debian-12.8.0-amd64-netinst.iso", "raspios-lite.img.xz", "notes.txt"):
-        (FOLDER / name).touch()
+    """Sparse stand-ins at fixed paths: only their names and sizes are shown.
+
+    The paths are fixed (the snapshots show them) and in /tmp, and the tests may run as
+    root: the top folder must be this user's, mode 0700, so nothing in it is another
+    user's link; files are opened with O_NOFOLLOW all the same."""
+    top = FOLDER.parent
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(top, 0o700)
+    st = os.lstat(top)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        pytest.fail(f"{top} is not a private directory of this user; remove it")
+    (FOLDER / "older").mkdir(parents=True, exist_ok=True)
+    names = ("debian-12.8.0-amd64-netinst.iso", "raspios-lite.img.xz", "notes.txt")
+    sizes = {
+        HYBRID: int(REPORTS[HYBRID.stem]["size"]),
+        BIOS_ONLY: int(REPORTS[BIOS_ONLY.stem]["size"]),
+    }
+    for path in (*sizes, *(FOLDER / name for name in names)):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.ftruncate(fd, sizes.get(path, 0))
+        finally:
+            os.close(fd)
     yield
-    shutil.rmtree(FOLDER.parent, ignore_errors=True)
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def _not_in_snapshots(*args: object, **kw: object) -> Any:
