@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
@@ -226,3 +227,18 @@ def test_read_private_refuses_links_and_fifos(tmp_path: Path, victim: Path) -> N
     assert read_private(victim) == "precious\n"
     write_private(tmp_path, "new", "text")
     assert read_private(tmp_path / "new") == "text"
+
+
+def test_a_user_missing_from_the_password_database_has_no_files(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unknown(uid: int) -> Any:
+        raise KeyError(uid)
+
+    monkeypatch.setattr("pwd.getpwuid", unknown)
+    with caplog.at_level(logging.WARNING):
+        assert default_path({}) is None
+    assert "not in the password database" in caplog.text
+    err = io.StringIO()
+    assert crash.report(TRACEBACK, err, {}) is None
+    assert "(no log file: uid " in err.getvalue()

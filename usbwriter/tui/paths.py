@@ -49,7 +49,11 @@ class UnsafePath(Exception):
 
 def effective_home() -> Path:
     """The effective user's home, from the password database (root's, under sudo)."""
-    return Path(pwd.getpwuid(os.geteuid()).pw_dir)
+    uid = os.geteuid()
+    try:
+        return Path(pwd.getpwuid(uid).pw_dir)
+    except KeyError:
+        raise UnsafePath(f"uid {uid}", "not in the password database: no home") from None
 
 
 def state_dir(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
