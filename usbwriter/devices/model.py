@@ -195,22 +195,9 @@ class Snapshot:
         """The whole disks a device stands on: partitions to their disk, dm/md to their
         slaves, loop devices to the disk holding their backing file; the device itself
         when it is a whole disk. Empty for a device not in the tree (9p, overlay...)."""
-        out: set[str] = set()
-        seen: set[str] = set()
-        todo = [key]
-        while todo:
-            node = self.node(todo.pop())
-            if node is None or node.name in seen:
-                continue
-            seen.add(node.name)
-            if node.parent is not None:
-                todo.append(node.parent)
-                continue
-            out.add(node.name)
-            todo.extend(node.slaves)
-            if node.backing_devno is not None:
-                todo.append(node.backing_devno)
-        return frozenset(out)
+        return frozenset(
+            item[1] for item in self.footprint(key, through_files=True) if item[0] == "disk"
+        )
 
     def footprint(self, key: str, *, through_files: bool) -> frozenset[tuple[str, ...]]:
         """What the bytes of a device live on: ("disk", name) for it and every whole disk
