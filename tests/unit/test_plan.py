@@ -93,6 +93,7 @@ class Case:
 
 
 LOOP_ON_STICK = (*NODES, BlockNode("loop7", "7:7", backing_devno="8:0"))
+DM_ON_STICK = (*NODES, BlockNode("dm-0", "253:0", slaves=("sda",)))
 CASES = [
     Case("usb stick, bootable image", stick()),
     Case("image boots on nothing", stick(), boot=NO_BOOT, exits=(4,), words="--force",
@@ -111,6 +112,11 @@ CASES = [
     Case("system disk", system_disk(), exits=(4,), words="system disk"),
     Case("a loop device stacked on it", stick(nodes=LOOP_ON_STICK), exits=(4,),
          words="/dev/loop7 stacked on it"),
+    Case("a dm volume over the stick", TargetFacts(
+         "/dev/mapper/v", "/dev/dm-0", "block", disk=disk_from_info(
+             disk("dm-0", "253:0"), Snapshot(nodes=DM_ON_STICK)), size=1 << 20,
+         footprint=Snapshot(nodes=DM_ON_STICK).footprint("dm-0", through_files=False)),
+         exits=(4,), words="stands on /dev/sda"),
     Case("read-only", stick(attributes=usb_stick()["attributes"] | {"ro": "1"}), exits=(4,),
          words="read-only"),
     Case("partition node", other("partition", parent_disk="sda"), exits=(4,),

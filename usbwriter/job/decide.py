@@ -169,6 +169,17 @@ def _check_target(request: Request, image: ImageFacts, target: TargetFacts, bloc
             )
         )
         return False
+    below = sorted(i[1] for i in target.footprint if i[0] == "disk" and disk and i[1] != disk.name)
+    if below:
+        # A dm/md volume or a loop over a device: writing it writes the drives below.
+        block(
+            Refused(
+                f"{name}: stands on {', '.join(f'{DEV}/{d}' for d in below)} (a "
+                "device-mapper, md or loop device over a drive); write to a drive itself",
+                path=name,
+            )
+        )
+        return False
     return True
 
 
