@@ -82,6 +82,28 @@ def set_direct(fd: int, on: bool) -> None:
         fcntl.fcntl(fd, fcntl.F_SETFL, new)
 
 
+def open_held(path: str, flags: int, *, block: bool, exclusive: bool = True) -> int:
+    """Open PATH (resolved already: the last component is not followed) with O_DIRECT, and
+    hold it: a drive with O_EXCL (no mount, no second writer, read-only or not), a regular
+    file with a non-blocking flock (exclusive, or shared for reading). O_DIRECT is dropped
+    only for a regular file on a file system without it. Raises OSError (EWOULDBLOCK when
+    the file is locked by someone else)."""
+    flags |= os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_EXCL if block else 0)
+    try:
+        fd = os.open(path, flags | os.O_DIRECT, 0o644)
+    except OSError as e:
+        if e.errno != errno.EINVAL or block:
+            raise
+        fd = os.open(path, flags, 0o644)
+    if not block:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
         n = os.pwrite(fd, data, offset)

@@ -153,6 +153,8 @@ def os_error(path: str, e: OSError, doing: str, *, offset: int | None = None) ->
             "second usbwriter); nothing was written",
             **kw,
         )
+    if e.errno == _errno.EWOULDBLOCK:  # flock: another program holds the file
+        return Refused(f"{path}: in use by another program (locked); nothing was changed", **kw)
     if e.errno == _errno.EROFS:
         return Refused(f"{path}: the device is read-only", **kw)
     if e.errno in (_errno.ENXIO, _errno.ENODEV, _errno.ENOMEDIUM):

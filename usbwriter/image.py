@@ -7,6 +7,8 @@ one-line message. ``kind_of`` names what a path is without opening it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -47,6 +49,10 @@ def not_an_image(path: str, kind: str) -> UsbWriterError:
     )
 
 
+def not_a_drive(path: str, kind: str) -> UsbWriterError:
+    return BadInput(f"{path}: is {KIND_WORDS.get(kind, kind)}, not a drive", path=path)
+
+
 @dataclass(frozen=True)
 class ImageSource:
     path: str
@@ -73,12 +79,11 @@ def open_image(path: str) -> ImageSource:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
-        if e.errno == 6:  # ENXIO: a FIFO with no writer, a socket
-            try:
-                raise not_an_image(path, kind_of(os.stat(path).st_mode)) from None
-            except OSError:
-                pass
-        raise os_error(path, e, "open the image") from None
+        error = os_error(path, e, "open the image")
+        if e.errno == errno.ENXIO:  # a socket: say what it is
+            with contextlib.suppress(OSError):
+                error = not_an_image(path, kind_of(os.stat(path).st_mode))
+        raise error from None
     try:
         st = os.fstat(fd)
         kind = kind_of(st.st_mode)

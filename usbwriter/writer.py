@@ -9,7 +9,6 @@ are zeroed first, everything after the first MiB is written, and the first MiB
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -31,6 +30,7 @@ from usbwriter.blockio import (
     fd_size,
     is_block_device,
     logical_block_size,
+    open_held,
     pread_into,
     pwrite_all,
     reread_partitions,
@@ -82,30 +82,11 @@ class Target:
     def open(cls, path: str, *, block: bool, create: bool = False) -> Target:
         """Open PATH (already resolved: the final component is not followed) for reading
         and writing, exclusively. ``create`` makes a new file and fails if one appeared."""
-        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
-        if block:
-            flags |= os.O_EXCL
-        elif create:
-            flags |= os.O_CREAT | os.O_EXCL
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create and not block else 0)
         try:
-            try:
-                fd = os.open(path, flags | os.O_DIRECT, 0o644)
-            except OSError as e:
-                if e.errno != errno.EINVAL or block:
-                    raise
-                fd = os.open(path, flags, 0o644)  # a file system without O_DIRECT
+            fd = open_held(path, flags, block=block)
         except OSError as e:
             raise os_error(path, e, "open for writing") from None
-        if not block:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                raise Refused(
-                    f"{path}: in use by another program (locked); nothing was written",
-                    path=path,
-                    errno=e.errno,
-                ) from None
         try:
             return cls(fd, path)
         except BaseException:

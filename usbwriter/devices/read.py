@@ -267,14 +267,19 @@ def _devno_of(st: os.stat_result, *, device: bool) -> str:
     return f"{os.major(dev)}:{os.minor(dev)}"
 
 
+def read_mounts() -> tuple[MountEntry, ...]:
+    """This process's mount table, /proc/self/mountinfo, as it is now."""
+    try:
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as f:
+            return parse_mountinfo(f.read())
+    except OSError as e:
+        raise DeviceFault(f"{MOUNTINFO}: cannot read the mount table: {e.strerror}") from e
+
+
 def read_snapshot() -> Snapshot:
     """Mounts (/proc/self/mountinfo), active swaps (/proc/swaps) and the block tree."""
     nodes = read_nodes()
-    try:
-        with open(MOUNTINFO, encoding="utf-8", errors="replace") as f:
-            mounts = list(parse_mountinfo(f.read()))
-    except OSError as e:
-        raise DeviceFault(f"{MOUNTINFO}: cannot read the mount table: {e.strerror}") from e
+    mounts = list(read_mounts())
     # Anonymous device numbers (btrfs, ...) whose source is a device node: stat it.
     for i, m in enumerate(mounts):
         if m.devno.startswith("0:") and m.source.startswith(DEV + "/"):

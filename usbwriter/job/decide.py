@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from usbwriter.devices import DEV
 from usbwriter.errors import BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
-from usbwriter.image import KIND_WORDS, not_an_image
+from usbwriter.image import not_a_drive, not_an_image
 from usbwriter.job.model import (
     Blocker,
     BootFacts,
@@ -153,12 +153,7 @@ def _check_target(request: Request, image: ImageFacts, target: TargetFacts, bloc
         block(Refused(f"{name}: is a partition; write to the whole disk{whole}", path=name))
         return False
     if target.kind != "block":
-        block(
-            BadInput(
-                f"{name}: is {KIND_WORDS.get(target.kind, target.kind)}, not a drive",
-                path=name,
-            )
-        )
+        block(not_a_drive(name, target.kind))
         return False
     disk = target.disk
     if disk is not None and disk.reasons:

@@ -109,7 +109,7 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
         )
     if os.path.exists(os.path.join(sys_path, "partition")):
         parent = os.path.basename(os.path.dirname(sys_path))
-        return TargetFacts(path, real, "partition", parent_disk=parent)
+        return TargetFacts(path, real, "partition", rdev=st.st_rdev, parent_disk=parent)
     try:
         disk = disk_from_info(read_block_info(sys_path), snapshot)
     except DeviceFault as e:
@@ -124,6 +124,7 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
         kind="block",
         disk=disk,
         size=disk.size,
+        rdev=st.st_rdev,
         footprint=snapshot.footprint(devno, through_files=False),
         mounts=mounts,
         foreign=foreign,

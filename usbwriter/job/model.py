@@ -60,8 +60,9 @@ class TargetFacts:
     kind: str
     disk: Disk | None = None
     size: int = 0
-    dev: int = 0
+    dev: int = 0  # a regular file: its file system and inode
     ino: int = 0
+    rdev: int = 0  # a drive or partition: its device number
     parent_disk: str | None = None  # for a partition node: its whole disk
     footprint: Footprint = frozenset()
     mounts: tuple[MountEntry, ...] = ()

@@ -16,20 +16,12 @@ import logging
 import os
 from collections.abc import Callable
 
-from usbwriter.devices import MOUNTINFO, MountEntry, parse_mountinfo
-from usbwriter.errors import DeviceFault, Refused
+from usbwriter.devices import MountEntry, read_mounts
+from usbwriter.errors import Refused
 
 log = logging.getLogger(__name__)
 
 UMOUNT_NOFOLLOW = 8
-
-
-def _read_mounts() -> dict[int, MountEntry]:
-    try:
-        with open(MOUNTINFO, encoding="utf-8", errors="replace") as f:
-            return {m.mount_id: m for m in parse_mountinfo(f.read())}
-    except OSError as e:
-        raise DeviceFault(f"{MOUNTINFO}: cannot read the mount table: {e.strerror}") from e
 
 
 def _umount2(path: str) -> None:
@@ -55,7 +47,7 @@ def unmount_planned(
         return Refused(f"{text}{already}")
 
     for want in planned:
-        now = _read_mounts()
+        now = {m.mount_id: m for m in read_mounts()}
         have = now.get(want.mount_id)
         if have is None:
             log.info("%s (mount %d) is already unmounted", want.mountpoint, want.mount_id)

@@ -10,7 +10,6 @@ result has been handed to ``on_result``.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -19,9 +18,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
-from usbwriter.image import ImageSource, open_image
-from usbwriter.job.model import ImageFacts, Plan
+from usbwriter.blockio import open_held
+from usbwriter.devices import read_snapshot
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.identity import Identity
+from usbwriter.image import ImageSource, not_a_drive, open_image
+from usbwriter.job.decide import check_image
+from usbwriter.job.facts import look_at_image, look_at_target
+from usbwriter.job.model import ImageFacts, Plan, TargetFacts
 from usbwriter.job.mounts import unmount_planned
 from usbwriter.progress import ProgressCallback
 from usbwriter.receipt import Receipt
@@ -34,17 +38,21 @@ Notify = Callable[[str], None]
 
 
 def device_info(plan: Plan, unmounted: tuple[str, ...] = ()) -> dict[str, Any]:
-    """What the receipt says of the target: its pinned identity and its names."""
-    info: dict[str, Any] = {}
-    if plan.identity is not None:
-        info.update(replace(plan.identity, unmounted=unmounted).to_dict())
-    disk = plan.target.disk
-    if disk is not None:
+    """What the receipt says of the plan's target: its pinned identity and its names."""
+    identity = plan.identity
+    if identity is not None and unmounted:
+        identity = replace(identity, unmounted=unmounted)
+    return _describe(plan.target, identity)
+
+
+def _describe(target: TargetFacts, identity: Identity | None) -> dict[str, Any]:
+    info: dict[str, Any] = identity.to_dict() if identity is not None else {}
+    if target.disk is not None:
         for key in ("vendor", "model", "serial", "bus", "size", "description"):
-            value = getattr(disk, key, None)
+            value = getattr(target.disk, key, None)
             if value not in (None, ""):
                 info.setdefault(key, value)
-    info["path"] = plan.target.requested
+    info["path"] = target.requested
     return info
 
 
@@ -164,10 +172,6 @@ def verify_only(
 ) -> Receipt:
     """Compare DEVICE with IMAGE, reading the device with O_DIRECT through a descriptor
     held exclusively (O_EXCL for a drive, a shared flock for a file)."""
-    from usbwriter.devices import read_snapshot
-    from usbwriter.job.decide import check_image
-    from usbwriter.job.facts import look_at_image, look_at_target
-
     snapshot = read_snapshot()
     facts = look_at_image(image, snapshot)
     error = check_image(facts)
@@ -177,36 +181,25 @@ def verify_only(
     if target.error is not None:
         raise target.error
     if target.kind not in ("block", "partition", "file"):
-        from usbwriter.image import KIND_WORDS
-
         if target.kind == "missing":
             raise BadInput(f"{device}: no such device", path=device)
-        raise BadInput(
-            f"{device}: is {KIND_WORDS.get(target.kind, target.kind)}, not a drive", path=device
-        )
+        raise not_a_drive(device, target.kind)
     block = target.kind != "file"
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_EXCL if block else 0)
-    fd = _open_for_reading(target.node, flags)
+    try:
+        fd = open_held(target.node, os.O_RDONLY, block=block, exclusive=False)
+    except OSError as e:
+        raise os_error(device, e, "open for reading") from None
     try:
         st = os.fstat(fd)
-        if (block and st.st_rdev != os.stat(target.node).st_rdev) or (
+        if (block and st.st_rdev != target.rdev) or (
             not block and (st.st_dev, st.st_ino) != (target.dev, target.ino)
         ):
-            raise Refused(f"{device}: changed while it was opened; try again", path=device)
-        if not block:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError as e:
-                raise Refused(f"{device}: in use by another program (locked)", path=device) from e
+            raise Refused(f"{device}: changed since it was checked; try again", path=device)
         with open_source(facts) as src:
             reader = Reader(fd, device, src.size)
             checked = verify_fd(reader, src.size, image=src, progress=progress, cancel=cancel)
-            info: dict[str, Any] = {"path": device}
-            if target.disk is not None:
-                from usbwriter.identity import Identity
-
-                info.update(Identity.from_disk(target.disk, requested=device).to_dict())
-                info["path"] = device
+            identity = Identity.from_disk(target.disk, requested=device) if target.disk else None
+            info = _describe(target, identity)
             receipt = Receipt(
                 image_path=image, image_size=src.size, device=info, write=None, verify=checked
             )
@@ -217,16 +210,4 @@ def verify_only(
         os.close(fd)
 
 
-def _open_for_reading(path: str, flags: int) -> int:
-    try:
-        try:
-            return os.open(path, flags | os.O_DIRECT)
-        except OSError as e:
-            if e.errno != 22:  # EINVAL: a file system without O_DIRECT
-                raise
-            return os.open(path, flags)
-    except OSError as e:
-        raise os_error(path, e, "open for reading") from None
-
-
-__all__ = ["UsbWriterError", "device_info", "mismatch_message", "run", "verify_only"]
+__all__ = ["device_info", "mismatch_message", "run", "verify_only"]
