@@ -356,3 +356,43 @@ def test_verify_holds_the_drive(loop: Callable[..., str], tmp_path: Path, iso: P
     finally:
         os.close(fd)
     assert p.returncode == 4 and "busy" in one_line_error(p.stderr)
+
+
+@pytest.mark.parametrize("change", ["truncated", "grown", "replaced"])
+def test_image_changed_after_the_plan_is_refused(
+    loop: LoopFactory, tmp_path: Path, iso: Path, change: str
+) -> None:
+    dev = loop(16 * MiB)
+    fill(dev, 16 * MiB)
+    plan = job.plan(job.Request(str(iso), dev))
+    assert plan.ready, plan.blockers
+    if change == "truncated":
+        os.truncate(iso, iso.stat().st_size // 2)
+    elif change == "grown":
+        with open(iso, "ab") as f:
+            f.write(b"x" * 4096)
+    else:
+        data = iso.read_bytes()
+        iso.rename(tmp_path / "old.iso")
+        iso.write_bytes(data)
+    with pytest.raises(Refused, match="changed since it was checked"):
+        job.run(plan)
+    assert read_dev(dev, 0, MiB) == b"\xaa" * MiB
+
+
+def test_image_truncated_during_the_write_wipes_the_head(loop: LoopFactory, tmp_path: Path) -> None:
+    from usbwriter.errors import BadImage
+
+    image = random_file(tmp_path / "big.img", 24 * MiB)
+    dev = loop(32 * MiB)
+    plan = job.plan(job.Request(str(image), dev, force=True))
+    assert plan.ready, plan.blockers
+
+    def shrink(p: object) -> None:
+        if image.stat().st_size > 6 * MiB:
+            os.truncate(image, 6 * MiB)
+
+    with pytest.raises(BadImage, match="first MiB was wiped") as e:
+        job.run(plan, progress=shrink)
+    assert e.value.exit_code == 1 and e.value.offset is not None
+    assert read_dev(dev, 0, MiB) == bytes(MiB)
