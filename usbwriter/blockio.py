@@ -17,6 +17,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,12 @@ def pread_into(fd: int, buf: memoryview, offset: int) -> int:
     return got
 
 
+class Sequential(Protocol):
+    """A reader of bytes in order (a decompressing stream)."""
+
+    def readfull(self, view: memoryview) -> int: ...
+
+
 @dataclass
 class Chunk:
     """A filled buffer on its way through the pipeline. Release it once per consumer."""
@@ -157,55 +164,70 @@ class ReadError(Exception):
 
 
 class Prefetcher:
-    """Reads [start, end) of fd on a thread into a small pool of aligned buffers.
+    """Reads [start, end) of a source on a thread into a small pool of aligned buffers.
 
-    Iterating yields Chunks in order; each must be released `users` times before its
-    buffer is reused. With `direct`, reads are rounded up to the block size (the
-    caller opened fd with O_DIRECT); chunk lengths never pass `end`.
+    The source is a descriptor (read with pread at each offset) or a sequential reader
+    with ``readfull(view)`` (a decompressing stream, already at ``start``; with
+    ``end=None`` it is read to its end). Iterating yields Chunks in order; each must be
+    released `users` times before its buffer is reused. Descriptor reads are rounded up
+    to `block` (for O_DIRECT); chunk lengths never pass `end`. An error in the reader
+    is raised by the iteration: an OSError as ``ReadError`` with its offset.
     """
 
     def __init__(
         self,
-        fd: int,
+        source: int | Sequential,
         start: int,
-        end: int,
+        end: int | None,
         *,
         chunk_size: int = CHUNK_SIZE,
         buffers: int = 3,
         users: int = 1,
         block: int = 512,
     ) -> None:
-        self.fd, self.start, self.end = fd, start, end
+        self.source, self.start, self.end = source, start, end
         self.chunk_size, self.users, self.block = chunk_size, users, block
         self._free: queue.Queue[mmap.mmap] = queue.Queue()
         self._bufs = [aligned_buffer(chunk_size) for _ in range(buffers)]
         for b in self._bufs:
             self._free.put(b)
-        self._out: queue.Queue[Chunk | ReadError | None] = queue.Queue()
+        self._out: queue.Queue[Chunk | BaseException | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="usbwriter-reader", daemon=True)
         self._thread.start()
 
+    def _read(self, view: memoryview, want: int, offset: int) -> int:
+        if isinstance(self.source, int):
+            return pread_into(self.source, view[: round_up(want, self.block)], offset)
+        return self.source.readfull(view[:want])
+
     def _run(self) -> None:
         offset = self.start
         try:
-            while offset < self.end and not self._stop.is_set():
+            while (self.end is None or offset < self.end) and not self._stop.is_set():
                 try:
                     buf = self._free.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                want = min(self.chunk_size, self.end - offset)
-                view = memoryview(buf)[: round_up(want, self.block)]
+                left = self.chunk_size if self.end is None else self.end - offset
+                want = min(self.chunk_size, left)
+                view = memoryview(buf)
                 try:
-                    got = pread_into(self.fd, view, offset)
+                    got = min(self._read(view, want, offset), want)
                 except OSError as e:
                     self._out.put(ReadError(offset, e))
                     return
+                except BaseException as e:  # a decoder's error: the consumer raises it
+                    self._out.put(e)
+                    return
                 finally:
                     view.release()
-                got = min(got, want)
                 if got == 0:
-                    self._out.put(ReadError(offset, OSError(errno.EIO, "unexpected end of data")))
+                    if self.end is not None:
+                        self._out.put(
+                            ReadError(offset, OSError(errno.EIO, "unexpected end of data"))
+                        )
+                    self._free.put(buf)
                     return
                 self._out.put(Chunk(offset, got, buf, self._free, self.users))
                 offset += got
@@ -217,7 +239,7 @@ class Prefetcher:
             item = self._out.get()
             if item is None:
                 return
-            if isinstance(item, ReadError):
+            if isinstance(item, BaseException):
                 raise item
             yield item
 

@@ -15,10 +15,11 @@ class Progress:
     total: int  # bytes
     rate: float  # bytes per second, over the last few seconds
     elapsed: float  # seconds since the phase started
+    by_file: bool = False  # done/total count the compressed file, the image's size unknown
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
+        return min(1.0, self.done / self.total) if self.total else 1.0
 
     @property
     def eta(self) -> float | None:
@@ -41,8 +42,10 @@ class Meter:
         callback: ProgressCallback | None,
         interval: float = 0.1,
         window: float = 3.0,
+        by_file: bool = False,
     ) -> None:
         self.phase, self.total, self.callback = phase, total, callback
+        self.by_file = by_file
         self.interval, self.window = interval, window
         self.start = time.monotonic()
         self._last_report = 0.0
@@ -66,12 +69,16 @@ class Meter:
         self._samples.append((now, self.done))
         while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
             self._samples.popleft()
-        self.callback(Progress(self.phase, self.done, self.total, self.rate(now), now - self.start))
+        self.callback(
+            Progress(
+                self.phase, self.done, self.total, self.rate(now), now - self.start, self.by_file
+            )
+        )
 
     def finish(self) -> float:
         """Report completion; return the phase's duration in seconds."""
         elapsed = time.monotonic() - self.start
         if self.callback is not None:
             avg = self.done / elapsed if elapsed > 0 else 0.0
-            self.callback(Progress(self.phase, self.done, self.total, avg, elapsed))
+            self.callback(Progress(self.phase, self.done, self.total, avg, elapsed, self.by_file))
         return elapsed

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from usbwriter.sources import SourceInfo
 from usbwriter.units import human_duration, human_rate, human_size
 from usbwriter.verify import VerifyResult
 from usbwriter.writer import WriteResult
@@ -28,6 +29,12 @@ class Receipt:
     verify: VerifyResult | None  # None with --no-verify
     unmounted: tuple[str, ...] = ()
     wiped_first_mib: bool | None = None  # after a failed verify: could it be wiped?
+    source: SourceInfo | None = None  # the file as downloaded (raw or compressed)
+
+    @property
+    def file_blake3(self) -> str | None:
+        """blake3 of the compressed file as downloaded (None for a raw image)."""
+        return self.write.file_blake3 if self.write is not None else None
 
     @property
     def verified(self) -> bool:
@@ -50,11 +57,7 @@ class Receipt:
             "verified": self.verified,
             "mismatch_offset": self.mismatch_offset,
             "page_cache_bypassed": bool(v and v.page_cache_bypassed),
-            "image": {
-                "path": self.image_path,
-                "size": self.image_size,
-                "blake3": self.image_blake3,
-            },
+            "image": self._image_json(),
             "device": dict(self.device),
             "device_blake3": v.device_blake3 if v else None,
             "bytes_written": w.bytes_written if w else None,
@@ -69,6 +72,20 @@ class Receipt:
             d["wiped_first_mib"] = self.wiped_first_mib
         return d
 
+    def _image_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": self.image_path,
+            "size": self.image_size,
+            "blake3": self.image_blake3,
+        }
+        if self.source is not None and self.source.compressed:
+            d["format"] = self.source.format
+            d["file_size"] = self.source.file_size
+            d["file_blake3"] = self.file_blake3
+            if self.source.member:
+                d["member"] = self.source.member
+        return d
+
     def to_text(self) -> str:
         dev, img = self.device.get("path"), self.image_path
         w, v = self.write, self.verify
@@ -79,7 +96,20 @@ class Receipt:
             lines = [f"VERIFICATION FAILED: {dev} does not hold {img}"]
         else:
             lines = [f"Written (not verified): {dev} holds {img}"]
-        lines.append(f"  image   {img}  {human_size(self.image_size)}  blake3 {self.image_blake3}")
+        src = self.source
+        if src is not None and src.compressed:
+            member = f", {src.member}" if src.member else ""
+            lines.append(
+                f"  file    {img}  {src.format}{member}, {human_size(src.file_size)}"
+                f"  blake3 {self.file_blake3 or '(not read to its end)'}"
+            )
+            lines.append(
+                f"  image   {human_size(self.image_size)} decompressed  blake3 {self.image_blake3}"
+            )
+        else:
+            lines.append(
+                f"  image   {img}  {human_size(self.image_size)}  blake3 {self.image_blake3}"
+            )
         lines.append(f"  device  {describe_device(self.device)}")
         if self.unmounted:
             lines.append(f"  unmounted first: {', '.join(self.unmounted)}")

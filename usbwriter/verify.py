@@ -19,7 +19,6 @@ import blake3
 
 from usbwriter.blockio import (
     CHUNK_SIZE,
-    Chunk,
     Prefetcher,
     ReadError,
     drop_cache,
@@ -31,7 +30,7 @@ from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
-    from usbwriter.image import ImageSource
+    from usbwriter.sources import ImageSource
 
 
 @dataclass(frozen=True)
@@ -53,13 +52,13 @@ class Reader:
     """The target read back through a descriptor the caller holds (the job's exclusive
     one): its cached pages dropped first, read with O_DIRECT when the descriptor has it."""
 
-    def __init__(self, fd: int, path: str, size: int) -> None:
+    def __init__(self, fd: int, path: str, size: int | None) -> None:
         self.path, self.fd = path, fd
         drop_cache(fd)
         self.size = fd_size(fd)
         self.block = logical_block_size(fd)
         self.direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
-        if size > self.size:
+        if size is not None and size > self.size:
             raise DeviceFault(
                 f"{path}: the device ({human_size(self.size)}) is smaller than the image "
                 f"({human_size(size)})",
@@ -75,7 +74,7 @@ class Reader:
 
 def verify_fd(
     reader: Reader,
-    size: int,
+    size: int | None,
     expected_blake3: str | None = None,
     *,
     image: ImageSource | None = None,
@@ -85,25 +84,26 @@ def verify_fd(
 ) -> VerifyResult:
     """Check that the first SIZE bytes read through READER are the image.
 
-    With EXPECTED_BLAKE3 (the hash taken while writing), the device is hashed and
-    compared; IMAGE, when given, is re-read only to locate a mismatch. Without it,
-    IMAGE is read beside the device and both are compared and hashed in one pass.
+    With EXPECTED_BLAKE3 (the hash taken while writing, SIZE known), the device is
+    hashed and compared; IMAGE, when given, is read again (decompressed) only to locate
+    a mismatch. Without it, IMAGE is read beside the device and both are compared and
+    hashed in one pass, to the image's end (SIZE may be None: a compressed image whose
+    size only decompressing tells).
     """
-    if expected_blake3 is None and image is None:
-        raise BadInput("verify needs the image or the hash it was written with")
     cancel = cancel or threading.Event()
     start = time.monotonic()
-    if expected_blake3 is not None:
+    if expected_blake3 is not None and size is not None:
         device_hash = _hash_device(reader, size, progress, cancel, chunk_size)
         expected = expected_blake3
         mismatch = None
         if device_hash != expected and image is not None:
-            mismatch = _compare(reader, image, size, None, cancel, chunk_size)[1]
-    else:
-        assert image is not None
-        expected, mismatch, device_hash = _compare(
-            reader, image, size, progress, cancel, chunk_size, hashing=True
+            mismatch = _compare(reader, image, None, cancel, chunk_size, limit=size)[1]
+    elif image is not None:
+        expected, mismatch, device_hash, size = _compare(
+            reader, image, progress, cancel, chunk_size, hashing=True
         )
+    else:
+        raise BadInput("verify needs the image or the hash it was written with")
     return VerifyResult(
         verified=device_hash == expected and mismatch is None,
         mismatch_offset=mismatch,
@@ -143,47 +143,59 @@ def _hash_device(
 def _compare(
     reader: Reader,
     src: ImageSource,
-    size: int,
     progress: ProgressCallback | None,
     cancel: threading.Event,
     chunk_size: int,
+    *,
     hashing: bool = False,
-) -> tuple[str, int | None, str]:
-    meter = Meter("verify", size, progress)
+    limit: int | None = None,
+) -> tuple[str, int | None, str, int]:
+    """Read the image (decompressed) and the device side by side to the image's end (or
+    LIMIT); (image blake3, first differing byte or None, device blake3, bytes compared).
+    An image longer than the device differs at the device's end."""
+    by_file = src.size is None
+    meter = Meter("verify", src.file_size if by_file else src.size or 0, progress, by_file=by_file)
     img_h = blake3.blake3()
     dev_h = blake3.blake3()
     mismatch: int | None = None
-    if src.size < size:
-        raise BadInput(f"{src.path}: the image is shorter ({src.size} bytes) than {size} bytes")
+    length = 0
     with (
-        reader.chunks(0, size, chunk_size) as dev_chunks,
-        Prefetcher(src.fd, 0, size, chunk_size=chunk_size, block=1) as img_chunks,
+        src.stream() as stream,
+        Prefetcher(stream, 0, limit, chunk_size=chunk_size) as img_chunks,
+        reader.chunks(0, reader.size, chunk_size) as dev_chunks,
     ):
+        devices = iter(dev_chunks)
         try:
-            for d, i in zip(dev_chunks, img_chunks, strict=True):
+            for i in img_chunks:
+                d = next(devices, None)
                 try:
                     if cancel.is_set():
                         raise Cancelled(f"verify of {reader.path} interrupted")
+                    n = min(i.length, d.length) if d is not None else 0
                     if hashing:
-                        dev_h.update(d.data)
                         img_h.update(i.data)
-                    if mismatch is None and d.data != i.data:
-                        mismatch = d.offset + _first_difference(d, i)
+                        if d is not None:
+                            dev_h.update(d.data[:n])
+                    if mismatch is None and (n < i.length or d is None or d.data[:n] != i.data):
+                        mismatch = i.offset + _first_difference(d.data[:n] if d else b"", i.data)
                         if not hashing:
                             break
                 finally:
-                    d.release()
                     i.release()
-                meter.advance(d.length)
+                    if d is not None:
+                        d.release()
+                length = i.offset + i.length
+                meter.advance(stream.consumed - meter.done if by_file else i.length)
         except ReadError as e:
             raise _read_error(reader.path, e) from None
     if progress is not None:
         meter.finish()
-    return str(img_h.hexdigest()), mismatch, str(dev_h.hexdigest())
+    return str(img_h.hexdigest()), mismatch, str(dev_h.hexdigest()), length
 
 
-def _first_difference(a: Chunk, b: Chunk) -> int:
-    x, y = a.data, b.data
+def _first_difference(x: memoryview | bytes, y: memoryview | bytes) -> int:
+    """The first index where X and Y differ (the shorter one's length if one is a prefix
+    of the other)."""
     lo, n = 0, min(len(x), len(y))
     # Narrow down by halves with fast slice comparisons, then step bytes.
     step = n

@@ -31,19 +31,18 @@ from usbwriter.blockio import (
     is_block_device,
     logical_block_size,
     open_held,
-    pread_into,
     pwrite_all,
     reread_partitions,
     set_direct,
 )
-from usbwriter.errors import BadImage, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.errors import BadImage, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
 from usbwriter.progress import Meter, Progress, ProgressCallback
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from usbwriter.image import ImageSource
+    from usbwriter.sources import ImageSource, Stream
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +59,8 @@ class WriteResult:
     seconds: float
     direct_io: bool
     partitions_reread: bool
+    format: str = "raw"  # the file as downloaded: raw or its compression
+    file_blake3: str | None = None  # blake3 of the compressed file as downloaded
 
     @property
     def rate(self) -> float:
@@ -189,10 +190,11 @@ def write_to(
     chunk_size: int = CHUNK_SIZE,
     sync_every: int = SYNC_EVERY,
 ) -> WriteResult:
-    """Write the open image SRC to the open target TGT; what was written, with the
-    source's blake3. On failure or cancel the first MiB is wiped through TGT."""
+    """Write the image SRC holds (decompressed as it is read) to the open target TGT;
+    what was written, with the blake3 of the image's bytes (and of the file as
+    downloaded, when compressed). On failure or cancel the first MiB is wiped."""
     cancel = cancel or threading.Event()
-    if tgt.is_block and src.size > tgt.size:
+    if tgt.is_block and src.info.size_exact and src.size is not None and src.size > tgt.size:
         raise Refused(
             f"{tgt.path}: the image {src.path} ({human_size(src.size)}) does not fit "
             f"on the device ({human_size(tgt.size)})",
@@ -201,79 +203,90 @@ def write_to(
     if cancel.is_set():
         raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
     start = time.monotonic()
-    try:
-        digest = _write(src.fd, src.size, src.path, tgt, progress, cancel, chunk_size, sync_every)
-    except BaseException as e:
-        wiped = tgt.wipe_head()
-        note = (
-            "the first MiB was wiped, so the stick does not look bootable"
-            if wiped
-            else "the first MiB could not be wiped: do not boot from this stick"
-        )
-        if isinstance(e, Cancelled | KeyboardInterrupt):
-            raise Cancelled(f"write to {tgt.path} interrupted; {note}") from None
-        if isinstance(e, DeviceFault | BadImage):
-            raise e.with_note(note) from None
-        raise
+    with src.stream() as stream:
+        try:
+            digest, size = _write(stream, src, tgt, progress, cancel, chunk_size, sync_every)
+        except BaseException as e:
+            wiped = tgt.wipe_head()
+            note = (
+                "the first MiB was wiped, so the stick does not look bootable"
+                if wiped
+                else "the first MiB could not be wiped: do not boot from this stick"
+            )
+            if isinstance(e, Cancelled | KeyboardInterrupt):
+                raise Cancelled(f"write to {tgt.path} interrupted; {note}") from None
+            if isinstance(e, UsbWriterError) and not isinstance(e, Cancelled):
+                raise e.with_note(note) from None
+            raise
+        file_digest = stream.file_blake3 if src.info.compressed else None
     seconds = time.monotonic() - start
     reread = tgt.is_block and reread_partitions(tgt.fd)
     return WriteResult(
         image_path=src.path,
-        image_size=src.size,
+        image_size=size,
         blake3=digest,
         device=tgt.path,
-        bytes_written=src.size,
+        bytes_written=size,
         seconds=seconds,
         direct_io=tgt.direct,
         partitions_reread=reread,
+        format=src.info.format,
+        file_blake3=file_digest,
     )
 
 
 def _write(
-    src_fd: int,
-    size: int,
-    image: str,
+    stream: Stream,
+    src: ImageSource,
     tgt: Target,
     progress: ProgressCallback | None,
     cancel: threading.Event,
     chunk_size: int,
     sync_every: int,
-) -> str:
-    meter = Meter("write", size, progress)
-    head_len = min(MiB, size)
+) -> tuple[str, int]:
+    image, size = src.path, src.size
+    # Without the image's size up front, progress follows the file as downloaded.
+    by_file = size is None
+    meter = Meter("write", src.file_size if by_file else size or 0, progress, by_file=by_file)
     head = aligned_buffer(MiB)
-    try:
-        if pread_into(src_fd, memoryview(head)[:head_len], 0) != head_len:
-            raise BadImage(f"{image}: unexpected end of file in the first MiB")
-    except OSError as e:
-        raise BadImage(f"error reading '{image}' at offset 0: {e.strerror}") from None
+    head_len = _read_head(stream, memoryview(head)[:MiB], image)
     hasher = _Hasher()
     hasher.update(memoryview(head)[:head_len])
 
     # Zero the first and last MiB: no stale partition table (or GPT backup) survives.
     zeros = aligned_buffer(MiB)
-    tgt.write(memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, size))], 0)
+    tgt.write(
+        memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))], 0
+    )
     if tgt.size > 2 * MiB:
         last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
         tgt.write(memoryview(zeros)[: tgt.size - last], last)
     tgt.sync()
 
-    unsynced = 0
-    prefetch = Prefetcher(src_fd, head_len, size, chunk_size=chunk_size, users=2)
+    unsynced, end = 0, head_len
+    prefetch = Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2)
     try:
         for chunk in prefetch:
             hasher.submit(chunk)
             try:
                 if cancel.is_set():
                     raise Cancelled("cancelled")
+                if tgt.is_block and chunk.offset + chunk.length > tgt.size:
+                    raise Refused(
+                        f"{tgt.path}: the image {image} does not fit on the device "
+                        f"({human_size(tgt.size)}): it is larger, as decompressing it showed",
+                        path=tgt.path,
+                        offset=tgt.size,
+                    )
                 tgt.write(chunk.data, chunk.offset)
             finally:
                 chunk.release()
+            end = chunk.offset + chunk.length
             unsynced += chunk.length
             if unsynced >= sync_every:
                 tgt.sync()
                 unsynced = 0
-            meter.advance(chunk.length)
+            meter.advance(stream.consumed - meter.done if by_file else chunk.length)
     except ReadError as e:
         raise BadImage(
             f"error reading '{image}' at offset {e.offset}: {e.error.strerror}",
@@ -286,10 +299,37 @@ def _write(
         digest = hasher.finish()
     if cancel.is_set():
         raise Cancelled("cancelled")
+    _check_declared_size(src, end)
     tgt.write(memoryview(head)[:head_len], 0)
-    meter.advance(head_len)
+    meter.advance((src.file_size if by_file else head_len) - (meter.done if by_file else 0))
     meter.finish()
     if progress is not None:
-        progress(Progress("sync", size, size, 0.0, 0.0))
+        progress(Progress("sync", end, end, 0.0, 0.0))
     tgt.sync()
-    return digest
+    return digest, end
+
+
+def _read_head(stream: Stream, view: memoryview, image: str) -> int:
+    try:
+        n = stream.readfull(view)
+    except OSError as e:
+        raise BadImage(
+            f"error reading '{image}' at offset 0: {e.strerror}", path=image, errno=e.errno
+        ) from None
+    if n == 0:
+        raise BadImage(f"{image}: the image is empty", path=image)
+    return n
+
+
+def _check_declared_size(src: ImageSource, actual: int) -> None:
+    """A compressed file whose bytes disagree with the size its headers gave is damaged
+    (gzip's trailer is only an estimate: the size modulo 4 GiB, made up by damage)."""
+    declared = src.size
+    if declared is None or declared == actual or not src.info.size_exact:
+        return
+    raise BadImage(
+        f"{src.path}: decompressed to {actual} bytes, but its {src.info.size_from} says "
+        f"{declared}: the file is damaged",
+        path=src.path,
+        offset=min(actual, declared),
+    )

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.boot import inspect_image, render_text
-    from usbwriter.image import open_image
+    from usbwriter.sources import open_image
 
     # The same checks as every command that reads an image: missing, FIFO, directory.
     open_image(ns.image).close()

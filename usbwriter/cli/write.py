@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the target is a regular file (a VM disk image), created if missing",
     )
+    p.add_argument(
+        "--member", metavar="NAME", help="the file to write from a zip archive holding several"
+    )
     p.add_argument("--all", action="store_true", help="app: also list non-eligible drives")
 
 
@@ -64,6 +67,7 @@ def run(ns: argparse.Namespace) -> int:
         force=ns.force,
         unmount=ns.unmount,
         to_file=ns.to_file,
+        member=ns.member,
     )
 
 
@@ -79,6 +83,16 @@ def _boot_summary(plan: Plan) -> str:
     ]
     lines += [f"  - {r}" for r in boot.reasons]
     return "\n".join(lines)
+
+
+def _image_words(plan: Plan) -> str:
+    from usbwriter.units import human_size
+
+    src, size = plan.image.source, plan.image.size
+    if src is None or not src.compressed:
+        return human_size(size or 0)
+    inside = human_size(size) if size is not None else "size known once decompressed"
+    return f"{src.format}, {human_size(src.file_size)} file; image {inside}"
 
 
 def refusal_for(plan: Plan, *, asking: bool) -> UsbWriterError | None:
@@ -102,14 +116,20 @@ def write(
     force: bool,
     unmount: bool,
     to_file: bool,
+    member: str | None = None,
 ) -> int:
     from usbwriter import job
     from usbwriter.job.runner import device_info, mismatch_message
     from usbwriter.receipt import describe_device
-    from usbwriter.units import human_size
 
     request = job.Request(
-        image, device, verify=verify, force=force, unmount=unmount, to_file=to_file
+        image,
+        device,
+        verify=verify,
+        force=force,
+        unmount=unmount,
+        to_file=to_file,
+        member=member,
     )
     plan = job.plan(request)
     refusal = refusal_for(plan, asking=not yes and interactive())
@@ -131,7 +151,7 @@ def write(
         )
         question = (
             f"{warn}ALL DATA on {describe_device(device_info(plan))}{then} will be erased "
-            f"and replaced by {image} ({human_size(plan.image.size)}).\n"
+            f"and replaced by {image} ({_image_words(plan)}).\n"
             "Type 'yes' to continue: "
         )
         if not confirm(question):

@@ -25,7 +25,7 @@ from usbwriter.job.runner import run, verify_only
 
 def plan(request: Request) -> Plan:
     """Every check that changes nothing, and the decision."""
-    image, target, boot = look(request.image, request.device)
+    image, target, boot = look(request.image, request.device, member=request.member)
     return decide(request, image, target, boot)
 
 

@@ -10,9 +10,8 @@ import os
 from typing import TYPE_CHECKING, Protocol
 
 from usbwriter.devices import DEV
-from usbwriter.errors import BadInput, Refused, UsbWriterError
+from usbwriter.errors import BadImage, BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
-from usbwriter.image import not_a_drive, not_an_image
 from usbwriter.job.model import (
     Blocker,
     BootFacts,
@@ -22,6 +21,7 @@ from usbwriter.job.model import (
     Request,
     TargetFacts,
 )
+from usbwriter.sources import not_a_drive, not_an_image
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -44,15 +44,11 @@ def decide(
         shared = image.footprint & target.footprint
         if shared:
             block(_overlap(image, target, shared))
-        if target.kind == "block" and image.size > target.size:
-            block(
-                Refused(
-                    f"{target.requested}: the image {image.requested} "
-                    f"({human_size(image.size)}) does not fit on the device "
-                    f"({human_size(target.size)})",
-                    path=target.requested,
-                )
-            )
+        fit = _fit(image, target)
+        if isinstance(fit, UsbWriterError):
+            block(fit)
+        elif fit:
+            warnings.append(fit)
     unmounts = _unmounts(request, target, block) if target_ok else ()
     if unmounts:
         warnings.append(
@@ -91,7 +87,42 @@ def check_image(image: ImageFacts) -> UsbWriterError | None:
         return image.error
     if image.kind not in ("file", "block"):
         return not_an_image(image.requested, image.kind)
+    src = image.source
+    if src is not None and src.format == "zip" and (src.member is None or src.size is None):
+        name = image.requested
+        if not src.members:
+            return BadImage(f"{name}: the zip archive holds no file", path=name)
+        listed = ", ".join(src.members[:10]) + (" ..." if len(src.members) > 10 else "")
+        if src.member is None:
+            return BadInput(
+                f"{name}: the zip archive holds several files ({listed}); choose one with "
+                "--member NAME",
+                path=name,
+            )
+        return BadInput(f"{name}: no file {src.member!r} in the archive ({listed})", path=name)
     return None
+
+
+def _fit(image: ImageFacts, target: TargetFacts) -> UsbWriterError | str | None:
+    """A refusal when the image surely does not fit, a warning when that is not known."""
+    if target.kind != "block":
+        return None
+    src = image.source
+    if image.size is None:
+        fmt = src.format if src else ""
+        return (
+            f"{image.requested}: the image's size is not recorded in the {fmt} file; whether "
+            "it fits is checked while writing (progress follows the file)"
+        )
+    if image.size <= target.size:
+        return None
+    words = (
+        f"{target.requested}: the image {image.requested} ({human_size(image.size)}) does not "
+        f"fit on the device ({human_size(target.size)})"
+    )
+    if src is not None and not src.size_exact:
+        return f"{words}, going by its {src.size_from}; checked while writing"
+    return Refused(words, path=target.requested)
 
 
 def _check_image(image: ImageFacts, block: _Block) -> bool:

@@ -18,18 +18,18 @@ from usbwriter.devices import (
     read_snapshot,
     sys_path_of,
 )
-from usbwriter.errors import BadImage, DeviceFault, os_error
-from usbwriter.image import kind_of
+from usbwriter.errors import BadImage, DeviceFault, UsbWriterError, os_error
 from usbwriter.job.model import BootFacts, Footprint, ImageFacts, TargetFacts
+from usbwriter.sources import kind_of, open_image
 
 
 def _devno(dev: int) -> str:
     return f"{os.major(dev)}:{os.minor(dev)}"
 
 
-def look_at_image(path: str, snapshot: Snapshot) -> ImageFacts:
-    """What the image is (without opening it: a FIFO cannot hang this) and what its bytes
-    live on."""
+def look_at_image(path: str, snapshot: Snapshot, *, member: str | None = None) -> ImageFacts:
+    """What the image is (stat first, so a FIFO cannot hang this; a regular file is then
+    opened without blocking to read its format and sizes) and what its bytes live on."""
     try:
         st = os.stat(path)
     except OSError as e:
@@ -37,8 +37,15 @@ def look_at_image(path: str, snapshot: Snapshot) -> ImageFacts:
     real = os.path.realpath(path)
     kind = kind_of(st.st_mode)
     footprint: Footprint = frozenset()
-    size = st.st_size
+    size: int | None = st.st_size
+    source = None
     if kind == "file":
+        try:
+            with open_image(real, member=member) as opened:
+                source = opened.info
+        except UsbWriterError as e:
+            return ImageFacts(path, real, kind, size=size, error=e)
+        size = source.size
         footprint = frozenset(
             {("file", _devno(st.st_dev), str(st.st_ino))}
             | {("disk", d) for d in image_disks(real, snapshot)}
@@ -56,6 +63,7 @@ def look_at_image(path: str, snapshot: Snapshot) -> ImageFacts:
         ino=st.st_ino,
         rdev=st.st_rdev,
         footprint=footprint,
+        source=source,
     )
 
 
@@ -145,7 +153,9 @@ def look_at_boot(image: ImageFacts) -> BootFacts | None:
     return BootFacts(v.bios, v.uefi, tuple(v.reasons))
 
 
-def look(image: str, device: str) -> tuple[ImageFacts, TargetFacts, BootFacts | None]:
+def look(
+    image: str, device: str, *, member: str | None = None
+) -> tuple[ImageFacts, TargetFacts, BootFacts | None]:
     snapshot = read_snapshot()
-    image_facts = look_at_image(image, snapshot)
+    image_facts = look_at_image(image, snapshot, member=member)
     return image_facts, look_at_target(device, snapshot), look_at_boot(image_facts)

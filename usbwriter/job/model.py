@@ -15,6 +15,7 @@ from usbwriter.errors import UsbWriterError
 if TYPE_CHECKING:
     from usbwriter.devices import Disk, MountEntry
     from usbwriter.identity import Identity
+    from usbwriter.sources import SourceInfo
 
 #: One thing a device's bytes live on: ("disk", name) or ("file", "major:minor", "inode").
 Footprint = frozenset[tuple[str, ...]]
@@ -30,6 +31,7 @@ class Request:
     force: bool = False  # write an image that boots on neither BIOS nor UEFI
     unmount: bool = False  # unmount the target's file systems first
     to_file: bool = False  # the target may be a regular file (created when missing)
+    member: str | None = None  # the file to write from a zip archive
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,17 @@ class ImageFacts:
     requested: str
     path: str
     kind: str
-    size: int = 0
+    size: int | None = 0  # the image's (decompressed); None when only decompressing tells
     dev: int = 0
     ino: int = 0
     rdev: int = 0
     footprint: Footprint = frozenset()
     error: UsbWriterError | None = None  # it could not even be looked at
+    source: SourceInfo | None = None  # the file's format, sizes, zip members
+
+    @property
+    def file_size(self) -> int:
+        return self.source.file_size if self.source is not None else self.size or 0
 
 
 @dataclass(frozen=True)

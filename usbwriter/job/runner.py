@@ -22,13 +22,13 @@ from usbwriter.blockio import open_held
 from usbwriter.devices import read_snapshot
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.identity import Identity
-from usbwriter.image import ImageSource, not_a_drive, open_image
 from usbwriter.job.decide import check_image
 from usbwriter.job.facts import look_at_image, look_at_target
 from usbwriter.job.model import ImageFacts, Plan, TargetFacts
 from usbwriter.job.mounts import unmount_planned
 from usbwriter.progress import ProgressCallback
 from usbwriter.receipt import Receipt
+from usbwriter.sources import ImageSource, not_a_drive, open_image
 from usbwriter.verify import Reader, verify_fd
 from usbwriter.writer import Target, write_to
 
@@ -59,13 +59,13 @@ def _describe(target: TargetFacts, identity: Identity | None) -> dict[str, Any]:
 @contextmanager
 def open_source(facts: ImageFacts) -> Iterator[ImageSource]:
     """Open the image and check it is what the plan looked at (not swapped meanwhile)."""
-    src = open_image(facts.path)
+    src = open_image(facts.path, member=facts.source.member if facts.source else None)
     try:
         st = os.fstat(src.fd)
         same = (
             st.st_rdev == facts.rdev
             if src.is_block
-            else (st.st_dev, st.st_ino, st.st_size) == (facts.dev, facts.ino, facts.size)
+            else (st.st_dev, st.st_ino, st.st_size) == (facts.dev, facts.ino, facts.file_size)
         )
         if not same:
             raise Refused(
@@ -134,6 +134,7 @@ def run(
             verify=checked,
             unmounted=unmounted,
             wiped_first_mib=wiped,
+            source=src.info,
         )
         if on_result is not None:
             on_result(receipt)
@@ -166,6 +167,7 @@ def verify_only(
     image: str,
     device: str,
     *,
+    member: str | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     on_result: Callable[[Receipt], None] | None = None,
@@ -173,7 +175,7 @@ def verify_only(
     """Compare DEVICE with IMAGE, reading the device with O_DIRECT through a descriptor
     held exclusively (O_EXCL for a drive, a shared flock for a file)."""
     snapshot = read_snapshot()
-    facts = look_at_image(image, snapshot)
+    facts = look_at_image(image, snapshot, member=member)
     error = check_image(facts)
     if error is not None:
         raise error
@@ -201,7 +203,12 @@ def verify_only(
             identity = Identity.from_disk(target.disk, requested=device) if target.disk else None
             info = _describe(target, identity)
             receipt = Receipt(
-                image_path=image, image_size=src.size, device=info, write=None, verify=checked
+                image_path=image,
+                image_size=checked.size,
+                device=info,
+                write=None,
+                verify=checked,
+                source=src.info,
             )
             if on_result is not None:
                 on_result(receipt)

@@ -161,7 +161,7 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
     def inspect(self, path: str) -> None:
-        from usbwriter.image import open_image
+        from usbwriter.sources import open_image
 
         try:
             refusal = rules.image_refusal(path)

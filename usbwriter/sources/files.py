@@ -1,4 +1,4 @@
-"""Open an image source: a regular file, or a block device (for verify and cloning).
+"""Open an image source: a regular file (raw or compressed), or a block device.
 
 Opening never blocks: a FIFO, a terminal or a socket given as an image is opened with
 O_NONBLOCK (or not at all), its type checked on the descriptor, and refused with a
@@ -15,6 +15,8 @@ import stat
 from dataclasses import dataclass
 
 from usbwriter.errors import BadImage, BadInput, UsbWriterError, os_error
+from usbwriter.sources.formats import SourceInfo, describe
+from usbwriter.sources.streams import Stream, open_stream
 
 KIND_WORDS = {
     "file": "a regular file",
@@ -55,13 +57,28 @@ def not_a_drive(path: str, kind: str) -> UsbWriterError:
 
 @dataclass(frozen=True)
 class ImageSource:
+    """An open image file (or block device) and what it holds."""
+
     path: str
     fd: int
-    size: int
+    info: SourceInfo
     is_block: bool
     st_dev: int = 0
     st_ino: int = 0
     st_rdev: int = 0
+
+    @property
+    def file_size(self) -> int:
+        return self.info.file_size
+
+    @property
+    def size(self) -> int | None:
+        """The image's size, None when only decompressing it tells."""
+        return self.info.size
+
+    def stream(self) -> Stream:
+        """A fresh reader of the image's bytes from the first (decompressed)."""
+        return open_stream(self.fd, self.info)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -73,9 +90,10 @@ class ImageSource:
         self.close()
 
 
-def open_image(path: str) -> ImageSource:
-    """Open PATH for reading without blocking; BadInput for a missing path or one that
-    is not a regular file or block device, BadImage if it is empty."""
+def open_image(path: str, *, member: str | None = None) -> ImageSource:
+    """Open PATH for reading without blocking and say what it holds; BadInput for a
+    missing path or one that is not a regular file or block device, BadImage if it is
+    empty or a damaged archive."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
@@ -90,16 +108,21 @@ def open_image(path: str) -> ImageSource:
         if kind not in ("file", "block"):
             raise not_an_image(path, kind)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        size = st.st_size if kind == "file" else os.lseek(fd, 0, os.SEEK_END)
-        if size == 0:
+        file_size = st.st_size if kind == "file" else os.lseek(fd, 0, os.SEEK_END)
+        if file_size == 0:
             raise BadImage(f"{path}: the image is empty", path=path)
+        if kind == "file":
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            info = describe(fd, path, file_size, member=member)
+        else:
+            info = SourceInfo(path, "raw", file_size, file_size, "device")
     except BaseException:
         os.close(fd)
         raise
     return ImageSource(
         path=path,
         fd=fd,
-        size=size,
+        info=info,
         is_block=kind == "block",
         st_dev=st.st_dev,
         st_ino=st.st_ino,

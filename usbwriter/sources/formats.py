@@ -1,0 +1,158 @@
+"""What an image file is: raw, or compressed (by its magic bytes, never its name), and
+how large the image inside is, where the format says so without decompressing.
+
+xz: the stream index at the end of the file; zstd and lz4: the frame header's content
+size; gzip: the trailer's ISIZE (the size modulo 4 GiB, so only for files under
+4 GiB); zip: the member's entry. bzip2 does not record it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+from dataclasses import dataclass
+
+from usbwriter.errors import BadImage
+
+MAGIC = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"PK\x03\x04", "zip"),
+)
+COMPRESSED = tuple(name for _, name in MAGIC)
+FOUR_GIB = 1 << 32
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The file as downloaded and the image it holds."""
+
+    path: str
+    format: str  # "raw" or one of COMPRESSED
+    file_size: int
+    size: int | None  # the image's size; None when only decompressing tells
+    size_from: str = ""  # where the size came from ("file", "xz index", ...)
+    size_exact: bool = True  # False: gzip's trailer, which a damaged file makes up
+    member: str | None = None  # zip: the member written
+    members: tuple[str, ...] = ()  # zip: every file in the archive
+
+    @property
+    def compressed(self) -> bool:
+        return self.format != "raw"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format": self.format,
+            "file_size": self.file_size,
+            "size": self.size,
+            "size_from": self.size_from,
+            "member": self.member,
+        }
+
+
+def detect_format(head: bytes) -> str:
+    for magic, name in MAGIC:
+        if head.startswith(magic):
+            return name
+    return "raw"
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    return os.pread(fd, n, offset) if offset >= 0 else b""
+
+
+def describe(fd: int, path: str, file_size: int, *, member: str | None = None) -> SourceInfo:
+    """Read the magic bytes and the size records of the file open at FD."""
+    head = _pread(fd, 64, 0)
+    fmt = detect_format(head)
+    if fmt == "raw":
+        return SourceInfo(path, "raw", file_size, file_size, "file")
+    if fmt == "zip":
+        return _describe_zip(path, file_size, member)
+    size, size_from = None, ""
+    try:
+        if fmt == "xz":
+            size = xz_size(fd, file_size)
+            size_from = "xz index"
+        elif fmt == "zstd":
+            import zstandard
+
+            n = zstandard.frame_content_size(_pread(fd, 18, 0))
+            size, size_from = (n, "zstd frame header") if n >= 0 else (None, "")
+        elif fmt == "lz4":
+            import lz4.frame
+
+            n = int(lz4.frame.get_frame_info(_pread(fd, 19, 0)).get("content_size") or 0)
+            size, size_from = (n, "lz4 frame header") if n > 0 else (None, "")
+        elif fmt == "gzip" and file_size < FOUR_GIB and file_size >= 18:
+            size = struct.unpack("<I", _pread(fd, 4, file_size - 4))[0]
+            return SourceInfo(path, fmt, file_size, size, "gzip trailer", size_exact=False)
+    except (ValueError, RuntimeError, struct.error, OSError) as e:
+        raise BadImage(f"{path}: not a valid {fmt} file ({e})", path=path) from None
+    return SourceInfo(path, fmt, file_size, size, size_from)
+
+
+def _describe_zip(path: str, file_size: int, member: str | None) -> SourceInfo:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise BadImage(f"{path}: not a valid zip file ({e})", path=path) from None
+    names = tuple(i.filename for i in infos)
+    if member is None and len(infos) == 1:
+        member = infos[0].filename
+    chosen = next((i for i in infos if i.filename == member), None)
+    size = chosen.file_size if chosen is not None else None
+    return SourceInfo(
+        path, "zip", file_size, size, "zip entry" if chosen else "", member=member, members=names
+    )
+
+
+# --- the xz index ---------------------------------------------------------------------
+
+
+def _varint(b: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(b) or shift > 63:
+            raise ValueError("bad variable-length integer in the index")
+        byte = b[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def xz_size(fd: int, file_size: int) -> int:
+    """The uncompressed size of an .xz file: every stream's index, read from the end
+    (stream padding and concatenated streams included)."""
+    end, total = file_size, 0
+    while end > 0:
+        while end >= 4 and _pread(fd, 4, end - 4) == b"\0\0\0\0":  # stream padding
+            end -= 4
+        if end == 0:
+            break
+        footer = _pread(fd, 12, end - 12)
+        if len(footer) != 12 or footer[10:12] != b"YZ":
+            raise ValueError("no xz stream footer at the end of the file")
+        index_size = (struct.unpack("<I", footer[4:8])[0] + 1) * 4
+        index_start = end - 12 - index_size
+        index = _pread(fd, index_size, index_start)
+        if len(index) != index_size or index[0] != 0:
+            raise ValueError("no xz index before the stream footer")
+        count, pos = _varint(index, 1)
+        blocks = 0
+        for _ in range(count):
+            unpadded, pos = _varint(index, pos)
+            uncompressed, pos = _varint(index, pos)
+            blocks += (unpadded + 3) // 4 * 4
+            total += uncompressed
+        end = index_start - blocks - 12  # the stream header
+        if end < 0 or _pread(fd, 6, end) != b"\xfd7zXZ\x00":
+            raise ValueError("the xz index does not match the stream")
+    return total

@@ -1,0 +1,323 @@
+"""The image's bytes in order, from the file as downloaded.
+
+A ``Stream`` is read sequentially with ``readinto`` (filled completely except at the
+end). A raw file is read with pread. A compressed one is decompressed by the fastest
+well-kept decoder at hand: ``xz -dc -T0`` (multi-threaded) where the xz tool exists,
+else the standard library; gzip, bzip2 and zip members with the standard library;
+zstd and lz4 with their bindings. While decompressing, the file as downloaded is
+hashed with blake3 (``file_blake3``) and its read position kept (``consumed``) for
+progress when the image's size is not known.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import zipfile
+from typing import Any, BinaryIO
+
+import blake3
+
+from usbwriter.blockio import pread_into
+from usbwriter.errors import BadImage
+from usbwriter.sources.formats import SourceInfo
+
+log = logging.getLogger(__name__)
+
+FEED = 1 << 20  # compressed bytes read at a time
+
+
+class Stream:
+    """Sequential bytes of the image from its first byte."""
+
+    consumed = 0  # bytes of the file as downloaded read so far
+
+    def readinto(self, view: memoryview) -> int:
+        raise NotImplementedError
+
+    def readfull(self, view: memoryview) -> int:
+        """Fill VIEW; fewer bytes only at the end of the image."""
+        got = 0
+        while got < len(view):
+            n = self.readinto(view[got:])
+            if n == 0:
+                break
+            got += n
+        return got
+
+    @property
+    def file_blake3(self) -> str | None:
+        """blake3 of the file as downloaded, once it has been read to its end."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RawStream(Stream):
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+
+    def readinto(self, view: memoryview) -> int:
+        n = pread_into(self.fd, view[: max(0, self.size - self.consumed)], self.consumed)
+        self.consumed += n
+        return n
+
+
+class _HashingFile(io.RawIOBase):
+    """The compressed file as a read-only file object over pread that hashes it in order.
+
+    Bytes are hashed only as they follow on from what was hashed already; a zip archive
+    is read from its member on (``restart_at``) after its directory, with the bytes
+    before hashed first, and ``digest`` hashes whatever was not read, so the hash is the
+    whole file's either way. A read out of order makes the hash unknown (None)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        super().__init__()
+        self.fd, self.size, self.pos = fd, size, 0
+        self.hash: Any = blake3.blake3()
+        self.hashed = 0  # bytes [0, hashed) are in the hash
+        self.in_order = True
+
+    def restart_at(self, offset: int) -> None:
+        """Hash afresh: the file's first OFFSET bytes now, what is read from there on."""
+        self.hash, self.hashed, self.in_order = blake3.blake3(), 0, True
+        self._hash_to(offset)
+        self.pos = offset
+
+    def _hash_to(self, end: int) -> None:
+        buf = bytearray(FEED)
+        view = memoryview(buf)
+        while self.hashed < end:
+            n = pread_into(self.fd, view[: min(FEED, end - self.hashed)], self.hashed)
+            if n == 0:
+                break
+            self.hash.update(view[:n])
+            self.hashed += n
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        try:
+            n = pread_into(self.fd, view[: max(0, self.size - self.pos)], self.pos)
+        except OSError as e:
+            raise BadImage(
+                f"error reading at byte {self.pos}: {e.strerror}", offset=self.pos, errno=e.errno
+            ) from None
+        if self.pos == self.hashed:
+            self.hash.update(view[:n])
+            self.hashed += n
+        elif self.pos > self.hashed or self.pos + n > self.hashed:
+            self.in_order = False
+        self.pos += n
+        return n
+
+    def digest(self) -> str | None:
+        if not self.in_order:
+            return None
+        self._hash_to(self.size)
+        return str(self.hash.hexdigest())
+
+
+def _decoder(fmt: str, raw: BinaryIO) -> BinaryIO:
+    import bz2
+    import gzip
+    import lzma
+
+    if fmt == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if fmt == "bzip2":
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    if fmt == "xz":
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if fmt == "zstd":
+        import zstandard
+
+        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return reader
+    if fmt == "lz4":
+        import lz4.frame
+
+        return lz4.frame.LZ4FrameFile(raw)  # type: ignore[no-any-return]
+    raise ValueError(fmt)
+
+
+#: What decoders raise for damaged or truncated input.
+DECODE_ERRORS = (EOFError, OSError, ValueError, RuntimeError)
+OPEN_ERRORS = (*DECODE_ERRORS, zipfile.BadZipFile, KeyError)
+
+
+def _bad(info: SourceInfo, consumed: int, e: BaseException) -> BadImage:
+    if isinstance(e, BadImage):
+        return BadImage(f"{info.path}: {e}", path=info.path, offset=e.offset, errno=e.errno)
+    why = str(e) or type(e).__name__
+    if isinstance(e, EOFError):
+        why = "the compressed data ends early (truncated download?)"
+    return BadImage(
+        f"{info.path}: {info.format} data damaged near byte {consumed} of the file: {why}",
+        path=info.path,
+        offset=consumed,
+    )
+
+
+class DecoderStream(Stream):
+    """Decompressed in this process (on the thread that reads the stream)."""
+
+    def __init__(self, fd: int, info: SourceInfo) -> None:
+        self.info = info
+        self.raw = _HashingFile(fd, info.file_size)
+        if info.format == "zip":
+            self.zip = zipfile.ZipFile(self.raw)  # reads the directory
+            zinfo = self.zip.getinfo(info.member or "")
+            self.raw.restart_at(zinfo.header_offset)
+            self.file: BinaryIO = self.zip.open(zinfo)  # type: ignore[assignment]
+        else:
+            self.file = _decoder(info.format, self.raw)  # type: ignore[arg-type]
+
+    @property
+    def consumed(self) -> int:  # type: ignore[override]
+        return self.raw.pos
+
+    def readinto(self, view: memoryview) -> int:
+        try:
+            return self.file.readinto(view)  # type: ignore[attr-defined,no-any-return]
+        except DECODE_ERRORS as e:
+            raise _bad(self.info, self.raw.pos, e) from None
+
+    @property
+    def file_blake3(self) -> str | None:
+        return self.raw.digest()
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except DECODE_ERRORS as e:
+            log.debug("closing the decoder of %s: %s", self.info.path, e)
+
+
+#: The standard tools preferred where installed: ``xz -T0`` decompresses multi-block
+#: files on every core; both report a truncated or damaged file by their exit status.
+TOOLS = {
+    "xz": ["xz", "--decompress", "--stdout", "--threads=0", "--quiet"],
+    "zstd": ["zstd", "--decompress", "--stdout", "--quiet"],
+}
+
+
+class ToolStream(Stream):
+    """Decompressed by the format's standard tool, fed from this process (so the file
+    is hashed on the way) by a feeder thread."""
+
+    def __init__(self, fd: int, info: SourceInfo, argv: list[str]) -> None:
+        self.info = info
+        self.tool = os.path.basename(argv[0])
+        self.raw = _HashingFile(fd, info.file_size)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, LC_ALL="C"),
+        )
+        self.error: BaseException | None = None
+        self.feeder = threading.Thread(target=self._feed, name="usbwriter-feed", daemon=True)
+        self.feeder.start()
+
+    def _feed(self) -> None:
+        assert self.proc.stdin is not None
+        buf = bytearray(FEED)
+        view = memoryview(buf)
+        try:
+            while n := self.raw.readinto(view):
+                self.proc.stdin.write(view[:n])
+        except BrokenPipeError:
+            pass  # the tool stopped early: its exit status says why
+        except BaseException as e:
+            self.error = e
+        finally:
+            try:
+                self.proc.stdin.close()
+            except OSError as e:
+                log.debug("closing %s's input: %s", self.tool, e)
+
+    @property
+    def consumed(self) -> int:  # type: ignore[override]
+        return self.raw.pos
+
+    def readinto(self, view: memoryview) -> int:
+        assert self.proc.stdout is not None
+        n: int = self.proc.stdout.readinto(view)  # type: ignore[attr-defined]
+        if n:
+            return n
+        self.feeder.join()
+        rc = self.proc.wait()
+        if self.error is not None:
+            raise _bad(self.info, self.raw.pos, self.error)
+        if rc != 0:
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            why = (err.strip().splitlines() or [f"{self.tool} exited with status {rc}"])[-1]
+            why = why.rsplit(": ", 1)[-1]
+            raise BadImage(
+                f"{self.info.path}: {self.info.format} data damaged or truncated "
+                f"({self.tool}: {why})",
+                path=self.info.path,
+            )
+        return 0
+
+    @property
+    def file_blake3(self) -> str | None:
+        self.feeder.join()
+        return self.raw.digest()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.feeder.join()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
+
+def open_stream(fd: int, info: SourceInfo) -> Stream:
+    """The image's bytes from the first, decompressed when the file is compressed."""
+    if not info.compressed:
+        return RawStream(fd, info.file_size)
+    argv = TOOLS.get(info.format)
+    tool = shutil.which(argv[0]) if argv else None
+    if argv and tool:
+        return ToolStream(fd, info, [tool, *argv[1:]])
+    try:
+        return DecoderStream(fd, info)
+    except OPEN_ERRORS as e:
+        raise _bad(info, 0, e) from None
+
+
+def read_prefix(fd: int, info: SourceInfo, n: int) -> bytes:
+    """The image's first N bytes (fewer if it is shorter)."""
+    buf = bytearray(n)
+    with open_stream(fd, info) as stream:
+        got = stream.readfull(memoryview(buf))
+    return bytes(buf[:got])
