@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import lzma
 import os
 import subprocess
 import time
@@ -442,3 +443,30 @@ async def test_missing_image_is_reported(tmp_path: Path) -> None:
         assert "no such file" in (main.image_error or "")
         shown = str(main.query_one("#boot-details").render())
         assert "nope.iso" in shown and "Traceback" not in shown
+
+
+async def test_compressed_image_is_written_decompressed(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """An .img.xz as downloaded: the summary names it, the drive gets the image inside."""
+    data = small_image(tmp_path).read_bytes()
+    packed = tmp_path / "stick.img.xz"
+    packed.write_bytes(lzma.compress(data))
+    dev = loop(32 * MiB)
+    app = make_app(packed)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed_with_image(pilot, app, dev)
+        assert app.main.image_words.startswith("xz: ")
+        assert "4.2 MiB image" in app.main.image_words
+        await highlight(pilot, app, dev)
+        await pilot.press("enter", "w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "confirm")
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
+        await pilot.pause()
+        result = app.screen
+        assert isinstance(result, ResultScreen)
+        assert result.receipt["verified"] is True
+        assert result.receipt["image"]["format"] == "xz"
+        assert result.receipt["image"]["blake3"] == blake3.blake3(data).hexdigest()
+    assert read_device(dev, len(data)) == data

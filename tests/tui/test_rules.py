@@ -17,7 +17,6 @@ from usbwriter.tui.rules import (
     drive_choosable,
     drive_fits,
     drive_status,
-    image_refusal,
     keeps_choice,
     not_ready,
     visible,
@@ -82,12 +81,6 @@ def test_a_choice_is_kept_only_for_the_same_medium_still_usable() -> None:
     assert not keeps_choice(STICK, STICK, 100 * MiB)  # the new image does not fit
     gone_ro = dataclasses.replace(STICK, eligible=False, reasons=("read-only",))
     assert not keeps_choice(STICK, gone_ro, MiB)
-
-
-def test_compressed_images_are_refused_with_the_way_out() -> None:
-    refusal = image_refusal("/x/raspios.img.xz")
-    assert refusal is not None and "decompress it first" in refusal and "xz -dk" in refusal
-    assert image_refusal("/x/debian.iso") is None
 
 
 def test_will_boot_from_the_report() -> None:

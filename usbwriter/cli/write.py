@@ -85,16 +85,6 @@ def _boot_summary(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _image_words(plan: Plan) -> str:
-    from usbwriter.units import human_size
-
-    src, size = plan.image.source, plan.image.size
-    if src is None or not src.compressed:
-        return human_size(size or 0)
-    inside = human_size(size) if size is not None else "size known once decompressed"
-    return f"{src.format}, {human_size(src.file_size)} file; image {inside}"
-
-
 def refusal_for(plan: Plan, *, asking: bool) -> UsbWriterError | None:
     """Why the command line will not run PLAN. A person asked at a terminal may confirm
     past the blockers marked overridable (shown as warnings); nobody else may."""
@@ -151,7 +141,7 @@ def write(
         )
         question = (
             f"{warn}ALL DATA on {describe_device(device_info(plan))}{then} will be erased "
-            f"and replaced by {image} ({_image_words(plan)}).\n"
+            f"and replaced by {image} ({plan.image.describe()}).\n"
             "Type 'yes' to continue: "
         )
         if not confirm(question):

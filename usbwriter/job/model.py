@@ -54,6 +54,12 @@ class ImageFacts:
     def file_size(self) -> int:
         return self.source.file_size if self.source is not None else self.size or 0
 
+    def describe(self) -> str:
+        """'4.2 MiB', or 'xz: 1.1 GiB file, 4.0 GiB image'."""
+        from usbwriter.units import human_size
+
+        return self.source.describe() if self.source is not None else human_size(self.size or 0)
+
 
 @dataclass(frozen=True)
 class TargetFacts:

@@ -44,6 +44,20 @@ class SourceInfo:
     def compressed(self) -> bool:
         return self.format != "raw"
 
+    def describe(self) -> str:
+        """'4.2 MiB', or 'xz: 1.1 GiB file, 4.0 GiB image' for a compressed one."""
+        from usbwriter.units import human_size
+
+        if not self.compressed:
+            return human_size(self.file_size)
+        inside = (
+            f"{'about ' if not self.size_exact else ''}{human_size(self.size)} image"
+            if self.size is not None
+            else "image size known once decompressed"
+        )
+        member = f" {self.member}" if self.member else ""
+        return f"{self.format}{member}: {human_size(self.file_size)} file, {inside}"
+
     def to_dict(self) -> dict[str, object]:
         return {
             "format": self.format,

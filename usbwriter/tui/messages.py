@@ -41,13 +41,19 @@ class ImageInspected(Message):
     """The boot report of an image (``BootReport.to_dict()``), or why there is none."""
 
     def __init__(
-        self, path: str, size: int | None, report: Mapping[str, Any] | None, error: str | None
+        self,
+        path: str,
+        size: int | None,
+        report: Mapping[str, Any] | None,
+        error: str | None,
+        words: str = "",
     ) -> None:
         super().__init__()
         self.path = path
         self.size = size
         self.report = report
         self.error = error
+        self.words = words  # the file as the summary names it ("4.2 MiB", "xz, ...")
 
 
 class TargetChecked(Message):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from usbwriter.tui.format import is_compressed, verdict_of
+from usbwriter.tui.format import verdict_of
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -71,16 +71,6 @@ def keeps_choice(chosen: Disk, now: Disk, image_size: int | None) -> bool:
 
 
 # --------------------------------------------------------------------------- image
-
-
-def image_refusal(path: str) -> str | None:
-    """Why the app will not read this image at all, or None."""
-    if is_compressed(path):
-        return (
-            f"{path}: a compressed image; decompress it first "
-            f"(e.g. 'xz -dk', 'gunzip -k' or 'unzstd')"
-        )
-    return None
 
 
 def will_boot(report: Mapping[str, Any] | None) -> bool:

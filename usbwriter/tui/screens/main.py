@@ -90,6 +90,7 @@ class MainScreen(Screen[None]):
         self.live_updates = live_updates
         self.cursor_blink = cursor_blink
         self.image: str | None = None
+        self.image_words = ""  # the image as the summary names it
         self.image_size: int | None = None
         self.report: Mapping[str, Any] | None = None
         self.image_error: str | None = None
@@ -152,6 +153,7 @@ class MainScreen(Screen[None]):
     def load_image(self, path: str) -> None:
         self.image = path
         self.image_size = None
+        self.image_words = ""
         self.report = None
         self.image_error = None
         self.query_one(ImagePicker).set_path(path)
@@ -164,26 +166,27 @@ class MainScreen(Screen[None]):
         from usbwriter.sources import open_image
 
         try:
-            refusal = rules.image_refusal(path)
-            if refusal is not None:
-                raise UsbWriterError(refusal)
             with open_image(path) as src:
-                size = src.size
+                info = src.info
         except Exception as e:
             self.post_message(ImageInspected(path, None, None, _one_line(e)))
             return
+        # A compressed image whose size is not recorded is at least its file's size.
+        size = info.size if info.size is not None else info.file_size
+        words = info.describe()
         try:
             report = self.services.inspect_image(path)
         except Exception as e:
-            self.post_message(ImageInspected(path, size, None, _one_line(e)))
+            self.post_message(ImageInspected(path, size, None, _one_line(e), words))
             return
-        self.post_message(ImageInspected(path, size, report, None))
+        self.post_message(ImageInspected(path, size, report, None, words))
 
     def on_image_inspected(self, message: ImageInspected) -> None:
         if message.path != self.image:
             return  # an older image's report
         panel = self.query_one(BootPanel)
         self.report = message.report
+        self.image_words = message.words
         self.image_error = message.error if message.size is None else None
         if message.report is not None:
             panel.show_report(message.report)
@@ -335,7 +338,8 @@ class MainScreen(Screen[None]):
         button.disabled = why is not None
         parts: list[str | Content | tuple[str, str]] = []
         if self.image and self.image_size is not None:
-            parts += [(os.path.basename(self.image), "bold"), f" ({human_size(self.image_size)})"]
+            words = self.image_words or human_size(self.image_size)
+            parts += [(os.path.basename(self.image), "bold"), f" ({words})"]
         else:
             parts.append(("no image", "dim"))
         parts.append("  →  ")
