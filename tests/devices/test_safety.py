@@ -13,6 +13,7 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def is_mounted(mountpoint: Path) -> bool:
     return str(mountpoint) in mountpoints()
 
 
-def plan(image: Path | str, device: Path | str, **kw: bool) -> Plan:
+def plan(image: Path | str, device: Path | str, **kw: Any) -> Plan:
     """A plan with --force: a test image that will not boot is not what is tested here."""
     kw.setdefault("force", True)
     return job.plan(Request(str(image), str(device), **kw))

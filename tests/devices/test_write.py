@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -24,7 +25,7 @@ def file_blake3(path: Path) -> str:
     return str(blake3.blake3(path.read_bytes()).hexdigest())
 
 
-def plan(image: Path | str, device: Path | str, **kw: bool) -> Plan:
+def plan(image: Path | str, device: Path | str, **kw: Any) -> Plan:
     """A plan with --force: these images are random bytes that boot nowhere."""
     kw.setdefault("force", True)
     return job.plan(Request(str(image), str(device), **kw))
