@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from usbwriter.checksums import ChecksumCheck
 from usbwriter.sources import SourceInfo
 from usbwriter.units import human_duration, human_rate, human_size
 from usbwriter.verify import VerifyResult
@@ -30,6 +31,7 @@ class Receipt:
     unmounted: tuple[str, ...] = ()
     wiped_first_mib: bool | None = None  # after a failed verify: could it be wiped?
     source: SourceInfo | None = None  # the file as downloaded (raw or compressed)
+    checksum: ChecksumCheck | None = None  # the file against its sums, before writing
 
     @property
     def file_blake3(self) -> str | None:
@@ -67,6 +69,7 @@ class Receipt:
             "verify_seconds": round(v.seconds, 3) if v else None,
             "verify_mbps": _mbps(v.size, v.seconds) if v else None,
             "unmounted": list(self.unmounted),
+            "checksum": self.checksum.to_dict() if self.checksum is not None else None,
         }
         if self.wiped_first_mib is not None:
             d["wiped_first_mib"] = self.wiped_first_mib
@@ -110,6 +113,8 @@ class Receipt:
             lines.append(
                 f"  image   {img}  {human_size(self.image_size)}  blake3 {self.image_blake3}"
             )
+        if self.checksum is not None:
+            lines.append(f"  check   {self.checksum.describe()}")
         lines.append(f"  device  {describe_device(self.device)}")
         if self.unmounted:
             lines.append(f"  unmounted first: {', '.join(self.unmounted)}")

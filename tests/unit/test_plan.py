@@ -168,7 +168,7 @@ def test_the_app_and_the_command_line_agree(case: Case) -> None:
     """Both refuse with the same error, or both go ahead (the app always asks first, as
     the command line does on a terminal)."""
     from usbwriter.cli.write import refusal_for
-    from usbwriter.tui.screens.main import plan_refusal
+    from usbwriter.tui.rules import plan_refusal
 
     plan = plan_of(case)
     cli = refusal_for(plan, asking=True)

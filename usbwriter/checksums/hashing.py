@@ -10,9 +10,6 @@ for three or more, and a check needs one or two.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -20,9 +17,10 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol
 
-from usbwriter.errors import BadImage, BadInput, Cancelled, os_error
+from usbwriter.errors import BadImage, BadInput, Cancelled
 from usbwriter.progress import Meter, ProgressCallback
-from usbwriter.sources import kind_of, not_an_image
+from usbwriter.sources.files import open_readable
+from usbwriter.sources.streams import RawStream, Stream
 
 CHUNK_SIZE = 4 << 20
 
@@ -59,34 +57,6 @@ def strength(alg: str) -> int:
     return len(ALGORITHMS) - ALGORITHMS.index(alg) if alg in HEX_LENGTHS else 0
 
 
-def open_for_hashing(path: str) -> tuple[int, int]:
-    """(descriptor, size) of the file or block device at PATH, opened without blocking
-    the way ``sources.open_image`` opens (a FIFO, socket or terminal is refused,
-    BadInput), but without reading into it: the checksum is of the file as downloaded,
-    so a truncated or damaged compressed image must hash (and mismatch), not be refused."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        error = os_error(path, e, "open the image")
-        if e.errno == errno.ENXIO:  # a socket: say what it is
-            with contextlib.suppress(OSError):
-                error = not_an_image(path, kind_of(os.stat(path).st_mode))
-        raise error from None
-    try:
-        st = os.fstat(fd)
-        kind = kind_of(st.st_mode)
-        if kind not in ("file", "block"):
-            raise not_an_image(path, kind)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        size = st.st_size if kind == "file" else os.lseek(fd, 0, os.SEEK_END)
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, size
-
-
 def hash_file(
     path: str | os.PathLike[str],
     algs: Iterable[str],
@@ -94,11 +64,23 @@ def hash_file(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> dict[str, str]:
-    """Lower-case hex digests of the file or block device at PATH, one per algorithm of
-    ALGS, computed in a single sequential read. Opening never blocks (FIFOs, sockets and
-    terminals are refused, BadInput); a read error is BadImage with its offset; CANCEL
-    is checked before every chunk (Cancelled)."""
+    """Lower-case hex digests of the file or block device at PATH as it is (a compressed
+    file is not decompressed: a damaged download must hash, and mismatch), one per
+    algorithm of ALGS, in a single sequential read. Opening never blocks (FIFOs, sockets
+    and terminals are refused, BadInput); a read error is BadImage with its offset;
+    CANCEL is checked before every chunk (Cancelled)."""
     name = os.fspath(path)
+    hashers = new_hashers(name, algs)
+    fd, _, size = open_readable(name)
+    try:
+        hash_stream(RawStream(fd, size), hashers, size, name, progress=progress, cancel=cancel)
+    finally:
+        os.close(fd)
+    return {a: str(h.hexdigest()) for a, h in hashers.items()}
+
+
+def new_hashers(name: str, algs: Iterable[str]) -> dict[str, _Hasher]:
+    """One hasher per algorithm of ALGS; BadInput naming NAME for an unknown one."""
     wanted = list(dict.fromkeys(a.lower() for a in algs))
     unknown = [a for a in wanted if a not in HEX_LENGTHS]
     if unknown or not wanted:
@@ -107,36 +89,45 @@ def hash_file(
             f"(known: {', '.join(ALGORITHMS)})",
             path=name,
         )
-    hashers = {a: _new_hasher(a) for a in wanted}
-    fd, size = open_for_hashing(name)
-    try:
-        meter = Meter("checksum", size, progress)
-        buf = bytearray(CHUNK_SIZE)
-        view = memoryview(buf)
-        offset = 0
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(f"{name}: checksum interrupted at offset {offset}", path=name)
-            try:
-                n = os.preadv(fd, [buf], offset)
-            except OSError as e:
-                raise BadImage(
-                    f"error reading '{name}' at offset {offset}: {e.strerror}",
-                    path=name,
-                    offset=offset,
-                    errno=e.errno,
-                ) from None
-            if n == 0:
-                break
-            chunk = view[:n]
-            for h in hashers.values():
-                h.update(chunk)
-            offset += n
-            meter.advance(n)
-        meter.finish()
-    finally:
-        os.close(fd)
-    return {a: str(h.hexdigest()) for a, h in hashers.items()}
+    return {a: _new_hasher(a) for a in wanted}
+
+
+def hash_stream(
+    stream: Stream,
+    hashers: dict[str, _Hasher],
+    total: int,
+    name: str,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> int:
+    """Feed STREAM to every hasher, to its end; the bytes read. Progress follows the
+    stream's position in its file (``consumed``) over TOTAL."""
+    meter = Meter("checksum", total, progress)
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    offset = 0
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"{name}: checksum interrupted at offset {offset}", path=name)
+        try:
+            n = stream.readinto(view)
+        except OSError as e:
+            raise BadImage(
+                f"error reading '{name}' at offset {offset}: {e.strerror}",
+                path=name,
+                offset=offset,
+                errno=e.errno,
+            ) from None
+        if n == 0:
+            break
+        chunk = view[:n]
+        for h in hashers.values():
+            h.update(chunk)
+        offset += n
+        meter.advance(stream.consumed - meter.done)
+    meter.finish()
+    return offset
 
 
 def _shown(value: str) -> str:

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "list": "listing",
     "inspect": "inspect",
     "verify": "verify",
+    "hash": "hash",
     "completion": "completion",
 }
 
@@ -34,6 +35,7 @@ commands:
   usbwriter list [--all] [--json]                 list drives a user would flash
   usbwriter inspect IMAGE [--json]                say how an image will boot
   usbwriter verify --image IMG --device DEV       verify without writing
+  usbwriter hash IMAGE [--alg sha256 ...]         checksums of the file and the image inside
   usbwriter completion bash|zsh                   print a shell completion script
 
 exit codes:

@@ -116,9 +116,12 @@ class ProgressPrinter:
                 self.stream.flush()
             return
         pct = 100.0 * p.fraction
-        label = {"write": "Writing", "sync": "Flushing", "verify": "Verifying"}.get(
-            p.phase, p.phase
-        )
+        label = {
+            "write": "Writing",
+            "sync": "Flushing",
+            "verify": "Verifying",
+            "checksum": "Checking",
+        }.get(p.phase, p.phase)
         eta = "done" if finished else f"ETA {human_duration(p.eta)}"
         text = (
             f"{label:9} {pct:5.1f}%  {human_size(p.done)} / {human_size(p.total)}  "

@@ -42,6 +42,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--member", metavar="NAME", help="the file to write from a zip archive holding several"
     )
+    p.add_argument(
+        "--checksum",
+        metavar="ALG:HEX",
+        help="check the image file against this (sha256, sha512, sha1, md5, blake3) first",
+    )
+    p.add_argument(
+        "--sums",
+        metavar="FILE",
+        help="check against this sums file (default: SHA256SUMS and the like beside the image)",
+    )
+    p.add_argument(
+        "--keyring",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="check the sums file's signature with gpgv against this keyring (repeatable)",
+    )
     p.add_argument("--all", action="store_true", help="app: also list non-eligible drives")
 
 
@@ -68,6 +85,9 @@ def run(ns: argparse.Namespace) -> int:
         unmount=ns.unmount,
         to_file=ns.to_file,
         member=ns.member,
+        checksum=ns.checksum,
+        sums=ns.sums,
+        keyrings=tuple(ns.keyring),
     )
 
 
@@ -107,6 +127,9 @@ def write(
     unmount: bool,
     to_file: bool,
     member: str | None = None,
+    checksum: str | None = None,
+    sums: str | None = None,
+    keyrings: tuple[str, ...] = (),
 ) -> int:
     from usbwriter import job
     from usbwriter.job.runner import device_info, mismatch_message
@@ -120,8 +143,15 @@ def write(
         unmount=unmount,
         to_file=to_file,
         member=member,
+        checksum=checksum,
+        sums=sums,
+        keyrings=keyrings,
     )
-    plan = job.plan(request)
+    with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
+        plan = job.plan(request, progress=show, cancel=cancel)
+    check = plan.checksum
+    if check is not None and not any(check.describe() in w for w in plan.warnings):
+        say(f"Checksum: {check.describe()}")  # (otherwise the warning says it)
     refusal = refusal_for(plan, asking=not yes and interactive())
     if refusal is None or plan.needs_confirmation_only:
         # The boot verdict is worth showing unless the target itself is refused.

@@ -10,8 +10,10 @@ receipt.
 
 from __future__ import annotations
 
+import threading
+
 from usbwriter.job.decide import decide
-from usbwriter.job.facts import look
+from usbwriter.job.facts import check_checksum, look
 from usbwriter.job.model import (
     Blocker,
     BootFacts,
@@ -21,12 +23,23 @@ from usbwriter.job.model import (
     TargetFacts,
 )
 from usbwriter.job.runner import run, verify_only
+from usbwriter.progress import ProgressCallback
 
 
-def plan(request: Request) -> Plan:
-    """Every check that changes nothing, and the decision."""
+def plan(
+    request: Request,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Plan:
+    """Every check that changes nothing, and the decision. The checksum of the file as
+    downloaded (a full read, with PROGRESS) is taken only when nothing else refuses."""
     image, target, boot = look(request.image, request.device, member=request.member)
-    return decide(request, image, target, boot)
+    first = decide(request, image, target, boot)
+    if first.hard_blocked or image.kind != "file":
+        return first
+    checksum = check_checksum(request, progress=progress, cancel=cancel)
+    return decide(request, image, target, boot, checksum)
 
 
 __all__ = [

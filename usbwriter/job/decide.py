@@ -25,11 +25,16 @@ from usbwriter.sources import not_a_drive, not_an_image
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
+    from usbwriter.checksums import ChecksumCheck
     from usbwriter.devices import MountEntry
 
 
 def decide(
-    request: Request, image: ImageFacts, target: TargetFacts, boot: BootFacts | None
+    request: Request,
+    image: ImageFacts,
+    target: TargetFacts,
+    boot: BootFacts | None,
+    checksum: ChecksumCheck | UsbWriterError | None = None,
 ) -> Plan:
     blockers: list[Blocker] = []
     warnings: list[str] = []
@@ -69,6 +74,16 @@ def decide(
             )
     if target_ok and target.disk is not None:
         warnings.extend(n for n in target.disk.notes if "larger than" in n)
+    checked = None
+    if isinstance(checksum, UsbWriterError):
+        block(checksum)
+    elif checksum is not None:
+        checked = checksum
+        refusal, note = _checksum_verdict(request, checksum)
+        if refusal is not None:
+            block(refusal)
+        elif note:
+            warnings.append(note)
     return Plan(
         request=request,
         image=image,
@@ -78,7 +93,25 @@ def decide(
         blockers=tuple(blockers),
         warnings=tuple(warnings),
         unmounts=unmounts,
+        checksum=checked,
     )
+
+
+def _checksum_verdict(request: Request, check: ChecksumCheck) -> tuple[Refused | None, str | None]:
+    """A refusal (a mismatch; a bad or unverifiable signature when keyrings were given),
+    or a note for the warnings (nothing to check against; a signature not checked)."""
+    name = request.image
+    words = check.describe()
+    if check.status == "mismatch":
+        return Refused(f"{name}: checksum mismatch: {words}; nothing was written", path=name), None
+    if check.status != "matched":
+        return None, f"{name}: {words}"
+    sig = check.signature
+    if sig is None or sig.status in ("valid", "unsigned"):
+        return None, None
+    if sig.status == "bad" or request.keyrings:
+        return Refused(f"{name}: {words}; nothing was written", path=name), None
+    return None, f"{name}: {words}"
 
 
 def check_image(image: ImageFacts) -> UsbWriterError | None:

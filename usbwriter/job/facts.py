@@ -9,6 +9,8 @@ is what was looked at.
 from __future__ import annotations
 
 import os
+import threading
+from typing import TYPE_CHECKING
 
 from usbwriter.devices import (
     Snapshot,
@@ -18,9 +20,16 @@ from usbwriter.devices import (
     read_snapshot,
     sys_path_of,
 )
-from usbwriter.errors import BadImage, DeviceFault, UsbWriterError, os_error
-from usbwriter.job.model import BootFacts, Footprint, ImageFacts, TargetFacts
+from usbwriter.errors import BadImage, Cancelled, DeviceFault, UsbWriterError, os_error
+from usbwriter.job.model import BootFacts, Footprint, ImageFacts, Request, TargetFacts
+from usbwriter.progress import ProgressCallback
 from usbwriter.sources import kind_of, open_image
+
+if TYPE_CHECKING:
+    from usbwriter.checksums import ChecksumCheck
+
+if TYPE_CHECKING:
+    from usbwriter.checksums import ChecksumCheck
 
 
 def _devno(dev: int) -> str:
@@ -159,3 +168,29 @@ def look(
     snapshot = read_snapshot()
     image_facts = look_at_image(image, snapshot, member=member)
     return image_facts, look_at_target(device, snapshot), look_at_boot(image_facts)
+
+
+def check_checksum(
+    request: Request,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ChecksumCheck | UsbWriterError:
+    """The file as downloaded against the checksum given, the sums file named or the
+    sums files beside it (signatures checked with the keyrings given). A usage error
+    (a bad ALG:HEX, an unreadable keyring) is returned, for the plan to block on."""
+    from usbwriter.checksums import check_image
+
+    try:
+        return check_image(
+            request.image,
+            expected=request.checksum,
+            keyrings=request.keyrings,
+            sums=request.sums,
+            progress=progress,
+            cancel=cancel,
+        )
+    except Cancelled:
+        raise
+    except UsbWriterError as e:
+        return e

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from usbwriter.errors import UsbWriterError
 
 if TYPE_CHECKING:
+    from usbwriter.checksums import ChecksumCheck
     from usbwriter.devices import Disk, MountEntry
     from usbwriter.identity import Identity
     from usbwriter.sources import SourceInfo
@@ -32,6 +33,9 @@ class Request:
     unmount: bool = False  # unmount the target's file systems first
     to_file: bool = False  # the target may be a regular file (created when missing)
     member: str | None = None  # the file to write from a zip archive
+    checksum: str | None = None  # "sha256:HEX": check the file against this
+    sums: str | None = None  # a sums file to check against (else those found beside it)
+    keyrings: tuple[str, ...] = ()  # keyrings for gpgv, to check signed sums files
 
 
 @dataclass(frozen=True)
@@ -137,10 +141,16 @@ class Plan:
     blockers: tuple[Blocker, ...] = ()
     warnings: tuple[str, ...] = ()
     unmounts: tuple[MountEntry, ...] = field(default=())
+    checksum: ChecksumCheck | None = None  # the file as downloaded, against its sums
 
     @property
     def ready(self) -> bool:
         return not self.blockers
+
+    @property
+    def hard_blocked(self) -> bool:
+        """Blocked by something no confirmation lifts."""
+        return any(not b.overridable for b in self.blockers)
 
     @property
     def needs_confirmation_only(self) -> bool:
@@ -172,4 +182,5 @@ class Plan:
             "warnings": list(self.warnings),
             "unmount": [{"device": m.source, "mountpoint": m.mountpoint} for m in self.unmounts],
             "boot": self.boot.to_dict() if self.boot is not None else None,
+            "checksum": self.checksum.to_dict() if self.checksum is not None else None,
         }

@@ -135,6 +135,7 @@ def run(
             unmounted=unmounted,
             wiped_first_mib=wiped,
             source=src.info,
+            checksum=plan.checksum,
         )
         if on_result is not None:
             on_result(receipt)

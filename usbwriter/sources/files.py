@@ -90,10 +90,10 @@ class ImageSource:
         self.close()
 
 
-def open_image(path: str, *, member: str | None = None) -> ImageSource:
-    """Open PATH for reading without blocking and say what it holds; BadInput for a
-    missing path or one that is not a regular file or block device, BadImage if it is
-    empty or a damaged archive."""
+def open_readable(path: str) -> tuple[int, bool, int]:
+    """(descriptor, is a block device, size) of the regular file or block device at PATH,
+    opened for reading without blocking: a FIFO, socket or terminal is refused (BadInput)
+    without hanging; nothing is read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
@@ -108,14 +108,28 @@ def open_image(path: str, *, member: str | None = None) -> ImageSource:
         if kind not in ("file", "block"):
             raise not_an_image(path, kind)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        file_size = st.st_size if kind == "file" else os.lseek(fd, 0, os.SEEK_END)
-        if file_size == 0:
-            raise BadImage(f"{path}: the image is empty", path=path)
+        size = st.st_size if kind == "file" else os.lseek(fd, 0, os.SEEK_END)
         if kind == "file":
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            info = describe(fd, path, file_size, member=member)
-        else:
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, kind == "block", size
+
+
+def open_image(path: str, *, member: str | None = None) -> ImageSource:
+    """Open PATH for reading without blocking and say what it holds; BadInput for a
+    missing path or one that is not a regular file or block device, BadImage if it is
+    empty or a damaged archive."""
+    fd, is_block, file_size = open_readable(path)
+    try:
+        st = os.fstat(fd)
+        if file_size == 0:
+            raise BadImage(f"{path}: the image is empty", path=path)
+        if is_block:
             info = SourceInfo(path, "raw", file_size, file_size, "device")
+        else:
+            info = describe(fd, path, file_size, member=member)
     except BaseException:
         os.close(fd)
         raise
@@ -123,7 +137,7 @@ def open_image(path: str, *, member: str | None = None) -> ImageSource:
         path=path,
         fd=fd,
         info=info,
-        is_block=kind == "block",
+        is_block=is_block,
         st_dev=st.st_dev,
         st_ino=st.st_ino,
         st_rdev=st.st_rdev,

@@ -16,6 +16,7 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.job import Plan
 
 
 # --------------------------------------------------------------------------- drives
@@ -101,4 +102,20 @@ def not_ready(
         return image_error or "The image is still being read."
     if chosen is None:
         return "Choose a drive first: highlight it in the table and press Enter."
+    return None
+
+
+def plan_refusal(plan: Plan, disk: Disk) -> str | None:
+    """Why the app will not write this plan: the first blocker a person may not confirm
+    past, or a drive that is no longer the one listed."""
+    from usbwriter.identity import identity_changes
+
+    for blocker in plan.blockers:
+        if not blocker.overridable:
+            return blocker.message
+    if plan.identity is not None:
+        changes = identity_changes(plan.identity, disk)
+        if changes:
+            listed = "; ".join(changes)
+            return f"{disk.path}: not the drive that was listed ({listed}); choose it again"
     return None

@@ -31,7 +31,7 @@ class Services:
     list_disks: ListDisks
     watch_disks: WatchDisks | None
     inspect_image: InspectImage
-    plan: Callable[[Request], Plan]
+    plan: Callable[..., Plan]  # (request, progress=, cancel=)
     run: Callable[..., Receipt]
     is_root: Callable[[], bool]
 
@@ -69,10 +69,10 @@ def _inspect_image(path: str) -> Mapping[str, Any]:
     return report
 
 
-def _plan(request: Request) -> Plan:
+def _plan(request: Request, **kw: Any) -> Plan:
     from usbwriter.job import plan
 
-    return plan(request)
+    return plan(request, **kw)
 
 
 def _run(plan: Plan, **kw: Any) -> Receipt:

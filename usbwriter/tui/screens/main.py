@@ -24,6 +24,7 @@ from usbwriter.tui.messages import (
     DisksListed,
     DrivesFailed,
     ImageInspected,
+    JobProgress,
     TargetChecked,
 )
 from usbwriter.tui.widgets.boot_panel import BootPanel
@@ -33,26 +34,9 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
-    from usbwriter.job import Plan
     from usbwriter.tui.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def plan_refusal(plan: Plan, disk: Disk) -> str | None:
-    """Why the app will not write this plan: the first blocker a person may not confirm
-    past, or a drive that is no longer the one listed."""
-    from usbwriter.identity import identity_changes
-
-    for blocker in plan.blockers:
-        if not blocker.overridable:
-            return blocker.message
-    if plan.identity is not None:
-        changes = identity_changes(plan.identity, disk)
-        if changes:
-            listed = "; ".join(changes)
-            return f"{disk.path}: not the drive that was listed ({listed}); choose it again"
-    return None
 
 
 def _one_line(e: BaseException) -> str:
@@ -379,12 +363,24 @@ class MainScreen(Screen[None]):
         from usbwriter.job import Request
 
         try:
-            plan = self.services.plan(Request(image, disk.path, unmount=True))
-            refusal = plan_refusal(plan, disk)
+            plan = self.services.plan(
+                Request(image, disk.path, unmount=True),
+                progress=lambda p: self.post_message(JobProgress(p)),
+                cancel=get_current_worker().cancelled_event,
+            )
+            refusal = rules.plan_refusal(plan, disk)
         except Exception as e:
             self.post_message(TargetChecked(disk.path, None, _one_line(e)))
             return
         self.post_message(TargetChecked(disk.path, plan, refusal))
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        """The plan reads the whole image for its checksum: say how far it is."""
+        p = message.progress
+        if p.phase == "checksum" and p.done < p.total:
+            self.query_one("#summary", Static).update(
+                f"Checking the image's checksum: {100 * p.fraction:.0f}%"
+            )
 
     def on_target_checked(self, message: TargetChecked) -> None:
         from usbwriter.tui.screens.confirm import ConfirmWrite

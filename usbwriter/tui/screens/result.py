@@ -18,11 +18,18 @@ from usbwriter.units import human_duration, human_rate, human_size
 
 def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
     img, dev = r["image"], r["device"]
-    rows = [
-        ("Image", f"{img['path']}  ({human_size(img['size'])})"),
-        ("Image blake3", str(img["blake3"])),
-        ("Drive", describe_device(dev)),
-    ]
+    rows = [("Image", f"{img['path']}  ({human_size(img['size'])})")]
+    if img.get("format"):
+        rows.append(
+            (
+                "File",
+                f"{img['format']}, {human_size(img['file_size'])}, blake3 {img['file_blake3']}",
+            )
+        )
+    rows.append(("Image blake3", str(img["blake3"])))
+    check = r.get("checksum")
+    rows.append(("Checksum", str(check["message"]) if check else "not checked"))
+    rows.append(("Drive", describe_device(dev)))
     if dev.get("unmounted"):
         rows.append(("Unmounted", ", ".join(str(m) for m in dev["unmounted"])))
     if r.get("device_blake3"):
