@@ -14,12 +14,12 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 import pytest
 
+from tests.helpers.gpg import Gpg, make_key, run
 from usbwriter.checksums import (
     ChecksumCheck,
     Entry,
@@ -42,20 +42,6 @@ H512 = "b" * 128
 NAME = "debian-12.5.0-amd64-netinst.iso"
 HAS_GPG = shutil.which("gpg") is not None and shutil.which("gpgv") is not None
 needs_gpg = pytest.mark.skipif(not HAS_GPG, reason="needs gpg and gpgv (scripts/lib/setup.sh)")
-
-
-def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    p = subprocess.run(
-        argv,
-        cwd=cwd,
-        env=dict(os.environ, LC_ALL="C", **(env or {})),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return p.stdout
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -385,42 +371,6 @@ def test_hash_file_missing(tmp_path: Path) -> None:
 
 
 # --- checking an image against sums files, with real tools ------------------------------
-
-
-@dataclass
-class Gpg:
-    home: Path
-    fingerprint: str
-    keyring: Path  # binary export (gpg --export)
-    armored: Path  # gpg --export --armor
-
-    def env(self) -> dict[str, str]:
-        return {"GNUPGHOME": str(self.home)}
-
-    def sign(self, path: Path, suffix: str = ".gpg", *, armor: bool = False) -> Path:
-        out = path.with_name(path.name + suffix)
-        argv = ["gpg", "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""]
-        argv += ["--armor"] if armor else []
-        run([*argv, "--detach-sign", "-o", str(out), str(path)], env=self.env())
-        return out
-
-    def clearsign(self, path: Path, out: Path) -> None:
-        argv = ["gpg", "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""]
-        run([*argv, "--clearsign", "-o", str(out), str(path)], env=self.env())
-
-
-def make_key(where: Path, user: str) -> Gpg:
-    home = where / "gnupg"
-    home.mkdir(mode=0o700, parents=True)
-    env = {"GNUPGHOME": str(home)}
-    argv = ["gpg", "--batch", "--passphrase", "", "--quick-gen-key"]
-    run([*argv, f"{user} <t@example.invalid>", "ed25519", "sign", "never"], env=env)
-    listing = run(["gpg", "--batch", "--with-colons", "--list-keys"], env=env)
-    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line[:4] == "fpr:")
-    keyring, armored = where / "key.gpg", where / "key.asc"
-    run(["gpg", "--batch", "--export", "-o", str(keyring)], env=env)
-    run(["gpg", "--batch", "--export", "--armor", "-o", str(armored)], env=env)
-    return Gpg(home, fingerprint, keyring, armored)
 
 
 @pytest.fixture(scope="module")
