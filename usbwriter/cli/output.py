@@ -106,6 +106,7 @@ class ProgressPrinter:
                     "total": p.total,
                     "rate": round(p.rate),
                     "eta": None if p.eta is None else round(p.eta, 1),
+                    **({"by_file": True} if p.by_file else {}),
                 }
             )
             return
@@ -127,6 +128,8 @@ class ProgressPrinter:
             f"{label:9} {pct:5.1f}%  {human_size(p.done)} / {human_size(p.total)}  "
             f"{human_rate(p.rate)}  {eta}"
         )
+        if p.by_file:
+            text += "  (of the compressed file)"
         if self.tty:
             width = 24
             filled = int(width * p.fraction)
