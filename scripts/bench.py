@@ -16,16 +16,28 @@ usbwriter runs as the real command (`usbwriter --image I --device D --yes --forc
 with `bs=4M oflag=direct conv=fsync` and reads back with `bs=4M iflag=direct`;
 bmaptool runs `copy --nobmap` (write only). Medians and ratios are printed, and the
 peak RSS of each usbwriter run (from wait4).
+
+Compressed images, on the same throttled device: a 1 GiB ext4 image about half filled
+with files copied from /usr, compressed with `zstd -T0` and `xz -T0` (kept in --work-dir
+and reused by later runs). usbwriter's write phase (the receipt's `write_seconds`) is
+compared with `zstd -dc F | dd of=DEV bs=4M oflag=direct iflag=fullblock conv=fsync` and
+`xz -dc -T0 F | dd ...`, interleaved round by round; its verify phase is shown beside
+it, and the peak RSS of the usbwriter process and of the decompressor it runs (VmHWM,
+polled from /proc). --skip-compressed leaves these cases out, --compressed-only runs
+only them.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -221,27 +233,270 @@ def report(
     return lines
 
 
+# --- compressed images -------------------------------------------------------------------
+
+FS_SIZE = 1024 * MiB
+FS_FILL = FS_SIZE // 2
+COMPRESSORS = {
+    "zst": (["zstd", "-T0", "-q", "-c"], ["zstd", "-dc"]),
+    "xz": (["xz", "-T0", "-c"], ["xz", "-dc", "-T0"]),
+}
+
+
+def build_fs_image(work: Path) -> Path:
+    """A 1 GiB ext4 image about half filled with files copied from /usr (kept in WORK)."""
+    image = work / "ext4.img"
+    if image.exists():
+        return image
+    part = work / "ext4.img.part"
+    print("bench: building a 1 GiB ext4 image of files from /usr", file=sys.stderr)
+    with open(part, "wb") as f:
+        f.truncate(FS_SIZE)
+    sh(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(part)])
+    mnt = work / "mnt"
+    mnt.mkdir(exist_ok=True)
+    sh(["mount", "-o", "loop", str(part), str(mnt)])
+    try:
+        copied = 0
+        for dirpath, dirnames, filenames in os.walk("/usr"):
+            dirnames.sort()
+            for name in sorted(filenames):
+                src = Path(dirpath) / name
+                if copied >= FS_FILL or src.is_symlink() or not src.is_file():
+                    continue
+                dst = mnt / src.relative_to("/")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with suppress(OSError):
+                    shutil.copyfile(src, dst)
+                    copied += src.stat().st_size
+            if copied >= FS_FILL:
+                break
+    finally:
+        sh(["umount", str(mnt)])
+    part.rename(image)
+    return image
+
+
+def compressed_files(work: Path) -> dict[str, Path]:
+    """ext4.img.zst and ext4.img.xz, made once and kept in WORK."""
+    work.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    image: Path | None = None
+    for ext, (compress, _) in COMPRESSORS.items():
+        f = work / f"ext4.img.{ext}"
+        if not f.exists():
+            image = image or build_fs_image(work)
+            print(
+                f"bench: {' '.join(compress)} {image.name} (kept for later runs)", file=sys.stderr
+            )
+            tmp = f.with_suffix(f.suffix + ".part")
+            with open(image, "rb") as src, open(tmp, "wb") as dst:
+                subprocess.run(compress, stdin=src, stdout=dst, check=True)
+            tmp.rename(f)
+        out[ext] = f
+    return out
+
+
+class PeakRss:
+    """Polls VmHWM of a process and of every process below it until it exits; the
+    highest seen per command name (the Python process as 'python')."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _below(self, pid: int) -> list[int]:
+        found = []
+        with suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with suppress(OSError):
+                    kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                    for k in kids:
+                        found += [int(k), *self._below(int(k))]
+        return found
+
+    def _sample(self) -> None:
+        for pid in [self.pid, *self._below(self.pid)]:
+            with suppress(OSError, ValueError, StopIteration):
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                name = status[0].split()[1]
+                hwm = next(x for x in status if x.startswith("VmHWM:"))
+                kib = int(hwm.split()[1])
+                name = "python" if name.startswith("python") else name
+                self.peak[name] = max(self.peak.get(name, 0), kib * 1024)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(0.02)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_polled(argv: list[str], cgroup: Path | None) -> tuple[float, dict[str, int], str]:
+    """(wall seconds, peak RSS by command name, stdout) of ARGV run in CGROUP."""
+
+    def enter() -> None:
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    start = time.perf_counter()
+    p = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=enter,
+        env=dict(os.environ, LC_ALL="C"),
+    )
+    poll = PeakRss(p.pid)
+    out, err = p.communicate()
+    seconds = time.perf_counter() - start
+    peak = poll.stop()
+    if p.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed ({p.returncode}): {err[-400:]!r}")
+    return seconds, peak, out.decode()
+
+
+def usbwriter_compressed(f: Path, dev: str, cgroup: Path | None) -> dict[str, float]:
+    argv = [str(PYTHON), "-m", "usbwriter", "--image", str(f), "--device", dev]
+    seconds, peak, out = run_polled([*argv, "--yes", "--force", "--json"], cgroup)
+    result = json.loads(out.strip().splitlines()[-1])
+    if not result.get("verified"):
+        raise SystemExit(f"bench: usbwriter did not verify {f}: {result}")
+    return {
+        "total": seconds,
+        "write": result["write_seconds"],
+        "verify": result["verify_seconds"],
+        "rss": peak.get("python", 0),
+        "tool_rss": max((v for k, v in peak.items() if k in ("xz", "zstd")), default=0),
+    }
+
+
+def pipeline(f: Path, ext: str, dev: str, cgroup: Path | None) -> dict[str, float]:
+    decompress = " ".join(COMPRESSORS[ext][1])
+    cmd = (
+        f"{decompress} '{f}' | dd of='{dev}' bs=4M oflag=direct iflag=fullblock conv=fsync "
+        "status=none"
+    )
+    seconds, peak, _ = run_polled(["bash", "-o", "pipefail", "-c", cmd], cgroup)
+    return {"write": seconds, "tool_rss": peak.get(COMPRESSORS[ext][1][0], 0)}
+
+
+def decompress_only(f: Path, ext: str) -> dict[str, float]:
+    """The decompressor alone, output discarded: the CPU floor of any writer."""
+    cmd = f"{' '.join(COMPRESSORS[ext][1])} '{f}' > /dev/null"
+    seconds, _, _ = run_polled(["bash", "-c", cmd], None)
+    return {"write": seconds}
+
+
+def compressed_scenario(
+    files: dict[str, Path], dev: str, rounds: int, cgroup: Path | None
+) -> dict[str, list[dict[str, float]]]:
+    cases: dict[str, Callable[[], dict[str, float]]] = {}
+    for ext, f in files.items():
+        cases[f"usbwriter {ext}"] = functools.partial(usbwriter_compressed, f, dev, cgroup)
+        cases[f"pipeline {ext}"] = functools.partial(pipeline, f, ext, dev, cgroup)
+        cases[f"decompress {ext}"] = functools.partial(decompress_only, f, ext)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    for i in range(rounds):
+        order = list(cases) if i % 2 == 0 else list(reversed(cases))
+        for name in order:
+            runs[name].append(cases[name]())
+        print(f"  compressed: round {i + 1}/{rounds} done", file=sys.stderr)
+    return runs
+
+
+def compressed_report(
+    files: dict[str, Path], runs: dict[str, list[dict[str, float]]], target: float
+) -> list[str]:
+    mb = FS_SIZE / 1e6
+    limit = FS_SIZE / WRITE_BPS
+    n = len(next(iter(runs.values())))
+    lines = [
+        f"\n## compressed: 1 GiB ext4 image (half /usr files), throttled device, medians of {n}",
+        "",
+        f"device write limit: {limit:.2f} s (1 GiB at {WRITE_BPS / 1e6:.0f} MB/s)",
+        "",
+        "| file | size MB | decompress alone s | dd pipeline write s | usbwriter write s "
+        "| write / pipeline | usbwriter verify s | usbwriter total s | usbwriter RSS MiB "
+        "| its decompressor RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for ext, f in files.items():
+        uw, pp = runs[f"usbwriter {ext}"], runs[f"pipeline {ext}"]
+        w, p = median(uw, "write"), median(pp, "write")
+        alone = median(runs[f"decompress {ext}"], "write")
+        rss = max(r["rss"] for r in uw) / MiB
+        tool = max(r["tool_rss"] for r in uw) / MiB
+        lines.append(
+            f"| .{ext} | {f.stat().st_size / 1e6:.0f} | {alone:.2f} | "
+            f"{p:.2f} ({mb / p:.0f} MB/s) | {w:.2f} ({mb / w:.0f} MB/s) | {w / p:.3f} | "
+            f"{median(uw, 'verify'):.2f} | {median(uw, 'total'):.2f} | {rss:.1f} | {tool:.1f} |"
+        )
+        floor = max(limit, alone)
+        verdicts.append(
+            f".{ext}: usbwriter write / pipeline = {w / p:.3f} x (target {target} x: "
+            f"{'met' if w / p <= target else 'NOT met'}); per round: "
+            + ", ".join(f"{a['write'] / b['write']:.3f}" for a, b in zip(uw, pp, strict=True))
+            + f"; pipeline / floor max(device, decompress alone) {p / floor:.3f} x, "
+            f"usbwriter / floor {w / floor:.3f} x"
+        )
+        verdicts.append(
+            f".{ext}: usbwriter peak RSS {rss:.1f} MiB (target 100 MiB: "
+            f"{'met' if rss < 100 else 'NOT met'}); the {COMPRESSORS[ext][1][0]} it runs "
+            f"{tool:.1f} MiB, the pipeline's {max(r['tool_rss'] for r in pp) / MiB:.1f} MiB"
+        )
+    return [*lines, "", *verdicts]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device-rounds", type=int, default=3)
     ap.add_argument("--skip-device-bound", action="store_true")
+    ap.add_argument("--compressed-rounds", type=int, default=3)
+    ap.add_argument("--skip-compressed", action="store_true", help="no compressed images")
+    ap.add_argument("--compressed-only", action="store_true", help="only compressed images")
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("/var/tmp/usbwriter-bench"),
+        help="where the ext4 image and its compressed files are kept between runs",
+    )
     args = ap.parse_args()
+    if args.skip_compressed and args.compressed_only:
+        raise SystemExit("bench: --skip-compressed and --compressed-only exclude each other")
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (loop devices, cgroups)")
     if not PYTHON.exists():
         raise SystemExit("bench: run scripts/test.sh or scripts/demo.sh first to create .venv")
     size = args.size_mib * MiB
     shm = Path("/dev/shm")
-    image = shm / f"usbwriter-bench-{os.getpid()}.iso"
-    print(f"bench: building a {args.size_mib} MiB random image", file=sys.stderr)
-    make_image(image, size)
     out: list[str] = [
         "# usbwriter benchmark",
         "",
         f"kernel {os.uname().release}, {os.cpu_count()} cores; loop device over /dev/shm",
     ]
+    if not args.skip_compressed:
+        files = compressed_files(args.work_dir)
+        stick = shm / f"usbwriter-bench-{os.getpid()}.stick"
+        with loop_device(stick, FS_SIZE + 64 * MiB) as dev, throttled(dev) as cg:
+            runs = compressed_scenario(files, dev, args.compressed_rounds, cg)
+        out += compressed_report(files, runs, 0.95)
+        if args.compressed_only:
+            print("\n".join(out))
+            return 0
+    image = shm / f"usbwriter-bench-{os.getpid()}.iso"
+    print(f"bench: building a {args.size_mib} MiB random image", file=sys.stderr)
+    make_image(image, size)
     try:
         with loop_device(shm / f"usbwriter-bench-{os.getpid()}.stick", size + 64 * MiB) as dev:
             runs = scenario("CPU-bound", image, dev, size, args.rounds, None, True)
