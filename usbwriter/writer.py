@@ -194,9 +194,9 @@ def write_to(
     what was written, with the blake3 of the image's bytes (and of the file as
     downloaded, when compressed). On failure or cancel the first MiB is wiped."""
     cancel = cancel or threading.Event()
-    if tgt.is_block and src.info.size_exact and src.size is not None and src.size > tgt.size:
+    if tgt.is_block and src.info.surely_larger_than(tgt.size):
         raise Refused(
-            f"{tgt.path}: the image {src.path} ({human_size(src.size)}) does not fit "
+            f"{tgt.path}: the image {src.path} ({human_size(src.size or 0)}) does not fit "
             f"on the device ({human_size(tgt.size)})",
             path=tgt.path,
         )
@@ -322,14 +322,17 @@ def _read_head(stream: Stream, view: memoryview, image: str) -> int:
 
 
 def _check_declared_size(src: ImageSource, actual: int) -> None:
-    """A compressed file whose bytes disagree with the size its headers gave is damaged
-    (gzip's trailer is only an estimate: the size modulo 4 GiB, made up by damage)."""
-    declared = src.size
-    if declared is None or declared == actual or not src.info.size_exact:
+    """A compressed file whose bytes disagree with the size its headers gave is damaged.
+    A zstd or lz4 header gives its own frame's size (more frames may follow); gzip's
+    trailer is only an estimate (the size modulo 4 GiB, made up by damage)."""
+    declared, kind = src.size, src.info.size_is
+    if declared is None or kind == "about" or actual == declared:
         return
+    if kind == "at least" and actual > declared:
+        return  # more frames followed the first
     raise BadImage(
         f"{src.path}: decompressed to {actual} bytes, but its {src.info.size_from} says "
-        f"{declared}: the file is damaged",
+        f"{declared}: the file is damaged or cut short",
         path=src.path,
         offset=min(actual, declared),
     )

@@ -322,12 +322,6 @@ def test_truncated_file(case: Case, made: Made, loop: Callable[..., str], tmp_pa
     check_damage_outcome(write(f, dev, *case.args), f, dev, case.truncated_refused)
 
 
-ZIP_CRC_BUG = (
-    "a zip member failing its CRC-32 escapes as zipfile.BadZipFile: 'usbwriter: internal "
-    "error: BadZipFile: Bad CRC-32 for file ...' (code internal), not naming the file"
-)
-
-
 def damage(case: Case, src: Path, dst: Path) -> int:
     """Copy SRC to DST with one byte flipped in the middle of the compressed data, at the
     first offset from the middle on that the format's own tester finds damaged (a flip
@@ -344,12 +338,7 @@ def damage(case: Case, src: Path, dst: Path) -> int:
 
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=ZIP_CRC_BUG))
-        if c.fmt == "zip"
-        else c
-        for c in CASES
-    ],
+    CASES,
     ids=lambda c: c.id,
 )
 def test_corrupt_file(case: Case, made: Made, loop: Callable[..., str], tmp_path: Path) -> None:
@@ -404,16 +393,6 @@ def test_image_larger_than_device(case: Case, made: Made, loop: Callable[..., st
 
 # --- several frames -----------------------------------------------------------------------
 
-SEVERAL_FRAMES_BUG = (
-    "zstd/lz4 files of several frames: the size is read from the first frame's header only, "
-    "so a file `zstd -d` decompresses whole is written, then refused as damaged "
-    "('decompressed to N bytes, but its zstd frame header says M')"
-)
-PZSTD_BUG = (
-    "pzstd output starts with a skippable frame (magic 50 2A 4D 18), which format detection "
-    "does not know: the file is written raw, undecompressed, with exit 0"
-)
-
 
 @pytest.mark.parametrize(
     ("make", "tool"),
@@ -423,20 +402,17 @@ PZSTD_BUG = (
             "zstd -q -c {dst}.a > {dst} && zstd -q -c {dst}.b >> {dst}",
             "zstd",
             id="zstd-two-frames",
-            marks=pytest.mark.xfail(strict=True, reason=SEVERAL_FRAMES_BUG),
         ),
         pytest.param(
             "pzstd -q -p 2 -c {src} > {dst}",
             "pzstd",
             id="pzstd",
-            marks=pytest.mark.xfail(strict=True, reason=PZSTD_BUG),
         ),
         pytest.param(
             "head -c 5000000 {src} > {dst}.a && tail -c +5000001 {src} > {dst}.b && "
             "lz4 -q --content-size -c {dst}.a > {dst} && lz4 -q --content-size -c {dst}.b >> {dst}",
             "lz4",
             id="lz4-two-frames",
-            marks=pytest.mark.xfail(strict=True, reason=SEVERAL_FRAMES_BUG),
         ),
         pytest.param(
             "head -c 5000000 {src} | xz -1 > {dst} && head -c 8 /dev/zero >> {dst} && "
@@ -499,18 +475,6 @@ def usbwriter_without_tools(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 LIBRARY_CASES = [BY_ID[i] for i in ("xz-T0", "xz-T1", "zstd", "zstd-stdin")]
-LZMA_ERROR_BUG = (
-    "without the xz tool a damaged .xz raises lzma.LZMAError, not caught as bad data: "
-    "'usbwriter: internal error: LZMAError: Corrupt input data' (code internal)"
-)
-ZSTD_ERROR_BUG = (
-    "without the zstd tool a damaged .zst raises zstandard.ZstdError, not caught as bad data: "
-    "'usbwriter: internal error: ZstdError: zstd decompress error: Data corruption detected'"
-)
-ZSTD_TRUNCATED_BUG = (
-    "without the zstd tool a truncated .zst without a content size ends quietly: the "
-    "shorter image is written and verified, exit 0"
-)
 
 
 @pytest.mark.parametrize("case", LIBRARY_CASES, ids=lambda c: c.id)
@@ -531,26 +495,12 @@ def test_library_round_trip(case: Case, made: Made, loop: Callable[..., str]) ->
 @pytest.mark.parametrize(
     ("case", "how"),
     [
-        pytest.param(
-            BY_ID["xz-T0"], "corrupt", marks=pytest.mark.xfail(strict=True, reason=LZMA_ERROR_BUG)
-        ),
-        pytest.param(
-            BY_ID["xz-T1"], "corrupt", marks=pytest.mark.xfail(strict=True, reason=LZMA_ERROR_BUG)
-        ),
-        pytest.param(
-            BY_ID["zstd"], "corrupt", marks=pytest.mark.xfail(strict=True, reason=ZSTD_ERROR_BUG)
-        ),
-        pytest.param(
-            BY_ID["zstd-stdin"],
-            "corrupt",
-            marks=pytest.mark.xfail(strict=True, reason=ZSTD_ERROR_BUG),
-        ),
-        pytest.param(BY_ID["zstd"], "truncated"),
-        pytest.param(
-            BY_ID["zstd-stdin"],
-            "truncated",
-            marks=pytest.mark.xfail(strict=True, reason=ZSTD_TRUNCATED_BUG),
-        ),
+        (BY_ID["xz-T0"], "corrupt"),
+        (BY_ID["xz-T1"], "corrupt"),
+        (BY_ID["zstd"], "corrupt"),
+        (BY_ID["zstd-stdin"], "corrupt"),
+        (BY_ID["zstd"], "truncated"),
+        (BY_ID["zstd-stdin"], "truncated"),
     ],
     ids=lambda v: v.id if isinstance(v, Case) else v,
 )

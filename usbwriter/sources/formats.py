@@ -36,7 +36,17 @@ class SourceInfo:
     file_size: int
     size: int | None  # the image's size; None when only decompressing tells
     size_from: str = ""  # where the size came from ("file", "xz index", ...)
-    size_exact: bool = True  # False: gzip's trailer, which a damaged file makes up
+    size_is: str = "exact"  # "at least" (zstd, lz4: the first frame's own size; more
+    # frames may follow), or "about" (gzip's trailer: modulo 4 GiB, made up by damage)
+
+    @property
+    def size_exact(self) -> bool:
+        return self.size_is == "exact"
+
+    def surely_larger_than(self, limit: int) -> bool:
+        """The image is known to be larger than LIMIT bytes."""
+        return self.size is not None and self.size > limit and self.size_is != "about"
+
     member: str | None = None  # zip: the member written
     members: tuple[str, ...] = ()  # zip: every file in the archive
 
@@ -51,7 +61,7 @@ class SourceInfo:
         if not self.compressed:
             return human_size(self.file_size)
         inside = (
-            f"{'about ' if not self.size_exact else ''}{human_size(self.size)} image"
+            f"{'' if self.size_exact else self.size_is + ' '}{human_size(self.size)} image"
             if self.size is not None
             else "image size known once decompressed"
         )
@@ -75,14 +85,32 @@ def detect_format(head: bytes) -> str:
     return "raw"
 
 
+def _is_skippable(head: bytes) -> bool:
+    """A zstd/lz4 skippable frame (magic 0x184D2A50-5F, little-endian), as pzstd
+    writes first."""
+    return len(head) >= 8 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+
+
+def _first_frame(fd: int) -> tuple[str, int]:
+    """(format, offset of the first real frame), past leading skippable frames."""
+    offset = 0
+    for _ in range(16):
+        head = _pread(fd, 64, offset)
+        if not _is_skippable(head):
+            return detect_format(head), offset
+        offset += 8 + struct.unpack_from("<I", head, 4)[0]
+    return "raw", 0
+
+
 def _pread(fd: int, n: int, offset: int) -> bytes:
     return os.pread(fd, n, offset) if offset >= 0 else b""
 
 
 def describe(fd: int, path: str, file_size: int, *, member: str | None = None) -> SourceInfo:
     """Read the magic bytes and the size records of the file open at FD."""
-    head = _pread(fd, 64, 0)
-    fmt = detect_format(head)
+    fmt, first = _first_frame(fd)
+    if fmt not in ("zstd", "lz4"):
+        first = 0
     if fmt == "raw":
         return SourceInfo(path, "raw", file_size, file_size, "file")
     if fmt == "zip":
@@ -95,16 +123,20 @@ def describe(fd: int, path: str, file_size: int, *, member: str | None = None) -
         elif fmt == "zstd":
             import zstandard
 
-            n = zstandard.frame_content_size(_pread(fd, 18, 0))
-            size, size_from = (n, "zstd frame header") if n >= 0 else (None, "")
+            n = zstandard.frame_content_size(_pread(fd, 18, first))
+            if n < 0:
+                return SourceInfo(path, fmt, file_size, None)
+            return SourceInfo(path, fmt, file_size, n, "zstd frame header", size_is="at least")
         elif fmt == "lz4":
             import lz4.frame
 
-            n = int(lz4.frame.get_frame_info(_pread(fd, 19, 0)).get("content_size") or 0)
-            size, size_from = (n, "lz4 frame header") if n > 0 else (None, "")
+            n = int(lz4.frame.get_frame_info(_pread(fd, 19, first)).get("content_size") or 0)
+            if n <= 0:
+                return SourceInfo(path, fmt, file_size, None)
+            return SourceInfo(path, fmt, file_size, n, "lz4 frame header", size_is="at least")
         elif fmt == "gzip" and file_size < FOUR_GIB and file_size >= 18:
             size = struct.unpack("<I", _pread(fd, 4, file_size - 4))[0]
-            return SourceInfo(path, fmt, file_size, size, "gzip trailer", size_exact=False)
+            return SourceInfo(path, fmt, file_size, size, "gzip trailer", size_is="about")
     except (ValueError, RuntimeError, struct.error, OSError) as e:
         raise BadImage(f"{path}: not a valid {fmt} file ({e})", path=path) from None
     return SourceInfo(path, fmt, file_size, size, size_from)

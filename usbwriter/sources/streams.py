@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import zipfile
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import blake3
@@ -142,7 +143,63 @@ class _HashingFile(io.RawIOBase):
         return str(self.hash.hexdigest())
 
 
-def _decoder(fmt: str, raw: BinaryIO) -> BinaryIO:
+class _Frames(io.RawIOBase):
+    """A decoder of concatenated streams (xz) or frames (zstd) as a file object, with
+    bounded output and an error for input that ends inside a stream. The standard
+    library's LZMAFile stops at xz stream padding, and zstandard's stream reader ends a
+    truncated frame quietly; both are replaced here (for when the tools are missing)."""
+
+    def __init__(self, raw: _HashingFile, new: Callable[[], Any], feed: int, padding: bool) -> None:
+        super().__init__()
+        self.raw, self.new, self.feed, self.padding = raw, new, feed, padding
+        self.dec: Any = None  # the decoder of the current stream, once data is seen
+        self.pending = b""  # output not handed out yet
+        self.rest = b""  # input after the end of the last stream
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_input(self) -> bytes:
+        if self.rest:
+            data, self.rest = self.rest, b""
+            return data
+        return self.raw.read(self.feed) or b""
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        while not self.pending:
+            if self.dec is not None and self.dec.eof:
+                self.rest += self.dec.unused_data
+                self.dec = None
+            if self.dec is None:
+                data = self._next_input()
+                if self.padding:
+                    data = data.lstrip(b"\0")  # stream padding (a multiple of 4 zero bytes)
+                if not data:
+                    if self.raw.pos >= self.raw.size:
+                        return 0  # the end, between streams
+                    continue
+                self.dec = self.new()
+            else:
+                data = self._next_input() if self._needs_input() else b""
+                if not data and self._needs_input():
+                    raise EOFError("the compressed data ends inside a stream")
+            self.pending = self._decompress(data, len(view))
+        n = min(len(view), len(self.pending))
+        view[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def _needs_input(self) -> bool:
+        return bool(getattr(self.dec, "needs_input", True))
+
+    def _decompress(self, data: bytes, most: int) -> bytes:
+        if hasattr(self.dec, "needs_input"):  # lzma: output bounded by max_length
+            return bytes(self.dec.decompress(data, max_length=most))
+        return bytes(self.dec.decompress(data))  # zstd: bounded by the small feed
+
+
+def _decoder(fmt: str, raw: _HashingFile) -> BinaryIO:
     import bz2
     import gzip
     import lzma
@@ -152,12 +209,17 @@ def _decoder(fmt: str, raw: BinaryIO) -> BinaryIO:
     if fmt == "bzip2":
         return bz2.BZ2File(raw)  # type: ignore[return-value]
     if fmt == "xz":
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+        return _Frames(  # type: ignore[return-value]
+            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ), FEED, padding=True
+        )
     if fmt == "zstd":
         import zstandard
 
-        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return reader
+        # A frame's blocks decompress to at most 128 KiB each, from as little as 4 bytes:
+        # 8 KiB of input is at most 256 MiB of output at once.
+        return _Frames(  # type: ignore[return-value]
+            raw, lambda: zstandard.ZstdDecompressor().decompressobj(), 8 << 10, padding=False
+        )
     if fmt == "lz4":
         import lz4.frame
 
@@ -165,9 +227,29 @@ def _decoder(fmt: str, raw: BinaryIO) -> BinaryIO:
     raise ValueError(fmt)
 
 
-#: What decoders raise for damaged or truncated input.
-DECODE_ERRORS = (EOFError, OSError, ValueError, RuntimeError)
-OPEN_ERRORS = (*DECODE_ERRORS, zipfile.BadZipFile, KeyError)
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoders raise for damaged or truncated input."""
+    import lzma
+
+    errors: list[type[BaseException]] = [
+        EOFError,
+        OSError,
+        ValueError,
+        RuntimeError,
+        lzma.LZMAError,
+        zipfile.BadZipFile,
+    ]
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    return tuple(errors)
+
+
+DECODE_ERRORS = _decode_errors()
+OPEN_ERRORS: tuple[type[BaseException], ...] = (*DECODE_ERRORS, KeyError)
 
 
 def _bad(info: SourceInfo, consumed: int, e: BaseException) -> BadImage:
@@ -195,7 +277,7 @@ class DecoderStream(Stream):
             self.raw.restart_at(zinfo.header_offset)
             self.file: BinaryIO = self.zip.open(zinfo)  # type: ignore[assignment]
         else:
-            self.file = _decoder(info.format, self.raw)  # type: ignore[arg-type]
+            self.file = _decoder(info.format, self.raw)
 
     @property
     def consumed(self) -> int:  # type: ignore[override]
