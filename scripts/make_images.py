@@ -45,6 +45,8 @@ class ImageSpec:
     expect_uefi: str
     description: str
     files: tuple[str, ...] = ()  # files that must exist (e.g. a grub platform)
+    suffix: str = ""  # the file's suffix when not .img (raw-*) or .iso
+    same_as: str = ""  # a compressed copy of this image (it prints this image's marker)
 
 
 def marker(name: str, platform: str) -> str:
@@ -408,6 +410,97 @@ def build_raw_fat_superfloppy(out: Path, work: Path) -> None:
     fat_image(out, 8 * 1024, {"EFI/BOOT/BOOTX64.EFI": loader})
 
 
+def _sfdisk(out: Path, table: str) -> None:
+    p = subprocess.run(
+        ["sfdisk", "-q", str(out)], input=table, text=True, capture_output=True, check=False
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"sfdisk failed: {p.stderr.strip()}")
+
+
+def _mkfs_ext4(out: Path, offset: int, size_kib: int, label: str, tree: Path | None) -> None:
+    argv = ["mkfs.ext4", "-q", "-F", "-L", label, "-E", f"offset={offset}"]
+    if tree is not None:
+        argv += ["-d", str(tree)]
+    run([*argv, str(out), f"{size_kib}k"])
+
+
+def build_raw_pi(out: Path, work: Path) -> None:
+    """Laid out like Raspberry Pi OS: a DOS table, a FAT32 boot partition at 4 MiB with the
+    firmware's files (small stand-ins), an ext4 root after it. No PC boot code."""
+    with open(out, "wb") as f:
+        f.truncate(96 << 20)
+    _sfdisk(out, "label: dos\nstart=8192, size=81920, type=c\nstart=90112, type=83\n")
+    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", "bootfs", "--offset", "8192", str(out),
+         str(81920 // 2)])  # fmt: skip
+    boot = work / "boot"
+    boot.mkdir()
+    files = {
+        "bootcode.bin": b"\x00" * 512,
+        "start4.elf": b"\x7fELF" + bytes(1020),
+        "fixup4.dat": b"\x00" * 256,
+        "config.txt": b"[all]\narm_64bit=1\nenable_uart=1\n",
+        "cmdline.txt": b"console=serial0,115200 root=LABEL=rootfs rootwait\n",
+    }
+    for name, data in files.items():
+        (boot / name).write_bytes(data)
+        run(["mcopy", "-i", f"{out}@@{8192 * 512}", str(boot / name), f"::/{name}"])
+    root = work / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hostname").write_text("raspberrypi\n")
+    _mkfs_ext4(out, 90112 * 512, (96 << 10) - 90112 // 2, "rootfs", root)
+
+
+def build_raw_uboot_sunxi(out: Path, work: Path) -> None:
+    """Laid out like an Allwinner board image (Armbian): an SPL with its eGON.BT0 header at
+    8 KiB, U-Boot behind it, one ext4 partition from 4 MiB holding /boot/boot.scr."""
+    with open(out, "wb") as f:
+        f.truncate(24 << 20)
+    _sfdisk(out, "label: dos\nstart=8192, type=83\n")
+    spl = bytearray(32 << 10)
+    spl[0:4] = b"\x5f\x00\x00\xea"  # the ARM branch over the header
+    spl[4:12] = b"eGON.BT0"
+    spl[16:20] = (len(spl)).to_bytes(4, "little")
+    spl[20:24] = b"SPL\x02"
+    with open(out, "r+b") as f:
+        f.seek(8192)
+        f.write(spl)
+    root = work / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "boot.scr").write_bytes(b"'V" + bytes(62) + b"setenv bootargs\n")
+    (root / "boot" / "armbianEnv.txt").write_text("verbosity=1\n")
+    _mkfs_ext4(out, 8192 * 512, (24 << 10) - 4096, "armbi_root", root)
+
+
+def build_raw_data_ext4(out: Path, work: Path) -> None:
+    """A plain data disk: a GPT with one ext4 partition holding files, nothing to boot."""
+    _raw_disk(out, 16, ["-o", "-n", "1:2048:0", "-t", "1:8300", "-c", "1:data"])
+    tree = work / "data"
+    (tree / "photos").mkdir(parents=True)
+    (tree / "photos" / "a.txt").write_text("not a photo\n")
+    _mkfs_ext4(out, 2048 * 512, (16 << 10) - 1024 - 17, "data", tree)
+
+
+def _compressed_copy(of: str, argv: list[str]) -> Callable[[Path, Path], None]:
+    """A builder writing ARGV's compression of the image OF (built first if need be)."""
+
+    def builder(out: Path, work: Path) -> None:
+        outdir = out.parent.parent  # build() works in a directory inside the output one
+        spec = IMAGES[of]
+        src = outdir / f"{of}{spec.suffix or ('.img' if of.startswith('raw-') else '.iso')}"
+        if not src.exists():
+            src = build(of, work)
+        with open(out, "wb") as f:
+            p = subprocess.run([*argv, str(src)], stdout=f, stderr=subprocess.PIPE, check=False)
+        if p.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {p.stderr.decode(errors='replace').strip()}")
+
+    return builder
+
+
+XZ = ["xz", "-T0", "-c", "-k"]
+ZSTD = ["zstd", "-q", "-c"]
+GZIP = ["gzip", "-n", "-c"]
 G = "/usr/lib/grub"
 GRUB_TOOLS = ("grub-mkrescue", "xorriso", "mformat")
 IMAGES: dict[str, ImageSpec] = {
@@ -464,6 +557,22 @@ IMAGES: dict[str, ImageSpec] = {
                   ("grub-mkstandalone", "mkfs.vfat", "mcopy"), "no", "yes",
                   "raw disk: one FAT file system, no partition table, x64 loader",
                   (f"{G}/x86_64-efi",)),
+        ImageSpec("raw-pi", build_raw_pi, ("sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4"),
+                  "no", "no", "Raspberry Pi OS layout: FAT32 boot partition with the "
+                  "firmware's files, ext4 root; no PC boot code"),
+        ImageSpec("raw-uboot-sunxi", build_raw_uboot_sunxi, ("sfdisk", "mkfs.ext4"), "no", "no",
+                  "Allwinner board layout: eGON.BT0 SPL at 8 KiB, ext4 with /boot/boot.scr"),
+        ImageSpec("raw-data-ext4", build_raw_data_ext4, ("sgdisk", "mkfs.ext4"), "no", "no",
+                  "a data disk: GPT, one ext4 partition with files"),
+        ImageSpec("grub-hybrid-xz", _compressed_copy("grub-hybrid", XZ), (*GRUB_TOOLS, "xz"),
+                  "yes", "yes", "grub-hybrid compressed with xz -T0",
+                  (f"{G}/i386-pc", f"{G}/x86_64-efi"), ".iso.xz", "grub-hybrid"),
+        ImageSpec("grub-hybrid-zst", _compressed_copy("grub-hybrid", ZSTD),
+                  (*GRUB_TOOLS, "zstd"), "yes", "yes", "grub-hybrid compressed with zstd",
+                  (f"{G}/i386-pc", f"{G}/x86_64-efi"), ".iso.zst", "grub-hybrid"),
+        ImageSpec("grub-hybrid-gz", _compressed_copy("grub-hybrid", GZIP),
+                  (*GRUB_TOOLS, "gzip"), "yes", "yes", "grub-hybrid compressed with gzip",
+                  (f"{G}/i386-pc", f"{G}/x86_64-efi"), ".iso.gz", "grub-hybrid"),
     )
 }  # fmt: skip
 
@@ -479,7 +588,7 @@ def missing_requirements(name: str) -> list[str]:
 def build(name: str, outdir: Path) -> Path:
     """Build one image into outdir/NAME.img (or .iso); returns its path."""
     spec = IMAGES[name]
-    suffix = ".img" if name.startswith("raw-") else ".iso"
+    suffix = spec.suffix or (".img" if name.startswith("raw-") else ".iso")
     out = outdir / f"{name}{suffix}"
     missing = missing_requirements(name)
     if missing:

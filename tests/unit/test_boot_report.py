@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.images import ALL_NAMES, build_image, expected_verdict
+from tests.helpers.images import ALL_NAMES, IMAGES, build_image, expected_verdict
 from usbwriter.boot import BootReport, inspect_image, render_text
 
-ISO_NAMES = [n for n in ALL_NAMES if not n.startswith("raw-")]
+# xorriso reads ISOs, not their compressed copies
+ISO_NAMES = [n for n in ALL_NAMES if not n.startswith("raw-") and not IMAGES[n].same_as]
 
 
 def xorriso_report(path: Path) -> str:
@@ -138,7 +139,7 @@ def test_grub_hybrid_details(reports: dict[str, BootReport]) -> None:
     r = report_for("grub-hybrid", reports)
     assert r.kind == "iso9660" and r.iso is not None
     assert r.iso.volume_id == "ISOIMAGE" and r.iso.rock_ridge and not r.iso.udf
-    assert r.iso.block_size == 2048 and r.iso.volume_bytes <= r.size
+    assert r.size is not None and r.iso.block_size == 2048 and r.iso.volume_bytes <= r.size
     assert r.iso.creation_date and re.match(r"\d{4}-\d\d-\d\dT", r.iso.creation_date)
     assert r.mbr is not None and r.mbr.protective and r.mbr.loader_target_ok
     assert r.gpt is not None and r.gpt.backup_ok is True

@@ -60,11 +60,25 @@ def test_garbage_zeros_and_compressed(tmp_path: Path) -> None:
     zeros = tmp_path / "zeros.img"
     zeros.write_bytes(bytes(1 << 20))
     assert "all zero" in str(bad_image(zeros))
+    # compressed: the image inside is inspected, and judged like the raw one
+    (tmp_path / "random.img.xz").write_bytes(lzma.compress(rnd.read_bytes()))
+    msg = str(bad_image(tmp_path / "random.img.xz"))
+    assert "the image in the xz file" in msg and "not a disk or ISO image" in msg
     iso = build_image("data-only").read_bytes()
-    (tmp_path / "x.iso.xz").write_bytes(lzma.compress(iso[:100_000]))
-    assert "xz-compressed" in str(bad_image(tmp_path / "x.iso.xz"))
     (tmp_path / "x.iso.gz").write_bytes(gzip.compress(iso[:100_000]))
-    assert "gzip-compressed" in str(bad_image(tmp_path / "x.iso.gz"))
+    cut = inspect_image(tmp_path / "x.iso.gz")
+    assert cut.compression is not None and cut.compression.whole
+    assert cut.iso is not None and cut.iso.truncated and cut.size == 100_000
+    # compressed twice: said so, not taken for an image
+    (tmp_path / "x.iso.gz.xz").write_bytes(lzma.compress(gzip.compress(iso)))
+    assert "gzip-compressed data" in str(bad_image(tmp_path / "x.iso.gz.xz"))
+    # damaged compressed data: one line naming the file
+    packed = bytearray(lzma.compress(rnd.read_bytes()))
+    (tmp_path / "cut.img.xz").write_bytes(packed[: len(packed) // 2])
+    assert "not a valid xz file" in str(bad_image(tmp_path / "cut.img.xz"))
+    packed[len(packed) // 2] ^= 0xFF
+    (tmp_path / "flipped.img.xz").write_bytes(packed)
+    assert "xz data damaged" in str(bad_image(tmp_path / "flipped.img.xz"))
 
 
 @pytest.mark.parametrize("name", ["grub-hybrid", "data-md5", "raw-gpt-esp", "windows-like"])

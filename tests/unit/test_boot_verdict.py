@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from usbwriter.boot.model import (
+    BoardSigns,
+    BootPartition,
     EfiLoader,
     EfiVolume,
     ElTorito,
@@ -20,7 +22,7 @@ from usbwriter.boot.model import (
     Mbr,
     MbrPartition,
 )
-from usbwriter.boot.verdict import Facts, decide
+from usbwriter.boot.verdict import Facts, classify, decide
 
 BOOTX64 = EfiLoader("/EFI/BOOT/BOOTX64.EFI", "x64", 0x8664, 4096, True, False)
 BOOTIA32 = EfiLoader("/EFI/BOOT/BOOTIA32.EFI", "ia32", 0x14C, 4096, True, False)
@@ -97,7 +99,8 @@ def facts(**kw: Any) -> Facts:
 
 
 def test_no_signature_boots_nowhere() -> None:
-    v = decide(facts())
+    x86 = ElToritoEntry(1, 0, "x86", 0, True, "none", 0, 0, 4, 30, 30 * 2048, None, None)
+    v = decide(facts(iso=True, eltorito=ElTorito(20, True, (x86,), ())))
     assert (v.bios, v.uefi) == ("no", "no")
     assert v.reasons[0].startswith("BIOS: sector 0 has no boot signature")
     assert v.reasons[-1] == "UEFI: no EFI loader anywhere in the image."
@@ -181,6 +184,90 @@ def test_a_gpt_behind_a_non_protective_mbr_is_ignored() -> None:
 
 def test_windows_installer_comes_first_and_never_boots_uefi_from_el_torito() -> None:
     efi = (volume("El Torito entry 2", "eltorito", BOOTX64),)
-    v = decide(facts(efi=efi, windows_installer=True, windows_evidence="UDF file system"))
+    v = decide(facts(iso=True, efi=efi, windows_installer=True, windows_evidence="UDF file system"))
     assert (v.bios, v.uefi) == ("no", "no")
     assert v.reasons[0].startswith("This is a Windows installer image (UDF file system).")
+
+
+# ---- a compressed image read in part: "unknown", never a "no" it cannot show ------------------
+
+PART = 64 << 20  # what was decompressed
+
+
+def test_grub_core_past_the_part_read_is_unknown() -> None:
+    m = mbr("grub2", target=PART + 512, target_ok=None)
+    v = decide(facts(mbr=m, decompressed=PART))
+    assert v.bios == "unknown"
+    assert v.reasons[0] == (
+        "BIOS: the MBR carries GRUB boot code, which loads GRUB's core image from sector "
+        "131,073, past the first 64 MiB of the compressed image, which is all that was "
+        "decompressed; whether it is there was not read."
+    )
+
+
+def test_active_partition_past_the_part_read_is_unknown() -> None:
+    m = mbr("dos-mbr", (part(1, 200_000, bootable=True),))
+    v = decide(facts(mbr=m, decompressed=PART, boot_sectors_unread=frozenset({200_000})))
+    assert v.bios == "unknown" and "that partition starts past the first 64 MiB" in v.reasons[0]
+
+
+def test_an_esp_past_the_part_read_is_unknown_unless_another_boots() -> None:
+    unread = replace(volume("GPT partition 2 (EFI system partition)", "gpt"), fat=False,
+                     unread=True)  # fmt: skip
+    v = decide(facts(efi=(unread,), decompressed=PART))
+    assert v.uefi == "unknown"
+    assert "GPT partition 2 (EFI system partition) starts past the first 64 MiB" in v.reasons[-1]
+    found = volume("GPT partition 1 (EFI system partition)", "gpt", BOOTX64)
+    assert decide(facts(efi=(found, unread), decompressed=PART)).uefi == "yes"
+    not_read = replace(BOOTX64, arch="not-read")
+    cut = volume("GPT partition 1 (EFI system partition)", "gpt", not_read)
+    assert decide(facts(efi=(cut,), decompressed=PART)).uefi == "unknown"
+
+
+def test_a_damaged_primary_gpt_whose_backup_was_not_read_is_unknown() -> None:
+    g = replace(gpt(), primary_ok=False, backup_ok=None, problems=("GPT header fails its CRC",))
+    v = decide(facts(gpt=g, decompressed=PART, gpt_backup_unread=True))
+    assert v.uefi == "unknown" and "backup GPT" in v.reasons[-1]
+
+
+# ---- what the image is for -------------------------------------------------------------------
+
+
+def board(*files: str, spl: str | None = None, unread: bool = False) -> BoardSigns:
+    p = BootPartition("MBR partition 1 (type 0x0c)", 1 << 20, None if unread else "fat",
+                      tuple(files), unread=unread)  # fmt: skip
+    name = {"allwinner": "Allwinner SPL (eGON.BT0)"}.get(spl or "")
+    return BoardSigns(spl, 8192 if spl else None, name, (p,))
+
+
+DATA = mbr(None, (part(1, 2048),))
+
+
+@pytest.mark.parametrize(
+    ("kw", "kind", "words"),
+    [
+        ({"board": board("/bootcode.bin", "/config.txt")}, "board:raspberry-pi",
+         "a Raspberry Pi"),
+        ({"board": board("/config.txt")}, "data-disk", "a data disk"),
+        ({"board": board(spl="allwinner")}, "board:u-boot",
+         "a board booting with U-Boot (Allwinner SPL)"),
+        ({"board": board("/boot/boot.scr")}, "board:u-boot",
+         "a board booting with U-Boot (boot/boot.scr)"),
+        ({"board": board(unread=True), "decompressed": PART}, "unknown-disk",
+         "not known: its first partition was not decompressed"),
+        ({"board": board()}, "data-disk", "a data disk"),
+    ],
+)  # fmt: skip
+def test_classify_disks(kw: dict[str, Any], kind: str, words: str) -> None:
+    f = facts(mbr=DATA, **kw)
+    v = decide(f)
+    assert (v.bios, v.uefi) == ("no", "no")
+    assert classify(f, v.bios, v.uefi)[:2] == (kind, words)
+    assert classify(f, v.bios, v.uefi)[2] == v.reasons[0]
+
+
+def test_a_board_that_also_boots_a_pc_is_a_pc_disk() -> None:
+    f = facts(mbr=DATA, board=board("/start4.elf"),
+              efi=(volume("MBR partition 1 (type 0x0c)", "mbr", BOOTX64, esp=False),))  # fmt: skip
+    v = decide(f)
+    assert v.uefi == "yes" and classify(f, v.bios, v.uefi)[:2] == ("pc-disk", "a PC (UEFI)")

@@ -137,7 +137,9 @@ def _list(image: str, offset: int) -> tuple[tuple[EfiLoader, ...], str | None]:
 
 def _file_key(r: ImageReader, offset: int, size: int) -> tuple[int, ...] | None:
     """Identity of a FAT inside a regular file (None for devices and in-memory images,
-    whose contents can change unseen)."""
+    whose contents can change unseen, and for a compressed image's temporary file)."""
+    if r.tool_path != r.path:
+        return None
     try:
         st = os.fstat(r.f.fileno())
     except (AttributeError, OSError, ValueError):
@@ -158,7 +160,7 @@ def efi_loaders(r: ImageReader, offset: int, size: int) -> tuple[tuple[EfiLoader
             if hit is not None:
                 _cache.move_to_end(key)
                 return hit
-    result = _list(r.path, offset)
+    result = _list(r.tool_path, offset)
     if key is not None:
         with _cache_lock:
             _cache[key] = result

@@ -109,7 +109,9 @@ def read_gpt(r: ImageReader) -> Gpt | None:
             problems.append(eprob)
     backup_ok: bool | None = None
     alt = u64le(h, 32) if hok else (r.size // sector) - 1
-    if alt > 1 and (alt + 1) * sector <= r.size:
+    if not r.known(alt * sector, sector):
+        pass  # past what was decompressed of a compressed image: not read (None)
+    elif alt > 1 and (alt + 1) * sector <= r.size:
         bh, bok, _ = _header(r, alt, sector)
         if bh is not None and bok:
             braw, beok, _ = _entries(r, bh, sector)

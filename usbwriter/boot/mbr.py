@@ -170,11 +170,15 @@ def loader_target(r: ImageReader, b: bytes, loader: str | None) -> tuple[int | N
         lba = u64le(b, 0x5C) or u64le(b, 0x1B0)
         if lba == 0 or lba > r.size // SECTOR:
             return (lba * SECTOR if lba else None), False
+        if not r.known(lba * SECTOR, SECTOR):
+            return lba * SECTOR, None  # past what was decompressed of a compressed image
         nxt = r.read(lba * SECTOR, SECTOR)
         return lba * SECTOR, len(nxt) == SECTOR and any(nxt)
     if loader == "isohybrid":
         lba = u32le(b, 0x1B0)  # isolinux.bin's 512-byte sector
         off = lba * SECTOR
+        if not r.known(off, 0x44):
+            return off, None
         head = r.read(off, 0x44)
         return off, len(head) == 0x44 and head[0x40:0x44] == ISOLINUX_HYBRID_SIGNATURE
     return None, None
@@ -186,19 +190,28 @@ def boot_sector_at(r: ImageReader, lba: int) -> bool:
     return b is not None and b[510:512] == b"\x55\xaa" and any(b[:440])
 
 
-def chained_boot_sectors(r: ImageReader, mbr: Mbr | None, gpt: Gpt | None) -> frozenset[int]:
-    """Of the partitions the MBR's boot code may chainload (every MBR entry for mbr.bin,
-    altmbr.bin and DOS MBRs; the GPT's legacy BIOS bootable ones for gptmbr.bin), the
-    first LBAs whose sector is a boot sector."""
+def chain_candidates(mbr: Mbr | None, gpt: Gpt | None) -> frozenset[int]:
+    """The first LBAs of the partitions the MBR's boot code may chainload: every MBR
+    entry for mbr.bin, altmbr.bin and DOS MBRs; the GPT's legacy BIOS bootable ones for
+    gptmbr.bin."""
     if mbr is None:
         return frozenset()
     if mbr.loader in CHAINLOADERS:
-        lbas = {p.start_lba for p in mbr.partitions if p.type != 0}
-    elif mbr.loader == "syslinux-gptmbr" and gpt is not None:
-        lbas = {p.first_lba for p in gpt.partitions if p.legacy_bios_bootable}
-    else:
-        return frozenset()
-    return frozenset(lba for lba in lbas if boot_sector_at(r, lba))
+        return frozenset(p.start_lba for p in mbr.partitions if p.type != 0)
+    if mbr.loader == "syslinux-gptmbr" and gpt is not None:
+        return frozenset(p.first_lba for p in gpt.partitions if p.legacy_bios_bootable)
+    return frozenset()
+
+
+def chained_boot_sectors(r: ImageReader, mbr: Mbr | None, gpt: Gpt | None) -> frozenset[int]:
+    """Of the partitions the MBR's boot code may chainload, the first LBAs whose sector
+    is a boot sector."""
+    return frozenset(lba for lba in chain_candidates(mbr, gpt) if boot_sector_at(r, lba))
+
+
+def chained_unread(r: ImageReader, mbr: Mbr | None, gpt: Gpt | None) -> frozenset[int]:
+    """Of those partitions, the first LBAs past what was decompressed of the image."""
+    return frozenset(lba for lba in chain_candidates(mbr, gpt) if not r.known(lba * SECTOR, SECTOR))
 
 
 def altmbr_partition(r: ImageReader) -> int | None:

@@ -6,9 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BiosVerdict = Literal["yes", "no"]
-UefiVerdict = Literal["yes", "firmware-dependent", "no"]
+# "unknown" only for a compressed image whose deciding parts lie past what was decompressed
+BiosVerdict = Literal["yes", "no", "unknown"]
+UefiVerdict = Literal["yes", "firmware-dependent", "no", "unknown"]
 Via = Literal["gpt", "mbr", "eltorito", "disk"]
+#: What the image is for: "iso", "data-iso" (an ISO with no boot records), "pc-disk",
+#: "board:raspberry-pi", "board:u-boot", "board:uefi" (a disk whose only EFI loaders are
+#: for another architecture), "data-disk"; "unknown-disk" when a compressed image's first
+#: partition lies past the part decompressed. (A file that is none raises NotADiskImage.)
+ImageKind = str
 
 
 def as_json(value: Any) -> Any:
@@ -147,7 +153,7 @@ class Gpt:
     primary_ok: bool  # header signature, CRC and entry-array CRC all good
     header_crc_ok: bool
     entries_crc_ok: bool
-    backup_ok: bool | None  # None when the backup lies beyond the file
+    backup_ok: bool | None  # None: the backup lies beyond the file (or was not decompressed)
     disk_guid: str
     first_usable_lba: int
     last_usable_lba: int
@@ -173,7 +179,9 @@ class AppleMap:
 @dataclass(frozen=True)
 class EfiLoader:
     path: str  # as found in the FAT, e.g. /EFI/BOOT/BOOTX64.EFI
-    arch: str  # x64, ia32, aa64, arm, riscv64, loongarch64, unknown, not-pe
+    # x64, ia32, aa64, arm, riscv64, loongarch64, unknown, not-pe; "not-read" when its
+    # bytes lie past the part of a compressed image that was decompressed
+    arch: str
     machine: int | None  # the PE/COFF machine field
     size: int
     removable_path: bool  # \EFI\BOOT\BOOT<ARCH>.EFI matching its own architecture
@@ -192,12 +200,51 @@ class EfiVolume:
     fat: bool
     error: str | None
     loaders: tuple[EfiLoader, ...] = field(default=())
+    # a compressed image read in part: the volume starts past what was decompressed (so
+    # whether it is FAT is not known), or it runs on past it (files there were not seen)
+    unread: bool = False
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class Compression:
+    """A compressed image file: the report is of the image inside, from its first part."""
+
+    format: str  # xz, gzip, bzip2, zstd, lz4, zip
+    file_size: int  # the compressed file
+    image_size: int | None  # decompressed; None when the file does not record it
+    size_from: str  # "xz index", "zstd frame header", "decompressed" (it ended early)...
+    member: str | None  # zip: the file inside the archive
+    decompressed: int  # bytes of the image decompressed and read
+    whole: bool  # the whole image was read (it ends within what was decompressed)
+
+
+@dataclass(frozen=True)
+class BootPartition:
+    """A partition a board's boot ROM or boot loader reads its files from."""
+
+    source: str  # "MBR partition 1 (type 0x0c)"
+    offset: int
+    fs: str | None  # "fat", "ext", None (neither, or not read)
+    files: tuple[str, ...]  # the board boot files found there (paths, lower case)
+    error: str | None = None  # why its files could not be read (no tool, damaged...)
+    unread: bool = False  # it starts past the part of a compressed image decompressed
+
+
+@dataclass(frozen=True)
+class BoardSigns:
+    """What marks a disk image as one for a single-board computer, not a PC."""
+
+    spl: str | None  # "allwinner" (eGON.BT0), "rockchip" (idbloader), None
+    spl_offset: int | None
+    spl_name: str | None  # for people: "Allwinner SPL (eGON.BT0)"
+    partitions: tuple[BootPartition, ...]
 
 
 @dataclass(frozen=True)
 class BootReport:
     path: str
-    size: int
+    size: int | None  # the image's (decompressed); None when only decompressing tells
     kind: Literal["iso9660", "udf", "disk"]
     boot: Verdict
     iso: IsoVolume | None
@@ -208,6 +255,11 @@ class BootReport:
     efi: tuple[EfiVolume, ...]
     windows_installer: bool
     problems: tuple[str, ...]
+    image_kind: ImageKind = "iso"
+    for_hardware: str = ""  # what the image is for, in words: "a Raspberry Pi"
+    board: BoardSigns | None = None
+    compression: Compression | None = None
+    not_read: tuple[str, ...] = ()  # what lies past the part of a compressed image read
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict; its "boot" key holds "bios", "uefi" and "reasons"."""

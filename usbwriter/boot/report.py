@@ -2,9 +2,13 @@
 
 Everything is read directly from the image with bounded reads (ISO 9660 volume
 descriptors, El Torito catalog, MBR, GPT, Apple partition map); pycdlib reads the file
-tree and mtools reads FAT file systems. All reading is done before `verdict.decide`,
-which sees only the facts. Unreadable or unrecognisable input raises BadImage with a
-one-line message; damaged structures are reported, never raised.
+tree, mtools reads FAT file systems and debugfs ext ones (boards.py). All reading is done
+before `verdict.decide`, which sees only the facts. Unreadable or unrecognisable input
+raises BadImage with a one-line message; damaged structures are reported, never raised.
+
+A compressed image is inspected from its first part, decompressed (compressed.py); what
+the report would need from past that part is listed under ``not_read`` and never taken
+for missing or damaged.
 """
 
 from __future__ import annotations
@@ -12,56 +16,75 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 from typing import Literal
 
 from usbwriter.boot import fat, iso9660
-from usbwriter.boot.eltorito import read_eltorito
-from usbwriter.boot.gpt import read_gpt
+from usbwriter.boot.boards import read_boards
+from usbwriter.boot.compressed import DECOMPRESS_LIMIT, decompressed
+from usbwriter.boot.eltorito import catalog_lba, read_eltorito
+from usbwriter.boot.gpt import ESP_GUID, read_gpt
 from usbwriter.boot.mbr import (
     EXTENDED_TYPES,
     BootSector,
     altmbr_partition,
     chained_boot_sectors,
+    chained_unread,
     mbr_partitions_valid,
     read_apm,
     read_mbr,
 )
 from usbwriter.boot.model import (
     BootReport,
+    Compression,
     EfiLoader,
     EfiVolume,
     ElTorito,
     Gpt,
+    IsoMd5,
     IsoVolume,
     Mbr,
     Via,
 )
 from usbwriter.boot.reader import ImageReader
 from usbwriter.boot.text import render_text
-from usbwriter.boot.verdict import Facts, decide
+from usbwriter.boot.verdict import Facts, classify, decide
 from usbwriter.errors import BadImage
+from usbwriter.sources import detect_format
 
-__all__ = ["inspect_image", "render_text"]
+__all__ = ["NotADiskImage", "inspect_image", "render_text"]
 
 log = logging.getLogger(__name__)
 
 MAX_EFI_VOLUMES = 16
+# MBR types and GPT types a FAT file system is found under (firmware reads FAT anywhere,
+# but a partition past the part of a compressed image read counts only if typed so)
+FAT_MBR_TYPES = frozenset({0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E, 0x11, 0x14, 0x16, 0x1B, 0x1C,
+                           0x1E, 0xEF})  # fmt: skip
+FAT_GPT_TYPES = frozenset({ESP_GUID, "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"})
+
+
+class NotADiskImage(BadImage):
+    """The file holds no ISO 9660 or UDF volume, partition table or boot sector."""
+
+
 WINDOWS_FILES = ("/sources/install.wim", "/sources/install.esd", "/sources/install.swm")
-COMPRESSED_MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"PK\x03\x04", "zip"),
-    (b"\x04\x22\x4d\x18", "lz4"),
-)
 
 
-def inspect_image(path: str | os.PathLike[str], *, verify_checksum: bool = True) -> BootReport:
+def inspect_image(
+    path: str | os.PathLike[str],
+    *,
+    verify_checksum: bool = True,
+    member: str | None = None,
+    decompress_limit: int = DECOMPRESS_LIMIT,
+) -> BootReport:
     """Read the image's boot records and decide how it boots from a USB stick.
 
-    verify_checksum=False skips hashing the image for an implantisomd5 checksum.
-    Raises BadImage for unreadable or unrecognisable input.
+    A compressed file (xz, gzip, bzip2, zstd, lz4, zip: MEMBER names the file in a zip
+    holding several) is inspected from the first DECOMPRESS_LIMIT bytes of the image
+    inside. verify_checksum=False skips hashing the image for an implantisomd5 checksum.
+    Raises BadImage for unreadable or unrecognisable input (NotADiskImage when it is
+    readable but not a disk or ISO image).
     """
     name = os.fspath(path)
     try:
@@ -72,13 +95,35 @@ def inspect_image(path: str | os.PathLike[str], *, verify_checksum: bool = True)
         r = ImageReader(name, f)
         if r.size == 0:
             raise BadImage(f"{name}: the file is empty")
-        if r.size < 512:
-            raise BadImage(f"{name}: too short for a disk or ISO image ({r.size} bytes)")
-        return _inspect(r, verify_checksum)
+        fmt = _compressed_format(r)
+        if fmt is None:
+            if r.size < 512:
+                raise BadImage(f"{name}: too short for a disk or ISO image ({r.size} bytes)")
+            return _inspect(r, verify_checksum)
+    with decompressed(name, member=member, limit=decompress_limit) as (inner, compression):
+        if inner.size_known and inner.size < 512:
+            raise BadImage(
+                f"{name}: the image in the {fmt} file is too short for a disk or ISO image "
+                f"({inner.size} bytes)"
+            )
+        return _inspect(inner, verify_checksum, compression)
 
 
-def _inspect(r: ImageReader, verify_checksum: bool) -> BootReport:
+def _compressed_format(r: ImageReader) -> str | None:
+    """The compression format of a regular file, by its magic bytes."""
+    try:
+        regular = stat.S_ISREG(os.fstat(r.f.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        regular = False
+    fmt = detect_format(r.read(0, 16))
+    return fmt if regular and fmt != "raw" else None
+
+
+def _inspect(
+    r: ImageReader, verify_checksum: bool, compression: Compression | None = None
+) -> BootReport:
     problems: list[str] = []
+    not_read: dict[str, None] = {}  # what lies past the part of a compressed image read
     descs = iso9660.read_descriptors(r)
     problems += descs.problems
     mbr, bs = read_mbr(r)
@@ -86,20 +131,26 @@ def _inspect(r: ImageReader, verify_checksum: bool) -> BootReport:
     apm = read_apm(r)
     superfloppy = bool(bs and (bs.fat or bs.ntfs or bs.exfat))
     if descs.pvd is None and descs.udf_revision is None and not (mbr or gpt or apm):
-        raise BadImage(_unrecognised(r))
+        raise NotADiskImage(_unrecognised(r, compression))
     if gpt:
         problems += [f"GPT: {p}" for p in gpt.problems]
+        if r.partial and gpt.backup_ok is None:
+            not_read["the backup GPT (at the image's end)"] = None
 
     iso: IsoVolume | None = None
     eltorito: ElTorito | None = None
     tree = iso9660.Tree()
     if descs.pvd is not None:
         pvd = iso9660.parse_pvd(descs.pvd)
+        missed = r.missed
         tree = iso9660.read_tree(r, pvd)
+        if r.missed > missed:  # some of the tree lies past what was decompressed
+            not_read["part of the ISO file tree (paths and sizes from there are missing)"] = None
+            tree.problems = [p for p in tree.problems if "could not be" not in p]
         problems += tree.problems
-        iso = _iso_volume(r, descs, pvd, tree, verify_checksum, problems)
+        iso = _iso_volume(r, descs, pvd, tree, verify_checksum, problems, not_read)
         if descs.boot_record is not None:
-            eltorito = read_eltorito(r, descs.boot_record)
+            eltorito = _read_eltorito(r, descs.boot_record, not_read)
             if eltorito is not None:
                 problems += [f"El Torito: {p}" for p in eltorito.problems]
                 eltorito = _resolve_entries(r, eltorito, tree)
@@ -108,7 +159,14 @@ def _inspect(r: ImageReader, verify_checksum: bool) -> BootReport:
     table_problem = None
     if mbr is not None and mbr.signature and not gpt_used and mbr.partitions:
         table_problem = mbr_partitions_valid(mbr, None)
-    efi = _efi_volumes(r, mbr, bs, gpt, gpt_used, table_problem, eltorito)
+    efi = _efi_volumes(r, mbr, bs, gpt, gpt_used, table_problem, eltorito, not_read)
+    if mbr is not None and mbr.loader_target is not None and mbr.loader_target_ok is None:
+        not_read[f"what the MBR's boot code loads, at byte {mbr.loader_target:,}"] = None
+    unread_chain = chained_unread(r, mbr, gpt)
+    for lba in sorted(unread_chain):
+        not_read[f"the boot sector of the partition at sector {lba:,}"] = None
+    is_iso = descs.pvd is not None or descs.udf_revision is not None
+    board = None if is_iso else read_boards(r, mbr, gpt)
 
     windows, evidence = _windows_installer(iso, tree, mbr)
     facts = Facts(
@@ -123,14 +181,22 @@ def _inspect(r: ImageReader, verify_checksum: bool) -> BootReport:
         superfloppy=superfloppy,
         boot_sectors=chained_boot_sectors(r, mbr, gpt),
         altmbr_partition=altmbr_partition(r) if mbr is not None else None,
+        decompressed=r.limit if r.partial else None,
+        boot_sectors_unread=unread_chain,
+        gpt_backup_unread=bool(
+            r.partial and gpt is not None and not gpt.primary_ok and gpt.backup_ok is None
+        ),
+        iso=is_iso,
+        board=board,
     )
     verdict = decide(facts)
+    image_kind, for_hardware, _ = classify(facts, verdict.bios, verdict.uefi)
     kind: Literal["iso9660", "udf", "disk"] = (
         "iso9660" if descs.pvd is not None else ("udf" if descs.udf_revision else "disk")
     )
     return BootReport(
         path=r.path,
-        size=r.size,
+        size=r.size if r.size_known else None,
         kind=kind,
         boot=verdict,
         iso=iso,
@@ -141,17 +207,36 @@ def _inspect(r: ImageReader, verify_checksum: bool) -> BootReport:
         efi=efi,
         windows_installer=windows,
         problems=tuple(problems),
+        image_kind=image_kind,
+        for_hardware=for_hardware,
+        board=board,
+        compression=compression,
+        not_read=tuple(not_read),
     )
 
 
-def _unrecognised(r: ImageReader) -> str:
+def _unrecognised(r: ImageReader, compression: Compression | None = None) -> str:
     head = r.read(0, 16)
-    for magic, fmt in COMPRESSED_MAGIC:
-        if head.startswith(magic):
-            return f"{r.path}: {fmt}-compressed data; decompress it to inspect the image inside"
+    inside = f" (the image in the {compression.format} file)" if compression else ""
+    fmt = detect_format(head)
+    if fmt != "raw":  # compressed twice
+        return f"{r.path}{inside}: {fmt}-compressed data inside; not a disk or ISO image"
     if not any(r.read(0, 64 << 10)):
-        return f"{r.path}: not a disk or ISO image: its first 64 KiB are all zero"
-    return f"{r.path}: not a disk or ISO image: no ISO 9660 volume, partition table or boot sector"
+        return f"{r.path}{inside}: not a disk or ISO image: its first 64 KiB are all zero"
+    return (
+        f"{r.path}{inside}: not a disk or ISO image: no ISO 9660 volume, partition table "
+        "or boot sector"
+    )
+
+
+def _read_eltorito(
+    r: ImageReader, boot_record: bytes, not_read: dict[str, None]
+) -> ElTorito | None:
+    lba = catalog_lba(boot_record)
+    if lba is not None and not r.known(lba * iso9660.BLOCK, iso9660.BLOCK):
+        not_read[f"the El Torito boot catalog at byte {lba * iso9660.BLOCK:,}"] = None
+        return None
+    return read_eltorito(r, boot_record)
 
 
 def _iso_volume(
@@ -161,21 +246,30 @@ def _iso_volume(
     tree: iso9660.Tree,
     verify_checksum: bool,
     problems: list[str],
+    not_read: dict[str, None],
 ) -> IsoVolume:
     assert descs.pvd is not None
     block = pvd.block_size if pvd.block_size in (512, 1024, 2048) else 2048
     if pvd.block_size != 2048:
         problems.append(f"ISO 9660: unusual logical block size {pvd.block_size}")
     volume_bytes = pvd.volume_blocks * block
-    truncated = volume_bytes > r.size
+    truncated = r.size_known and volume_bytes > r.size
     if truncated:
         problems.append(
             f"ISO 9660: the volume is {volume_bytes:,} bytes but the file has only "
             f"{r.size:,}: the image is truncated (an incomplete download?)"
         )
+    elif not r.size_known:
+        not_read["whether the image is complete (the compressed file does not record its size)"] = (
+            None
+        )
+    appdata = descs.pvd[883 : 883 + 512]
     md5 = iso9660.check_isomd5(
-        r, descs.pvd_offset, volume_bytes, descs.pvd[883 : 883 + 512], verify_checksum
+        r, descs.pvd_offset, volume_bytes, appdata, verify_checksum and not r.partial
     )
+    if md5 is not None and r.partial:
+        md5 = IsoMd5(md5.expected, md5.skip_sectors, False, None, None, "not read")
+        not_read["the image's implanted MD5 checksum (it covers the whole image)"] = None
     if md5 is not None and md5.matches is False:
         problems.append("implantisomd5: the image does not match its embedded checksum")
     # The descriptor's own fields, as parsed; the root directory record stays behind.
@@ -224,13 +318,17 @@ def _efi_volumes(
     gpt_used: bool,
     table_problem: str | None,
     eltorito: ElTorito | None,
+    not_read: dict[str, None],
 ) -> tuple[EfiVolume, ...]:
-    # (source, via, offset, declared size, typed as ESP)
-    cands: list[tuple[str, Via, int, int, bool]] = []
+    # (source, via, offset, declared size, typed as ESP, typed as FAT)
+    cands: list[tuple[str, Via, int, int, bool, bool]] = []
     if gpt_used and gpt is not None:
         for gp in gpt.partitions:
             label = "EFI system partition" if gp.esp else (gp.name or gp.type_name)
-            cands.append((f"GPT partition {gp.index} ({label})", "gpt", gp.offset, gp.size, gp.esp))
+            cands.append(
+                (f"GPT partition {gp.index} ({label})", "gpt", gp.offset, gp.size, gp.esp,
+                 gp.type_guid in FAT_GPT_TYPES)
+            )  # fmt: skip
     elif mbr is not None and mbr.signature and not table_problem:
         for mp in mbr.partitions:
             if mp.type in (0, 0xEE) or mp.type in EXTENDED_TYPES or mp.sectors == 0:
@@ -242,19 +340,27 @@ def _efi_volumes(
                     mp.start_lba * 512,
                     mp.sectors * 512,
                     mp.type == 0xEF,
+                    mp.type in FAT_MBR_TYPES,
                 )
             )
     if not cands and bs is not None and bs.fat:
-        cands.append(("the whole disk", "disk", 0, r.size, False))
+        cands.append(("the whole disk", "disk", 0, r.size, False, True))
     if eltorito is not None:
         for e in eltorito.entries:
             if e.platform == "efi":
                 cands.append(
-                    (f"El Torito entry {e.index}", "eltorito", e.offset, e.size or 0, True)
+                    (f"El Torito entry {e.index}", "eltorito", e.offset, e.size or 0, True, True)
                 )
     volumes = []
     seen: dict[tuple[int, int], tuple[tuple[EfiLoader, ...], str | None]] = {}
-    for source, via, offset, _size, esp_type in cands[:MAX_EFI_VOLUMES]:
+    for source, via, offset, declared, esp_type, fat_typed in cands[:MAX_EFI_VOLUMES]:
+        if not r.known(offset, 512):  # past the part of a compressed image read
+            not_read[f"{source} at byte {offset:,}"] = None
+            if fat_typed:
+                volumes.append(
+                    EfiVolume(source, via, offset, declared, esp_type, False, None, unread=True)
+                )
+            continue
         size = fat.fat_region(r, offset)
         if size is None:
             if esp_type:
@@ -263,8 +369,46 @@ def _efi_volumes(
         if (offset, size) not in seen:
             seen[offset, size] = fat.efi_loaders(r, offset, size)
         loaders, error = seen[offset, size]
-        volumes.append(EfiVolume(source, via, offset, size, esp_type, True, error, loaders))
+        complete = r.known(offset, size)
+        if not complete:
+            loaders = tuple(
+                dataclasses.replace(ld, arch="not-read") if ld.arch == "not-pe" else ld
+                for ld in loaders
+            )
+            not_read[f"{source} past byte {r.limit:,} (files stored there were not seen)"] = None
+            for ld in loaders:
+                if ld.arch == "not-read":
+                    not_read[f"{ld.path} in {source}"] = None
+            if error is not None:  # its FAT lies past the part read
+                volumes.append(
+                    EfiVolume(source, via, offset, size, esp_type, True, None, unread=True,
+                              complete=False)
+                )  # fmt: skip
+                continue
+        volumes.append(
+            EfiVolume(source, via, offset, size, esp_type, True, error, loaders, complete=complete)
+        )
+    _partitions_past(r, mbr, gpt, gpt_used, not_read)
     return tuple(volumes)
+
+
+def _partitions_past(
+    r: ImageReader, mbr: Mbr | None, gpt: Gpt | None, gpt_used: bool, not_read: dict[str, None]
+) -> None:
+    """Note the partitions that start past the part of a compressed image read."""
+    if not r.partial:
+        return
+    if gpt is not None and (gpt_used or mbr is None or not mbr.partitions):
+        for gp in gpt.partitions:
+            if not r.known(gp.offset, 512):
+                label = "EFI system partition" if gp.esp else (gp.name or gp.type_name)
+                not_read[f"GPT partition {gp.index} ({label}) at byte {gp.offset:,}"] = None
+    elif mbr is not None:
+        for mp in mbr.partitions:
+            if mp.type not in (0, 0xEE) and not r.known(mp.start_lba * 512, 512):
+                source = f"MBR partition {mp.index} (type 0x{mp.type:02x})"
+                if f"{source} at byte {mp.start_lba * 512:,}" not in not_read:
+                    not_read[f"{source} at byte {mp.start_lba * 512:,} ({mp.type_name})"] = None
 
 
 def _windows_installer(

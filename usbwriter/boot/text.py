@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from usbwriter.boot.model import BootReport, ElToritoEntry
 
-UEFI_WORDS = {"yes": "yes", "no": "no", "firmware-dependent": "depends on the firmware"}
+UEFI_WORDS = {
+    "yes": "yes",
+    "no": "no",
+    "firmware-dependent": "depends on the firmware",
+    "unknown": "unknown (not read without decompressing everything)",
+}
+NOT_READ_HEAD = "Not read without decompressing everything"
 
 
-def _size(n: int) -> str:
+def _size(n: int | None) -> str:
+    if n is None:
+        return "size unknown"
     for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= div:
             return f"{n / div:.1f} {unit}"
@@ -30,17 +38,72 @@ def _entry_line(e: ElToritoEntry) -> str:
     )
 
 
+def _found(ok: bool | None) -> str:
+    return (
+        "not read (past the part decompressed)" if ok is None else ("found" if ok else "NOT FOUND")
+    )
+
+
+def compression_words(fmt: str, file_size: int) -> str:
+    """'xz-compressed (a 1.1 MiB file)'."""
+    return f"{fmt}-compressed (a {_size(file_size)} file)"
+
+
+def image_size_words(size: int | None, size_from: str) -> str:
+    if size is None:
+        return "size not recorded in the compressed file"
+    how = "known once decompressed" if size_from == "decompressed" else f"from the {size_from}"
+    return f"{_size(size)} ({how})"
+
+
+def read_words(decompressed: int, whole: bool) -> str:
+    """How much of a compressed image the report read."""
+    if whole:
+        return f"the whole image ({_size(decompressed)}), decompressed"
+    return f"the first {_size(decompressed)}, decompressed; the rest was not read"
+
+
 def render_text(report: BootReport) -> str:
     out: list[str] = []
     add = out.append
     kinds = {"iso9660": "ISO 9660 image", "udf": "UDF image", "disk": "disk image"}
-    add(f"{report.path}: {kinds[report.kind]}, {_size(report.size)}")
+    what = kinds[report.kind]
+    if report.image_kind.startswith("board:"):
+        what += f" for {report.for_hardware}"
+    elif report.image_kind in ("data-disk", "data-iso"):
+        what += f" ({report.for_hardware})"
+    c = report.compression
+    packed = f", {compression_words(c.format, c.file_size)}" if c is not None else ""
+    add(f"{report.path}: {what}, {_size(report.size)}{packed}")
     add("")
     add("Written raw to a USB stick, it boots:")
-    add(f"  BIOS (legacy): {report.boot.bios}")
+    add(f"  BIOS (legacy): {UEFI_WORDS[report.boot.bios]}")
     add(f"  UEFI (x86-64): {UEFI_WORDS[report.boot.uefi]}")
     for reason in report.boot.reasons:
         add(f"  - {reason}")
+
+    if c is not None:
+        add("")
+        add("Compressed file")
+        member = f", member {c.member}" if c.member else ""
+        add(f"  {'Format:':13} {c.format}, {_size(c.file_size)} file{member}")
+        add(f"  {'Image:':13} {image_size_words(c.image_size, c.size_from)}")
+        add(f"  {'Read:':13} {read_words(c.decompressed, c.whole)}")
+    if report.not_read:
+        add("")
+        add(NOT_READ_HEAD)
+        for item in report.not_read:
+            add(f"  - {item}")
+
+    board = report.board
+    if board is not None and (board.spl_name or any(p.files for p in board.partitions)):
+        add("")
+        add("Board boot files")
+        if board.spl_name:
+            add(f"  {'U-Boot SPL:':13} {board.spl_name} at byte {board.spl_offset or 0:,}")
+        for bp in board.partitions:
+            if bp.files:
+                add(f"  {bp.source}: {bp.fs or '?'}: {', '.join(f.lstrip('/') for f in bp.files)}")
 
     if report.iso is not None:
         v = report.iso
@@ -103,10 +166,7 @@ def render_text(report: BootReport) -> str:
             f"{mb.loader_name if mb.loader_name else 'none'}"
         )
         if mb.loader_target is not None:
-            add(
-                f"  Boot code loads from byte {mb.loader_target:,}: "
-                f"{'found' if mb.loader_target_ok else 'NOT FOUND'}"
-            )
+            add(f"  Boot code loads from byte {mb.loader_target:,}: {_found(mb.loader_target_ok)}")
         if mb.protective:
             add(f"  Protective MBR for a GPT{' (hybrid)' if mb.hybrid else ''}")
         for p in mb.partitions:
@@ -120,7 +180,10 @@ def render_text(report: BootReport) -> str:
     if report.gpt is not None:
         g = report.gpt
         add("")
-        backup = {None: "beyond the image", True: "good", False: "bad"}[g.backup_ok]
+        partial = c is not None and not c.whole
+        backup = {None: "not read" if partial else "beyond the image", True: "good", False: "bad"}[
+            g.backup_ok
+        ]
         add(
             f"GUID partition table ({g.sector_size}-byte sectors): header CRC "
             f"{'good' if g.header_crc_ok else 'BAD'}, entries CRC "
@@ -147,7 +210,9 @@ def render_text(report: BootReport) -> str:
         add("")
         add("EFI loaders")
         for vol in report.efi:
-            if vol.error:
+            if vol.unread:
+                add(f"  {vol.source}: not read (past the part decompressed)")
+            elif vol.error:
                 add(f"  {vol.source}: {vol.error}")
             elif not vol.fat:
                 add(f"  {vol.source}: no FAT file system")
