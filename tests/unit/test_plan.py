@@ -20,8 +20,49 @@ from usbwriter.job import BootFacts, ImageFacts, Plan, Request, TargetFacts, dec
 
 MiB = 1 << 20
 BOOTS = BootFacts("yes", "yes", ("BIOS: GRUB in the MBR", "UEFI: BOOTX64.EFI on the ESP"))
-NO_BOOT = BootFacts("no", "no", ("no boot records",))
+DATA_ISO = BootFacts(
+    "no",
+    "no",
+    ("no boot records",),
+    image_kind="data-iso",
+    for_hardware="a data disc (nothing to boot)",
+)
 UNREADABLE = BootFacts("no", "no", unreadable="truncated volume descriptor")
+NOT_AN_IMAGE = BootFacts(
+    "no",
+    "no",
+    unreadable="not a disk or ISO image: no partition table",
+    image_kind="not-a-disk-image",
+)
+RASPBERRY_PI = BootFacts(
+    "no",
+    "no",
+    ("This image is for a Raspberry Pi",),
+    image_kind="board:raspberry-pi",
+    for_hardware="a Raspberry Pi",
+    compression="xz",
+)
+U_BOOT = BootFacts(
+    "no",
+    "no",
+    image_kind="board:u-boot",
+    for_hardware="a board booting with U-Boot (Allwinner SPL)",
+)
+DATA_DISK = BootFacts("no", "no", image_kind="data-disk", for_hardware="a data disk")
+CD_ONLY = BootFacts(
+    "no",
+    "no",
+    image_kind="iso",
+    for_hardware="a CD or DVD (its boot records are for optical drives)",
+)
+NOT_KNOWN = BootFacts(
+    "unknown",
+    "no",
+    image_kind="pc-disk",
+    for_hardware="a PC",
+    compression="xz",
+    not_read=("what the MBR's boot code loads",),
+)
 ROOT = MountEntry("254:1", "/", "ext4", "/dev/vda1", mount_id=1, parent_id=0)
 STICK_MOUNT = MountEntry("8:1", "/media/stick", "vfat", "/dev/sda1", mount_id=40, parent_id=1)
 NESTED = MountEntry("8:0", "/media/stick/inner", "ext4", "/dev/sda", mount_id=41, parent_id=40)
@@ -96,9 +137,10 @@ LOOP_ON_STICK = (*NODES, BlockNode("loop7", "7:7", backing_devno="8:0"))
 DM_ON_STICK = (*NODES, BlockNode("dm-0", "253:0", slaves=("sda",)))
 CASES = [
     Case("usb stick, bootable image", stick()),
-    Case("image boots on nothing", stick(), boot=NO_BOOT, exits=(4,), words="--force",
+    Case("a data ISO (no boot records)", stick(), boot=DATA_ISO, exits=(4,),
+         words="no boot records (a data disc); written to a stick it boots nothing; use --force",
          overridable=True),
-    Case("--force writes it with a warning", stick(), boot=NO_BOOT, request={"force": True},
+    Case("--force writes it with a warning", stick(), boot=DATA_ISO, request={"force": True},
          warns="--force"),
     Case("boot records unreadable", stick(), boot=UNREADABLE, exits=(4,),
          words="could not be read", overridable=True),
@@ -139,6 +181,18 @@ CASES = [
          words="overlaps"),
     Case("image missing and target the system disk", system_disk(), boot=None,
          img=image("missing", error=BadInput("x.iso: no such file or device")), exits=(2, 4)),
+    Case("not a disk or ISO image", stick(), boot=NOT_AN_IMAGE, exits=(4,),
+         words="x.iso: is not a disk or ISO image (not a disk", overridable=True),
+    Case("a Raspberry Pi image: written, with a warning", stick(), boot=RASPBERRY_PI,
+         warns="x.iso: this image is for a Raspberry Pi; it will not boot a PC"),
+    Case("a U-Boot board image: written, with a warning", stick(), boot=U_BOOT,
+         warns="for a board booting with U-Boot (Allwinner SPL); it will not boot a PC"),
+    Case("a data disk image: written, with a warning", stick(), boot=DATA_DISK,
+         warns="this image is a data disk; it will not boot a PC"),
+    Case("an ISO that boots only as a CD: written, with a warning", stick(), boot=CD_ONLY,
+         warns="it will not boot on BIOS or UEFI from a USB stick"),
+    Case("compressed, what decides it not decompressed: written, with a warning", stick(),
+         boot=NOT_KNOWN, warns="not known without decompressing the whole image"),
 ]  # fmt: skip
 
 
@@ -189,3 +243,12 @@ def test_a_plan_changes_nothing_and_says_so_in_json() -> None:
     plan = plan_of(CASES[5])
     d = plan.to_dict()
     assert d["ready"] and d["unmount"] == [{"device": "/dev/sda1", "mountpoint": "/media/stick"}]
+
+
+def test_a_board_image_plan_says_what_it_is_for_in_json() -> None:
+    plan = plan_of(next(c for c in CASES if c.boot is RASPBERRY_PI))
+    d = plan.to_dict()
+    assert d["ready"] and d["blockers"] == []
+    assert d["boot"]["image_kind"] == "board:raspberry-pi"
+    assert d["boot"]["for_hardware"] == "a Raspberry Pi"
+    assert d["boot"]["compression"] == "xz" and d["boot"]["not_read"] == []

@@ -59,19 +59,8 @@ def decide(
         warnings.append(
             "will unmount first: " + ", ".join(f"{m.source} on {m.mountpoint}" for m in unmounts)
         )
-    if image_ok and boot is not None and not boot.bootable:
-        why = (
-            f"its boot records could not be read ({boot.unreadable})"
-            if boot.unreadable
-            else "it will not boot on BIOS or UEFI"
-        )
-        if request.force:
-            warnings.append(f"{image.requested}: {why}; writing it anyway (--force)")
-        else:
-            block(
-                Refused(f"{image.requested}: {why}; use --force to write it", path=image.path),
-                overridable=True,
-            )
+    if image_ok and boot is not None:
+        _check_boot(request, image, boot, block, warnings)
     if target_ok and target.disk is not None:
         warnings.extend(n for n in target.disk.notes if "larger than" in n)
     checked = None
@@ -153,9 +142,53 @@ def _fit(image: ImageFacts, target: TargetFacts) -> UsbWriterError | str | None:
         f"{target.requested}: the image {image.requested} ({human_size(image.size)}) does not "
         f"fit on the device ({human_size(target.size)})"
     )
-    if src is not None and not src.size_exact:
+    if src is not None and src.size_is == "about":
         return f"{words}, going by its {src.size_from}; checked while writing"
     return Refused(words, path=target.requested)
+
+
+def _check_boot(
+    request: Request, image: ImageFacts, boot: BootFacts, block: _Block, warnings: list[str]
+) -> None:
+    """Refuse (a person may confirm past it, or pass --force) only what is clearly a
+    mistake: a file that is not a disk or ISO image, an ISO with no boot records (a data
+    disc), boot records that could not be read. An image that will not boot a PC but is
+    made for something else (a board's, a data disk) is written with a warning. A
+    compressed image's facts are those of the image inside."""
+    name = image.requested
+    why = None
+    if boot.image_kind == "not-a-disk-image":
+        why = f"is not a disk or ISO image ({boot.unreadable})"
+    elif boot.unreadable is not None:
+        why = f"its boot records could not be read ({boot.unreadable})"
+    elif boot.image_kind == "data-iso":
+        why = (
+            "is an ISO image with no boot records (a data disc); written to a stick it "
+            "boots nothing"
+        )
+    if why is not None:
+        if request.force:
+            warnings.append(f"{name}: {why}; writing it anyway (--force)")
+        else:
+            block(
+                Refused(f"{name}: {why}; use --force to write it", path=image.path),
+                overridable=True,
+            )
+        return
+    boots = boot.bios == "yes" or boot.uefi in ("yes", "firmware-dependent")
+    if boots:
+        return
+    if boot.image_kind.startswith("board:"):
+        warnings.append(f"{name}: this image is for {boot.for_hardware}; it will not boot a PC")
+    elif boot.image_kind == "data-disk":
+        warnings.append(f"{name}: this image is a data disk; it will not boot a PC")
+    elif "unknown" in (boot.bios, boot.uefi):
+        warnings.append(
+            f"{name}: whether it boots on BIOS or UEFI is not known without decompressing "
+            "the whole image"
+        )
+    else:
+        warnings.append(f"{name}: it will not boot on BIOS or UEFI from a USB stick")
 
 
 def _check_image(image: ImageFacts, block: _Block) -> bool:

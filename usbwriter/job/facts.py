@@ -149,17 +149,35 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
 
 
 def look_at_boot(image: ImageFacts) -> BootFacts | None:
-    """The boot verdict of an image that is a file or a block device; None otherwise."""
+    """The boot verdict of an image that is a file or a block device, and what it is for;
+    None otherwise. A compressed image's verdict is that of the image inside."""
     if image.error is not None or image.kind not in ("file", "block"):
         return None
-    from usbwriter.boot import inspect_image
+    from usbwriter.boot import NotADiskImage, inspect_image
 
+    member = image.source.member if image.source is not None else None
     try:
-        report = inspect_image(image.path, verify_checksum=False)
+        report = inspect_image(image.path, verify_checksum=False, member=member)
+    except NotADiskImage as e:
+        return BootFacts(
+            "no",
+            "no",
+            unreadable=e.message.removeprefix(f"{image.path}: "),
+            image_kind="not-a-disk-image",
+            for_hardware="nothing: not a disk or ISO image",
+        )
     except BadImage as e:
-        return BootFacts("no", "no", unreadable=e.message)
+        return BootFacts("no", "no", unreadable=e.message.removeprefix(f"{image.path}: "))
     v = report.boot
-    return BootFacts(v.bios, v.uefi, tuple(v.reasons))
+    return BootFacts(
+        v.bios,
+        v.uefi,
+        tuple(v.reasons),
+        image_kind=report.image_kind,
+        for_hardware=report.for_hardware,
+        compression=report.compression.format if report.compression is not None else None,
+        not_read=report.not_read,
+    )
 
 
 def look(

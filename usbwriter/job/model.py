@@ -90,12 +90,19 @@ class TargetFacts:
 
 @dataclass(frozen=True)
 class BootFacts:
-    """The boot report's verdict: will the written stick boot, and why."""
+    """The boot report's verdict: will the written stick boot, and why; and what the image
+    is for (``image_kind``: "iso", "data-iso", "pc-disk", "board:raspberry-pi",
+    "board:u-boot", "board:uefi", "data-disk", "unknown-disk", or "not-a-disk-image" when
+    it is none: see usbwriter.boot.verdict.classify)."""
 
     bios: str
     uefi: str
     reasons: tuple[str, ...] = ()
     unreadable: str | None = None  # why the boot records could not be read
+    image_kind: str = ""  # "" when not known (the records could not be read)
+    for_hardware: str = ""  # in words: "a Raspberry Pi", "a PC (BIOS and UEFI)"
+    compression: str | None = None  # the verdict is of the image inside this format
+    not_read: tuple[str, ...] = ()  # what lies past the part of a compressed image read
 
     @property
     def bootable(self) -> bool:
@@ -105,6 +112,12 @@ class BootFacts:
         d: dict[str, Any] = {"bios": self.bios, "uefi": self.uefi, "reasons": list(self.reasons)}
         if self.unreadable is not None:
             d["unreadable"] = self.unreadable
+        if self.image_kind:
+            d["image_kind"] = self.image_kind
+            d["for_hardware"] = self.for_hardware
+        if self.compression is not None:
+            d["compression"] = self.compression
+            d["not_read"] = list(self.not_read)
         return d
 
 
