@@ -62,15 +62,16 @@ def decompressed(
             fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with open(fd, "r+b") as f:
                 got, ended = _copy(src.stream(), f, limit)
-                exact = info.size is not None and info.size_exact
-                if ended:
-                    recorded = exact and info.size == got
-                    size, known = got, True
-                    size_from = info.size_from if recorded else "decompressed"
-                elif exact and info.size is not None and info.size > got:
-                    size, known, size_from = info.size, True, info.size_from
-                else:
-                    size, known, size_from = UNKNOWN_EXTENT, False, ""
+                size_is = info.size_is if info.size is not None else "unknown"
+                size_from = info.size_from
+                if ended:  # the whole image was decompressed: its size is known
+                    size, known, recorded = got, True, info.size
+                    if not (info.size_exact and info.size == got):
+                        size_is, size_from = "exact", "decompressed"
+                elif info.size_exact and info.size is not None and info.size > got:
+                    size, known, recorded = info.size, True, info.size
+                else:  # not recorded, or only a lower bound or a guess (see SourceInfo)
+                    size, known, recorded = UNKNOWN_EXTENT, False, info.size
                 if size == 0:
                     raise BadImage(f"{path}: the {info.format} file holds an empty image")
                 try:
@@ -85,8 +86,9 @@ def decompressed(
                 compression = Compression(
                     format=info.format,
                     file_size=info.file_size,
-                    image_size=size if known else None,
-                    size_from=size_from,
+                    image_size=recorded if not ended else got,
+                    size_from=size_from if recorded is not None or ended else "",
+                    size_is=size_is,
                     member=info.member,
                     decompressed=got,
                     whole=ended,

@@ -214,6 +214,7 @@ class Compression:
     file_size: int  # the compressed file
     image_size: int | None  # decompressed; None when the file does not record it
     size_from: str  # "xz index", "zstd frame header", "decompressed" (it ended early)...
+    size_is: str  # "exact", "at least" (zstd, lz4 frames), "about" (gzip), "unknown"
     member: str | None  # zip: the file inside the archive
     decompressed: int  # bytes of the image decompressed and read
     whole: bool  # the whole image was read (it ends within what was decompressed)

@@ -260,9 +260,7 @@ def _iso_volume(
             f"{r.size:,}: the image is truncated (an incomplete download?)"
         )
     elif not r.size_known:
-        not_read["whether the image is complete (the compressed file does not record its size)"] = (
-            None
-        )
+        not_read["whether the image is complete (its exact size is not recorded)"] = None
     appdata = descs.pvd[883 : 883 + 512]
     md5 = iso9660.check_isomd5(
         r, descs.pvd_offset, volume_bytes, appdata, verify_checksum and not r.partial

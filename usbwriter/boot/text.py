@@ -49,11 +49,13 @@ def compression_words(fmt: str, file_size: int) -> str:
     return f"{fmt}-compressed (a {_size(file_size)} file)"
 
 
-def image_size_words(size: int | None, size_from: str) -> str:
+def image_size_words(size: int | None, size_from: str, size_is: str = "exact") -> str:
+    """'4.2 MiB (from the xz index)', 'at least 4.2 MiB (from the zstd frame header)'."""
     if size is None:
         return "size not recorded in the compressed file"
     how = "known once decompressed" if size_from == "decompressed" else f"from the {size_from}"
-    return f"{_size(size)} ({how})"
+    qualifier = f"{size_is} " if size_is in ("at least", "about") else ""
+    return f"{qualifier}{_size(size)} ({how})"
 
 
 def read_words(decompressed: int, whole: bool) -> str:
@@ -74,7 +76,10 @@ def render_text(report: BootReport) -> str:
         what += f" ({report.for_hardware})"
     c = report.compression
     packed = f", {compression_words(c.format, c.file_size)}" if c is not None else ""
-    add(f"{report.path}: {what}, {_size(report.size)}{packed}")
+    size = _size(report.size)
+    if report.size is None and c is not None and c.image_size is not None:
+        size = f"{c.size_is} {_size(c.image_size)}"  # "at least 4.2 MiB"
+    add(f"{report.path}: {what}, {size}{packed}")
     add("")
     add("Written raw to a USB stick, it boots:")
     add(f"  BIOS (legacy): {UEFI_WORDS[report.boot.bios]}")
@@ -87,7 +92,7 @@ def render_text(report: BootReport) -> str:
         add("Compressed file")
         member = f", member {c.member}" if c.member else ""
         add(f"  {'Format:':13} {c.format}, {_size(c.file_size)} file{member}")
-        add(f"  {'Image:':13} {image_size_words(c.image_size, c.size_from)}")
+        add(f"  {'Image:':13} {image_size_words(c.image_size, c.size_from, c.size_is)}")
         add(f"  {'Read:':13} {read_words(c.decompressed, c.whole)}")
     if report.not_read:
         add("")

@@ -83,6 +83,7 @@ VERDICT_WORDS = {
     "yes": "will boot",
     "no": "will not boot",
     "firmware-dependent": "depends on the PC: only some firmware boots it",
+    "unknown": "not known without decompressing the whole image",
 }
 
 
@@ -122,9 +123,18 @@ def boot_details(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Volume", f"{iso.get('volume_id') or '(no label)'}  [{fs}]"))
     else:
         rows.append(("Image", "UDF volume" if kind == "udf" else "disk image (no ISO 9660)"))
+    image_kind = str(report.get("image_kind") or "")
+    if image_kind.startswith("board:") or image_kind in ("data-disk", "data-iso"):
+        rows.append(("For", f"{report.get('for_hardware') or '?'}: not a PC"))
     size = report.get("size")
     if isinstance(size, int):
         rows.append(("Size", f"{human_size(size)} ({size:,} bytes)"))
+    packed: Mapping[str, Any] = report.get("compression") or {}
+    if packed:
+        rows.append(("Compressed", _compression_text(packed)))
+    not_read = [str(n) for n in report.get("not_read") or ()]
+    if not_read:
+        rows.append(("Not read", "; ".join(not_read)))
     if iso or report.get("eltorito"):
         rows.append(("El Torito", _eltorito_text(report.get("eltorito") or {})))
     rows.append(("Partitions", _partition_text(report)))
@@ -142,6 +152,21 @@ def boot_details(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     if problems:
         rows.append(("Problems", "; ".join(problems)))
     return rows
+
+
+def _compression_text(packed: Mapping[str, Any]) -> str:
+    """The words `usbwriter inspect` prints for a compressed file, on one line."""
+    from usbwriter.boot.text import compression_words, image_size_words, read_words
+
+    fmt, file_size = str(packed.get("format") or "?"), int(packed.get("file_size") or 0)
+    size = packed.get("image_size")
+    inside = image_size_words(
+        size if isinstance(size, int) else None,
+        str(packed.get("size_from") or ""),
+        str(packed.get("size_is") or "exact"),
+    )
+    read = read_words(int(packed.get("decompressed") or 0), bool(packed.get("whole")))
+    return f"{compression_words(fmt, file_size)}; image {inside}; read: {read}"
 
 
 def _eltorito_text(eltorito: Mapping[str, Any]) -> str:

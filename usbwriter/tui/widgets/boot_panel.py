@@ -14,7 +14,12 @@ from textual.widgets import Static
 
 from usbwriter.tui.format import boot_details, verdict_of, verdict_words
 
-_STYLE = {"yes": "$text-success", "no": "$text-error", "firmware-dependent": "$text-warning"}
+_STYLE = {
+    "yes": "$text-success",
+    "no": "$text-error",
+    "firmware-dependent": "$text-warning",
+    "unknown": "$text-warning",  # a compressed image whose deciding part was not read
+}
 
 
 def verdict_content(report: Mapping[str, Any], *, reasons: bool = True) -> Content:
