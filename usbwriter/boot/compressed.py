@@ -52,8 +52,8 @@ def decompressed(
                 raise BadImage(f"{path}: the zip archive holds no file", path=path)
             if info.member is None:
                 raise BadImage(
-                    f"{path}: the zip archive holds several files ({listed}); say which "
-                    "image to inspect",
+                    f"{path}: the zip archive holds several files ({listed}); extract the "
+                    "image to inspect it",
                     path=path,
                 )
             raise BadImage(f"{path}: no file {info.member!r} in the archive ({listed})", path=path)
