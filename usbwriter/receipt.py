@@ -36,7 +36,9 @@ class Receipt:
     @property
     def file_blake3(self) -> str | None:
         """blake3 of the compressed file as downloaded (None for a raw image)."""
-        return self.write.file_blake3 if self.write is not None else None
+        if self.write is not None:
+            return self.write.file_blake3
+        return self.verify.file_blake3 if self.verify is not None else None
 
     @property
     def verified(self) -> bool:

@@ -42,6 +42,7 @@ class VerifyResult:
     size: int
     seconds: float
     page_cache_bypassed: bool
+    file_blake3: str | None = None  # a compressed image read beside the device: its file's
 
     @property
     def rate(self) -> float:
@@ -97,11 +98,12 @@ def verify_fd(
         expected = expected_blake3
         mismatch = None
         if device_hash != expected and image is not None:
-            mismatch = _compare(reader, image, None, cancel, chunk_size, limit=size)[1]
+            mismatch = _compare(reader, image, None, cancel, chunk_size, limit=size).mismatch
+        file_hash = None
     elif image is not None:
-        expected, mismatch, device_hash, size = _compare(
-            reader, image, progress, cancel, chunk_size, hashing=True
-        )
+        both = _compare(reader, image, progress, cancel, chunk_size, hashing=True)
+        expected, mismatch, device_hash = both.image_blake3, both.mismatch, both.device_blake3
+        size, file_hash = both.length, both.file_blake3
     else:
         raise BadInput("verify needs the image or the hash it was written with")
     return VerifyResult(
@@ -112,7 +114,17 @@ def verify_fd(
         size=size,
         seconds=time.monotonic() - start,
         page_cache_bypassed=reader.direct,
+        file_blake3=file_hash,
     )
+
+
+@dataclass(frozen=True)
+class _Compared:
+    image_blake3: str
+    mismatch: int | None  # the first differing byte
+    device_blake3: str
+    length: int  # bytes compared
+    file_blake3: str | None  # the compressed file's, when read to its end
 
 
 def _hash_device(
@@ -149,7 +161,7 @@ def _compare(
     *,
     hashing: bool = False,
     limit: int | None = None,
-) -> tuple[str, int | None, str, int]:
+) -> _Compared:
     """Read the image (decompressed) and the device side by side to the image's end (or
     LIMIT); (image blake3, first differing byte or None, device blake3, bytes compared).
     An image longer than the device differs at the device's end."""
@@ -188,9 +200,11 @@ def _compare(
                 meter.advance(stream.consumed - meter.done if by_file else i.length)
         except ReadError as e:
             raise _read_error(reader.path, e) from None
+        whole = hashing and src.info.compressed
+        file_hash = stream.file_blake3 if whole else None
     if progress is not None:
         meter.finish()
-    return str(img_h.hexdigest()), mismatch, str(dev_h.hexdigest()), length
+    return _Compared(str(img_h.hexdigest()), mismatch, str(dev_h.hexdigest()), length, file_hash)
 
 
 def _first_difference(x: memoryview | bytes, y: memoryview | bytes) -> int:

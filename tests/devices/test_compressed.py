@@ -284,7 +284,9 @@ def test_round_trip_verify_and_flipped_byte(
 
     ok = usbwriter("verify", "--image", str(f), "--device", dev, "--json", *case.args)
     assert ok.returncode == 0, ok.stderr
-    assert ndjson(ok.stdout)[-1]["verified"] is True
+    checked = ndjson(ok.stdout)[-1]
+    assert checked["verified"] is True
+    assert checked["image"]["file_blake3"] == b3(f)
 
     flip_device_byte(dev, FLIP_AT)
     bad = usbwriter("verify", "--image", str(f), "--device", dev, "--json", *case.args)
