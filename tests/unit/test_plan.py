@@ -138,7 +138,8 @@ DM_ON_STICK = (*NODES, BlockNode("dm-0", "253:0", slaves=("sda",)))
 CASES = [
     Case("usb stick, bootable image", stick()),
     Case("a data ISO (no boot records)", stick(), boot=DATA_ISO, exits=(4,),
-         words="no boot records (a data disc); written to a stick it boots nothing; use --force",
+         words="it will not boot on BIOS or UEFI; it is an ISO image with no boot records (a data "
+               "disc); use --force",
          overridable=True),
     Case("--force writes it with a warning", stick(), boot=DATA_ISO, request={"force": True},
          warns="--force"),
@@ -182,7 +183,8 @@ CASES = [
     Case("image missing and target the system disk", system_disk(), boot=None,
          img=image("missing", error=BadInput("x.iso: no such file or device")), exits=(2, 4)),
     Case("not a disk or ISO image", stick(), boot=NOT_AN_IMAGE, exits=(4,),
-         words="x.iso: is not a disk or ISO image (not a disk", overridable=True),
+         words="x.iso: its boot records could not be read (not a disk or ISO image",
+         overridable=True),
     Case("a Raspberry Pi image: written, with a warning", stick(), boot=RASPBERRY_PI,
          warns="x.iso: this image is for a Raspberry Pi; it will not boot a PC"),
     Case("a U-Boot board image: written, with a warning", stick(), boot=U_BOOT,

@@ -157,14 +157,12 @@ def _check_boot(
     compressed image's facts are those of the image inside."""
     name = image.requested
     why = None
-    if boot.image_kind == "not-a-disk-image":
-        why = f"is not a disk or ISO image ({boot.unreadable})"
-    elif boot.unreadable is not None:
+    if boot.unreadable is not None:  # not a disk or ISO image at all, or damaged
         why = f"its boot records could not be read ({boot.unreadable})"
     elif boot.image_kind == "data-iso":
         why = (
-            "is an ISO image with no boot records (a data disc); written to a stick it "
-            "boots nothing"
+            "it will not boot on BIOS or UEFI; it is an ISO image with no boot records "
+            "(a data disc)"
         )
     if why is not None:
         if request.force:
