@@ -28,8 +28,9 @@ EXIT_CODES: dict[int, str] = {
     "differing byte named)",
     EXIT_REFUSED: "refused for safety: system disk, something stacked on it, mounted, busy, "
     "too small, read-only, partition node, image and target overlap, a regular file as "
-    "target without --to-file, no --yes without a terminal, an image that will not boot "
-    "without --force",
+    "target without --to-file, no --yes without a terminal, a checksum mismatch or a bad "
+    "signature, and without --force a file that is not a disk or ISO image, an ISO with "
+    "no boot records, or boot records that cannot be read",
     EXIT_INTERRUPTED: "interrupted: Ctrl-C, SIGTERM, or not confirmed",
 }
 

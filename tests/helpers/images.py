@@ -73,7 +73,7 @@ def build_image(name: str) -> Path:
         if lacking:
             pytest.skip(f"test image {name} needs {', '.join(lacking)}")
         d = cache_dir()
-        suffix = ".img" if name.startswith("raw-") else ".iso"
+        suffix = IMAGES[name].suffix or (".img" if name.startswith("raw-") else ".iso")
         existing = d / f"{name}{suffix}"
         path = existing if existing.exists() else make_images.build(name, d)
         _built[name] = path

@@ -18,6 +18,7 @@ from usbwriter.tui.rules import (
     drive_fits,
     drive_status,
     keeps_choice,
+    made_for,
     not_ready,
     visible,
     will_boot,
@@ -134,3 +135,15 @@ def test_the_plain_modules_do_not_import_textual() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_an_image_for_a_board_is_named_not_warned_about() -> None:
+    board = {
+        "boot": {"bios": "no", "uefi": "no", "reasons": []},
+        "image_kind": "board:raspberry-pi",
+        "for_hardware": "a Raspberry Pi",
+    }
+    assert made_for(board) == "a Raspberry Pi"
+    data_iso = {"boot": {"bios": "no", "uefi": "no", "reasons": []}, "image_kind": "data-iso"}
+    assert made_for(data_iso) is None and not will_boot(data_iso)
+    assert made_for(REPORTS["grub-hybrid"]) is None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from usbwriter.boot.model import Compression
 from usbwriter.boot.reader import ImageReader
-from usbwriter.errors import BadImage
+from usbwriter.errors import BadImage, BadInput
 
 if TYPE_CHECKING:
     from usbwriter.sources import Stream
@@ -51,9 +51,9 @@ def decompressed(
             if not info.members:
                 raise BadImage(f"{path}: the zip archive holds no file", path=path)
             if info.member is None:
-                raise BadImage(
-                    f"{path}: the zip archive holds several files ({listed}); extract the "
-                    "image to inspect it",
+                raise BadInput(
+                    f"{path}: the zip archive holds several files ({listed}); choose one with "
+                    "--member NAME",
                     path=path,
                 )
             raise BadImage(f"{path}: no file {info.member!r} in the archive ({listed})", path=path)

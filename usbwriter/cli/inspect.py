@@ -12,6 +12,7 @@ DESCRIPTION = "Read an image's boot records and say how it will boot."
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE", help="the image to inspect")
+    p.add_argument("--member", metavar="NAME", help="the file in a zip archive holding several")
     p.add_argument("--json", action="store_true", help="the report as a JSON object")
 
 
@@ -20,8 +21,8 @@ def run(ns: argparse.Namespace) -> int:
     from usbwriter.sources import open_image
 
     # The same checks as every command that reads an image: missing, FIFO, directory.
-    open_image(ns.image).close()
-    report = inspect_image(ns.image)
+    open_image(ns.image, member=ns.member).close()
+    report = inspect_image(ns.image, member=ns.member)
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:

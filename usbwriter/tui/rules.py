@@ -74,6 +74,17 @@ def keeps_choice(chosen: Disk, now: Disk, image_size: int | None) -> bool:
 # --------------------------------------------------------------------------- image
 
 
+def made_for(report: Mapping[str, Any] | None) -> str | None:
+    """What a disk image that will not boot a PC is for ("a Raspberry Pi", "a data
+    disk"), when it is meant for that (written with a note, not a warning); else None."""
+    if report is None or will_boot(report):
+        return None
+    kind = str(report.get("image_kind") or "")
+    if kind.startswith("board:") or kind == "data-disk":
+        return str(report.get("for_hardware") or "other hardware")
+    return None
+
+
 def will_boot(report: Mapping[str, Any] | None) -> bool:
     """True unless the report says it boots on neither firmware (or there is none)."""
     if report is None:

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, verdict_of
 from usbwriter.tui.rules import will_boot
 from usbwriter.units import human_size
@@ -78,9 +79,17 @@ class ConfirmWrite(ModalScreen[bool]):
                 yield Button("Erase and write", id="confirm", variant="error")
 
     def _not_bootable(self) -> Content:
-        head = Content.assemble(
-            ("This image will NOT boot", "bold $text-error"),
-            " from a USB stick, on BIOS or on UEFI PCs.\n",
+        made_for = rules.made_for(self.report)
+        head = (
+            Content.assemble(
+                (f"This image is for {made_for}", "bold $text-warning"),
+                "; it will not boot a PC.\n",
+            )
+            if made_for is not None
+            else Content.assemble(
+                ("This image will NOT boot", "bold $text-error"),
+                " from a USB stick, on BIOS or on UEFI PCs.\n",
+            )
         )
         if self.report is None:
             return head + Content("Its boot records could not be read.")

@@ -336,6 +336,8 @@ class MainScreen(Screen[None]):
         if why is not None:
             style = "$text-warning" if not self.is_root else "dim"
             parts += ["\n", (why, style)]
+        elif (made_for := rules.made_for(self.report)) is not None:
+            parts += ["\n", (f"This image is for {made_for}; it will not boot a PC.", "dim")]
         elif not rules.will_boot(self.report):
             parts += ["\n", ("Warning: this image will not boot on BIOS or UEFI.", "$text-error")]
         else:
