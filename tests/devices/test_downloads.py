@@ -7,7 +7,6 @@ import hashlib
 import json
 import lzma
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT_ONLY, LoopFactory, MiB, fill, read_dev
 from tests.devices.test_cli import ndjson, one_line_error, usbwriter
-from tests.helpers.gpg import Gpg, make_key, run
+from tests.helpers.gpg import Gpg, key_pair, run
 
 pytestmark = ROOT_ONLY
 NAME = "raspios-lite.img.xz"
@@ -24,18 +23,7 @@ NAME = "raspios-lite.img.xz"
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gpg, Gpg]]:
-    if shutil.which("gpg") is None or shutil.which("gpgv") is None:
-        pytest.skip("needs gpg and gpgv (scripts/lib/setup.sh installs them)")
-    signer = make_key(tmp_path_factory.mktemp("signer"), "usbwriter test")
-    other = make_key(tmp_path_factory.mktemp("other"), "usbwriter other")
-    yield signer, other
-    for key in (signer, other):
-        subprocess.run(
-            ["gpgconf", "--kill", "gpg-agent"],
-            env=dict(os.environ, **key.env()),
-            capture_output=True,
-            check=False,
-        )
+    yield from key_pair(tmp_path_factory)
 
 
 @pytest.fixture

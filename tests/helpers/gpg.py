@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -56,3 +60,20 @@ def make_key(where: Path, user: str) -> Gpg:
     run(["gpg", "--batch", "--export", "-o", str(keyring)], env=env)
     run(["gpg", "--batch", "--export", "--armor", "-o", str(armored)], env=env)
     return Gpg(home, fingerprint, keyring, armored)
+
+
+def key_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gpg, Gpg]]:
+    """A signer's key and another one, for a module-scoped fixture (``yield from``);
+    skips the test without gpg and gpgv; stops their gpg-agents afterwards."""
+    if shutil.which("gpg") is None or shutil.which("gpgv") is None:
+        pytest.skip("needs gpg and gpgv (scripts/lib/setup.sh installs them)")
+    signer = make_key(tmp_path_factory.mktemp("signer"), "usbwriter test")
+    other = make_key(tmp_path_factory.mktemp("other"), "usbwriter other")
+    yield signer, other
+    for key in (signer, other):
+        subprocess.run(
+            ["gpgconf", "--kill", "gpg-agent"],
+            env=dict(os.environ, **key.env()),
+            capture_output=True,
+            check=False,
+        )

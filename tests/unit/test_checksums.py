@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.helpers.gpg import Gpg, make_key, run
+from tests.helpers.gpg import Gpg, key_pair, run
 from usbwriter.checksums import (
     ChecksumCheck,
     Entry,
@@ -375,18 +374,7 @@ def test_hash_file_missing(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gpg, Gpg]]:
-    if not HAS_GPG:
-        pytest.skip("needs gpg and gpgv (scripts/lib/setup.sh)")
-    signer = make_key(tmp_path_factory.mktemp("signer"), "usbwriter test")
-    other = make_key(tmp_path_factory.mktemp("other"), "usbwriter other")
-    yield signer, other
-    for key in (signer, other):
-        subprocess.run(
-            ["gpgconf", "--kill", "gpg-agent"],
-            env=dict(os.environ, **key.env()),
-            capture_output=True,
-            check=False,
-        )
+    yield from key_pair(tmp_path_factory)
 
 
 @pytest.fixture

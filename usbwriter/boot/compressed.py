@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from usbwriter.boot.model import Compression
 from usbwriter.boot.reader import ImageReader
-from usbwriter.errors import BadImage, BadInput
+from usbwriter.errors import BadImage
 
 if TYPE_CHECKING:
     from usbwriter.sources import Stream
@@ -46,17 +46,9 @@ def decompressed(
 
     with open_image(path, member=member) as src:
         info = src.info
-        if info.format == "zip" and (info.member is None or info.size is None):
-            listed = ", ".join(info.members[:10]) + (" ..." if len(info.members) > 10 else "")
-            if not info.members:
-                raise BadImage(f"{path}: the zip archive holds no file", path=path)
-            if info.member is None:
-                raise BadInput(
-                    f"{path}: the zip archive holds several files ({listed}); choose one with "
-                    "--member NAME",
-                    path=path,
-                )
-            raise BadImage(f"{path}: no file {info.member!r} in the archive ({listed})", path=path)
+        problem = info.member_problem(path)
+        if problem is not None:
+            raise problem
         with tempfile.TemporaryDirectory(prefix="usbwriter-inspect-") as tmp:
             name = os.path.join(tmp, "image")
             fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Protocol
 
 from usbwriter.devices import DEV
-from usbwriter.errors import BadImage, BadInput, Refused, UsbWriterError
+from usbwriter.errors import BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
 from usbwriter.job.model import (
     Blocker,
@@ -109,20 +109,7 @@ def check_image(image: ImageFacts) -> UsbWriterError | None:
         return image.error
     if image.kind not in ("file", "block"):
         return not_an_image(image.requested, image.kind)
-    src = image.source
-    if src is not None and src.format == "zip" and (src.member is None or src.size is None):
-        name = image.requested
-        if not src.members:
-            return BadImage(f"{name}: the zip archive holds no file", path=name)
-        listed = ", ".join(src.members[:10]) + (" ..." if len(src.members) > 10 else "")
-        if src.member is None:
-            return BadInput(
-                f"{name}: the zip archive holds several files ({listed}); choose one with "
-                "--member NAME",
-                path=name,
-            )
-        return BadInput(f"{name}: no file {src.member!r} in the archive ({listed})", path=name)
-    return None
+    return image.source.member_problem(image.requested) if image.source else None
 
 
 def _fit(image: ImageFacts, target: TargetFacts) -> UsbWriterError | str | None:

@@ -13,7 +13,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 
-from usbwriter.errors import BadImage
+from usbwriter.errors import BadImage, BadInput, UsbWriterError
 
 MAGIC = (
     (b"\xfd7zXZ\x00", "xz"),
@@ -53,6 +53,22 @@ class SourceInfo:
     @property
     def compressed(self) -> bool:
         return self.format != "raw"
+
+    def member_problem(self, name: str) -> UsbWriterError | None:
+        """Why no image can be read from this zip archive (named NAME) as asked: no
+        file in it, several and none chosen (--member), or the one chosen missing."""
+        if self.format != "zip" or (self.member is not None and self.size is not None):
+            return None
+        if not self.members:
+            return BadImage(f"{name}: the zip archive holds no file", path=name)
+        listed = ", ".join(self.members[:10]) + (" ..." if len(self.members) > 10 else "")
+        if self.member is None:
+            return BadInput(
+                f"{name}: the zip archive holds several files ({listed}); choose one with "
+                "--member NAME",
+                path=name,
+            )
+        return BadInput(f"{name}: no file {self.member!r} in the archive ({listed})", path=name)
 
     def describe(self) -> str:
         """'4.2 MiB', or 'xz: 1.1 GiB file, 4.0 GiB image' for a compressed one."""
