@@ -52,7 +52,10 @@ def cache_dir() -> Path:
             _cache_dir = Path(env)
             _cache_dir.mkdir(parents=True, exist_ok=True)
         else:
-            _cache_dir = Path(tempfile.mkdtemp(prefix="usbw-images-"))
+            # Not under tempfile.tempdir, which a test may point at a folder it checks.
+            _cache_dir = Path(
+                tempfile.mkdtemp(prefix="usbw-images-", dir=os.environ.get("TMPDIR", "/tmp"))
+            )
             atexit.register(shutil.rmtree, _cache_dir, True)
     return _cache_dir
 

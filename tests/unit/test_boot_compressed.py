@@ -18,7 +18,7 @@ import pytest
 from tests.helpers.images import build_image
 from usbwriter.boot import BootReport, inspect_image, render_text
 from usbwriter.boot.text import NOT_READ_HEAD
-from usbwriter.errors import BadImage
+from usbwriter.errors import BadImage, BadInput
 
 MiB = 1 << 20
 COPIES = {"grub-hybrid-xz": "xz", "grub-hybrid-zst": "zstd", "grub-hybrid-gz": "gzip"}
@@ -157,7 +157,7 @@ def test_zip_members(tmp_path: Path) -> None:
     with zipfile.ZipFile(two, "w") as z:
         z.write(iso, "grub.iso")
         z.writestr("README", "hello")
-    with pytest.raises(BadImage, match="holds several files"):
+    with pytest.raises(BadInput, match="holds several files"):
         inspect_image(two)
     assert inspect_image(two, member="grub.iso").image_kind == "iso"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from usbwriter.boot.kind import classify
 from usbwriter.boot.model import (
     BoardSigns,
     BootPartition,
@@ -22,7 +23,7 @@ from usbwriter.boot.model import (
     Mbr,
     MbrPartition,
 )
-from usbwriter.boot.verdict import Facts, classify, decide
+from usbwriter.boot.verdict import Facts, decide
 
 BOOTX64 = EfiLoader("/EFI/BOOT/BOOTX64.EFI", "x64", 0x8664, 4096, True, False)
 BOOTIA32 = EfiLoader("/EFI/BOOT/BOOTIA32.EFI", "ia32", 0x14C, 4096, True, False)

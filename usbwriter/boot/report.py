@@ -24,6 +24,7 @@ from usbwriter.boot.boards import read_boards
 from usbwriter.boot.compressed import DECOMPRESS_LIMIT, decompressed
 from usbwriter.boot.eltorito import catalog_lba, read_eltorito
 from usbwriter.boot.gpt import ESP_GUID, read_gpt
+from usbwriter.boot.kind import classify
 from usbwriter.boot.mbr import (
     EXTENDED_TYPES,
     BootSector,
@@ -48,7 +49,7 @@ from usbwriter.boot.model import (
 )
 from usbwriter.boot.reader import ImageReader
 from usbwriter.boot.text import render_text
-from usbwriter.boot.verdict import Facts, classify, decide
+from usbwriter.boot.verdict import Facts, decide
 from usbwriter.errors import BadImage
 from usbwriter.sources import detect_format
 

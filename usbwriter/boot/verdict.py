@@ -10,8 +10,7 @@ The rules follow what firmware does with a USB disk (see docs/boot-report.md):
 A compressed image is read from its first part only: where what decides a verdict lies
 past that part, the verdict is "unknown", never a "no" it cannot show.
 
-What the image is for (``classify``): an ISO, a PC disk, a board's disk image (a
-Raspberry Pi's boot files, a U-Boot SPL or boot script), or a plain data disk.
+What the image is for is said by ``usbwriter.boot.kind.classify``.
 
 The verdict is a pure function of Facts: everything it needs is read from the image
 beforehand (usbwriter.boot.report); nothing here reads the image.
@@ -21,16 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from usbwriter.boot.boards import raspberry_pi_files, u_boot_files
-from usbwriter.boot.gpt import BIOS_BOOT_GUID
-from usbwriter.boot.mbr import CHAINLOADERS, EXTENDED_TYPES
+from usbwriter.boot.kind import classify, past
+from usbwriter.boot.mbr import CHAINLOADERS
 from usbwriter.boot.model import (
     BiosVerdict,
     BoardSigns,
     EfiVolume,
     ElTorito,
     Gpt,
-    ImageKind,
     Mbr,
     MbrPartition,
     UefiVerdict,
@@ -38,16 +35,6 @@ from usbwriter.boot.model import (
 )
 
 SECTOR = 512
-#: UEFI architectures other than x86-64, as people know them
-ARCH_WORDS = {
-    "ia32": "a PC with 32-bit UEFI firmware (ia32)",
-    "aa64": "a 64-bit ARM computer with UEFI firmware (aa64)",
-    "arm": "a 32-bit ARM computer with UEFI firmware",
-    "riscv64": "a RISC-V computer with UEFI firmware",
-    "loongarch64": "a LoongArch computer with UEFI firmware",
-    "ia64": "an Itanium computer",
-}
-NOT_PC = "it will not boot a PC"
 
 
 @dataclass(frozen=True)
@@ -75,13 +62,6 @@ class Facts:
     gpt_backup_unread: bool = False
     iso: bool = False  # an ISO 9660 or UDF volume
     board: BoardSigns | None = None  # read for disk images (not ISOs)
-
-
-def _past(f: Facts) -> str:
-    """'past the first 64 MiB decompressed'."""
-    n = f.decompressed or 0
-    size = f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n:,} bytes"
-    return f"past the first {size} of the compressed image, which is all that was decompressed"
 
 
 def _fmt_off(off: int) -> str:
@@ -117,7 +97,7 @@ def bios_verdict(f: Facts) -> tuple[BiosVerdict, list[str]]:
         if mbr.loader_target_ok is None and mbr.loader_target is not None:
             return "unknown", [
                 f"BIOS: the MBR carries {name} boot code, which loads {what} from {where}, "
-                f"{_past(f)}; whether it is there was not read."
+                f"{past(f)}; whether it is there was not read."
             ]
         return "no", [
             f"BIOS: the MBR carries {name} boot code, but it points at {where}, "
@@ -137,7 +117,7 @@ def bios_verdict(f: Facts) -> tuple[BiosVerdict, list[str]]:
             if p.first_lba in f.boot_sectors_unread:
                 return "unknown", [
                     f"BIOS: the MBR carries {name}, which boots GPT partition {p.index}; "
-                    f"that partition starts {_past(f)}."
+                    f"that partition starts {past(f)}."
                 ]
         return "no", [
             f"BIOS: the MBR carries {name}, but no GPT partition marked legacy "
@@ -176,7 +156,7 @@ def _chainload(f: Facts, mbr: Mbr, name: str) -> tuple[BiosVerdict, list[str]]:
     if p.start_lba in f.boot_sectors_unread:
         return "unknown", [
             f"BIOS: the MBR carries {name}, which boots the active partition {p.index}; "
-            f"that partition starts {_past(f)}."
+            f"that partition starts {past(f)}."
         ]
     return "no", [
         f"BIOS: the MBR carries {name}, which boots the active partition "
@@ -197,8 +177,8 @@ def _maybe_x64(v: EfiVolume) -> bool:
 
 def _describe_unread(f: Facts, v: EfiVolume) -> str:
     if v.unread:
-        return f"{v.source} starts {_past(f)}; it was not read"
-    return f"{v.source}: \\EFI\\BOOT\\BOOTX64.EFI lies {_past(f)}; it was not read"
+        return f"{v.source} starts {past(f)}; it was not read"
+    return f"{v.source}: \\EFI\\BOOT\\BOOTX64.EFI lies {past(f)}; it was not read"
 
 
 def _describe_missing(v: EfiVolume) -> str:
@@ -235,7 +215,7 @@ def uefi_verdict(f: Facts) -> tuple[UefiVerdict, list[str]]:
     if f.gpt_backup_unread and not any(_loader_x64(v) for v in disk):
         return "unknown", [
             "UEFI: the primary GPT is damaged and the backup GPT, which firmware falls "
-            f"back on, lies {_past(f)}; it was not read."
+            f"back on, lies {past(f)}; it was not read."
         ]
     for v in disk:
         if _loader_x64(v):
@@ -317,158 +297,3 @@ def decide(f: Facts) -> Verdict:
     if why:
         reasons.insert(0, why)
     return Verdict(bios, uefi, tuple(reasons))
-
-
-# ---- what the image is for ----------------------------------------------------------------
-
-
-def _boots_pc(bios: str, uefi: str) -> bool:
-    return bios == "yes" or uefi in ("yes", "firmware-dependent")
-
-
-def _pc_words(bios: str, uefi: str) -> str:
-    firmware = [
-        name
-        for name, ok in (("BIOS", bios == "yes"), ("UEFI", uefi in ("yes", "firmware-dependent")))
-        if ok
-    ]
-    return f"a PC ({' and '.join(firmware)})" if firmware else "a PC"
-
-
-def _other_archs(f: Facts) -> list[str]:
-    """The architectures of the removable-media loaders, x64 left out, in a fixed order."""
-    archs = {ld.arch for v in f.efi for ld in v.loaders if ld.removable_path and ld.arch != "x64"}
-    return [a for a in ARCH_WORDS if a in archs]
-
-
-def _iso_boot_records(f: Facts) -> bool:
-    """An ISO with anything a firmware may boot: El Torito entries, an MBR with boot code
-    or partitions, a GPT."""
-    if f.eltorito is not None and f.eltorito.entries:
-        return True
-    if f.mbr is not None and f.mbr.signature and (f.mbr.boot_code or f.mbr.partitions):
-        return True
-    return f.gpt is not None
-
-
-def _pc_intent(f: Facts) -> bool:
-    """Made to boot a PC, even if it will not: PC boot code in sector 0, an EFI system
-    partition, a BIOS boot partition."""
-    mbr = f.mbr
-    if mbr is not None and mbr.loader not in (None, "vbr-not-bootable", "not-bootable-stub"):
-        return True
-    if any(v.esp_type and v.via != "eltorito" for v in f.efi):
-        return True
-    return f.gpt is not None and any(p.type_guid == BIOS_BOOT_GUID for p in f.gpt.partitions)
-
-
-def _list_words(items: list[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _table_words(f: Facts) -> str:
-    """'an MBR with 2 partitions (FAT32 (LBA), Linux)'."""
-    if f.gpt is not None and (f.gpt_used or not (f.mbr and f.mbr.partitions)):
-        names = [p.name or p.type_name for p in f.gpt.partitions]
-        table = "a GPT"
-    elif f.mbr is not None and f.mbr.partitions:
-        names = [
-            p.type_name
-            for p in f.mbr.partitions
-            if p.type not in (0, 0xEE) and p.type not in EXTENDED_TYPES
-        ]
-        table = "an MBR partition table"
-    elif f.superfloppy:
-        return "one file system over the whole disk (no partition table)"
-    else:
-        return "no partition table"
-    if not names:
-        return f"{table} with no partitions"
-    plural = "s" if len(names) != 1 else ""
-    return f"{table} with {len(names)} partition{plural} ({', '.join(names[:6])})"
-
-
-def classify(f: Facts, bios: str, uefi: str) -> tuple[ImageKind, str, str | None]:
-    """(image kind, what it is for in words, a reason to show first or None).
-
-    Pure, like the verdict: an ISO; a disk that boots a PC (or was made to); a board's
-    disk image (a Raspberry Pi's boot files, a U-Boot SPL or boot script, EFI loaders
-    only for another architecture); else a data disk.
-    """
-    if f.iso:
-        if f.windows_installer:
-            return "iso", "a Windows installer DVD (its files belong on a stick, copied)", None
-        if not _iso_boot_records(f):
-            return (
-                "data-iso",
-                "a data disc (nothing to boot)",
-                "This is an ISO image with no boot records (a data disc): written to a stick "
-                "it boots nothing.",
-            )
-        if _boots_pc(bios, uefi) or "unknown" in (bios, uefi):
-            return "iso", _pc_words(bios, uefi), None
-        archs = _other_archs(f)
-        if archs:
-            return "iso", ARCH_WORDS[archs[0]], None
-        return "iso", "a CD or DVD (its boot records are for optical drives)", None
-    if _boots_pc(bios, uefi):
-        return "pc-disk", _pc_words(bios, uefi), None
-    board = f.board
-    parts = board.partitions if board is not None else ()
-    for part in parts:
-        rpi = raspberry_pi_files(part.files)
-        if part.fs == "fat" and any(not name.endswith("/config.txt") for name in rpi):
-            files = _list_words([name.lstrip("/") for name in rpi[:5]])
-            return (
-                "board:raspberry-pi",
-                "a Raspberry Pi",
-                f"This image is for a Raspberry Pi: {part.source} is a FAT file system "
-                f"with {files} (the Raspberry Pi's boot files). Written to a card or stick "
-                f"it starts a Raspberry Pi; {NOT_PC}.",
-            )
-    if board is not None and board.spl_name is not None:
-        return (
-            "board:u-boot",
-            f"a board booting with U-Boot ({board.spl_name.split(' (')[0]})",
-            f"This image is for a board booting with U-Boot: an {board.spl_name} at byte "
-            f"{board.spl_offset or 0:,}, where the board's boot ROM loads it from; {NOT_PC}.",
-        )
-    for part in parts:
-        scripts = u_boot_files(part.files)
-        if scripts:
-            return (
-                "board:u-boot",
-                f"a board booting with U-Boot ({scripts[0].lstrip('/')})",
-                f"This image is for a board booting with U-Boot: {part.source} holds "
-                f"{_list_words([s.lstrip('/') for s in scripts[:3]])}, which U-Boot's "
-                f"distro boot reads; {NOT_PC}.",
-            )
-    archs = _other_archs(f)
-    if archs and archs[0] != "ia32":
-        words = ARCH_WORDS[archs[0]]
-        return (
-            "board:uefi",
-            words,
-            f"This image is for {words}: its only EFI loaders are for "
-            f"{_list_words(archs)}; {NOT_PC}.",
-        )
-    if archs or _pc_intent(f):
-        return "pc-disk", ARCH_WORDS["ia32"] if archs else "a PC", None
-    unread = [p for p in parts if p.unread]
-    if unread:
-        return (
-            "unknown-disk",
-            "not known: its first partition was not decompressed",
-            f"What this disk image is for is not known: {unread[0].source} starts "
-            f"{_past(f)}; it has no PC boot code.",
-        )
-    if "unknown" in (bios, uefi):
-        return "pc-disk", "a PC", None
-    return (
-        "data-disk",
-        "a data disk",
-        f"This is a data disk image: {_table_words(f)}, but no boot code, no EFI loader "
-        f"and no board's boot files; {NOT_PC}.",
-    )
