@@ -18,7 +18,7 @@ import pytest
 from tests.helpers.images import build_image
 from usbwriter.boot import BootReport, inspect_image, render_text
 from usbwriter.boot.text import NOT_READ_HEAD
-from usbwriter.errors import BadImage, BadInput
+from usbwriter.errors import BadInput
 
 MiB = 1 << 20
 COPIES = {"grub-hybrid-xz": "xz", "grub-hybrid-zst": "zstd", "grub-hybrid-gz": "gzip"}
