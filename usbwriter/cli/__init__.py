@@ -24,6 +24,11 @@ SUBCOMMANDS = {
     "inspect": "inspect",
     "verify": "verify",
     "hash": "hash",
+    "ls": "ls",
+    "extract": "extract",
+    "mkiso": "mkiso",
+    "backup": "backup",
+    "restore": "restore",
     "completion": "completion",
 }
 
@@ -36,6 +41,11 @@ commands:
   usbwriter inspect IMAGE [--json]                say how an image will boot
   usbwriter verify --image IMG --device DEV       verify without writing
   usbwriter hash IMAGE [--alg sha256 ...]         checksums of the file and the image inside
+  usbwriter ls IMAGE [PATH] [-R] [--json]         list the files inside an ISO
+  usbwriter extract IMAGE [PATH ...] -o DIR       copy files out of an ISO
+  usbwriter mkiso DIR -o OUT.iso [--label L]      build an ISO from a folder
+  usbwriter backup DEVICE -o IMAGE[.zst|.xz|.gz]  read a stick or disc into an image
+  usbwriter restore DEVICE [--fs FS]              make a stick a normal stick again
   usbwriter completion bash|zsh                   print a shell completion script
 
 exit codes:

@@ -1,0 +1,33 @@
+"""usbwriter backup DEVICE -o IMAGE: read a stick, card or disc into an image file."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = (
+    "Read a drive (USB stick, SD card, optical disc) into an image file, raw or "
+    "compressed by its suffix (.zst, .xz, .gz), with a blake3 receipt."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("device", metavar="DEVICE", help="the drive to read, e.g. /dev/sdb or /dev/sr0")
+    p.add_argument(
+        "-o", "--output", metavar="IMAGE", required=True, help="the image file to create"
+    )
+    p.add_argument("--verify", action="store_true", help="read the drive again and compare")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="fill unreadable sectors with zeros and list them, instead of stopping",
+    )
+    p.add_argument(
+        "--retries", type=int, default=3, metavar="N", help="reads of a failing sector (default 3)"
+    )
+    p.add_argument("--sparse", action="store_true", help="leave zero blocks as holes in the file")
+    p.add_argument("--overwrite", action="store_true", help="replace IMAGE if it exists")
+    p.add_argument("--json", action="store_true", help="NDJSON progress and result on stdout")
+
+
+def run(ns: argparse.Namespace) -> int:
+    raise NotImplementedError

@@ -1,0 +1,22 @@
+"""usbwriter ls IMAGE [PATH]: the files inside an ISO, without mounting and without root."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = (
+    "List the files inside an ISO image (Rock Ridge, Joliet, ISO 9660 or UDF names), "
+    "raw or compressed, without mounting it."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="the ISO image (raw or compressed)")
+    p.add_argument("path", metavar="PATH", nargs="?", default="/", help="a folder or file inside")
+    p.add_argument("-R", "--recursive", action="store_true", help="list folders recursively")
+    p.add_argument("--member", metavar="NAME", help="the file in a zip archive holding several")
+    p.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
+
+
+def run(ns: argparse.Namespace) -> int:
+    raise NotImplementedError
