@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say
+from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput
+
 DESCRIPTION = (
     "Read a drive (USB stick, SD card, optical disc) into an image file, raw or "
     "compressed by its suffix (.zst, .xz, .gz), with a blake3 receipt."
@@ -30,4 +33,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from usbwriter.backup import plan_backup, run_backup
+
+    if ns.retries < 1:
+        raise BadInput("--retries must be 1 or more")
+    plan = plan_backup(ns.device, ns.output, overwrite=ns.overwrite)
+    with cancel_on_signals() as cancel, ProgressPrinter(ns.json) as show:
+        receipt = run_backup(
+            plan,
+            verify=ns.verify,
+            keep_going=ns.keep_going,
+            retries=ns.retries,
+            sparse=ns.sparse,
+            progress=show,
+            cancel=cancel,
+        )
+    if ns.json:
+        emit(receipt.to_json())
+    else:
+        print(receipt.to_text())
+    for bad in receipt.unreadable:
+        say(f"usbwriter: warning: {ns.device}: {bad.length} unreadable bytes at byte {bad.offset}")
+    if receipt.verify is not None and not receipt.verify.verified:
+        say(
+            f"usbwriter: {ns.device} read again differs from {ns.output} at byte "
+            f"{receipt.verify.mismatch_offset}"
+        )
+        return EXIT_MISMATCH
+    return EXIT_OK

@@ -122,6 +122,7 @@ class ProgressPrinter:
             "sync": "Flushing",
             "verify": "Verifying",
             "checksum": "Checking",
+            "read": "Reading",
         }.get(p.phase, p.phase)
         eta = "done" if finished else f"ETA {human_duration(p.eta)}"
         text = (

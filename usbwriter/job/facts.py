@@ -62,7 +62,7 @@ def look_at_image(path: str, snapshot: Snapshot, *, member: str | None = None) -
         )
     elif kind == "block":
         footprint = snapshot.footprint(_devno(st.st_rdev), through_files=True)
-        size = _block_size(st.st_rdev)
+        size = block_size_of(st.st_rdev)
     return ImageFacts(
         requested=path,
         path=real,
@@ -76,7 +76,7 @@ def look_at_image(path: str, snapshot: Snapshot, *, member: str | None = None) -
     )
 
 
-def _block_size(rdev: int) -> int:
+def block_size_of(rdev: int) -> int:
     try:
         with open(os.path.join(sys_path_of(_devno(rdev)), "size")) as f:
             return int(f.read().strip()) * 512

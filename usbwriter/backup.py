@@ -1,0 +1,468 @@
+"""Back up a drive to an image file: a stick, an SD card or an optical disc.
+
+``plan_backup`` looks and refuses without changing anything: the device must be a
+drive (or partition) that is not mounted read-write, the output a new file (or one
+to replace, when asked) that does not live on the drive being read. ``run_backup``
+opens the resolved node once (O_RDONLY | O_DIRECT, and O_EXCL unless a read-only
+mount holds it), checks it is the device planned, reads it on a thread into aligned
+buffers, hashes the bytes with blake3 and writes the file (raw, sparse or compressed).
+
+An optical disc is read to the end of its ISO 9660 volume (the volume descriptor's
+size, as ``isosize`` reads it), not to the drive's reported end. A read that fails is
+retried sector by sector (``retries`` reads each); a sector that still fails stops the
+backup at its offset, or with ``keep_going`` is filled with zeros and listed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import blake3
+
+from usbwriter.blockio import (
+    Prefetcher,
+    ReadError,
+    aligned_buffer,
+    drop_cache,
+    fd_size,
+    logical_block_size,
+    pread_into,
+    round_up,
+)
+from usbwriter.devices import read_snapshot
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.job.facts import block_size_of, look_at_target
+from usbwriter.job.model import TargetFacts
+from usbwriter.outputs import Output, format_of
+from usbwriter.progress import Meter, ProgressCallback
+from usbwriter.sources import not_a_drive
+from usbwriter.units import human_size
+from usbwriter.verify import Reader, VerifyResult, verify_fd
+
+log = logging.getLogger(__name__)
+
+ISO_PVD_OFFSET = 16 * 2048
+#: errors a failing medium gives (the rest, such as ENODEV, end the backup at once)
+MEDIUM_ERRORS = frozenset({errno.EIO, errno.ENODATA, errno.EILSEQ, errno.EBADMSG})
+
+
+@dataclass(frozen=True)
+class BadRange:
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    device: str  # as given
+    node: str  # resolved: the node opened
+    rdev: int
+    device_size: int
+    description: str
+    output: str
+    fmt: str  # "raw", "zst", "xz" or "gz"
+    replace: bool
+    optical: bool
+    shared_hold: bool  # mounted read-only: read without O_EXCL
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackupReceipt:
+    plan: BackupPlan
+    size: int
+    size_from: str  # "iso9660" or "device"
+    blake3: str
+    unreadable: tuple[BadRange, ...]
+    seconds: float
+    sparse: bool
+    verify: VerifyResult | None
+    output_size: int
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verify is None else self.verify.verified
+
+    @property
+    def rate(self) -> float:
+        return self.size / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.plan
+        v = self.verify
+        return {
+            "event": "backup",
+            "device": p.device,
+            "device_info": p.info,
+            "output": p.output,
+            "format": p.fmt,
+            "size": self.size,
+            "size_from": self.size_from,
+            "blake3": self.blake3,
+            "output_size": self.output_size,
+            "sparse": self.sparse,
+            "unreadable": [{"offset": b.offset, "length": b.length} for b in self.unreadable],
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate),
+            "verified": self.verified,
+            "verify": None
+            if v is None
+            else {
+                "verified": v.verified,
+                "mismatch_offset": v.mismatch_offset,
+                "device_blake3": v.device_blake3,
+                "file_blake3": v.expected_blake3,
+                "seconds": round(v.seconds, 3),
+                "page_cache_bypassed": v.page_cache_bypassed,
+            },
+        }
+
+    def to_text(self) -> str:
+        p = self.plan
+        extent = (
+            "to the end of the ISO 9660 volume"
+            if self.size_from == "iso9660"
+            else "the whole device"
+        )
+        lines = [
+            f"Backed up {p.device} ({p.description}) to {p.output}",
+            f"  Image:     {human_size(self.size)} ({self.size} bytes, {extent})",
+            f"  blake3:    {self.blake3}",
+            f"  File:      {p.fmt}{', sparse' if self.sparse else ''}, "
+            f"{human_size(self.output_size)}",
+            f"  Read:      {self.seconds:.1f} s, {human_size(self.rate)}/s",
+        ]
+        if self.unreadable:
+            total = sum(b.length for b in self.unreadable)
+            lines.append(
+                f"  Unreadable: {len(self.unreadable)} range(s), {total} bytes filled with zeros:"
+            )
+            lines += [f"    offset {b.offset}, {b.length} bytes" for b in self.unreadable]
+        if self.verify is not None:
+            if self.verify.verified:
+                lines.append("  Verified:  the drive read again equals the file")
+            else:
+                lines.append(f"  Verify:    FAILED: differs at byte {self.verify.mismatch_offset}")
+        return "\n".join(lines)
+
+
+# --- plan ---------------------------------------------------------------------------
+
+
+def plan_backup(device: str, output: str, *, overwrite: bool = False) -> BackupPlan:
+    """Every check that changes nothing; raises the refusal."""
+    snapshot = read_snapshot()
+    target = look_at_target(device, snapshot)
+    if target.error is not None:
+        raise target.error
+    if target.kind == "missing":
+        raise BadInput(f"{device}: no such device", path=device)
+    if target.kind not in ("block", "partition"):
+        raise not_a_drive(device, target.kind)
+    if target.kind == "partition":
+        target = _partition_facts(target)
+    _check_output(output, target, snapshot, overwrite)
+    shared = _check_mounts(target)
+    name = os.path.basename(target.node)
+    disk = target.disk
+    info: dict[str, Any] = {"path": device, "node": target.node}
+    if disk is not None:
+        for key in ("vendor", "model", "serial", "bus", "size", "description"):
+            value = getattr(disk, key, None)
+            if value not in (None, ""):
+                info[key] = value
+    return BackupPlan(
+        device=device,
+        node=target.node,
+        rdev=target.rdev,
+        device_size=target.size,
+        description=disk.description if disk is not None else name,
+        output=output,
+        fmt=format_of(output),
+        replace=overwrite,
+        optical=name.startswith("sr"),
+        shared_hold=shared,
+        info=info,
+    )
+
+
+def _partition_facts(target: TargetFacts) -> TargetFacts:
+    return replace(target, size=block_size_of(target.rdev))
+
+
+def _check_output(output: str, target: TargetFacts, snapshot: Any, overwrite: bool) -> None:
+    folder = os.path.dirname(os.path.abspath(output)) or "/"
+    try:
+        st = os.lstat(output)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise os_error(output, e, "look at the output") from None
+    if st is not None:
+        import stat
+
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(
+                f"{output}: exists and is not a regular file (a drive, link or folder); "
+                "a backup is written only to a new image file",
+                path=output,
+            )
+        if not overwrite:
+            raise Refused(f"{output}: exists; pass --overwrite to replace it", path=output)
+    try:
+        fst = os.stat(folder)
+    except OSError as e:
+        raise os_error(folder, e, "look at the output's folder") from None
+    devno = f"{os.major(fst.st_dev)}:{os.minor(fst.st_dev)}"
+    lands_on = snapshot.footprint(devno, through_files=True)
+    device_devno = f"{os.major(target.rdev)}:{os.minor(target.rdev)}"
+    reads = snapshot.footprint(device_devno, through_files=False)
+    if devno == device_devno or (lands_on & reads):
+        raise Refused(
+            f"{output}: is on {target.requested}, the drive being read; write the backup "
+            "to another drive",
+            path=output,
+        )
+
+
+def _check_mounts(target: TargetFacts) -> bool:
+    """Refuse a drive mounted read-write (its image would not be consistent). True when
+    it is mounted read-only: read it then without O_EXCL, beside the mount."""
+    mounts = target.mounts
+    if target.kind == "partition":
+        devno = f"{os.major(target.rdev)}:{os.minor(target.rdev)}"
+        mounts = tuple(m for m in read_snapshot().mounts if m.devno == devno)
+    writable = [m for m in mounts if not _read_only(m.mountpoint)]
+    if writable:
+        listed = ", ".join(f"{m.source} on {m.mountpoint}" for m in writable)
+        raise Refused(
+            f"{target.requested}: mounted read-write ({listed}); its image would not be "
+            "consistent: unmount it first",
+            path=target.requested,
+        )
+    return bool(mounts)
+
+
+def _read_only(mountpoint: str) -> bool:
+    try:
+        return bool(os.statvfs(mountpoint).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+# --- run ----------------------------------------------------------------------------
+
+
+def iso_volume_size(fd: int, block: int) -> int | None:
+    """The ISO 9660 volume's size in bytes from its primary volume descriptor, or None."""
+    buf = aligned_buffer(max(block, 4096))
+    try:
+        view = memoryview(buf)
+        got = pread_into(fd, view[: max(block, 2048)], ISO_PVD_OFFSET)
+        pvd = bytes(view[:2048]) if got >= 2048 else b""
+        view.release()
+    except OSError:
+        return None
+    finally:
+        buf.close()
+    if pvd[:6] != b"\x01CD001":
+        return None
+    blocks = struct.unpack_from("<I", pvd, 80)[0]
+    block_size = struct.unpack_from("<H", pvd, 128)[0]
+    if block_size not in (512, 1024, 2048) or blocks == 0:
+        return None
+    return int(blocks * block_size)
+
+
+class _Salvager(Prefetcher):
+    """A Prefetcher over a drive that retries a failing read sector by sector; a sector
+    that still fails is zero-filled and listed (keep going) or ends the read."""
+
+    def __init__(
+        self, fd: int, path: str, end: int, block: int, retries: int, keep_going: bool
+    ) -> None:
+        self.path, self.retries, self.keep_going = path, max(1, retries), keep_going
+        self.bad: list[BadRange] = []
+        super().__init__(fd, 0, end, block=block)
+
+    def _read(self, view: memoryview, want: int, offset: int) -> int:
+        n = round_up(want, self.block)
+        try:
+            return pread_into(self.fd, view[:n], offset)
+        except OSError as e:
+            if e.errno not in MEDIUM_ERRORS:
+                raise
+            log.info("read error at %d (%s): retrying sector by sector", offset, e.strerror)
+        for pos in range(0, n, self.block):
+            self._sector(view[pos : pos + self.block], offset + pos)
+        return n
+
+    @property
+    def fd(self) -> int:
+        assert isinstance(self.source, int)
+        return self.source
+
+    def _sector(self, view: memoryview, offset: int) -> None:
+        last: OSError | None = None
+        for _ in range(self.retries):
+            if self._stop.is_set():
+                raise Cancelled(f"backup of {self.path} interrupted")
+            try:
+                if pread_into(self.fd, view, offset) == len(view):
+                    return
+                last = OSError(errno.EIO, "short read")
+            except OSError as e:
+                if e.errno not in MEDIUM_ERRORS:
+                    raise
+                last = e
+        assert last is not None
+        if not self.keep_going:
+            raise DeviceFault(
+                f"{self.path}: unreadable at byte {offset} ({last.strerror}) after "
+                f"{self.retries} reads; nothing was kept (--keep-going fills such sectors "
+                "with zeros and lists them)",
+                path=self.path,
+                offset=offset,
+                errno=last.errno,
+            )
+        view[:] = bytes(len(view))
+        if self.bad and self.bad[-1].offset + self.bad[-1].length == offset:
+            self.bad[-1] = BadRange(self.bad[-1].offset, self.bad[-1].length + len(view))
+        else:
+            self.bad.append(BadRange(offset, len(view)))
+        log.warning("%s: unreadable at byte %d; filled with zeros", self.path, offset)
+
+
+def run_backup(
+    plan: BackupPlan,
+    *,
+    verify: bool = False,
+    keep_going: bool = False,
+    retries: int = 3,
+    sparse: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupReceipt:
+    cancel = cancel or threading.Event()
+    flags = os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC | os.O_NOFOLLOW
+    if not plan.shared_hold:
+        flags |= os.O_EXCL
+    try:
+        fd = os.open(plan.node, flags)
+    except OSError as e:
+        raise os_error(plan.device, e, "open for reading") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_rdev != plan.rdev:
+            raise Refused(f"{plan.device}: changed since it was checked; try again")
+        drop_cache(fd)
+        block = logical_block_size(fd)
+        device_size = fd_size(fd)
+        size, size_from = device_size, "device"
+        volume = iso_volume_size(fd, block) if plan.optical else None
+        if volume is not None and volume <= device_size:
+            size, size_from = volume, "iso9660"
+        elif volume is not None:
+            log.warning("%s: the ISO volume says %d bytes, more than the disc", plan.device, volume)
+        with Output(plan.output, fmt=plan.fmt, sparse=sparse, replace=plan.replace) as out:
+            start = time.monotonic()
+            digest, bad = _copy(fd, plan, size, block, out, retries, keep_going, progress, cancel)
+            seconds = time.monotonic() - start
+            out.finish()
+            checked = None
+            if verify:
+                checked = _verify(fd, plan, size, digest, progress, cancel, out.temp)
+            out.commit()
+            output_size = os.stat(plan.output).st_blocks * 512 if sparse else _size(plan.output)
+        return BackupReceipt(
+            plan=plan,
+            size=size,
+            size_from=size_from,
+            blake3=digest,
+            unreadable=tuple(bad),
+            seconds=seconds,
+            sparse=sparse,
+            verify=checked,
+            output_size=output_size,
+        )
+    finally:
+        os.close(fd)
+
+
+def _size(path: str) -> int:
+    return os.stat(path).st_size
+
+
+def _copy(
+    fd: int,
+    plan: BackupPlan,
+    size: int,
+    block: int,
+    out: Output,
+    retries: int,
+    keep_going: bool,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+) -> tuple[str, list[BadRange]]:
+    meter = Meter("read", size, progress)
+    h = blake3.blake3()
+    chunks = _Salvager(fd, plan.device, size, block, retries, keep_going)
+    with chunks:
+        try:
+            for chunk in chunks:
+                try:
+                    if cancel.is_set():
+                        raise Cancelled(
+                            f"backup of {plan.device} interrupted; no image file was left"
+                        )
+                    h.update(chunk.data)
+                    out.write(chunk.data)
+                finally:
+                    chunk.release()
+                meter.advance(chunk.length)
+        except Cancelled:
+            raise Cancelled(
+                f"backup of {plan.device} interrupted; no image file was left"
+            ) from None
+        except ReadError as e:  # an error that retrying does not help (the drive is gone)
+            raise DeviceFault(
+                f"{plan.device}: read failed at byte {e.offset}: {e.error.strerror}",
+                path=plan.device,
+                offset=e.offset,
+                errno=e.error.errno,
+            ) from None
+        bad = list(chunks.bad)
+    meter.finish()
+    return str(h.hexdigest()), bad
+
+
+def _verify(
+    fd: int,
+    plan: BackupPlan,
+    size: int,
+    digest: str,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+    written: str,
+) -> VerifyResult:
+    """Read the drive again (O_DIRECT, page cache dropped) beside the file just written
+    (decompressed), and compare the two byte by byte; both must also equal the hash of
+    the first read."""
+    from usbwriter.sources import open_image
+
+    reader = Reader(fd, plan.device, size)
+    with open_image(written) as src:
+        result = verify_fd(reader, size, None, image=src, progress=progress, cancel=cancel)
+    if result.verified and result.expected_blake3 != digest:
+        result = replace(result, verified=False, mismatch_offset=0)
+    return result
+
+
+__all__ = ["BackupPlan", "BackupReceipt", "BadRange", "plan_backup", "run_backup"]
