@@ -9,7 +9,9 @@ Python, writes the command's exit code and output to a read-write 9p share, and
 reboots, which ends qemu (``-no-reboot``). USB sticks are ``usb-bot`` + ``scsi-hd``
 devices on a ``qemu-xhci`` controller, so the guest sees real USB mass-storage disks
 with vendor, product, serial and removable flags; more can be plugged and unplugged
-over QMP while the command runs.
+over QMP while the command runs. Optical drives (``Disc``) are USB DVD drives:
+``usb-bot`` + ``scsi-cd`` on the same controller, seen as ``/dev/srN`` through the
+sr driver, with read errors injected at chosen sectors by qemu's blkdebug driver.
 
 Typical use::
 
@@ -68,6 +70,7 @@ MODULES: tuple[tuple[str, str], ...] = (
     ("xhci_pci", ""),
     ("usb_storage", "delay_use=0"),
     ("sd_mod", ""),
+    ("sr_mod", ""),  # optical drives (Disc): sr_mod and cdrom
 )
 
 #: Directories of the host root that get a writable tmpfs overlay in the guest.
@@ -199,6 +202,74 @@ class Stick:
             f"vendor={_qemu_escape(self.vendor)}",
             f"product={_qemu_escape(self.product)}",
             f"serial={_qemu_escape(self.serial)}",
+        ]
+
+
+@dataclass(frozen=True)
+class Disc:
+    """An optical drive with a disc in it: a USB DVD drive (usb-bot + scsi-cd).
+
+    The guest sees it as ``/dev/srN`` (2048-byte logical sectors) with ID_BUS=usb and
+    ID_SERIAL_SHORT=``serial``. ``read_errors`` are 512-byte sectors of ``image`` that
+    fail every read with EIO: qemu's blkdebug driver sits between the raw format and
+    the file, so a guest read of any drive sector that contains one of them fails (the
+    drive answers CHECK CONDITION, ABORTED COMMAND), however often it is retried.
+    """
+
+    image: Path
+    serial: str
+    vendor: str = "QEMU"
+    product: str = "DVD-ROM"
+    read_errors: tuple[int, ...] = ()
+    name: str = ""  # qemu id; derived from the serial when empty
+
+    @property
+    def qid(self) -> str:
+        return self.name or "disc-" + re.sub(r"[^A-Za-z0-9]", "", self.serial)
+
+    @property
+    def node(self) -> str:
+        return self.qid + "-blk"
+
+    def blkdebug_config(self) -> str:
+        """blkdebug rules: every read touching one of ``read_errors`` fails with EIO."""
+        return "".join(
+            f'[inject-error]\nevent = "read_aio"\nerrno = "5"\nsector = "{sector}"\n'
+            f'once = "off"\n\n'
+            for sector in sorted(set(self.read_errors))
+        )
+
+    def qemu_args(self, blkdebug_config: Path | None = None) -> list[str]:
+        """qemu's arguments; ``blkdebug_config`` (a file holding ``blkdebug_config()``)
+        is required when the disc has read errors."""
+        image = _qemu_escape(str(self.image))
+        if self.read_errors:
+            if blkdebug_config is None:
+                raise GuestError(f"{self.qid}: read errors need a blkdebug config file")
+            source = (
+                f"file.driver=blkdebug,file.config={_qemu_escape(str(blkdebug_config))},"
+                f"file.image.driver=file,file.image.filename={image}"
+            )
+        else:
+            source = f"file={image}"
+        drive = f"if=none,id={self.node},media=cdrom,readonly=on,rerror=report,format=raw,{source}"
+        return [
+            "-drive",
+            drive,
+            "-device",
+            f"usb-bot,bus=xhci.0,id={self.qid},serial={_qemu_escape(self.serial)}",
+            "-device",
+            ",".join(
+                [
+                    "scsi-cd",
+                    f"bus={self.qid}.0",
+                    f"drive={self.node}",
+                    f"id={self.qid}-cd",
+                    f"vendor={_qemu_escape(self.vendor)}",
+                    f"product={_qemu_escape(self.product)}",
+                    f"serial={_qemu_escape(self.serial)}",
+                ]
+            ),
         ]
 
 
@@ -541,6 +612,7 @@ class Guest:
     ``command`` is a shell script run by ``/bin/sh`` in ``cwd`` with the project's
     Python first on PATH; ``env`` adds variables. ``sticks`` are attached at boot; more
     can be plugged with ``plug()`` and removed with ``unplug()`` while it runs.
+    ``discs`` are optical drives, attached at boot.
     """
 
     command: str
@@ -551,6 +623,7 @@ class Guest:
     timeout: float = 120.0
     udev: bool = True
     python: Path = field(default_factory=lambda: Path(sys.executable))
+    discs: Sequence[Disc] = ()
 
     def __post_init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -640,6 +713,12 @@ class Guest:
         for stick in self.sticks:
             argv += stick.qemu_args()
             self.plugged[stick.qid] = stick
+        for disc in self.discs:
+            config = None
+            if disc.read_errors:
+                config = self.tmp / f"{disc.qid}.blkdebug"
+                config.write_text(disc.blkdebug_config())
+            argv += disc.qemu_args(config)
         log.debug("starting guest: %s", shlex.join(argv))
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
@@ -842,9 +921,12 @@ def run(
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
     udev: bool = True,
+    discs: Iterable[Disc] = (),
 ) -> GuestResult:
-    """Boot a guest with ``sticks``, run ``command`` in it, return its result."""
-    with Guest(command, sticks=list(sticks), timeout=timeout, env=env or {}, udev=udev) as g:
+    """Boot a guest with ``sticks`` and ``discs``, run ``command`` in it, return its result."""
+    with Guest(
+        command, sticks=list(sticks), timeout=timeout, env=env or {}, udev=udev, discs=list(discs)
+    ) as g:
         return g.wait()
 
 
@@ -871,16 +953,28 @@ def parse_stick(spec: str) -> Stick:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tests.guest.harness [--stick SPEC]... COMMAND``: one guest run.
+def parse_disc(spec: str) -> Disc:
+    """``IMG:SERIAL[:SECTOR,...]``: a disc image, the drive's serial, and the 512-byte
+    sectors that fail to read."""
+    parts = spec.split(":")
+    if len(parts) < 2 or len(parts) > 3:
+        raise ValueError(f"{spec}: expected IMG:SERIAL[:SECTOR,...]")
+    errors = tuple(int(s) for s in parts[2].split(",") if s) if len(parts) > 2 else ()
+    return Disc(Path(parts[0]), parts[1], read_errors=errors)
 
-    SPEC is ``IMG:SERIAL[:VENDOR[:PRODUCT[:FLAGS]]]`` (see ``parse_stick``). Prints the
-    command's output and the measured times; exits with the command's exit code.
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.guest.harness [--stick SPEC]... [--disc SPEC]... COMMAND``.
+
+    One guest run. A stick's SPEC is ``IMG:SERIAL[:VENDOR[:PRODUCT[:FLAGS]]]`` (see
+    ``parse_stick``), a disc's ``IMG:SERIAL[:SECTOR,...]`` (see ``parse_disc``). Prints
+    the command's output and the measured times; exits with the command's exit code.
     """
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m tests.guest.harness")
     p.add_argument("--stick", action="append", default=[], metavar="SPEC")
+    p.add_argument("--disc", action="append", default=[], metavar="SPEC")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--no-udev", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -888,7 +982,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     sticks = [parse_stick(spec) for spec in args.stick]
-    res = run(args.command, sticks, timeout=args.timeout, udev=not args.no_udev)
+    discs = [parse_disc(spec) for spec in args.disc]
+    res = run(args.command, sticks, timeout=args.timeout, udev=not args.no_udev, discs=discs)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     sys.stderr.write(
