@@ -1,0 +1,268 @@
+"""usbwriter backup reads a real optical drive: the sr driver in a qemu guest.
+
+One guest run (``optical_run``) with two USB DVD drives (``harness.Disc``: usb-bot +
+scsi-cd on the guest's xHCI controller, seen as /dev/sr0 and /dev/sr1 through sr_mod):
+
+- ``CLEAN`` holds a data ISO built in the test (pycdlib, 1783 sectors of 2048 bytes:
+  a prime, so a size rounded to any larger unit shows) followed by ``JUNK_SECTORS``
+  sectors of pseudo-random bytes, so the drive reports an end beyond the volume, as a
+  disc written with padding does. ``usbwriter backup`` must stop where the ISO 9660
+  volume says it ends (``size_from`` "iso9660") and copy it byte for byte.
+- ``FAULTY`` holds the same image, but qemu's blkdebug driver fails every read that
+  touches one of ``READ_ERRORS`` (512-byte sectors of the image) with EIO, which the
+  guest sees as a CHECK CONDITION from the drive, however often it retries. By
+  default the backup must stop (exit 1) naming the device and the byte offset of the
+  first unreadable 2048-byte sector, and leave no file behind; with ``--keep-going``
+  it must list exactly the drive sectors holding the injected ones and write zeros
+  there, and nothing else differs from the ISO.
+
+The outputs stay in the guest's /tmp; the guest hashes them (sha256sum), and the host
+compares with the hashes of the expected bytes, computed from the ISO it built. Before
+usbwriter runs, plain ``dd`` reads show what the drives hold: the ISO on the clean one,
+EIO at the first injected sector on the faulty one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+
+from tests.guest import harness
+from tests.guest.harness import Disc, Guest, GuestResult
+from tests.helpers.discs import (
+    CD_SECTOR,
+    build_data_iso,
+    iso9660_size,
+    pad_with_junk,
+    sectors_of,
+    zero_sectors,
+)
+
+pytestmark = [
+    pytest.mark.guest,
+    pytest.mark.skipif(harness.skip_reason() is not None, reason=harness.skip_reason() or ""),
+]
+
+#: The ISO's files (pseudo-random bytes): 1783 sectors in all with pycdlib's metadata.
+ISO_FILES = (1_234_567, 2_006_145, 345_678)
+ISO_SECTORS = 1783
+#: Sectors of junk after the ISO volume, inside what the drive reports.
+JUNK_SECTORS = 29
+#: 512-byte sectors of the image that fail to read on the faulty drive: one in drive
+#: sector 700, two in drive sector 1201 and one in 1202 (two neighbours, one of them
+#: with two bad 512-byte sectors), all inside the files' data.
+READ_ERRORS = (2802, 4804, 4805, 4811)
+BAD_SECTORS = sectors_of(READ_ERRORS)  # [700, 1201, 1202]
+FIRST_BAD_OFFSET = min(READ_ERRORS) * 512 // CD_SECTOR * CD_SECTOR  # 1433600
+
+CLEAN = Disc(Path(), "USBW-CD-0001", "HL-DT-ST", "DVDRAM GP57EB40")
+FAULTY = Disc(Path(), "USBW-CD-0002", "ASUS", "SDRW-08U9M-U", read_errors=READ_ERRORS)
+
+# Runs in the guest (with ``step`` from harness.py). $C is the clean drive, $F the
+# faulty one; each backup writes into its own empty directory, so a leftover (the
+# output or a temporary file) shows in its listing.
+SCRIPT = r"""
+by_serial() { readlink -f /dev/disk/by-id/usb-*_"$1"-0:0; }
+C=$(by_serial "$CLEAN_SERIAL"); F=$(by_serial "$FAULTY_SERIAL")
+export C F
+echo "$C $F" >"$GUEST_SHARE/devices"
+drive() {  # DEV: size in 512-byte units, logical sector size, udev properties
+    cat "/sys/block/${1#/dev/}/size" "/sys/block/${1#/dev/}/queue/logical_block_size" &&
+    udevadm info --query=property --name="$1"
+}
+facts() { stat -c %s "$1" && sha256sum "$1" | cut -d' ' -f1; }  # FILE: size, sha256
+step drive-clean drive "$C"
+step drive-faulty drive "$F"
+step dd-clean sh -c 'dd if="$C" bs=2048 count="$ISO_SECTORS" iflag=direct status=none | sha256sum'
+step dd-faulty-head sh -c \
+    'dd if="$F" bs=2048 count="$FIRST_BAD" iflag=direct status=none | sha256sum'
+step dd-faulty-bad dd if="$F" of=/dev/null bs=2048 skip="$FIRST_BAD" count=1 iflag=direct
+
+O=/tmp/backup
+mkdir -p $O/clean $O/gz $O/stop $O/stop-json $O/keep
+step clean python -m usbwriter backup "$C" -o $O/clean/disc.iso --json
+step clean-file facts $O/clean/disc.iso
+step gz python -m usbwriter backup "$C" -o $O/gz/disc.iso.gz --verify --json
+step gz-file sh -c "gzip -dc $O/gz/disc.iso.gz | sha256sum | cut -d' ' -f1"
+step stop python -m usbwriter backup "$F" -o $O/stop/disc.iso
+ls -A $O/stop >"$GUEST_SHARE/stop.ls"
+step stop-json python -m usbwriter backup "$F" -o $O/stop-json/disc.iso --json
+ls -A $O/stop-json >"$GUEST_SHARE/stop-json.ls"
+step keep python -m usbwriter backup "$F" -o $O/keep/disc.iso --keep-going --json
+step keep-file facts $O/keep/disc.iso
+"""
+
+
+@dataclass(frozen=True)
+class OpticalRun:
+    result: GuestResult
+    clean: str  # /dev/srN of the clean drive in the guest
+    faulty: str
+    iso: bytes  # the ISO volume (what a good backup holds)
+    drive_size: int  # what the drives report: the ISO and the junk after it
+
+
+@pytest.fixture(scope="module")
+def optical_run(tmp_path_factory: pytest.TempPathFactory) -> OpticalRun:
+    work = tmp_path_factory.mktemp("discs")
+    iso_path = build_data_iso(work / "data.iso", seed=1783, file_sizes=ISO_FILES)
+    iso = iso_path.read_bytes()
+    assert len(iso) == iso9660_size(iso) == ISO_SECTORS * CD_SECTOR
+    # One image file per drive: qemu locks each image it opens.
+    clean = pad_with_junk(iso_path, work / "clean.img", JUNK_SECTORS, seed=1)
+    faulty = pad_with_junk(iso_path, work / "faulty.img", JUNK_SECTORS, seed=2)
+    env = {
+        "CLEAN_SERIAL": CLEAN.serial,
+        "FAULTY_SERIAL": FAULTY.serial,
+        "ISO_SECTORS": str(ISO_SECTORS),
+        "FIRST_BAD": str(BAD_SECTORS[0]),
+    }
+    discs = [replace(CLEAN, image=clean), replace(FAULTY, image=faulty)]
+    with Guest(SCRIPT, discs=discs, env=env, timeout=300) as g:
+        result = g.wait()
+    print(result.timings())
+    assert result.returncode == 0, result.describe()
+    devices = result.files.get("devices", "").split()
+    assert len(devices) == 2, result.describe()
+    return OpticalRun(result, devices[0], devices[1], iso, clean.stat().st_size)
+
+
+def _step(run: OpticalRun, name: str, rc: int | None = 0) -> harness.Step:
+    st = run.result.step(name)
+    assert st.returncode == rc, (
+        f"{name}: exit {st.returncode}, expected {rc}\n--- stdout\n{st.stdout[-2000:]}"
+        f"\n--- stderr\n{st.stderr[-2000:]}\n{run.result.timings()}"
+    )
+    return st
+
+
+def _last_event(run: OpticalRun, name: str) -> dict[str, Any]:
+    lines = [line for line in run.result.step(name).stdout.splitlines() if line.strip()]
+    assert lines, f"{name}: no output on stdout\n{run.result.step(name).stderr[-2000:]}"
+    event: dict[str, Any] = json.loads(lines[-1])
+    return event
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_facts(run: OpticalRun, name: str) -> tuple[int, str]:
+    size, digest = _step(run, name).stdout.split()
+    return int(size), digest
+
+
+# ---- the drives, as the guest kernel sees them (no usbwriter)
+
+
+def test_the_guest_sees_two_usb_optical_drives(optical_run: OpticalRun) -> None:
+    assert sorted([optical_run.clean, optical_run.faulty]) == ["/dev/sr0", "/dev/sr1"]
+    for name, disc in (("drive-clean", CLEAN), ("drive-faulty", FAULTY)):
+        size_512, sector_size, *props = _step(optical_run, name).stdout.splitlines()
+        assert int(size_512) * 512 == optical_run.drive_size
+        assert int(sector_size) == CD_SECTOR
+        udev = dict(p.split("=", 1) for p in props if "=" in p)
+        assert udev.get("ID_CDROM") == "1", udev
+        assert udev.get("ID_BUS") == "usb", udev
+        assert udev.get("ID_SERIAL_SHORT") == disc.serial, udev
+        assert udev.get("ID_FS_TYPE") == "iso9660", udev
+
+
+def test_the_clean_drive_reads_the_iso(optical_run: OpticalRun) -> None:
+    out = _step(optical_run, "dd-clean").stdout
+    assert out.split()[0] == _sha256(optical_run.iso)
+
+
+def test_the_faulty_drive_fails_only_at_the_injected_sectors(optical_run: OpticalRun) -> None:
+    head = _step(optical_run, "dd-faulty-head").stdout
+    assert head.split()[0] == _sha256(optical_run.iso[:FIRST_BAD_OFFSET])
+    bad = _step(optical_run, "dd-faulty-bad", rc=1)
+    assert "Input/output error" in bad.stderr, bad.stderr
+
+
+# ---- usbwriter backup
+
+
+def test_backup_of_a_disc_is_the_iso_volume(optical_run: OpticalRun) -> None:
+    """The drive reports the ISO and the junk after it; the backup holds the ISO only."""
+    _step(optical_run, "clean")
+    event = _last_event(optical_run, "clean")
+    assert event["event"] == "backup", event
+    assert event["device"] == optical_run.clean
+    assert event["output"] == "/tmp/backup/clean/disc.iso"
+    assert (event["size"], event["size_from"]) == (len(optical_run.iso), "iso9660"), event
+    assert event["blake3"] == blake3.blake3(optical_run.iso).hexdigest()
+    assert event["unreadable"] == []
+    size, digest = _file_facts(optical_run, "clean-file")
+    assert size == len(optical_run.iso)
+    assert digest == _sha256(optical_run.iso), "the backup differs from the ISO"
+
+
+def test_compressed_backup_of_a_disc_verifies(optical_run: OpticalRun) -> None:
+    _step(optical_run, "gz")
+    event = _last_event(optical_run, "gz")
+    assert event["event"] == "backup", event
+    assert (event["size"], event["size_from"]) == (len(optical_run.iso), "iso9660"), event
+    assert event["verified"] is True, event
+    assert event["unreadable"] == []
+    digest = _step(optical_run, "gz-file").stdout.strip()
+    assert digest == _sha256(optical_run.iso), "the decompressed backup differs from the ISO"
+
+
+def test_backup_stops_at_the_first_unreadable_sector(optical_run: OpticalRun) -> None:
+    st = _step(optical_run, "stop", rc=1)
+    lines = [line for line in st.stderr.splitlines() if line.strip()]
+    # A one-line message naming the drive and the first unreadable byte.
+    naming = [
+        line
+        for line in lines
+        if optical_run.faulty in line and re.search(rf"\b{FIRST_BAD_OFFSET}\b", line)
+    ]
+    assert len(naming) == 1, (
+        f"no single stderr line names {optical_run.faulty} and byte {FIRST_BAD_OFFSET}:\n"
+        f"{st.stderr[-2000:]}"
+    )
+    assert "Traceback" not in st.stderr, st.stderr
+    assert optical_run.result.files["stop.ls"].split() == [], "the partial backup was left"
+
+
+def test_backup_json_names_the_first_unreadable_sector(optical_run: OpticalRun) -> None:
+    st = _step(optical_run, "stop-json", rc=1)
+    event = _last_event(optical_run, "stop-json")
+    assert event["event"] == "error", event
+    assert event["offset"] == FIRST_BAD_OFFSET, event
+    assert "Traceback" not in st.stderr, st.stderr
+    assert optical_run.result.files["stop-json.ls"].split() == [], "the partial backup was left"
+
+
+def _listed_sectors(unreadable: list[dict[str, int]]) -> list[int]:
+    """The drive sectors that the ranges of "unreadable" cover (each range whole sectors)."""
+    sectors: list[int] = []
+    for r in unreadable:
+        assert r["offset"] % CD_SECTOR == 0 and r["length"] % CD_SECTOR == 0, r
+        assert r["length"] > 0, r
+        first = r["offset"] // CD_SECTOR
+        sectors += range(first, first + r["length"] // CD_SECTOR)
+    return sectors
+
+
+def test_backup_keep_going_zeroes_exactly_the_unreadable_sectors(optical_run: OpticalRun) -> None:
+    _step(optical_run, "keep")
+    event = _last_event(optical_run, "keep")
+    assert event["event"] == "backup", event
+    assert (event["size"], event["size_from"]) == (len(optical_run.iso), "iso9660"), event
+    listed = _listed_sectors(event["unreadable"])
+    assert sorted(listed) == BAD_SECTORS, event["unreadable"]
+    assert len(set(listed)) == len(listed), f"a sector listed twice: {event['unreadable']}"
+    expected = zero_sectors(optical_run.iso, BAD_SECTORS)
+    assert event["blake3"] == blake3.blake3(expected).hexdigest()
+    size, digest = _file_facts(optical_run, "keep-file")
+    assert size == len(expected)
+    assert digest == _sha256(expected), "the backup is not the ISO with the bad sectors zeroed"
