@@ -123,6 +123,7 @@ class ProgressPrinter:
             "verify": "Verifying",
             "checksum": "Checking",
             "read": "Reading",
+            "restore": "Restoring",
         }.get(p.phase, p.phase)
         eta = "done" if finished else f"ETA {human_duration(p.eta)}"
         text = (

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from usbwriter.cli.output import (
+    ProgressPrinter,
+    cancel_on_signals,
+    confirm,
+    emit,
+    interactive,
+    say,
+)
+from usbwriter.errors import EXIT_OK, Cancelled, Refused
+
 DESCRIPTION = (
     "Return a stick to normal use: wipe old signatures at both ends, write one partition "
     "spanning the disk and make a file system on it."
@@ -24,4 +34,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from usbwriter.cli.write import refusal_for
+    from usbwriter.job.restore import DEFAULT_LABEL, check_label, plan_restore, run_restore
+    from usbwriter.job.runner import device_info
+    from usbwriter.receipt import describe_device
+
+    label = check_label(ns.fs, ns.label or DEFAULT_LABEL)
+    plan = plan_restore(ns.device, unmount=ns.unmount)
+    refusal = refusal_for(plan, asking=False)
+    if refusal is not None:
+        raise refusal
+    if not ns.yes:
+        if not interactive():
+            raise Refused(
+                f"{ns.device}: not on a terminal and no --yes: refusing to erase the drive"
+            )
+        then = (
+            f" ({', '.join(plan.unmount_points)} will be unmounted first)" if plan.unmounts else ""
+        )
+        question = (
+            f"ALL DATA on {describe_device(device_info(plan))}{then} will be erased and "
+            f"replaced by one empty {ns.fs} partition labelled {label}.\n"
+            "Type 'yes' to continue: "
+        )
+        if not confirm(question):
+            raise Cancelled("not confirmed; nothing was changed")
+    with cancel_on_signals() as cancel, ProgressPrinter(ns.json) as show:
+
+        def notify(text: str) -> None:
+            show.end_line()
+            say(f"usbwriter: {text}")
+
+        receipt = run_restore(
+            plan, fs=ns.fs, label=label, progress=show, cancel=cancel, notify=notify
+        )
+    if ns.json:
+        emit(receipt.to_json())
+    else:
+        print(receipt.to_text())
+        say("It is safe to remove the drive.")
+    return EXIT_OK

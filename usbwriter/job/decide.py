@@ -56,9 +56,7 @@ def decide(
             warnings.append(fit)
     unmounts = _unmounts(request, target, block) if target_ok else ()
     if unmounts:
-        warnings.append(
-            "will unmount first: " + ", ".join(f"{m.source} on {m.mountpoint}" for m in unmounts)
-        )
+        warnings.append(_unmount_note(unmounts))
     if image_ok and boot is not None:
         _check_boot(request, image, boot, block, warnings)
     if target_ok and target.disk is not None:
@@ -83,6 +81,38 @@ def decide(
         warnings=tuple(warnings),
         unmounts=unmounts,
         checksum=checked,
+    )
+
+
+#: what a plan without an image (restore) looks at in place of one
+NO_IMAGE = ImageFacts(requested="", path="", kind="none", size=None)
+
+
+def decide_target(request: Request, target: TargetFacts) -> Plan:
+    """The plan of a job that changes a drive without writing an image to it (restore):
+    the target's refusals, its unmounts and its pinned identity, as for a write."""
+    blockers: list[Blocker] = []
+
+    def block(error: UsbWriterError, *, overridable: bool = False) -> None:
+        blockers.append(Blocker(error, overridable))
+
+    target_ok = _check_target(request, NO_IMAGE, target, block)
+    if target_ok and target.kind != "block":
+        block(not_a_drive(target.requested, target.kind))
+        target_ok = False
+    unmounts = _unmounts(request, target, block) if target_ok else ()
+    warnings = []
+    if unmounts:
+        warnings.append(_unmount_note(unmounts))
+    return Plan(
+        request=request,
+        image=NO_IMAGE,
+        target=target,
+        boot=None,
+        identity=_identity(target) if target_ok else None,
+        blockers=tuple(blockers),
+        warnings=tuple(warnings),
+        unmounts=unmounts,
     )
 
 
@@ -286,6 +316,10 @@ def _unmounts(request: Request, target: TargetFacts, block: _Block) -> tuple[Mou
     return tuple(
         sorted(target.mounts, key=lambda m: (-m.mountpoint.rstrip("/").count("/"), -m.mount_id))
     )
+
+
+def _unmount_note(unmounts: tuple[MountEntry, ...]) -> str:
+    return "will unmount first: " + ", ".join(f"{m.source} on {m.mountpoint}" for m in unmounts)
 
 
 def _overlap(image: ImageFacts, target: TargetFacts, shared: Footprint) -> Refused:

@@ -1,0 +1,188 @@
+"""usbwriter backup on real loop devices. Read errors on a real drive (an optical drive
+with failing sectors) are in tests/guest/test_guest_optical.py: this kernel has no
+device-mapper to make failing sectors on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+
+from tests.conftest import ROOT_ONLY, LoopFactory, MiB, random_file, run
+
+pytestmark = [pytest.mark.root, ROOT_ONLY]
+
+USBWRITER = [sys.executable, "-m", "usbwriter"]
+
+
+def usbwriter(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*USBWRITER, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def b3(path: Path | str) -> str:
+    h = blake3.blake3()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MiB):
+            h.update(chunk)
+    return str(h.hexdigest())
+
+
+def result(out: str) -> dict[str, object]:
+    last: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return last
+
+
+def wait_for(node: str) -> None:
+    subprocess.run(["udevadm", "settle"], check=False, timeout=30)
+    for _ in range(100):
+        if os.path.exists(node):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{node} did not appear")
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if ".usbwriter-" in n)
+
+
+@pytest.fixture
+def stick(loop: LoopFactory, tmp_path: Path) -> tuple[str, Path]:
+    """A 48 MiB loop device: 16 MiB of random data at the start and at 32 MiB, zeros
+    between (xz compresses random data slowly: keep it small)."""
+    backing = tmp_path / "stick.img"
+    random_file(backing, 4 * MiB, seed=7)
+    with open(backing, "r+b") as f:
+        f.truncate(48 * MiB)
+        f.seek(32 * MiB)
+        f.write(random_file(tmp_path / "more", 4 * MiB, seed=8).read_bytes())
+    return loop(0, backing=backing), backing
+
+
+@pytest.mark.parametrize("suffix", ["", ".zst", ".xz", ".gz"])
+def test_backup_equals_the_device(stick: tuple[str, Path], tmp_path: Path, suffix: str) -> None:
+    dev, backing = stick
+    out = tmp_path / f"backup.img{suffix}"
+    done = usbwriter("backup", dev, "-o", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    receipt = result(done.stdout)
+    assert receipt["size"] == 48 * MiB and receipt["size_from"] == "device"
+    assert receipt["blake3"] == b3(backing)
+    plain = out
+    if suffix:
+        tool = {".zst": "zstd", ".xz": "xz", ".gz": "gzip"}[suffix]
+        plain = tmp_path / "plain.img"
+        with open(plain, "wb") as f:
+            subprocess.run([tool, "-dc", str(out)], stdout=f, check=True)
+    run(["cmp", str(plain), str(backing)])
+    assert leftovers(tmp_path) == []
+
+
+def test_sparse_backup_leaves_holes(stick: tuple[str, Path], tmp_path: Path) -> None:
+    dev, backing = stick
+    out = tmp_path / "sparse.img"
+    done = usbwriter("backup", dev, "-o", str(out), "--sparse", "--verify")
+    assert done.returncode == 0, done.stderr
+    run(["cmp", str(out), str(backing)])
+    assert os.stat(out).st_blocks * 512 <= 9 * MiB  # the zeros are holes
+    assert "Verified" in done.stdout
+
+
+def test_verify_catches_a_byte_changed_between_the_reads(
+    stick: tuple[str, Path], tmp_path: Path
+) -> None:
+    from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.progress import Progress
+
+    dev, backing = stick
+    out = tmp_path / "changed.img"
+    changed = 34 * MiB + 12345
+
+    def change_after_the_first_read(p: Progress) -> None:
+        if p.phase == "read" and p.done >= p.total:
+            with open(backing, "r+b") as f:  # behind the loop device, which we hold
+                f.seek(changed)
+                old = f.read(1)
+                f.seek(changed)
+                f.write(bytes([old[0] ^ 0xFF]))
+
+    plan = plan_backup(dev, str(out))
+    receipt = run_backup(plan, verify=True, progress=change_after_the_first_read)
+    assert receipt.verify is not None and not receipt.verify.verified
+    assert receipt.verify.mismatch_offset == changed
+    assert out.exists()  # what was read first is kept, and the receipt says it differs
+
+
+def test_refusals(stick: tuple[str, Path], tmp_path: Path) -> None:
+    dev, backing = stick
+    existing = tmp_path / "existing.img"
+    existing.write_bytes(b"keep me")
+    done = usbwriter("backup", dev, "-o", str(existing))
+    assert done.returncode == 4 and "--overwrite" in done.stderr
+    assert existing.read_bytes() == b"keep me"
+    # Swapped arguments: an image file is not a drive, and a drive is not an output.
+    swapped = usbwriter("backup", str(backing), "-o", dev)
+    assert swapped.returncode == 2 and "not a drive" in swapped.stderr.lower(), swapped.stderr
+    to_drive = usbwriter("backup", dev, "-o", dev, "--overwrite")
+    assert to_drive.returncode == 4 and "not a regular file" in to_drive.stderr
+    assert usbwriter("backup", str(tmp_path / "nope"), "-o", "x.img").returncode == 2
+    done = usbwriter("backup", dev, "-o", str(tmp_path / "ok.img"), "--overwrite")
+    assert done.returncode == 0
+    assert "Traceback" not in swapped.stderr + to_drive.stderr
+
+
+def test_mounted_read_write_is_refused_and_output_on_the_drive_read_too(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    dev = loop(64 * MiB)
+    run(["sfdisk", "-q", dev], input="label: dos\n,20M\n,\n")
+    run(["partx", "-a", dev])
+    wait_for(f"{dev}p2")
+    run(["mkfs.ext4", "-q", "-F", f"{dev}p2"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run(["mount", f"{dev}p2", str(mnt)])
+    try:
+        whole = usbwriter("backup", dev, "-o", str(tmp_path / "whole.img"))
+        assert whole.returncode == 4 and "mounted read-write" in whole.stderr
+        onto = usbwriter("backup", f"{dev}p1", "-o", str(mnt / "p1.img"))
+        assert onto.returncode == 4 and "the drive being read" in onto.stderr, onto.stderr
+        assert not (mnt / "p1.img").exists()
+        run(["mount", "-o", "remount,ro", str(mnt)])
+        ro = usbwriter("backup", f"{dev}p2", "-o", str(tmp_path / "p2.img"))
+        assert ro.returncode == 0, ro.stderr  # a read-only mount may be read beside
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["partx", "-d", dev], check=False)
+
+
+def test_ctrl_c_stops_within_two_seconds_and_leaves_nothing(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    from tests.helpers.throttle import blkio_group, enter
+
+    dev = loop(256 * MiB)
+    out = tmp_path / "slow.img"
+    with blkio_group(dev, 8 * MiB, 8 * MiB) as group:
+        proc = subprocess.Popen(
+            [*USBWRITER, "backup", dev, "-o", str(out)],
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: enter(group),
+        )
+        time.sleep(1.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        stopped = time.monotonic() - start
+    assert proc.returncode == 130, err
+    assert stopped < 2.0, stopped
+    assert not out.exists() and leftovers(tmp_path) == []

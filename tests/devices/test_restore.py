@@ -1,0 +1,121 @@
+"""usbwriter restore on real loop devices: a stick that held a hybrid ISO with a GPT
+becomes a normal stick that the standard tools accept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT_ONLY, LoopFactory, MiB, run
+
+pytestmark = [pytest.mark.root, ROOT_ONLY]
+
+USBWRITER = [sys.executable, "-m", "usbwriter"]
+SIZE = 256 * MiB
+
+
+def usbwriter(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*USBWRITER, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def signatures(dev: str) -> list[tuple[str, int]]:
+    """(type, offset) of every signature wipefs finds on the whole device (read-only)."""
+    out = json.loads(run(["wipefs", "--json", dev]).stdout or '{"signatures": []}')
+    return [(s["type"], int(s["offset"], 16)) for s in out.get("signatures", [])]
+
+
+@pytest.fixture
+def used_stick(loop: LoopFactory, tmp_path: Path) -> Iterator[str]:
+    """A stick as an ISO leaves it: a GPT (with its backup at the end), then an ISO
+    9660 image written over the start; partition nodes removed afterwards."""
+    dev = loop(SIZE)
+    run(["sfdisk", "-q", "--wipe", "always", dev], input="label: gpt\n,64M\n,\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "README.TXT").write_text("an installer\n")
+    iso = tmp_path / "old.iso"
+    run(["xorriso", "-as", "mkisofs", "-R", "-J", "-V", "OLD_ISO", "-o", str(iso), str(tree)])
+    run(["dd", f"if={iso}", f"of={dev}", "bs=1M", "conv=notrunc,fsync", "status=none"])
+    before = {t for t, _ in signatures(dev)}
+    assert "iso9660" in before and "gpt" in before, before
+    try:
+        yield dev
+    finally:
+        subprocess.run(["partx", "-d", dev], check=False, capture_output=True)
+
+
+CHECKS = {
+    "fat32": (["fsck.vfat", "-n"], "vfat"),
+    "exfat": (["fsck.exfat", "-n"], "exfat"),
+    "ext4": (["e2fsck", "-f", "-n"], "ext4"),
+}
+
+
+@pytest.mark.parametrize("fs", ["fat32", "exfat", "ext4"])
+def test_restore_makes_a_normal_stick(used_stick: str, tmp_path: Path, fs: str) -> None:
+    dev = used_stick
+    done = usbwriter("restore", dev, "--fs", fs, "--label", "MyStick", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout.strip().splitlines()[-1])
+    assert receipt["event"] == "restore" and receipt["verified"] is True
+    assert receipt["partition"] == {"start": MiB, "size": SIZE - MiB}
+    # Old signatures are gone at both ends: only the new MBR table is left.
+    assert signatures(dev) == [("dos", 0x1FE)]
+    part = f"{dev}p1"
+    check, fstype = CHECKS[fs]
+    run([*check, part])
+    probe = run(["blkid", "-o", "export", part]).stdout
+    assert f"TYPE={fstype}" in probe
+    assert ("LABEL=MYSTICK" if fs == "fat32" else "LABEL=MyStick") in probe
+    table = json.loads(run(["sfdisk", "--json", dev]).stdout)["partitiontable"]
+    assert table["label"] == "dos" and len(table["partitions"]) == 1
+    assert table["partitions"][0]["start"] == 2048
+    assert table["partitions"][0]["type"] == {"fat32": "c", "exfat": "7", "ext4": "83"}[fs]
+    if fs == "fat32":  # mtools can write to it and read it back
+        note = tmp_path / "note.txt"
+        note.write_text("hello stick\n")
+        run(["mcopy", "-i", part, str(note), "::/note.txt"])
+        assert run(["mtype", "-i", part, "::/note.txt"]).stdout == "hello stick\n"
+    listed = json.loads(usbwriter("list", "--all", "--json").stdout)
+    drive = next(d for d in listed if d["path"] == dev)
+    assert drive["eligible"] and [p["path"] for p in drive["partitions"]] == [part]
+
+
+def test_restore_is_protected_like_a_write(
+    mounted_ext4: tuple[str, Path], loop: LoopFactory
+) -> None:
+    dev, mnt = mounted_ext4
+    mounted = usbwriter("restore", dev, "--yes")
+    assert mounted.returncode == 4 and "mounted" in mounted.stderr
+    assert run(["findmnt", "-n", str(mnt)]).returncode == 0
+    no_yes = usbwriter("restore", loop(64 * MiB))
+    assert no_yes.returncode == 4 and "no --yes" in no_yes.stderr
+    bad_label = usbwriter("restore", dev, "--label", "MUCH TOO LONG FOR FAT", "--yes")
+    assert bad_label.returncode == 2 and "labels are 1 to 11" in bad_label.stderr
+    not_drive = usbwriter("restore", str(mnt), "--yes")
+    assert not_drive.returncode in (2, 4), not_drive.stderr
+    unmounted = usbwriter("restore", dev, "--yes", "--unmount", "--fs", "exfat")
+    assert unmounted.returncode == 0, unmounted.stderr
+    assert subprocess.run(["findmnt", "-n", str(mnt)], capture_output=True).returncode == 1
+    subprocess.run(["partx", "-d", dev], check=False, capture_output=True)
+    for out in (mounted, no_yes, bad_label, not_drive, unmounted):
+        assert "Traceback" not in out.stderr
+
+
+def test_partition_node_is_refused(loop: LoopFactory) -> None:
+    dev = loop(64 * MiB)
+    run(["sfdisk", "-q", dev], input="label: dos\n,32M\n,\n")
+    run(["partx", "-a", dev])
+    try:
+        done = usbwriter("restore", f"{dev}p1", "--yes")
+        assert done.returncode == 4 and "is a partition" in done.stderr
+        assert signatures(dev) == [("dos", 0x1FE)]
+    finally:
+        subprocess.run(["partx", "-d", dev], check=False, capture_output=True)
