@@ -254,3 +254,39 @@ def test_a_board_image_plan_says_what_it_is_for_in_json() -> None:
     assert d["boot"]["image_kind"] == "board:raspberry-pi"
     assert d["boot"]["for_hardware"] == "a Raspberry Pi"
     assert d["boot"]["compression"] == "xz" and d["boot"]["not_read"] == []
+
+
+# --- restore: a write's target checks with no image ---------------------------------
+
+RESTORE_CASES = [
+    ("usb stick", stick(), (), ""),
+    ("mounted, no --unmount", stick(STICK_MOUNT), (4,), "pass --unmount"),
+    ("system disk", system_disk(), (4,), "system disk"),
+    ("partition node", other("partition", parent_disk="sda"), (4,), "whole disk"),
+    ("a loop device stacked on it", stick(nodes=LOOP_ON_STICK), (4,), "loop7 stacked on it"),
+    ("regular file", other("file", size=100), (2,), "not a drive"),
+    ("nothing there", other("missing"), (2,), "no such device"),
+    ("a FIFO", other("fifo"), (2,), "FIFO"),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "exits", "words"),
+    [c[1:] for c in RESTORE_CASES],
+    ids=[c[0] for c in RESTORE_CASES],
+)
+def test_restore_plan(target: TargetFacts, exits: tuple[int, ...], words: str) -> None:
+    from usbwriter.job.decide import decide_target
+
+    plan = decide_target(Request("", target.requested), target)
+    assert tuple(b.error.exit_code for b in plan.blockers) == exits
+    assert words in " ".join(b.error.message for b in plan.blockers)
+    assert plan.ready == (not exits)
+
+
+def test_restore_plan_unmounts_like_a_write() -> None:
+    from usbwriter.job.decide import decide_target
+
+    target = stick(STICK_MOUNT, NESTED)
+    plan = decide_target(Request("", target.requested, unmount=True), target)
+    assert plan.ready and plan.unmount_points == ("/media/stick/inner", "/media/stick")

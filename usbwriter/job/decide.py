@@ -96,10 +96,15 @@ def decide_target(request: Request, target: TargetFacts) -> Plan:
     def block(error: UsbWriterError, *, overridable: bool = False) -> None:
         blockers.append(Blocker(error, overridable))
 
-    target_ok = _check_target(request, NO_IMAGE, target, block)
-    if target_ok and target.kind != "block":
-        block(not_a_drive(target.requested, target.kind))
+    if target.error is None and target.kind in ("file", "missing"):
+        block(
+            BadInput(f"{target.requested}: no such device", path=target.requested)
+            if target.kind == "missing"
+            else not_a_drive(target.requested, target.kind)
+        )
         target_ok = False
+    else:
+        target_ok = _check_target(request, NO_IMAGE, target, block)
     unmounts = _unmounts(request, target, block) if target_ok else ()
     warnings = []
     if unmounts:
