@@ -32,6 +32,7 @@ timeouts, and each guest's temporary directory is removed on exit.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import logging
@@ -211,9 +212,14 @@ class Disc:
 
     The guest sees it as ``/dev/srN`` (2048-byte logical sectors) with ID_BUS=usb and
     ID_SERIAL_SHORT=``serial``. ``read_errors`` are 512-byte sectors of ``image`` that
-    fail every read with EIO: qemu's blkdebug driver sits between the raw format and
-    the file, so a guest read of any drive sector that contains one of them fails (the
-    drive answers CHECK CONDITION, ABORTED COMMAND), however often it is retried.
+    fail every read with ``read_errno``: qemu's blkdebug driver sits between the raw
+    format and the file, so a guest read of any drive sector that contains one of them
+    fails, however often it is retried. The errno decides what the drive answers, and
+    so what the guest's read() fails with (observed with qemu 7.2 and Linux 6.1):
+
+    - EIO (5): CHECK CONDITION, ABORTED COMMAND (I/O process terminated); read() EIO;
+    - ENODATA (61): MEDIUM ERROR, unrecovered read error, as from a scratched disc;
+      the kernel logs "critical medium error" and read() fails with ENODATA.
     """
 
     image: Path
@@ -221,6 +227,7 @@ class Disc:
     vendor: str = "QEMU"
     product: str = "DVD-ROM"
     read_errors: tuple[int, ...] = ()
+    read_errno: int = errno.EIO
     name: str = ""  # qemu id; derived from the serial when empty
 
     @property
@@ -232,10 +239,10 @@ class Disc:
         return self.qid + "-blk"
 
     def blkdebug_config(self) -> str:
-        """blkdebug rules: every read touching one of ``read_errors`` fails with EIO."""
+        """blkdebug rules: every read touching one of ``read_errors`` fails."""
         return "".join(
-            f'[inject-error]\nevent = "read_aio"\nerrno = "5"\nsector = "{sector}"\n'
-            f'once = "off"\n\n'
+            f'[inject-error]\nevent = "read_aio"\nerrno = "{self.read_errno}"\n'
+            f'sector = "{sector}"\nonce = "off"\n\n'
             for sector in sorted(set(self.read_errors))
         )
 
