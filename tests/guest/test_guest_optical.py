@@ -1,7 +1,7 @@
 """usbwriter backup reads a real optical drive: the sr driver in a qemu guest.
 
-One guest run (``optical_run``) with two USB DVD drives (``harness.Disc``: usb-bot +
-scsi-cd on the guest's xHCI controller, seen as /dev/sr0 and /dev/sr1 through sr_mod):
+One guest run (``optical_run``) with three USB DVD drives (``harness.Disc``: usb-bot +
+scsi-cd on the guest's xHCI controller, seen as /dev/sr0 to sr2 through sr_mod):
 
 - ``CLEAN`` holds a data ISO built in the test (pycdlib, 1783 sectors of 2048 bytes:
   a prime, so a size rounded to any larger unit shows) followed by ``JUNK_SECTORS``
@@ -15,6 +15,9 @@ scsi-cd on the guest's xHCI controller, seen as /dev/sr0 and /dev/sr1 through sr
   first unreadable 2048-byte sector, and leave no file behind; with ``--keep-going``
   it must list exactly the drive sectors holding the injected ones and write zeros
   there, and nothing else differs from the ISO.
+- ``SCRATCHED`` is ``FAULTY`` with ENODATA instead of EIO: the drive answers MEDIUM
+  ERROR (unrecovered read error), as a scratched disc does, and the guest's reads fail
+  with ENODATA, not EIO. The same is expected of the backup.
 
 The outputs stay in the guest's /tmp; the guest hashes them (sha256sum), and the host
 compares with the hashes of the expected bytes, computed from the ISO it built. Before
@@ -24,6 +27,7 @@ EIO at the first injected sector on the faulty one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -64,47 +68,57 @@ FIRST_BAD_OFFSET = min(READ_ERRORS) * 512 // CD_SECTOR * CD_SECTOR  # 1433600
 
 CLEAN = Disc(Path(), "USBW-CD-0001", "HL-DT-ST", "DVDRAM GP57EB40")
 FAULTY = Disc(Path(), "USBW-CD-0002", "ASUS", "SDRW-08U9M-U", read_errors=READ_ERRORS)
+SCRATCHED = replace(
+    FAULTY, serial="USBW-CD-0003", vendor="LITE-ON", product="eBAU108", read_errno=errno.ENODATA
+)
+#: The drives with read errors, by the name the guest script and the tests use, and
+#: what a read of a bad sector fails with in the guest.
+BAD_DRIVES = {"faulty": "Input/output error", "scratched": "No data available"}
 
 # Runs in the guest (with ``step`` from harness.py). $C is the clean drive, $F the
-# faulty one; each backup writes into its own empty directory, so a leftover (the
-# output or a temporary file) shows in its listing.
+# faulty one (EIO), $S the scratched one (ENODATA); each backup writes into its own
+# empty directory, so a leftover (the output or a temporary file) shows in its listing.
 SCRIPT = r"""
 by_serial() { readlink -f /dev/disk/by-id/usb-*_"$1"-0:0; }
-C=$(by_serial "$CLEAN_SERIAL"); F=$(by_serial "$FAULTY_SERIAL")
-export C F
-echo "$C $F" >"$GUEST_SHARE/devices"
+C=$(by_serial "$CLEAN_SERIAL"); F=$(by_serial "$FAULTY_SERIAL"); S=$(by_serial "$SCRATCHED_SERIAL")
+export C F S
+echo "$C $F $S" >"$GUEST_SHARE/devices"
 drive() {  # DEV: size in 512-byte units, logical sector size, udev properties
     cat "/sys/block/${1#/dev/}/size" "/sys/block/${1#/dev/}/queue/logical_block_size" &&
     udevadm info --query=property --name="$1"
 }
 facts() { stat -c %s "$1" && sha256sum "$1" | cut -d' ' -f1; }  # FILE: size, sha256
-step drive-clean drive "$C"
-step drive-faulty drive "$F"
-step dd-clean sh -c 'dd if="$C" bs=2048 count="$ISO_SECTORS" iflag=direct status=none | sha256sum'
-step dd-faulty-head sh -c \
-    'dd if="$F" bs=2048 count="$FIRST_BAD" iflag=direct status=none | sha256sum'
-step dd-faulty-bad dd if="$F" of=/dev/null bs=2048 skip="$FIRST_BAD" count=1 iflag=direct
-
+head_hash() { dd if="$1" bs=2048 count="$2" iflag=direct status=none | sha256sum; }
 O=/tmp/backup
-mkdir -p $O/clean $O/gz $O/stop $O/stop-json $O/keep
+mkdir -p $O/clean $O/gz
+step drive-clean drive "$C"
+step dd-clean head_hash "$C" "$ISO_SECTORS"
 step clean python -m usbwriter backup "$C" -o $O/clean/disc.iso --json
 step clean-file facts $O/clean/disc.iso
 step gz python -m usbwriter backup "$C" -o $O/gz/disc.iso.gz --verify --json
 step gz-file sh -c "gzip -dc $O/gz/disc.iso.gz | sha256sum | cut -d' ' -f1"
-step stop python -m usbwriter backup "$F" -o $O/stop/disc.iso
-ls -A $O/stop >"$GUEST_SHARE/stop.ls"
-step stop-json python -m usbwriter backup "$F" -o $O/stop-json/disc.iso --json
-ls -A $O/stop-json >"$GUEST_SHARE/stop-json.ls"
-step keep python -m usbwriter backup "$F" -o $O/keep/disc.iso --keep-going --json
-step keep-file facts $O/keep/disc.iso
+for name in faulty scratched; do
+    case $name in faulty) D=$F ;; scratched) D=$S ;; esac
+    step drive-$name drive "$D"
+    step dd-$name-head head_hash "$D" "$FIRST_BAD"
+    step dd-$name-bad dd if="$D" of=/dev/null bs=2048 skip="$FIRST_BAD" count=1 iflag=direct
+    mkdir -p $O/$name-stop $O/$name-stop-json $O/$name-keep
+    if [ $name = faulty ]; then  # the message without --json, once
+        step $name-stop python -m usbwriter backup "$D" -o $O/$name-stop/disc.iso
+        ls -A $O/$name-stop >"$GUEST_SHARE/$name-stop.ls"
+    fi
+    step $name-stop-json python -m usbwriter backup "$D" -o $O/$name-stop-json/disc.iso --json
+    ls -A $O/$name-stop-json >"$GUEST_SHARE/$name-stop-json.ls"
+    step $name-keep python -m usbwriter backup "$D" -o $O/$name-keep/disc.iso --keep-going --json
+    step $name-keep-file facts $O/$name-keep/disc.iso
+done
 """
 
 
 @dataclass(frozen=True)
 class OpticalRun:
     result: GuestResult
-    clean: str  # /dev/srN of the clean drive in the guest
-    faulty: str
+    devices: dict[str, str]  # "clean", "faulty", "scratched" -> /dev/srN in the guest
     iso: bytes  # the ISO volume (what a good backup holds)
     drive_size: int  # what the drives report: the ISO and the junk after it
 
@@ -116,22 +130,21 @@ def optical_run(tmp_path_factory: pytest.TempPathFactory) -> OpticalRun:
     iso = iso_path.read_bytes()
     assert len(iso) == iso9660_size(iso) == ISO_SECTORS * CD_SECTOR
     # One image file per drive: qemu locks each image it opens.
-    clean = pad_with_junk(iso_path, work / "clean.img", JUNK_SECTORS, seed=1)
-    faulty = pad_with_junk(iso_path, work / "faulty.img", JUNK_SECTORS, seed=2)
-    env = {
-        "CLEAN_SERIAL": CLEAN.serial,
-        "FAULTY_SERIAL": FAULTY.serial,
-        "ISO_SECTORS": str(ISO_SECTORS),
-        "FIRST_BAD": str(BAD_SECTORS[0]),
-    }
-    discs = [replace(CLEAN, image=clean), replace(FAULTY, image=faulty)]
+    drives = {"clean": CLEAN, "faulty": FAULTY, "scratched": SCRATCHED}
+    discs = [
+        replace(disc, image=pad_with_junk(iso_path, work / f"{name}.img", JUNK_SECTORS, seed=i))
+        for i, (name, disc) in enumerate(drives.items())
+    ]
+    env = {f"{name.upper()}_SERIAL": disc.serial for name, disc in drives.items()}
+    env |= {"ISO_SECTORS": str(ISO_SECTORS), "FIRST_BAD": str(BAD_SECTORS[0])}
     with Guest(SCRIPT, discs=discs, env=env, timeout=300) as g:
         result = g.wait()
     print(result.timings())
     assert result.returncode == 0, result.describe()
     devices = result.files.get("devices", "").split()
-    assert len(devices) == 2, result.describe()
-    return OpticalRun(result, devices[0], devices[1], iso, clean.stat().st_size)
+    assert len(devices) == len(drives), result.describe()
+    size = discs[0].image.stat().st_size
+    return OpticalRun(result, dict(zip(drives, devices, strict=True)), iso, size)
 
 
 def _step(run: OpticalRun, name: str, rc: int | None = 0) -> harness.Step:
@@ -162,10 +175,10 @@ def _file_facts(run: OpticalRun, name: str) -> tuple[int, str]:
 # ---- the drives, as the guest kernel sees them (no usbwriter)
 
 
-def test_the_guest_sees_two_usb_optical_drives(optical_run: OpticalRun) -> None:
-    assert sorted([optical_run.clean, optical_run.faulty]) == ["/dev/sr0", "/dev/sr1"]
-    for name, disc in (("drive-clean", CLEAN), ("drive-faulty", FAULTY)):
-        size_512, sector_size, *props = _step(optical_run, name).stdout.splitlines()
+def test_the_guest_sees_three_usb_optical_drives(optical_run: OpticalRun) -> None:
+    assert sorted(optical_run.devices.values()) == ["/dev/sr0", "/dev/sr1", "/dev/sr2"]
+    for name, disc in (("clean", CLEAN), ("faulty", FAULTY), ("scratched", SCRATCHED)):
+        size_512, sector_size, *props = _step(optical_run, f"drive-{name}").stdout.splitlines()
         assert int(size_512) * 512 == optical_run.drive_size
         assert int(sector_size) == CD_SECTOR
         udev = dict(p.split("=", 1) for p in props if "=" in p)
@@ -180,11 +193,14 @@ def test_the_clean_drive_reads_the_iso(optical_run: OpticalRun) -> None:
     assert out.split()[0] == _sha256(optical_run.iso)
 
 
-def test_the_faulty_drive_fails_only_at_the_injected_sectors(optical_run: OpticalRun) -> None:
-    head = _step(optical_run, "dd-faulty-head").stdout
+@pytest.mark.parametrize("drive", sorted(BAD_DRIVES))
+def test_a_bad_drive_reads_up_to_the_first_injected_sector(
+    optical_run: OpticalRun, drive: str
+) -> None:
+    head = _step(optical_run, f"dd-{drive}-head").stdout
     assert head.split()[0] == _sha256(optical_run.iso[:FIRST_BAD_OFFSET])
-    bad = _step(optical_run, "dd-faulty-bad", rc=1)
-    assert "Input/output error" in bad.stderr, bad.stderr
+    bad = _step(optical_run, f"dd-{drive}-bad", rc=1)
+    assert BAD_DRIVES[drive] in bad.stderr, bad.stderr
 
 
 # ---- usbwriter backup
@@ -195,7 +211,7 @@ def test_backup_of_a_disc_is_the_iso_volume(optical_run: OpticalRun) -> None:
     _step(optical_run, "clean")
     event = _last_event(optical_run, "clean")
     assert event["event"] == "backup", event
-    assert event["device"] == optical_run.clean
+    assert event["device"] == optical_run.devices["clean"]
     assert event["output"] == "/tmp/backup/clean/disc.iso"
     assert (event["size"], event["size_from"]) == (len(optical_run.iso), "iso9660"), event
     assert event["blake3"] == blake3.blake3(optical_run.iso).hexdigest()
@@ -216,30 +232,32 @@ def test_compressed_backup_of_a_disc_verifies(optical_run: OpticalRun) -> None:
     assert digest == _sha256(optical_run.iso), "the decompressed backup differs from the ISO"
 
 
-def test_backup_stops_at_the_first_unreadable_sector(optical_run: OpticalRun) -> None:
-    st = _step(optical_run, "stop", rc=1)
-    lines = [line for line in st.stderr.splitlines() if line.strip()]
-    # A one-line message naming the drive and the first unreadable byte.
-    naming = [
-        line
-        for line in lines
-        if optical_run.faulty in line and re.search(rf"\b{FIRST_BAD_OFFSET}\b", line)
-    ]
+def _names_first_bad_byte(run: OpticalRun, drive: str, stderr: str) -> None:
+    """One stderr line names the drive and the first unreadable byte; no traceback."""
+    device = run.devices[drive]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    naming = [x for x in lines if device in x and re.search(rf"\b{FIRST_BAD_OFFSET}\b", x)]
     assert len(naming) == 1, (
-        f"no single stderr line names {optical_run.faulty} and byte {FIRST_BAD_OFFSET}:\n"
-        f"{st.stderr[-2000:]}"
+        f"no single stderr line names {device} and byte {FIRST_BAD_OFFSET}:\n{stderr[-2000:]}"
     )
-    assert "Traceback" not in st.stderr, st.stderr
-    assert optical_run.result.files["stop.ls"].split() == [], "the partial backup was left"
+    assert "Traceback" not in stderr, stderr
 
 
-def test_backup_json_names_the_first_unreadable_sector(optical_run: OpticalRun) -> None:
-    st = _step(optical_run, "stop-json", rc=1)
-    event = _last_event(optical_run, "stop-json")
+def test_backup_stops_at_the_first_unreadable_sector(optical_run: OpticalRun) -> None:
+    st = _step(optical_run, "faulty-stop", rc=1)
+    _names_first_bad_byte(optical_run, "faulty", st.stderr)
+    assert optical_run.result.files["faulty-stop.ls"].split() == [], "the partial backup was left"
+
+
+@pytest.mark.parametrize("drive", sorted(BAD_DRIVES))
+def test_backup_json_names_the_first_unreadable_sector(optical_run: OpticalRun, drive: str) -> None:
+    name = f"{drive}-stop-json"
+    st = _step(optical_run, name, rc=1)
+    event = _last_event(optical_run, name)
     assert event["event"] == "error", event
     assert event["offset"] == FIRST_BAD_OFFSET, event
-    assert "Traceback" not in st.stderr, st.stderr
-    assert optical_run.result.files["stop-json.ls"].split() == [], "the partial backup was left"
+    _names_first_bad_byte(optical_run, drive, st.stderr)
+    assert optical_run.result.files[f"{name}.ls"].split() == [], "the partial backup was left"
 
 
 def _listed_sectors(unreadable: list[dict[str, int]]) -> list[int]:
@@ -253,9 +271,12 @@ def _listed_sectors(unreadable: list[dict[str, int]]) -> list[int]:
     return sectors
 
 
-def test_backup_keep_going_zeroes_exactly_the_unreadable_sectors(optical_run: OpticalRun) -> None:
-    _step(optical_run, "keep")
-    event = _last_event(optical_run, "keep")
+@pytest.mark.parametrize("drive", sorted(BAD_DRIVES))
+def test_backup_keep_going_zeroes_exactly_the_unreadable_sectors(
+    optical_run: OpticalRun, drive: str
+) -> None:
+    _step(optical_run, f"{drive}-keep")
+    event = _last_event(optical_run, f"{drive}-keep")
     assert event["event"] == "backup", event
     assert (event["size"], event["size_from"]) == (len(optical_run.iso), "iso9660"), event
     listed = _listed_sectors(event["unreadable"])
@@ -263,6 +284,6 @@ def test_backup_keep_going_zeroes_exactly_the_unreadable_sectors(optical_run: Op
     assert len(set(listed)) == len(listed), f"a sector listed twice: {event['unreadable']}"
     expected = zero_sectors(optical_run.iso, BAD_SECTORS)
     assert event["blake3"] == blake3.blake3(expected).hexdigest()
-    size, digest = _file_facts(optical_run, "keep-file")
+    size, digest = _file_facts(optical_run, f"{drive}-keep-file")
     assert size == len(expected)
     assert digest == _sha256(expected), "the backup is not the ISO with the bad sectors zeroed"
