@@ -1,0 +1,721 @@
+"""Build an ISO 9660 image from a folder with pycdlib: Rock Ridge, Joliet, UDF when needed,
+El Torito boot entries and a hybrid MBR; reproducible under SOURCE_DATE_EPOCH.
+
+    result = build_iso(BuildRequest(folder, output, ...), progress=cb, cancel=event, warn=cb)
+
+Names: Rock Ridge keeps the real names, modes, uid/gid 0 and mtimes, and symlinks as
+symlinks; the ISO 9660 (level 3) names are upper-case d-characters derived from the real
+names, truncated, with a counter where two would be equal; Joliet names are the real
+names with the characters Joliet forbids replaced, cut to 64 UTF-16 units, with a counter
+where two would be equal ignoring case. Directories deeper than eight levels are moved
+under /.rr_moved in the ISO 9660 tree (Rock Ridge readers show them in place; the empty
+.rr_moved folder is what ECMA-119's depth limit costs, as with mkisofs -hide-rr-moved).
+
+Reproducible: entries are added in sorted order; pycdlib reads the clock and the random
+module for dates and for the UDF volume set identifier, and those reads are answered, for
+the building thread only, with the time being recorded (SOURCE_DATE_EPOCH or now for the
+volume, each file's mtime clamped to SOURCE_DATE_EPOCH) in UTC and a generator seeded from
+SOURCE_DATE_EPOCH. The hybrid MBR (usbwriter.iso.hybrid) has no random field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import random
+import re
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from time import struct_time
+from typing import Any
+
+from usbwriter.errors import BadImage, BadInput, Cancelled, InternalError, Refused, os_error
+from usbwriter.iso.hybrid import (
+    HybridLayout,
+    hybrid_mbr,
+    isolinux_hybrid_capable,
+    read_isohdpfx,
+)
+from usbwriter.progress import Meter, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+UDF_THRESHOLD = 4 << 30  # a file this large needs multi-extent ISO 9660: add UDF
+JOLIET_MAX = 64  # UTF-16 code units in a Joliet name
+ISO_FILE_MAX = 30  # name + "." + extension, ISO 9660 level 3
+ISO_DIR_MAX = 31
+ISO_EXT_MAX = 8
+EFI_LOAD_MAX = 0xFFFF  # El Torito sector count is 16 bits
+WRITE_BLOCK = 1 << 20
+RELOCATED = ("RR_MOVED", ".rr_moved")  # ISO 9660 and Rock Ridge names of the relocation dir
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    folder: str
+    output: str
+    label: str | None = None
+    udf: bool = False  # UDF even without a file of 4 GiB
+    boot_bios: str | None = None  # paths relative to folder
+    boot_efi: str | None = None
+    hybrid: bool = False
+    overwrite: bool = False
+    source_date_epoch: int | None = None
+
+
+@dataclass
+class Entry:
+    """One thing in the folder, with its names in each namespace."""
+
+    parts: tuple[str, ...]  # real path components below the folder
+    kind: str  # "file", "dir", "symlink"
+    mode: int
+    mtime: float
+    size: int = 0
+    target: str = ""
+    iso: tuple[str, ...] = ()  # ISO 9660 components (files end in ";1")
+    joliet: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.parts)
+
+
+@dataclass
+class BuildResult:
+    output: str
+    size: int
+    label: str
+    blake3: str
+    files: int
+    directories: int
+    symlinks: int
+    skipped: list[str]
+    udf: bool
+    source_date_epoch: int | None
+    boot: list[dict[str, Any]] = field(default_factory=list)
+    hybrid: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "size": self.size,
+            "label": self.label,
+            "blake3": self.blake3,
+            "files": self.files,
+            "directories": self.directories,
+            "symlinks": self.symlinks,
+            "skipped": self.skipped,
+            "udf": self.udf,
+            "source_date_epoch": self.source_date_epoch,
+            "boot": self.boot,
+            "hybrid": self.hybrid,
+        }
+
+
+# ---- pycdlib's clock and random numbers, pinned for the building thread ------------------
+
+
+class _PinnedTime:
+    """Stands in for the time module inside pycdlib: in a thread that pinned a time,
+    time() is that time and localtime() is UTC; elsewhere the real module answers."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def pinned(self) -> float | None:
+        return getattr(self.local, "now", None)
+
+    def time(self) -> float:
+        now = self.pinned()
+        return time.time() if now is None else now
+
+    def localtime(self, secs: float | None = None) -> struct_time:
+        if self.pinned() is None:
+            return time.localtime(secs)
+        return time.gmtime(secs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class _PinnedRandom:
+    """Stands in for the random module inside pycdlib (seeded in a pinned thread)."""
+
+    def __init__(self, clock: _PinnedTime) -> None:
+        self.clock = clock
+
+    def getrandbits(self, k: int) -> int:
+        rng: random.Random | None = getattr(self.clock.local, "rng", None)
+        return random.getrandbits(k) if rng is None else rng.getrandbits(k)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(random, name)
+
+
+_CLOCK = _PinnedTime()
+_installed = False
+
+
+def _install_clock() -> None:
+    global _installed
+    if _installed:
+        return
+    import pycdlib  # noqa: F401 - loads its modules
+
+    for name in ("pycdlib.pycdlib", "pycdlib.headervd", "pycdlib.dates", "pycdlib.udf"):
+        mod = sys.modules[name]
+        mod.time = _CLOCK  # type: ignore[attr-defined]
+        if name == "pycdlib.udf":
+            mod.random = _PinnedRandom(_CLOCK)  # type: ignore[attr-defined]
+    _installed = True
+
+
+@contextlib.contextmanager
+def _pinned(now: float, seed: int | None) -> Iterator[Callable[[float], None]]:
+    """Pin pycdlib's clock for this thread; yields a function that moves it."""
+    _install_clock()
+    _CLOCK.local.now = now
+    _CLOCK.local.rng = random.Random(seed) if seed is not None else None
+    try:
+        yield lambda t: setattr(_CLOCK.local, "now", t)
+    finally:
+        _CLOCK.local.now = None
+        _CLOCK.local.rng = None
+
+
+# ---- names -------------------------------------------------------------------------------
+
+_NOT_D = re.compile(r"[^A-Z0-9_]")
+_NOT_JOLIET = re.compile(r"[\x00-\x1f*/:;?\\]")
+
+
+def _d_chars(s: str) -> str:
+    return _NOT_D.sub("_", s.upper())
+
+
+def _counted(stem: str, n: int, room: int) -> str:
+    suffix = f"_{n}"
+    return stem[: max(room - len(suffix), 0)] + suffix
+
+
+def iso9660_name(name: str, is_dir: bool, taken: set[str]) -> str:
+    """A level-3 ISO 9660 identifier for NAME unique in TAKEN (which it is added to);
+    files get ";1". Two candidates are the same when they differ only by ";1"."""
+    if is_dir:
+        stem, ext = _d_chars(name)[:ISO_DIR_MAX], ""
+        room = ISO_DIR_MAX
+    else:
+        base, dot, ext = name.rpartition(".")
+        if not dot or not base:
+            base, ext = name, ""
+        ext = _d_chars(ext)[:ISO_EXT_MAX]
+        room = ISO_FILE_MAX - len(ext) - 1
+        stem = _d_chars(base)[:room]
+    stem = stem or "_"
+    candidate, n = stem, 0
+    while (candidate + (f".{ext}" if ext else "")) in taken:
+        n += 1
+        candidate = _counted(stem, n, room)
+    key = candidate + (f".{ext}" if ext else "")
+    taken.add(key)
+    return key if is_dir else f"{key if ext else key + '.'};1"
+
+
+def _utf16_cut(s: str, units: int) -> str:
+    """The longest prefix of s of at most UNITS UTF-16 code units."""
+    out, used = [], 0
+    for ch in s:
+        w = 2 if ord(ch) > 0xFFFF else 1
+        if used + w > units:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out)
+
+
+def _utf16_len(s: str) -> int:
+    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in s)
+
+
+def joliet_name(name: str, taken: set[str]) -> str:
+    """NAME as Joliet allows it (forbidden characters as '_', at most 64 UTF-16 units,
+    the extension kept), unique in TAKEN ignoring case (Windows reads Joliet so)."""
+    clean = _NOT_JOLIET.sub("_", name) or "_"
+    base, dot, ext = clean.rpartition(".")
+    if not dot or not base or _utf16_len(ext) > 16:
+        base, ext = clean, ""
+    ext = f".{ext}" if ext else ""
+    room = JOLIET_MAX - _utf16_len(ext)
+    candidate = clean if _utf16_len(clean) <= JOLIET_MAX else _utf16_cut(base, room) + ext
+    n = 0
+    while candidate.casefold() in taken:
+        n += 1
+        suffix = f"~{n}"
+        candidate = _utf16_cut(base, room - len(suffix)) + suffix + ext
+    taken.add(candidate.casefold())
+    return candidate
+
+
+# ---- the folder --------------------------------------------------------------------------
+
+
+def _clamp(mtime: float, sde: int | None) -> float:
+    return mtime if sde is None or mtime <= sde else float(sde)
+
+
+def _os_error(path: str, e: OSError, doing: str) -> Exception:
+    """An OSError on a file of the folder: permission denied said plainly (the common
+    mapping speaks of drives), the rest as usbwriter.errors maps them."""
+    if isinstance(e, PermissionError):
+        return BadInput(f"{path}: permission denied, cannot {doing}", path=path, errno=e.errno)
+    return os_error(path, e, doing)
+
+
+def _check_name(path: str, name: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(
+            f"{path}: the name is not valid UTF-8; Rock Ridge and Joliet names must be",
+            path=path,
+        ) from None
+
+
+def scan(
+    folder: str, sde: int | None, cancel: threading.Event | None, warn: Warn
+) -> tuple[list[Entry], list[str]]:
+    """Every directory, regular file and symlink below FOLDER (symlinks not followed),
+    sorted, depth first; other kinds of file are skipped with a warning. Each regular file
+    is opened once to find an unreadable one now (BadInput naming it)."""
+    entries: list[Entry] = []
+    skipped: list[str] = []
+
+    def walk(dirpath: str, parts: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(dirpath) as it:
+                children = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as e:
+            raise _os_error(dirpath, e, "read the folder") from None
+        for child in children:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("mkiso: interrupted; nothing was written")
+            _check_name(child.path, child.name)
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as e:
+                raise _os_error(child.path, e, "stat it") from None
+            here = (*parts, child.name)
+            mtime = _clamp(st.st_mtime, sde)
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.readlink(child.path)
+                except OSError as e:
+                    raise _os_error(child.path, e, "read the link") from None
+                _check_name(child.path, target)
+                entries.append(Entry(here, "symlink", st.st_mode, mtime, target=target))
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append(Entry(here, "dir", st.st_mode, mtime))
+                walk(child.path, here)
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    fd = os.open(child.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                    os.close(fd)
+                except OSError as e:
+                    raise _os_error(child.path, e, "read it") from None
+                entries.append(Entry(here, "file", st.st_mode, mtime, size=st.st_size))
+            else:
+                kind = (
+                    "FIFO"
+                    if stat.S_ISFIFO(st.st_mode)
+                    else "socket"
+                    if stat.S_ISSOCK(st.st_mode)
+                    else "device"
+                )
+                warn(f"{child.path}: skipped, a {kind} cannot be put in an ISO")
+                skipped.append("/".join(here))
+
+    walk(folder, ())
+    return entries, skipped
+
+
+def assign_names(entries: list[Entry], reserved_root: set[str]) -> None:
+    """Fill in each entry's ISO 9660 and Joliet path, deterministically: siblings are
+    named in sorted order of their real names (the order scan gives)."""
+    iso_taken: dict[tuple[str, ...], set[str]] = {(): set(reserved_root)}
+    joliet_taken: dict[tuple[str, ...], set[str]] = {}
+    iso_dirs: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
+    joliet_dirs: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
+    for e in entries:
+        parent = e.parts[:-1]
+        name = e.parts[-1]
+        iso = iso9660_name(name, e.kind == "dir", iso_taken.setdefault(parent, set()))
+        jol = joliet_name(name, joliet_taken.setdefault(parent, set()))
+        e.iso = (*iso_dirs[parent], iso)
+        e.joliet = (*joliet_dirs[parent], jol)
+        if e.kind == "dir":
+            iso_dirs[e.parts] = e.iso
+            joliet_dirs[e.parts] = e.joliet
+
+
+def volume_label(label: str) -> str:
+    """The ISO 9660 volume identifier: d-characters, at most 32."""
+    return _d_chars(label)[:32] or "CDROM"
+
+
+# ---- checks before anything is written ---------------------------------------------------
+
+
+def check_request(req: BuildRequest) -> tuple[str, str]:
+    """(folder, output) as absolute paths after the refusals: folder missing or not a
+    folder (BadInput, 2); output inside the folder, existing without overwrite or not a
+    regular file (Refused, 4)."""
+    folder = os.path.abspath(req.folder)
+    try:
+        st = os.stat(folder)
+    except OSError as e:
+        raise os_error(req.folder, e, "read the folder") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise BadInput(f"{req.folder}: not a folder", path=req.folder)
+    output = os.path.abspath(req.output)
+    out_dir = os.path.dirname(output)
+    if not os.path.isdir(out_dir):
+        raise BadInput(f"{req.output}: its folder {out_dir} does not exist", path=req.output)
+    real_folder = os.path.realpath(folder)
+    real_out = os.path.join(os.path.realpath(out_dir), os.path.basename(output))
+    if os.path.commonpath([real_folder, real_out]) == real_folder:
+        raise Refused(
+            f"{req.output}: inside the folder {req.folder}; the image would hold itself",
+            path=req.output,
+        )
+    try:
+        ost = os.lstat(output)
+    except FileNotFoundError:
+        return folder, output
+    except OSError as e:
+        raise os_error(req.output, e, "stat") from None
+    if stat.S_ISDIR(ost.st_mode):
+        raise BadInput(f"{req.output}: is a directory", path=req.output)
+    if not stat.S_ISREG(ost.st_mode):
+        raise Refused(
+            f"{req.output}: exists and is not a regular file; mkiso replaces only files",
+            path=req.output,
+        )
+    if not req.overwrite:
+        raise Refused(f"{req.output}: exists; give --overwrite to replace it", path=req.output)
+    return folder, output
+
+
+def _boot_entry(entries: list[Entry], folder: str, rel: str, option: str) -> Entry:
+    """The entry of a boot image given relative to the folder (BadInput otherwise)."""
+    shown = f"{option} {rel}"
+    if os.path.isabs(rel):
+        raise BadInput(f"{shown}: give the path relative to the folder {folder}", path=rel)
+    norm = os.path.normpath(rel)
+    if norm == ".." or norm.startswith("../") or norm == ".":
+        raise BadInput(f"{shown}: outside the folder {folder}", path=rel)
+    parts = tuple(norm.split("/"))
+    for e in entries:
+        if e.parts == parts:
+            if e.kind == "symlink":
+                raise BadInput(f"{shown}: a symbolic link; give the file it points to", path=rel)
+            if e.kind != "file":
+                raise BadInput(f"{shown}: not a regular file", path=rel)
+            if e.size == 0:
+                raise BadInput(f"{shown}: an empty file", path=rel)
+            return e
+    raise BadInput(f"{shown}: no such file in the folder {folder}", path=rel)
+
+
+# ---- the build ---------------------------------------------------------------------------
+
+
+def _free_name(entries: list[Entry], real: str, iso: str, joliet: str) -> tuple[str, str, str]:
+    """Names for the boot catalog in the root, not used by anything in the folder."""
+    roots = [e for e in entries if len(e.parts) == 1]
+    reals = {e.parts[0] for e in roots}
+    isos = {e.iso[0].removesuffix(";1").rstrip(".") for e in roots}
+    jols = {e.joliet[0].casefold() for e in roots}
+    n = 0
+    r, i, j = real, iso, joliet
+    while r in reals or i in isos or j.casefold() in jols:
+        n += 1
+        r, i, j = f"boot{n}.cat", f"BOOT{n}.CAT", f"boot{n}.cat"
+    return r, i + ";1", j
+
+
+def _read_head(path: str, n: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise os_error(path, e, "read") from None
+
+
+def build_iso(
+    req: BuildRequest,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    warn: Warn = lambda s: None,
+) -> BuildResult:
+    """Build the ISO req.output from req.folder (see the module's docstring)."""
+    import pycdlib
+    from pycdlib.pycdlibexception import PyCdlibException
+
+    folder, output = check_request(req)
+    sde = req.source_date_epoch
+    entries, skipped = scan(folder, sde, cancel, warn)
+    relocation_rr = RELOCATED[1]
+    if any(len(e.parts) == 1 and e.parts[0] == relocation_rr for e in entries):
+        relocation_rr = ".rr_moved_"
+    assign_names(entries, {RELOCATED[0]})
+    bios = _boot_entry(entries, folder, req.boot_bios, "--boot-bios") if req.boot_bios else None
+    efi = _boot_entry(entries, folder, req.boot_efi, "--boot-efi") if req.boot_efi else None
+    if req.hybrid and bios is None and efi is None:
+        raise BadInput("--hybrid needs a boot image: give --boot-efi or --boot-bios")
+    big = [e for e in entries if e.kind == "file" and e.size >= UDF_THRESHOLD]
+    udf = req.udf or bool(big)
+    if big and not req.udf:
+        warn(f"{big[0].path} is 4 GiB or more: adding UDF (ISO 9660 stores it in parts)")
+    label = volume_label(req.label if req.label is not None else os.path.basename(folder))
+    volume_time = float(sde) if sde is not None else time.time()
+
+    iso = pycdlib.PyCdlib()
+    out_dir = os.path.dirname(output)
+    tmp = os.path.join(out_dir, f".{os.path.basename(output)}.{os.getpid()}.part")
+    boot_info: list[dict[str, Any]] = []
+    hybrid_info: dict[str, Any] | None = None
+    try:
+        with _pinned(volume_time, sde) as set_clock:
+            iso.new(
+                interchange_level=3,
+                joliet=3,
+                rock_ridge="1.09",
+                vol_ident=label,
+                udf="2.60" if udf else None,
+                app_ident_str="USBWRITER MKISO",
+            )
+            iso.set_relocated_name(RELOCATED[0], relocation_rr)
+            for e in entries:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("mkiso: interrupted; nothing was written")
+                set_clock(e.mtime)
+                _add(iso, folder, e, udf)
+            set_clock(volume_time)
+            if bios is not None or efi is not None:
+                boot_info = _add_eltorito(iso, entries, folder, bios, efi, udf)
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            except OSError as e:
+                raise os_error(tmp, e, "create") from None
+            with os.fdopen(fd, "w+b") as out:
+                _write(iso, out, output, progress, cancel)
+                size = out.seek(0, os.SEEK_END)
+                if req.hybrid:
+                    hybrid_info = _make_hybrid(iso, out, bios, efi, folder, size, sde, warn)
+                out.flush()
+                os.fsync(out.fileno())
+        digest = _blake3(tmp, size, progress, cancel)
+        os.replace(tmp, output)
+    except PyCdlibException as e:
+        raise InternalError(f"{output}: pycdlib refused the image: {e}", path=output) from e
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise BadImage(f"{output}: no space left on the device", path=output) from None
+        raise os_error(output, e, "write") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        with contextlib.suppress(Exception):
+            iso.close()
+    return BuildResult(
+        output=output,
+        size=size,
+        label=label,
+        blake3=digest,
+        files=sum(e.kind == "file" for e in entries),
+        directories=sum(e.kind == "dir" for e in entries),
+        symlinks=sum(e.kind == "symlink" for e in entries),
+        skipped=skipped,
+        udf=udf,
+        source_date_epoch=sde,
+        boot=boot_info,
+        hybrid=hybrid_info,
+    )
+
+
+def _add(iso: Any, folder: str, e: Entry, udf: bool) -> None:
+    iso_path = "/" + "/".join(e.iso)
+    joliet_path = "/" + "/".join(e.joliet)
+    udf_path = "/" + e.path if udf else None
+    if e.kind == "dir":
+        iso.add_directory(
+            iso_path, rr_name=e.parts[-1], joliet_path=joliet_path, file_mode=e.mode,
+            udf_path=udf_path,
+        )  # fmt: skip
+    elif e.kind == "file":
+        iso.add_file(
+            os.path.join(folder, *e.parts), iso_path=iso_path, rr_name=e.parts[-1],
+            joliet_path=joliet_path, file_mode=e.mode, udf_path=udf_path,
+        )  # fmt: skip
+    else:
+        kw: dict[str, Any] = {}
+        if udf:
+            kw = {"udf_symlink_path": udf_path, "udf_target": e.target}
+        iso.add_symlink(
+            symlink_path=iso_path, rr_symlink_name=e.parts[-1], rr_path=e.target,
+            joliet_path=joliet_path, **kw,
+        )  # fmt: skip
+
+
+def _add_eltorito(
+    iso: Any, entries: list[Entry], folder: str, bios: Entry | None, efi: Entry | None, udf: bool
+) -> list[dict[str, Any]]:
+    real, iso_name, joliet = _free_name(entries, "boot.cat", "BOOT.CAT", "boot.cat")
+    cat = {
+        "bootcatfile": "/" + iso_name,
+        "rr_bootcatname": real,
+        "joliet_bootcatfile": "/" + joliet,
+        **({"udf_bootcatfile": "/" + real} if udf else {}),
+    }
+    info: list[dict[str, Any]] = []
+    if bios is not None:
+        head = _read_head(os.path.join(folder, *bios.parts), 0x44)
+        isolinux = isolinux_hybrid_capable(head)
+        load = 4 if isolinux else min(-(-bios.size // 512), EFI_LOAD_MAX)
+        iso.add_eltorito(
+            "/" + "/".join(bios.iso), boot_load_size=load, boot_info_table=isolinux, **cat
+        )
+        info.append(
+            {"platform": "bios", "image": bios.path, "emulation": "none",
+             "load_sectors": load, "boot_info_table": isolinux, "isolinux": isolinux}
+        )  # fmt: skip
+    if efi is not None:
+        load = min(-(-efi.size // 512), EFI_LOAD_MAX)
+        iso.add_eltorito(
+            "/" + "/".join(efi.iso), boot_load_size=load, platform_id=0xEF, efi=True, **cat
+        )
+        info.append(
+            {"platform": "uefi", "image": efi.path, "emulation": "none", "load_sectors": load}
+        )
+    info.append({"catalog": real})
+    return info
+
+
+class _Stop(Exception):
+    pass
+
+
+def _write(
+    iso: Any,
+    out: Any,
+    output: str,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+) -> None:
+    meter: list[Meter] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise _Stop
+        if not meter:
+            meter.append(Meter("write", total, progress))
+        m = meter[0]
+        m.advance(done - m.done)
+
+    try:
+        iso.write_fp(out, blocksize=WRITE_BLOCK, progress_cb=on_progress)
+    except _Stop:
+        raise Cancelled(f"{output}: interrupted; nothing was written", path=output) from None
+    if meter:
+        meter[0].finish()
+
+
+def _make_hybrid(
+    iso: Any,
+    out: Any,
+    bios: Entry | None,
+    efi: Entry | None,
+    folder: str,
+    size: int,
+    sde: int | None,
+    warn: Warn,
+) -> dict[str, Any]:
+    """Write the hybrid MBR into the first sector; say what a stick will boot on."""
+    out.seek(0)
+    if any(out.read(512)):
+        raise InternalError(f"{out.name}: the system area is not empty")
+    note = ""
+    bios_extent = None
+    isohdpfx = None
+    if bios is not None:
+        head = _read_head(os.path.join(folder, *bios.parts), 0x44)
+        isohdpfx = read_isohdpfx()
+        if not isolinux_hybrid_capable(head):
+            note = (
+                f"the BIOS boot image {bios.path} is not isolinux.bin, which is the only "
+                "one an isohybrid MBR can start; only a CD/DVD drive runs it"
+            )
+        elif isohdpfx is None:
+            note = (
+                "syslinux's isohybrid MBR (/usr/lib/ISOLINUX/isohdpfx.bin, Debian package "
+                "isolinux) is not installed"
+            )
+        else:
+            bios_extent = iso.get_record(iso_path="/" + "/".join(bios.iso)).extent_location()
+    efi_extent = None
+    if efi is not None:
+        efi_extent = iso.get_record(iso_path="/" + "/".join(efi.iso)).extent_location()
+    seed = sde if sde is not None else int(time.time())
+    layout = HybridLayout(
+        iso_size=size,
+        bios_extent=bios_extent,
+        efi_extent=efi_extent,
+        efi_size=efi.size if efi is not None else 0,
+        disk_signature=random.Random(f"usbwriter-mkiso-{seed}").getrandbits(32),
+    )
+    mbr = hybrid_mbr(layout, isohdpfx)
+    out.seek(0)
+    out.write(mbr)
+    stick_bios, stick_uefi = bios_extent is not None, efi_extent is not None
+    if stick_uefi and not stick_bios:
+        summary = "will boot from a stick on UEFI only"
+    elif stick_bios and not stick_uefi:
+        summary = "will boot from a stick on BIOS only"
+    elif stick_bios:
+        summary = "will boot from a stick on BIOS and UEFI"
+    else:
+        summary = "will not boot from a stick"
+    text = f"{summary} ({note})" if note else summary
+    if note:
+        warn(f"--hybrid: {text}")
+    return {"bios": stick_bios, "uefi": stick_uefi, "summary": text}
+
+
+def _blake3(
+    path: str, size: int, progress: ProgressCallback | None, cancel: threading.Event | None
+) -> str:
+    import blake3
+
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    meter = Meter("checksum", size, progress)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"{path}: interrupted; nothing was written", path=path)
+            chunk = f.read(8 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            meter.advance(len(chunk))
+    meter.finish()
+    return str(h.hexdigest())

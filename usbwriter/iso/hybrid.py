@@ -1,0 +1,101 @@
+"""The first sector of a hybrid ISO: an MBR that lets a USB stick holding the ISO boot.
+
+- UEFI: partition entry 2 (type 0xEF) covers the El Torito EFI image's extent, so the
+  firmware finds an EFI system partition, mounts its FAT and runs BOOTX64.EFI.
+- BIOS: when the El Torito BIOS image is isolinux.bin, syslinux's isohybrid MBR code
+  (isohdpfx.bin) loads it from the sector recorded at byte 432; partition entry 1 is
+  active and covers the whole image (type 0x00 beside an ESP, so that UEFI firmware,
+  which rejects overlapping partitions, ignores it; 0x17 otherwise, as isohybrid does).
+- Without a BIOS loader the MBR holds a short program that prints that the stick boots
+  on UEFI only and halts, rather than nothing for BIOS to jump into.
+
+This is what syslinux's `isohybrid -u` writes, without the GPT (the MBR is enough for
+UEFI firmware) and with no random fields: the disk signature is given.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+SECTOR = 512
+ISOHDPFX = "/usr/lib/ISOLINUX/isohdpfx.bin"  # Debian's isolinux package
+ISOLINUX_SIGNATURE = bytes.fromhex("fbc07870")  # at 0x40 of isolinux.bin (hybrid-capable)
+GEOMETRY_HEADS, GEOMETRY_SECTORS = 64, 32  # isohybrid's default geometry
+
+# cli; xor ax,ax; mov ds,ax; mov ss,ax; mov sp,0x7c00; sti; cld; mov si,0x7c20;
+# 1: lodsb; test al,al; jz 2f; mov ah,0x0e; mov bx,7; int 0x10; jmp 1b; 2: hlt; jmp 2b
+_UEFI_ONLY_CODE = bytes.fromhex("fa31c08ed88ed0bc007cfbfcbe207cac84c07409b40ebb0700cd10ebf2f4ebfd")
+UEFI_ONLY_MESSAGE = b"This is not a bootable disk on BIOS: boot it with UEFI.\r\n\x00"
+
+
+@dataclass(frozen=True)
+class HybridLayout:
+    """Where the boot images lie in the ISO, in 2048-byte blocks and bytes."""
+
+    iso_size: int  # bytes
+    bios_extent: int | None  # isolinux.bin's first block, when BIOS boot is possible
+    efi_extent: int | None  # the EFI image's first block
+    efi_size: int  # bytes
+    disk_signature: int
+
+
+def isolinux_hybrid_capable(head: bytes) -> bool:
+    """Whether a BIOS boot image is isolinux.bin that an isohybrid MBR can load."""
+    return len(head) >= 0x44 and head[0x40:0x44] == ISOLINUX_SIGNATURE
+
+
+def read_isohdpfx(path: str = ISOHDPFX) -> bytes | None:
+    """syslinux's isohybrid MBR code (432 bytes), or None when it is not installed."""
+    try:
+        with open(path, "rb") as f:
+            code = f.read(433)
+    except OSError:
+        return None
+    return code if len(code) == 432 else None
+
+
+def _chs(lba: int) -> bytes:
+    """Cylinder/head/sector of an LBA in isohybrid's geometry (capped at cylinder 1023)."""
+    cyl, rest = divmod(lba, GEOMETRY_HEADS * GEOMETRY_SECTORS)
+    head, sect = divmod(rest, GEOMETRY_SECTORS)
+    if cyl > 1023:
+        cyl, head, sect = 1023, GEOMETRY_HEADS - 1, GEOMETRY_SECTORS - 1
+    return bytes((head, (sect + 1) | ((cyl >> 2) & 0xC0), cyl & 0xFF))
+
+
+def _entry(active: bool, ptype: int, start: int, count: int) -> bytes:
+    end = start + max(count, 1) - 1
+    return (
+        bytes((0x80 if active else 0,))
+        + _chs(start)
+        + bytes((ptype,))
+        + _chs(end)
+        + struct.pack("<II", start, count)
+    )
+
+
+def hybrid_mbr(layout: HybridLayout, isohdpfx: bytes | None) -> bytes:
+    """The 512-byte first sector. isohdpfx is the BIOS code; it is used only when
+    layout.bios_extent is set."""
+    mbr = bytearray(SECTOR)
+    entries: dict[int, bytes] = {}
+    bios = layout.bios_extent is not None and isohdpfx is not None
+    if bios:
+        assert isohdpfx is not None and layout.bios_extent is not None
+        mbr[0:432] = isohdpfx
+        struct.pack_into("<I", mbr, 432, layout.bios_extent * 4)  # 512-byte sector
+        ptype = 0x00 if layout.efi_extent is not None else 0x17
+        entries[1] = _entry(True, ptype, 0, -(-layout.iso_size // SECTOR))
+    else:
+        code = _UEFI_ONLY_CODE + UEFI_ONLY_MESSAGE
+        mbr[0 : len(code)] = code
+    if layout.efi_extent is not None:
+        count = -(-layout.efi_size // SECTOR)
+        entries[2 if bios else 1] = _entry(False, 0xEF, layout.efi_extent * 4, count)
+    struct.pack_into("<I", mbr, 440, layout.disk_signature)
+    for index, raw in entries.items():
+        off = 446 + 16 * (index - 1)
+        mbr[off : off + 16] = raw
+    mbr[510:512] = b"\x55\xaa"
+    return bytes(mbr)
