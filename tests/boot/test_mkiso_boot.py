@@ -1,0 +1,108 @@
+"""`usbwriter mkiso --hybrid` against real firmware.
+
+A folder with isolinux (BIOS) and a GRUB EFI image (UEFI), each printing a marker on the
+serial port, is made into an ISO by mkiso; `usbwriter inspect --json` says what a stick
+holding it boots on; usbwriter writes it to a loop device, which qemu boots as a USB
+stick with SeaBIOS and with OVMF. It must boot exactly on the firmware the report says
+yes for, and the report must agree with what mkiso said it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.mkiso_boot import BIOS_IMAGE, EFI_IMAGE, bootable_tree, missing_tools
+from tests.helpers.qemuboot import boot_stick, qemu_available
+
+pytestmark = [
+    pytest.mark.boot,
+    pytest.mark.root,
+    pytest.mark.skipif(qemu_available() is not None, reason=str(qemu_available())),
+    pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}"),
+]
+
+NAME = "mkiso-hybrid"
+STICK_SLACK = 16 << 20
+
+# (options, BIOS verdict, UEFI verdict, what mkiso says a stick boots on)
+CASES: dict[str, tuple[list[str], str, str, dict[str, bool] | None]] = {
+    "bios-and-uefi": (
+        ["--boot-bios", BIOS_IMAGE, "--boot-efi", EFI_IMAGE, "--hybrid"],
+        "yes", "yes", {"bios": True, "uefi": True},
+    ),
+    "uefi-only": (
+        ["--boot-efi", EFI_IMAGE, "--hybrid"],
+        "no", "yes", {"bios": False, "uefi": True},
+    ),
+    # El Torito only: no MBR, so BIOS does not boot the stick; OVMF reads El Torito
+    "not-hybrid": (
+        ["--boot-bios", BIOS_IMAGE, "--boot-efi", EFI_IMAGE],
+        "no", "firmware-dependent", None,
+    ),
+}  # fmt: skip
+
+
+def usbwriter(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LC_ALL="C.UTF-8", SOURCE_DATE_EPOCH="1700000000")
+    return subprocess.run(
+        [sys.executable, "-m", "usbwriter", *args],
+        capture_output=True, text=True, timeout=180, env=env, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bootable_tree(tmp_path_factory.mktemp("mkiso-boot"), NAME)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hybrid_iso_boots_where_the_report_says(
+    case: str, tree: Path, tmp_path: Path, loop: Callable[..., str]
+) -> None:
+    options, want_bios, want_uefi, want_hybrid = CASES[case]
+    iso = tmp_path / f"{case}.iso"
+    p = usbwriter("mkiso", str(tree), "-o", str(iso), *options, "--json")
+    assert p.returncode == 0, p.stderr
+    made = json.loads(p.stdout)
+    assert [e.get("platform") for e in made["boot"] if "platform" in e] == [
+        p for p, opt in (("bios", "--boot-bios"), ("uefi", "--boot-efi")) if opt in options
+    ]
+    if want_hybrid is None:
+        assert made["hybrid"] is None
+    else:
+        assert {k: made["hybrid"][k] for k in ("bios", "uefi")} == want_hybrid
+        if not want_hybrid["bios"]:
+            assert "UEFI only" in made["hybrid"]["summary"]
+
+    p = usbwriter("inspect", str(iso), "--json")
+    assert p.returncode == 0, p.stderr
+    verdict = json.loads(p.stdout)["boot"]
+    why = "\n".join(verdict["reasons"])
+    assert (verdict["bios"], verdict["uefi"]) == (want_bios, want_uefi), why
+
+    dev = loop(iso.stat().st_size + STICK_SLACK)
+    p = usbwriter("--image", str(iso), "--device", dev, "--yes")
+    assert p.returncode == 0, p.stderr
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        bios_f = pool.submit(boot_stick, dev, "bios")
+        uefi_f = pool.submit(boot_stick, dev, "uefi")
+        bios, uefi = bios_f.result(), uefi_f.result()
+
+    tail = "\n".join(bios.log.splitlines()[-15:])
+    if verdict["bios"] == "yes":
+        assert bios.marker == f"USBW-MARK {NAME} pc", f"SeaBIOS did not boot:\n{why}\n{tail}"
+    else:
+        assert not bios.booted, f"the report says no BIOS boot, but it booted:\n{why}"
+    tail = "\n".join(uefi.log.splitlines()[-15:])
+    if verdict["uefi"] in ("yes", "firmware-dependent"):
+        assert uefi.marker == f"USBW-MARK {NAME} efi", f"OVMF did not boot:\n{why}\n{tail}"
+    else:
+        assert not uefi.booted, f"the report says no UEFI boot, but it booted:\n{why}"
