@@ -214,8 +214,4 @@ def test_crafted_directory_loop_is_bad_image(tmp_path: Path) -> None:
     looped = tmp_path / "loop.iso"
     looped.write_bytes(bytes(data))
     p = usbwriter("ls", "-R", str(looped))
-    assert p.returncode in (0, 1), p.stderr
-    if p.returncode == 1:
-        one_line_error(p, 1, str(looped))
-    else:
-        assert len(p.stdout.splitlines()) < 100
+    one_line_error(p, 1, str(looped), "loop")
