@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="usbwriter: %(message)s")
     try:
         if args and args[0] in SUBCOMMANDS:
-            ns = subcommand_parser(args[0]).parse_args(args[1:])
+            ns = subcommand_parser(args[0]).parse_intermixed_args(args[1:])
             module = importlib.import_module(f"usbwriter.cli.{SUBCOMMANDS[args[0]]}")
         else:
             ns = main_parser().parse_args(args)

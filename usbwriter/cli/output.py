@@ -124,6 +124,7 @@ class ProgressPrinter:
             "checksum": "Checking",
             "read": "Reading",
             "restore": "Restoring",
+            "extract": "Extracting",
         }.get(p.phase, p.phase)
         eta = "done" if finished else f"ETA {human_duration(p.eta)}"
         text = (
