@@ -186,3 +186,40 @@ def test_ctrl_c_stops_within_two_seconds_and_leaves_nothing(
     assert proc.returncode == 130, err
     assert stopped < 2.0, stopped
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_drive_is_held_while_a_paused_backup_reads_it(loop: LoopFactory, tmp_path: Path) -> None:
+    """Backup A is stopped (SIGSTOP) mid-read: a second backup, a write and a restore
+    of the same drive are turned away as busy; A then finishes and equals the drive."""
+    from tests.helpers.throttle import blkio_group, enter
+
+    backing = random_file(tmp_path / "held.img", 64 * MiB, seed=3)
+    dev = loop(0, backing=backing)
+    iso = tmp_path / "t.iso"
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    run(["xorriso", "-as", "mkisofs", "-o", str(iso), str(tree)])
+    out = tmp_path / "a.img"
+    with blkio_group(dev, 16 * MiB, 16 * MiB) as group:
+        first = subprocess.Popen(
+            [*USBWRITER, "backup", dev, "-o", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: enter(group),
+        )
+        time.sleep(1.0)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = usbwriter("backup", dev, "-o", str(tmp_path / "b.img"))
+            write = usbwriter("--image", str(iso), "--device", dev, "--yes", "--force")
+            restore = usbwriter("restore", dev, "--yes")
+        finally:
+            first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=60)
+    for other in (second, write, restore):
+        assert other.returncode == 4 and "busy" in other.stderr, other.stderr
+    assert first.returncode == 0, err
+    run(["cmp", str(out), str(backing)])
+    assert not (tmp_path / "b.img").exists()
