@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from usbwriter.iso.build import iso9660_name, joliet_name
 from usbwriter.iso.hybrid import HybridLayout, hybrid_mbr
+from usbwriter.iso.names import iso9660_name, joliet_name
 
 SDE = 1_600_000_000  # SOURCE_DATE_EPOCH for the tests: before every mtime made here but one
 OLD = 1_500_000_000  # an mtime before SDE: kept as is

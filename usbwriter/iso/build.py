@@ -15,7 +15,8 @@ Reproducible: entries are added in sorted order; pycdlib reads the clock and the
 module for dates and for the UDF volume set identifier, and those reads are answered, for
 the building thread only, with the time being recorded (SOURCE_DATE_EPOCH or now for the
 volume, each file's mtime clamped to SOURCE_DATE_EPOCH) in UTC and a generator seeded from
-SOURCE_DATE_EPOCH. The hybrid MBR (usbwriter.iso.hybrid) has no random field.
+SOURCE_DATE_EPOCH (usbwriter.iso.pinned). The hybrid MBR (usbwriter.iso.hybrid) has no
+random field. Names: usbwriter.iso.names.
 """
 
 from __future__ import annotations
@@ -25,14 +26,11 @@ import errno
 import logging
 import os
 import random
-import re
 import stat
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import struct_time
 from typing import Any
 
 from usbwriter.errors import BadImage, BadInput, Cancelled, InternalError, Refused, os_error
@@ -42,15 +40,13 @@ from usbwriter.iso.hybrid import (
     isolinux_hybrid_capable,
     read_isohdpfx,
 )
+from usbwriter.iso.names import iso9660_name, joliet_name, volume_label
+from usbwriter.iso.pinned import pinned_clock
 from usbwriter.progress import Meter, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 UDF_THRESHOLD = 4 << 30  # a file this large needs multi-extent ISO 9660: add UDF
-JOLIET_MAX = 64  # UTF-16 code units in a Joliet name
-ISO_FILE_MAX = 30  # name + "." + extension, ISO 9660 level 3
-ISO_DIR_MAX = 31
-ISO_EXT_MAX = 8
 EFI_LOAD_MAX = 0xFFFF  # El Torito sector count is 16 bits
 WRITE_BLOCK = 1 << 20
 RELOCATED = ("RR_MOVED", ".rr_moved")  # ISO 9660 and Rock Ridge names of the relocation dir
@@ -119,150 +115,6 @@ class BuildResult:
             "boot": self.boot,
             "hybrid": self.hybrid,
         }
-
-
-# ---- pycdlib's clock and random numbers, pinned for the building thread ------------------
-
-
-class _PinnedTime:
-    """Stands in for the time module inside pycdlib: in a thread that pinned a time,
-    time() is that time and localtime() is UTC; elsewhere the real module answers."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-
-    def pinned(self) -> float | None:
-        return getattr(self.local, "now", None)
-
-    def time(self) -> float:
-        now = self.pinned()
-        return time.time() if now is None else now
-
-    def localtime(self, secs: float | None = None) -> struct_time:
-        if self.pinned() is None:
-            return time.localtime(secs)
-        return time.gmtime(secs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
-class _PinnedRandom:
-    """Stands in for the random module inside pycdlib (seeded in a pinned thread)."""
-
-    def __init__(self, clock: _PinnedTime) -> None:
-        self.clock = clock
-
-    def getrandbits(self, k: int) -> int:
-        rng: random.Random | None = getattr(self.clock.local, "rng", None)
-        return random.getrandbits(k) if rng is None else rng.getrandbits(k)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(random, name)
-
-
-_CLOCK = _PinnedTime()
-_installed = False
-
-
-def _install_clock() -> None:
-    global _installed
-    if _installed:
-        return
-    import pycdlib  # noqa: F401 - loads its modules
-
-    for name in ("pycdlib.pycdlib", "pycdlib.headervd", "pycdlib.dates", "pycdlib.udf"):
-        mod = sys.modules[name]
-        mod.time = _CLOCK  # type: ignore[attr-defined]
-        if name == "pycdlib.udf":
-            mod.random = _PinnedRandom(_CLOCK)  # type: ignore[attr-defined]
-    _installed = True
-
-
-@contextlib.contextmanager
-def _pinned(now: float, seed: int | None) -> Iterator[Callable[[float], None]]:
-    """Pin pycdlib's clock for this thread; yields a function that moves it."""
-    _install_clock()
-    _CLOCK.local.now = now
-    _CLOCK.local.rng = random.Random(seed) if seed is not None else None
-    try:
-        yield lambda t: setattr(_CLOCK.local, "now", t)
-    finally:
-        _CLOCK.local.now = None
-        _CLOCK.local.rng = None
-
-
-# ---- names -------------------------------------------------------------------------------
-
-_NOT_D = re.compile(r"[^A-Z0-9_]")
-_NOT_JOLIET = re.compile(r"[\x00-\x1f*/:;?\\]")
-
-
-def _d_chars(s: str) -> str:
-    return _NOT_D.sub("_", s.upper())
-
-
-def _counted(stem: str, n: int, room: int) -> str:
-    suffix = f"_{n}"
-    return stem[: max(room - len(suffix), 0)] + suffix
-
-
-def iso9660_name(name: str, is_dir: bool, taken: set[str]) -> str:
-    """A level-3 ISO 9660 identifier for NAME unique in TAKEN (which it is added to);
-    files get ";1". Two candidates are the same when they differ only by ";1"."""
-    if is_dir:
-        stem, ext = _d_chars(name)[:ISO_DIR_MAX], ""
-        room = ISO_DIR_MAX
-    else:
-        base, dot, ext = name.rpartition(".")
-        if not dot or not base:
-            base, ext = name, ""
-        ext = _d_chars(ext)[:ISO_EXT_MAX]
-        room = ISO_FILE_MAX - len(ext) - 1
-        stem = _d_chars(base)[:room]
-    stem = stem or "_"
-    candidate, n = stem, 0
-    while (candidate + (f".{ext}" if ext else "")) in taken:
-        n += 1
-        candidate = _counted(stem, n, room)
-    key = candidate + (f".{ext}" if ext else "")
-    taken.add(key)
-    return key if is_dir else f"{key if ext else key + '.'};1"
-
-
-def _utf16_cut(s: str, units: int) -> str:
-    """The longest prefix of s of at most UNITS UTF-16 code units."""
-    out, used = [], 0
-    for ch in s:
-        w = 2 if ord(ch) > 0xFFFF else 1
-        if used + w > units:
-            break
-        out.append(ch)
-        used += w
-    return "".join(out)
-
-
-def _utf16_len(s: str) -> int:
-    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in s)
-
-
-def joliet_name(name: str, taken: set[str]) -> str:
-    """NAME as Joliet allows it (forbidden characters as '_', at most 64 UTF-16 units,
-    the extension kept), unique in TAKEN ignoring case (Windows reads Joliet so)."""
-    clean = _NOT_JOLIET.sub("_", name) or "_"
-    base, dot, ext = clean.rpartition(".")
-    if not dot or not base or _utf16_len(ext) > 16:
-        base, ext = clean, ""
-    ext = f".{ext}" if ext else ""
-    room = JOLIET_MAX - _utf16_len(ext)
-    candidate = clean if _utf16_len(clean) <= JOLIET_MAX else _utf16_cut(base, room) + ext
-    n = 0
-    while candidate.casefold() in taken:
-        n += 1
-        suffix = f"~{n}"
-        candidate = _utf16_cut(base, room - len(suffix)) + suffix + ext
-    taken.add(candidate.casefold())
-    return candidate
 
 
 # ---- the folder --------------------------------------------------------------------------
@@ -364,11 +216,6 @@ def assign_names(entries: list[Entry], reserved_root: set[str]) -> None:
         if e.kind == "dir":
             iso_dirs[e.parts] = e.iso
             joliet_dirs[e.parts] = e.joliet
-
-
-def volume_label(label: str) -> str:
-    """The ISO 9660 volume identifier: d-characters, at most 32."""
-    return _d_chars(label)[:32] or "CDROM"
 
 
 # ---- checks before anything is written ---------------------------------------------------
@@ -495,7 +342,7 @@ def build_iso(
     boot_info: list[dict[str, Any]] = []
     hybrid_info: dict[str, Any] | None = None
     try:
-        with _pinned(volume_time, sde) as set_clock:
+        with pinned_clock(volume_time, sde) as set_clock:
             iso.new(
                 interchange_level=3,
                 joliet=3,
