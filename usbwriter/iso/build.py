@@ -422,6 +422,10 @@ def _add(iso: Any, folder: str, e: Entry, udf: bool) -> None:
             symlink_path=iso_path, rr_symlink_name=e.parts[-1], rr_path=e.target,
             joliet_path=joliet_path, **kw,
         )  # fmt: skip
+        # pycdlib gives every symlink mode 0555; a symlink's is 0777 (lrwxrwxrwx).
+        px = iso.get_record(iso_path=iso_path).rock_ridge.dr_entries.px_record
+        if px is not None:
+            px.posix_file_mode = stat.S_IFLNK | 0o777
 
 
 def _add_eltorito(
