@@ -1,4 +1,4 @@
-"""The last question before erasing a drive: names the drive, Cancel focused."""
+"""The last question before a job on a drive: names the drive, Cancel focused."""
 
 from __future__ import annotations
 
@@ -21,31 +21,36 @@ if TYPE_CHECKING:
     from usbwriter.devices import Disk
 
 
-class ConfirmWrite(ModalScreen[bool]):
-    """Erase DISK and write IMAGE? True only for the explicit button."""
+class ConfirmDrive(ModalScreen[bool]):
+    """The last question before a job on DISK: names the drive, Cancel focused; True only
+    for the explicit button. A job says what it does in ``QUESTION``, ``lead()``, ``BUTTON``
+    and ``compose_job()`` (what the drive gets, or where it goes)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
     AUTO_FOCUS = "#cancel"
+    QUESTION = "Erase this drive?"
+    BUTTON = "Erase and write"
+    DESTRUCTIVE = True  # a red frame and button
 
-    def __init__(
-        self,
-        disk: Disk,
-        image: str,
-        image_size: int,
-        report: Mapping[str, Any] | None,
-    ) -> None:
+    def __init__(self, disk: Disk) -> None:
         super().__init__(classes="dialog-screen")
         self.disk = disk
-        self.image = image
-        self.image_size = image_size
-        self.report = report
+
+    def lead(self) -> str:
+        return "Everything on this drive will be erased:"
+
+    def compose_job(self) -> ComposeResult:
+        yield from ()
+
+    def compose_warnings(self) -> ComposeResult:
+        yield from ()
 
     def compose(self) -> ComposeResult:
         d = self.disk
-        with Vertical(id="dialog", classes="confirm"):
-            yield Label("Erase this drive?", id="dialog-title")
+        with Vertical(id="dialog", classes="confirm" if self.DESTRUCTIVE else "question"):
+            yield Label(self.QUESTION, id="dialog-title")
             with VerticalScroll(id="dialog-body"):
-                yield Static("Everything on this drive will be erased:", classes="lead")
+                yield Static(self.lead(), classes="lead", markup=False)
                 yield Static(
                     Content.assemble(
                         (drive_name(d), "bold"),
@@ -57,12 +62,8 @@ class ConfirmWrite(ModalScreen[bool]):
                     ),
                     id="confirm-drive",
                 )
-                yield Static("and replaced by the image:", classes="lead")
-                yield Static(
-                    Content.assemble((human_size(self.image_size), "bold"), f"   {self.image}"),
-                    id="confirm-image",
-                )
-                if d.mounted:
+                yield from self.compose_job()
+                if d.mounted and self.DESTRUCTIVE:
                     mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
                     yield Static(
                         Content.assemble(
@@ -72,11 +73,46 @@ class ConfirmWrite(ModalScreen[bool]):
                         ),
                         id="confirm-mounted",
                     )
-                if not will_boot(self.report):
-                    yield Static(self._not_bootable(), id="confirm-warning")
+                yield from self.compose_warnings()
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
-                yield Button("Erase and write", id="confirm", variant="error")
+                yield Button(
+                    self.BUTTON, id="confirm", variant="error" if self.DESTRUCTIVE else "success"
+                )
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "confirm")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class ConfirmWrite(ConfirmDrive):
+    """Erase DISK and write IMAGE?"""
+
+    def __init__(
+        self,
+        disk: Disk,
+        image: str,
+        image_size: int,
+        report: Mapping[str, Any] | None,
+    ) -> None:
+        super().__init__(disk)
+        self.image = image
+        self.image_size = image_size
+        self.report = report
+
+    def compose_job(self) -> ComposeResult:
+        yield Static("and replaced by the image:", classes="lead")
+        yield Static(
+            Content.assemble((human_size(self.image_size), "bold"), f"   {self.image}"),
+            id="confirm-image",
+        )
+
+    def compose_warnings(self) -> ComposeResult:
+        if not will_boot(self.report):
+            yield Static(self._not_bootable(), id="confirm-warning")
 
     def _not_bootable(self) -> Content:
         made_for = rules.made_for(self.report)
@@ -96,13 +132,6 @@ class ConfirmWrite(ModalScreen[bool]):
         _, _, reasons = verdict_of(self.report)
         return head + Content("\n".join(f"• {r}" for r in reasons))
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "confirm")
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
-
 
 class ConfirmStop(ModalScreen[bool]):
     """Cancel asks once more; 'Keep going' is focused."""
@@ -110,13 +139,16 @@ class ConfirmStop(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "keep", "Keep going")]
     AUTO_FOCUS = "#keep"
 
-    def __init__(self, phase: str, device: str) -> None:
+    def __init__(self, phase: str, device: str, words: tuple[str, str] | None = None) -> None:
         super().__init__(classes="dialog-screen")
         self.phase = phase
         self.device = device
+        self.words = words  # (title, body) for a job other than a write
 
     def compose(self) -> ComposeResult:
-        if self.phase == "verify":
+        if self.words is not None:
+            title, body = self.words
+        elif self.phase == "verify":
             title, body = (
                 "Stop verifying?",
                 f"{self.device} has been written; stopping now leaves it unverified.",

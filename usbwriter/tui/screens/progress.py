@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Sparkline, Static
 
 from usbwriter.errors import Cancelled, UsbWriterError
@@ -29,7 +29,7 @@ from usbwriter.units import human_duration, human_rate, human_size
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
     from usbwriter.job import Plan
-    from usbwriter.progress import Progress
+    from usbwriter.progress import Progress, ProgressCallback
     from usbwriter.tui.services import Services
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,13 @@ log = logging.getLogger(__name__)
 GRAPH_SAMPLES = 90
 SAMPLE_EVERY = 0.5  # seconds of engine time between graph samples
 
-PHASES = {"write": "Writing", "sync": "Flushing to the drive", "verify": "Verifying"}
+PHASES = {
+    "write": "Writing",
+    "sync": "Flushing to the drive",
+    "verify": "Verifying",
+    "read": "Reading",
+    "restore": "Restoring",
+}
 
 
 @dataclass(frozen=True)
@@ -67,41 +73,49 @@ def run_job(
 
 
 class ProgressScreen(Screen[None]):
-    """Shows the job's progress; ``start=False`` only for snapshots fed by hand."""
+    """Shows the job's progress; ``start=False`` only for snapshots fed by hand.
+
+    A drive job other than a write (backup, restore) subclasses it: its ``STEPS``
+    (phase, label), ``FAILED`` title, ``heading()``, ``execute()``, ``result_screen()``
+    and ``stop_question()``."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
     ]
+    STEPS: ClassVar[tuple[tuple[str, str], ...]] = (("write", "Write"), ("verify", "Verify"))
+    FAILED = "Writing failed"
+    FAILED_HINT = "Nothing more was written. Check the drive and try again."
 
     def __init__(self, services: Services, job: Job, *, start: bool = True) -> None:
         super().__init__(id="progress-screen")
         self.services = services
         self.job = job
         self.cancel_event = threading.Event()
-        self.phase = "write"
+        self.phase = self.STEPS[0][0]
         self.speeds: list[float] = []
         self._last_sample = -SAMPLE_EVERY
         self._sample_phase = ""
         self._start = start
         self.finished: JobFinished | None = None
 
+    def heading(self) -> Content:
+        return Content.assemble(
+            ("Writing ", "bold"),
+            (self.job.image, "bold"),
+            f" ({human_size(self.job.image_size)})\nto ",
+            (drive_line(self.job.disk), "bold"),
+        )
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="progress-body"):
-            yield Static(
-                Content.assemble(
-                    ("Writing ", "bold"),
-                    (self.job.image, "bold"),
-                    f" ({human_size(self.job.image_size)})\nto ",
-                    (drive_line(self.job.disk), "bold"),
-                ),
-                id="progress-title",
-            )
+            yield Static(self.heading(), id="progress-title")
             with Horizontal(id="steps"):
-                yield Label("1 Write", id="step-write", classes="step active")
-                yield Label("2 Verify", id="step-verify", classes="step")
-                yield Label("3 Done", id="step-done", classes="step")
+                for n, (phase, label) in enumerate(self.STEPS, 1):
+                    active = " active" if n == 1 else ""
+                    yield Label(f"{n} {label}", id=f"step-{phase}", classes=f"step{active}")
+                yield Label(f"{len(self.STEPS) + 1} Done", id="step-done", classes="step")
             yield Label("Starting…", id="phase")
             yield ProgressBar(total=100, show_eta=False, id="progress-bar")
             yield Static("", id="figures")
@@ -123,9 +137,7 @@ class ProgressScreen(Screen[None]):
     )
     def run(self) -> None:
         try:
-            receipt = run_job(
-                self.services, self.job, self.post_message_progress, self.cancel_event
-            )
+            receipt = self.execute(self.post_message_progress, self.cancel_event)
         except Cancelled as e:
             self.post_message(JobFinished(None, str(e), cancelled=True))
         except UsbWriterError as e:
@@ -135,6 +147,10 @@ class ProgressScreen(Screen[None]):
             self.post_message(JobFinished(None, f"internal error: {type(e).__name__}: {e}"))
         else:
             self.post_message(JobFinished(receipt))
+
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
+        """Run the job (in the worker thread); the receipt as a dict."""
+        return run_job(self.services, self.job, progress, cancel)
 
     def post_message_progress(self, p: Progress) -> None:
         self.post_message(JobProgress(p))
@@ -147,9 +163,13 @@ class ProgressScreen(Screen[None]):
     def show(self, p: Progress) -> None:
         if p.phase != self.phase:
             self.phase = p.phase
-            self.query_one("#step-write").set_class(p.phase != "verify", "active")
-            self.query_one("#step-write").set_class(p.phase == "verify", "done")
-            self.query_one("#step-verify").set_class(p.phase == "verify", "active")
+            phases = [phase for phase, _ in self.STEPS]
+            if p.phase in phases:  # "sync" belongs to the write step
+                now = phases.index(p.phase)
+                for i, phase in enumerate(phases):
+                    step = self.query_one(f"#step-{phase}")
+                    step.set_class(i == now, "active")
+                    step.set_class(i < now, "done")
         stopping = " (stopping…)" if self.cancel_event.is_set() else ""
         self.query_one("#phase", Label).update(
             f"{PHASES.get(p.phase, p.phase)} {self.job.disk.path}{stopping}"
@@ -184,34 +204,38 @@ class ProgressScreen(Screen[None]):
         message.stop()
         self.finished = message
         from usbwriter.tui.screens.error import ErrorScreen
-        from usbwriter.tui.screens.result import ResultScreen
 
         if message.receipt is not None:
-            self.app.switch_screen(ResultScreen(message.receipt))
+            self.app.switch_screen(self.result_screen(message.receipt))
             return
         self.app.pop_screen()
         if message.cancelled:
             self.app.push_screen(ErrorScreen("Stopped", message.error or "cancelled"))
         else:
             self.app.push_screen(
-                ErrorScreen(
-                    "Writing failed",
-                    message.error or "unknown error",
-                    hint="Nothing more was written. Check the drive and try again.",
-                )
+                ErrorScreen(self.FAILED, message.error or "unknown error", hint=self.FAILED_HINT)
             )
+
+    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
+        from usbwriter.tui.screens.result import ResultScreen
+
+        return ResultScreen(receipt)
+
+    def stop_question(self) -> ModalScreen[bool]:
+        from usbwriter.tui.screens.confirm import ConfirmStop
+
+        return ConfirmStop(self.phase, self.job.disk.path)
 
     def action_stop(self) -> None:
         if self.cancel_event.is_set() or self.finished is not None:
             return
-        from usbwriter.tui.screens.confirm import ConfirmStop
 
         def answer(stop: bool | None) -> None:
             if stop and self.finished is None:
                 self.cancel_event.set()
                 self.query_one("#progress-hint", Static).update("Stopping…")
 
-        self.app.push_screen(ConfirmStop(self.phase, self.job.disk.path), answer)
+        self.app.push_screen(self.stop_question(), answer)
 
     def on_unmount(self) -> None:
         self.cancel_event.set()
