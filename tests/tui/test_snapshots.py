@@ -10,6 +10,7 @@ does not blink; no watcher runs. Update with ``pytest tests/tui --snapshot-updat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
@@ -30,6 +31,7 @@ from usbwriter.receipt import Receipt
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.screens.browse import FileBrowser
 from usbwriter.tui.screens.confirm import ConfirmStop, ConfirmWrite
+from usbwriter.tui.screens.contents import ContentsScreen, ContentsTree
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.help import HelpScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
@@ -287,6 +289,58 @@ def test_error(snap_compare: SnapCompare) -> None:
 def test_help(snap_compare: SnapCompare) -> None:
     run_before = pushing(HelpScreen)
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+class FakeIso:
+    """An ISO's contents built by hand (fixed names, sizes and dates): what the contents
+    screen shows without reading an image."""
+
+    def __init__(self, path: str) -> None:
+        from datetime import UTC, datetime
+
+        from usbwriter.iso.contents import Contents, Entry
+
+        when = datetime(2024, 11, 9, 10, 30, tzinfo=UTC)
+        files = {
+            ("EFI",): 0, ("EFI", "BOOT"): 0, ("EFI", "BOOT", "BOOTX64.EFI"): 958_464,
+            ("boot",): 0, ("boot", "grub"): 0, ("boot", "grub", "grub.cfg"): 1_204,
+            ("install.amd",): 0, ("install.amd", "vmlinuz"): 8_133_024,
+            ("install.amd", "initrd.gz"): 19_726_515, ("md5sum.txt",): 31_337,
+            ("README.txt",): 2_874,
+        }  # fmt: skip
+        folders = {p[:-1] for p in files if len(p) > 1}
+        root = Entry((), "dir", 0, when, 0o755)
+        self.path = path
+        self.contents = Contents(path, "rock ridge", root)
+        self.contents.by_path[()] = root
+        for parts, size in files.items():
+            kind = "dir" if parts in folders else "file"
+            entry = Entry(parts, kind, size if kind == "file" else 2048, when, 0o644)
+            self.contents.by_path[parts] = entry
+        for parts in [(), *sorted(folders)]:
+            kids = [e for p, e in self.contents.by_path.items() if p and p[:-1] == parts]
+            self.contents.children[parts] = sorted(kids, key=lambda e: e.name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_contents(snap_compare: SnapCompare) -> None:
+    """The files of an ISO: a folder opened, two files marked."""
+    app = make_app()
+    fake: Any = FakeIso
+    app.services = dataclasses.replace(app.services, open_iso=lambda path, **kw: fake(path))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ContentsScreen), "contents")
+        tree = pilot.app.screen.query_one(ContentsTree)
+        await wait_for(pilot, lambda: bool(tree.root.children), "the files")
+        await pilot.press("down", "down", "enter", "down", "space", "down", "space")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_inputs_are_fixed() -> None:

@@ -120,6 +120,21 @@ class UsbWriterApp(App[int]):
                 screen.action_toggle_all,
             )
             yield SystemCommand("Refresh drives", "List the drives again", screen.action_refresh)
+            yield SystemCommand(
+                "Browse contents",
+                "The files inside the ISO image; extract some or all",
+                screen.action_browse_contents,
+            )
+            yield SystemCommand(
+                "Back up drive",
+                "Read the highlighted drive into an image file and verify it",
+                screen.action_backup,
+            )
+            yield SystemCommand(
+                "Restore drive",
+                "Erase the highlighted drive: one FAT32, exFAT or ext4 partition",
+                screen.action_restore,
+            )
         if isinstance(screen, ProgressScreen):
             yield SystemCommand("Stop", "Stop writing (asks first)", screen.action_stop)
         yield SystemCommand("Help", "How to use usbwriter, and every key", self.action_help)

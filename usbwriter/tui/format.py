@@ -22,6 +22,16 @@ IMAGE_SUFFIXES = (".iso", ".img", ".raw", ".bin", ".dd")
 COMPRESSED_SUFFIXES = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".zip")
 
 
+def one_line(e: BaseException) -> str:
+    """An error as the app shows it: usbwriter's own in its words, anything else named
+    as an internal error. Never a traceback."""
+    from usbwriter.errors import UsbWriterError
+
+    if isinstance(e, UsbWriterError):
+        return " ".join(str(e).split()) or e.code
+    return f"internal error: {type(e).__name__}: {e}"
+
+
 def is_image_name(name: str) -> bool:
     """'x.iso', 'x.img.xz' -> True; 'notes.txt' -> False."""
     lower = name.lower()

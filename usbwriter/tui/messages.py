@@ -99,3 +99,31 @@ class LogNotice(Message):
         super().__init__()
         self.text = text
         self.severity = severity
+
+
+class JobNote(Message):
+    """Something a drive job did on the way (e.g. unmounted a file system)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ContentsRead(Message):
+    """The ISO's files were read (``iso`` an open ``IsoImage``), or why not."""
+
+    def __init__(self, path: str, iso: Any, error: str | None) -> None:
+        super().__init__()
+        self.path = path
+        self.iso = iso
+        self.error = error
+
+
+class ExtractFinished(Message):
+    """The extraction ended: ``result`` (``usbwriter.iso.extract.Result``) or an error."""
+
+    def __init__(self, result: Any, error: str | None = None, cancelled: bool = False) -> None:
+        super().__init__()
+        self.result = result
+        self.error = error
+        self.cancelled = cancelled

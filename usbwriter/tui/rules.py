@@ -130,3 +130,22 @@ def plan_refusal(plan: Plan, disk: Disk) -> str | None:
             listed = "; ".join(changes)
             return f"{disk.path}: not the drive that was listed ({listed}); choose it again"
     return None
+
+
+# --------------------------------------------------------------------------- the ISO toolkit
+
+
+def browsable(report: Mapping[str, Any] | None) -> bool:
+    """The image is an ISO (ISO 9660 or UDF, raw or compressed): its files can be listed."""
+    return report is not None and report.get("kind") in ("iso9660", "udf")
+
+
+def drive_job_refusal(*, is_root: bool, disk: Disk | None, job: str) -> str | None:
+    """Why a backup or restore of the highlighted drive cannot start now, or None."""
+    if not is_root:
+        return f"To {job} a drive needs root: quit and run 'sudo usbwriter'."
+    if disk is None:
+        return f"Highlight a drive in the table first, then {job} it."
+    if disk.size <= 0:
+        return f"{disk.path}: no medium (size 0)"
+    return None

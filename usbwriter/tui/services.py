@@ -15,13 +15,52 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from usbwriter.backup import BackupPlan, BackupReceipt
     from usbwriter.devices import Disk, DiskEvent
+    from usbwriter.iso.contents import IsoImage
     from usbwriter.job import Plan, Request
+    from usbwriter.job.restore import RestoreReceipt
     from usbwriter.receipt import Receipt
 
 ListDisks = Callable[[bool, "str | None"], "list[Disk]"]
 WatchDisks = Callable[[threading.Event], "Iterator[DiskEvent]"]
 InspectImage = Callable[[str], Mapping[str, Any]]
+
+
+def _open_iso(path: str, **kw: Any) -> IsoImage:
+    from usbwriter.iso.contents import IsoImage
+
+    return IsoImage(path, **kw)
+
+
+def _extract(iso: IsoImage, paths: list[str], output: str, **kw: Any) -> Any:
+    from usbwriter.iso.extract import extract
+
+    return extract(iso, paths, output, **kw)
+
+
+def _plan_backup(device: str, output: str, **kw: Any) -> BackupPlan:
+    from usbwriter.backup import plan_backup
+
+    return plan_backup(device, output, **kw)
+
+
+def _run_backup(plan: BackupPlan, **kw: Any) -> BackupReceipt:
+    from usbwriter.backup import run_backup
+
+    return run_backup(plan, **kw)
+
+
+def _plan_restore(device: str, **kw: Any) -> Plan:
+    from usbwriter.job.restore import plan_restore
+
+    return plan_restore(device, **kw)
+
+
+def _run_restore(plan: Plan, **kw: Any) -> RestoreReceipt:
+    from usbwriter.job.restore import run_restore
+
+    return run_restore(plan, **kw)
 
 
 @dataclass(frozen=True)
@@ -34,6 +73,13 @@ class Services:
     plan: Callable[..., Plan]  # (request, progress=, cancel=)
     run: Callable[..., Receipt]
     is_root: Callable[[], bool]
+    # The ISO toolkit; defaults are the real core, so existing bundles need not name them.
+    open_iso: Callable[..., IsoImage] = _open_iso  # (path, cancel=)
+    extract: Callable[..., Any] = _extract  # (iso, paths, output, progress=, cancel=, ...)
+    plan_backup: Callable[..., BackupPlan] = _plan_backup  # (device, output, overwrite=)
+    run_backup: Callable[..., BackupReceipt] = _run_backup  # (plan, verify=, progress=, ...)
+    plan_restore: Callable[..., Plan] = _plan_restore  # (device, unmount=)
+    run_restore: Callable[..., RestoreReceipt] = _run_restore  # (plan, fs=, label=, ...)
 
     @classmethod
     def real(cls) -> Services:

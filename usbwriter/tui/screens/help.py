@@ -30,6 +30,9 @@ HELP = """\
 | i / d | go to the image path / the drives |
 | Enter | open the image typed / choose the highlighted drive |
 | w | write the image to the chosen drive |
+| b | browse the files inside an ISO image; extract them |
+| k | back up the highlighted drive to an image file |
+| n | restore the highlighted drive as a normal stick (erases it) |
 | a | show every disk (loop devices, the system disk) or only sticks |
 | r | list the drives again |
 | t | change the theme (saved for next time) |
@@ -37,6 +40,13 @@ HELP = """\
 | Esc | close a dialog; while writing: ask to stop |
 | ? or F1 | this help |
 | ctrl+q | quit |
+
+**The ISO toolkit.** In the contents of an ISO (**b**), Enter opens a folder,
+**Space** marks a file or folder, **x** extracts the marked ones and **a**
+everything, into the folder typed below the tree (**o** picks one); Esc stops an
+extraction. **k** reads a drive into an image file (`.zst`, `.xz` or `.gz` at the
+end of its name compresses it) and reads it again to verify. **n** erases a drive
+and makes one FAT32, exFAT or ext4 partition, as a stick is sold.
 
 Writing to a drive needs root: run `sudo usbwriter`. Without root the app still
 lists drives and reports on images.

@@ -16,9 +16,8 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from usbwriter.errors import UsbWriterError
 from usbwriter.tui import rules
-from usbwriter.tui.format import drive_line
+from usbwriter.tui.format import drive_line, one_line
 from usbwriter.tui.messages import (
     DiskChanged,
     DisksListed,
@@ -39,20 +38,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _one_line(e: BaseException) -> str:
-    if isinstance(e, UsbWriterError):
-        return " ".join(str(e).split()) or e.code
-    return f"internal error: {type(e).__name__}: {e}"
-
-
 class MainScreen(Screen[None]):
     """Image, boot report and drives together; everything else comes over it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "browse", "Open image", priority=True),
         Binding("w", "write", "Write"),
+        Binding("b", "browse_contents", "Contents"),
+        Binding("k", "backup", "Back up", show=False),  # named on the drives' frame
+        Binding("n", "restore", "Restore", show=False),
         Binding("a", "toggle_all", "All disks"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("r", "refresh", "Refresh", show=False),  # drives come and go live
         Binding("i", "focus_image", "Image", show=False),
         Binding("d", "focus_drives", "Drives", show=False),
         Binding("question_mark,f1", "app.help", "Help"),
@@ -80,7 +76,7 @@ class MainScreen(Screen[None]):
         self.image_error: str | None = None
         self.chosen: Disk | None = None
         self.is_root = services.is_root()
-        self._wrote = False
+        self.relist_on_resume = False
 
     # ---- layout
 
@@ -139,6 +135,7 @@ class MainScreen(Screen[None]):
         self.image_size = None
         self.image_words = ""
         self.report = None
+        self.refresh_bindings()
         self.image_error = None
         self.query_one(ImagePicker).set_path(path)
         self.query_one(BootPanel).show_loading(path)
@@ -153,7 +150,7 @@ class MainScreen(Screen[None]):
             with open_image(path) as src:
                 info = src.info
         except Exception as e:
-            self.post_message(ImageInspected(path, None, None, _one_line(e)))
+            self.post_message(ImageInspected(path, None, None, one_line(e)))
             return
         # A compressed image whose size is not recorded is at least its file's size.
         size = info.size if info.size is not None else info.file_size
@@ -161,7 +158,7 @@ class MainScreen(Screen[None]):
         try:
             report = self.services.inspect_image(path)
         except Exception as e:
-            self.post_message(ImageInspected(path, size, None, _one_line(e), words))
+            self.post_message(ImageInspected(path, size, None, one_line(e), words))
             return
         self.post_message(ImageInspected(path, size, report, None, words))
 
@@ -170,6 +167,7 @@ class MainScreen(Screen[None]):
             return  # an older image's report
         panel = self.query_one(BootPanel)
         self.report = message.report
+        self.refresh_bindings()  # "b Contents" for an ISO
         self.image_words = message.words
         self.image_error = message.error if message.size is None else None
         if message.report is not None:
@@ -197,7 +195,7 @@ class MainScreen(Screen[None]):
         try:
             disks = self.services.list_disks(True, self.image)
         except Exception as e:
-            self.post_message(DrivesFailed(f"cannot list drives: {_one_line(e)}"))
+            self.post_message(DrivesFailed(f"cannot list drives: {one_line(e)}"))
             return
         self.post_message(DisksListed(disks))
 
@@ -211,7 +209,7 @@ class MainScreen(Screen[None]):
                     break
                 self.post_message(DiskChanged(event))
         except Exception as e:
-            self.post_message(DrivesFailed(f"live drive updates stopped: {_one_line(e)}"))
+            self.post_message(DrivesFailed(f"live drive updates stopped: {one_line(e)}"))
 
     def on_disks_listed(self, message: DisksListed) -> None:
         table = self.query_one(DriveTable)
@@ -372,7 +370,7 @@ class MainScreen(Screen[None]):
             )
             refusal = rules.plan_refusal(plan, disk)
         except Exception as e:
-            self.post_message(TargetChecked(disk.path, None, _one_line(e)))
+            self.post_message(TargetChecked(disk.path, None, one_line(e)))
             return
         self.post_message(TargetChecked(disk.path, plan, refusal))
 
@@ -403,13 +401,39 @@ class MainScreen(Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._wrote = True
+                self.relist_on_resume = True
                 self.app.push_screen(ProgressScreen(self.services, job))
 
         self.app.push_screen(ConfirmWrite(disk, image, size, self.report), confirmed)
 
+    # ---- the ISO toolkit (screens/contents.py, screens/drive_jobs.py)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "browse_contents":
+            return rules.browsable(self.report)  # in the footer only for an ISO
+        return True
+
+    def action_browse_contents(self) -> None:
+        from usbwriter.tui.screens.contents import ContentsScreen
+
+        if self.image is None or not rules.browsable(self.report):
+            self.app.bell()
+            self.notify("Choose an ISO image first: its files can be browsed.", severity="warning")
+            return
+        self.app.push_screen(ContentsScreen(self.services, self.image))
+
+    def action_backup(self) -> None:
+        from usbwriter.tui.screens.drive_jobs import start_backup
+
+        start_backup(self)
+
+    def action_restore(self) -> None:
+        from usbwriter.tui.screens.drive_jobs import start_restore
+
+        start_restore(self)
+
     def on_screen_resume(self) -> None:
-        """Back from a write: the drives changed; list them again."""
-        if self._wrote:
-            self._wrote = False
+        """Back from a write or a restore: the drives changed; list them again."""
+        if self.relist_on_resume:
+            self.relist_on_resume = False
             self.refresh_drives()

@@ -13,6 +13,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from usbwriter.tui.format import boot_details, verdict_of, verdict_words
+from usbwriter.tui.rules import browsable
 
 _STYLE = {
     "yes": "$text-success",
@@ -71,11 +72,17 @@ class BootPanel(Horizontal):
     def show_report(self, report: Mapping[str, Any]) -> None:
         self.report = report
         self._set(details_table(report), verdict_content(report))
+        # For an ISO, a link on the frame (key b): the screen's action, no room taken.
+        if browsable(report):
+            self.border_subtitle = Content.from_markup(
+                "[@click=screen.browse_contents]Browse contents (b)[/]"
+            )
 
     def clear(self) -> None:
         self.report = None
         self._set("Choose an image to see how it will boot.", "")
 
     def _set(self, details: str | Content | Table, verdict: str | Content) -> None:
+        self.border_subtitle = ""
         self.query_one("#boot-details", Static).update(details)
         self.query_one("#boot-verdict", Static).update(verdict)

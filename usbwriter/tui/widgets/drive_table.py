@@ -74,6 +74,7 @@ class DriveTable(DataTable[Text]):
     def __init__(self) -> None:
         super().__init__(id="drives", cursor_type="row", zebra_stripes=False)
         self.border_title = "Drives"
+        self.border_subtitle = "k back up · n restore as a normal stick"
         self.disks: dict[str, Disk] = {}
         self.show_all = False
         self.image_size: int | None = None

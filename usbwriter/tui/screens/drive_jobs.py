@@ -1,0 +1,360 @@
+"""Back up a drive to an image file, or restore it as a normal stick.
+
+Each is one flow (an async worker on the main screen): the question (file, or file
+system and label), the plan made in a thread (a refusal is a one-line modal, as for a
+write), the confirmation naming the drive, then the job on the progress screen and its
+receipt. The core does the work: ``usbwriter.backup`` and ``usbwriter.job.restore``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.dom import DOMNode
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Header, Static
+from textual.worker import WorkerFailed
+
+from usbwriter.tui import rules, suggest
+from usbwriter.tui.format import drive_line, one_line
+from usbwriter.tui.messages import JobNote
+from usbwriter.tui.screens.ask import AskBackupFile, RestoreOptions
+from usbwriter.tui.screens.confirm import ConfirmDrive, ConfirmStop
+from usbwriter.tui.screens.error import ErrorScreen
+from usbwriter.tui.screens.progress import Job, ProgressScreen
+from usbwriter.tui.widgets.drive_table import DriveTable
+from usbwriter.units import human_size
+
+if TYPE_CHECKING:
+    from usbwriter.backup import BackupPlan
+    from usbwriter.devices import Disk
+    from usbwriter.job import Plan
+    from usbwriter.progress import ProgressCallback
+    from usbwriter.tui.screens.main import MainScreen
+    from usbwriter.tui.services import Services
+
+T = TypeVar("T")
+
+FS_NAMES = {"fat32": "FAT32", "exfat": "exFAT", "ext4": "ext4"}
+FORMAT_WORDS = {"raw": "raw image", "zst": "zstd-compressed", "xz": "xz-compressed",
+                "gz": "gzip-compressed"}  # fmt: skip
+
+
+async def in_thread(node: DOMNode, fn: Callable[[], T], description: str) -> T:
+    """FN's result, run in a thread worker (the UI goes on); its exception re-raised."""
+    worker = node.run_worker(
+        fn, thread=True, exit_on_error=False, group="check", description=description
+    )
+    try:
+        return await worker.wait()
+    except WorkerFailed as e:
+        raise e.error from None
+
+
+def _highlighted(main: MainScreen, job: str) -> Disk | None:
+    disk = main.query_one(DriveTable).highlighted()
+    why = rules.drive_job_refusal(is_root=main.is_root, disk=disk, job=job)
+    if why is not None:
+        main.app.bell()
+        main.notify(why, severity="warning")
+        return None
+    return disk
+
+
+def start_backup(main: MainScreen) -> None:
+    """Back up the highlighted drive (asks for the file first)."""
+    disk = _highlighted(main, "back up")
+    if disk is not None:
+        main.run_worker(
+            _backup_flow(main, disk), group="drive-job", exclusive=True, exit_on_error=False
+        )
+
+
+def start_restore(main: MainScreen) -> None:
+    """Restore the highlighted drive as a normal stick (asks for the file system first)."""
+    disk = _highlighted(main, "restore")
+    if disk is not None:
+        main.run_worker(
+            _restore_flow(main, disk), group="drive-job", exclusive=True, exit_on_error=False
+        )
+
+
+async def _backup_flow(main: MainScreen, disk: Disk) -> None:
+    app, services = main.app, main.services
+    try:
+        default = suggest.backup_file(disk, date.today(), home=suggest.user_home())
+    except Exception:
+        default = os.path.join(os.getcwd(), f"usbwriter-backup-{suggest.slug(disk.name)}.img")
+    answer = await app.push_screen_wait(AskBackupFile(disk, default))
+    if answer is None:
+        return
+    output, replace = answer
+    try:
+        plan = await in_thread(
+            main,
+            functools.partial(services.plan_backup, disk.path, output, overwrite=replace),
+            f"check the backup of {disk.path}",
+        )
+    except Exception as e:
+        app.push_screen(ErrorScreen("Cannot back up this drive", one_line(e)))
+        return
+    if await app.push_screen_wait(ConfirmBackup(disk, plan)):
+        app.push_screen(BackupScreen(services, disk, plan))
+
+
+async def _restore_flow(main: MainScreen, disk: Disk) -> None:
+    app, services = main.app, main.services
+    answer = await app.push_screen_wait(RestoreOptions(disk))
+    if answer is None:
+        return
+    fs, label = answer
+
+    def check() -> tuple[Plan, str | None]:
+        # Mounted file systems are unmounted (after the confirmation, which names
+        # them) when the job runs, as for a write.
+        plan = services.plan_restore(disk.path, unmount=True)
+        return plan, rules.plan_refusal(plan, disk)
+
+    try:
+        plan, refusal = await in_thread(main, check, f"check {disk.path}")
+    except Exception as e:
+        refusal, plan = one_line(e), None
+    if refusal is not None or plan is None:
+        app.push_screen(ErrorScreen("Cannot restore this drive", refusal or "no plan"))
+        return
+    if await app.push_screen_wait(ConfirmRestore(disk, fs, label)):
+        main.relist_on_resume = True
+        app.push_screen(RestoreScreen(services, disk, plan.confirmed(), fs, label))
+
+
+# ---- the confirmations
+
+
+class ConfirmBackup(ConfirmDrive):
+    """Read DISK into PLAN's file? Nothing on the drive is changed."""
+
+    QUESTION = "Back up this drive?"
+    BUTTON = "Back up"
+    DESTRUCTIVE = False
+
+    def __init__(self, disk: Disk, plan: BackupPlan) -> None:
+        super().__init__(disk)
+        self.plan = plan
+
+    def lead(self) -> str:
+        return "This drive will be read; nothing on it is changed:"
+
+    def compose_job(self) -> ComposeResult:
+        p = self.plan
+        yield Static("into the image file:", classes="lead")
+        words = FORMAT_WORDS.get(p.fmt, p.fmt)
+        yield Static(Content.assemble((words, "bold"), f"   {p.output}"), id="confirm-image")
+        if p.replace and os.path.lexists(p.output):
+            yield Static(
+                Content.assemble(("It replaces the existing file", "bold $text-warning"), "."),
+                id="confirm-warning",
+            )
+        if p.shared_hold:
+            yield Static("It is mounted read-only: it is read beside the mount.")
+
+
+class ConfirmRestore(ConfirmDrive):
+    """Erase DISK and make one partition with a fresh FS file system labelled LABEL?"""
+
+    BUTTON = "Erase and restore"
+
+    def __init__(self, disk: Disk, fs: str, label: str) -> None:
+        super().__init__(disk)
+        self.fs = fs
+        self.label = label
+
+    def lead(self) -> str:
+        return f"ALL DATA on {self.disk.path} will be erased:"
+
+    def compose_job(self) -> ComposeResult:
+        yield Static("and replaced by one empty partition:", classes="lead")
+        yield Static(
+            Content.assemble(
+                (FS_NAMES.get(self.fs, self.fs), "bold"),
+                f", label {self.label}, from 1 MiB to the end of the drive",
+            ),
+            id="confirm-image",
+        )
+
+
+# ---- the jobs
+
+
+class BackupScreen(ProgressScreen):
+    """Reads the drive into the file, then reads it again against the file."""
+
+    STEPS = (("read", "Read"), ("verify", "Verify"))
+    FAILED = "Backup failed"
+    FAILED_HINT = "No image file was left. Check the drive and the free space, and try again."
+
+    def __init__(self, services: Services, disk: Disk, plan: BackupPlan) -> None:
+        super().__init__(services, Job(plan.output, disk.size, disk, None))
+        self.plan = plan
+
+    def heading(self) -> Content:
+        return Content.assemble(
+            ("Backing up ", "bold"),
+            (drive_line(self.job.disk), "bold"),
+            "\ninto ",
+            (self.plan.output, "bold"),
+            f" ({FORMAT_WORDS.get(self.plan.fmt, self.plan.fmt)})",
+        )
+
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
+        receipt = self.services.run_backup(self.plan, verify=True, progress=progress, cancel=cancel)
+        return {"receipt": receipt}
+
+    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
+        r = receipt["receipt"]
+        dev = self.job.disk.path
+        if r.verified is False:
+            return ReceiptScreen(
+                "✘ The backup differs from the drive",
+                False,
+                f"{dev} read again differs from {r.plan.output} at byte "
+                f"{r.verify.mismatch_offset}: the drive may be failing. Do not rely on this "
+                "image.",
+                r.to_text(),
+            )
+        head = "✔ Backed up and verified" if r.verified else "✔ Backed up"
+        extra = ""
+        if r.unreadable:
+            total = sum(b.length for b in r.unreadable)
+            head = "✔ Backed up, with unreadable parts"
+            extra = f" {len(r.unreadable)} unreadable range(s), {total} bytes, are zeros."
+        return ReceiptScreen(
+            head,
+            not r.unreadable,
+            f"{r.plan.output} holds {human_size(r.size)} read from {dev}.{extra}",
+            r.to_text(),
+        )
+
+    def stop_question(self) -> ModalScreen[bool]:
+        return ConfirmStop(
+            self.phase,
+            self.job.disk.path,
+            words=(
+                "Stop the backup?",
+                f"The unfinished image is removed; nothing on {self.job.disk.path} is changed.",
+            ),
+        )
+
+
+class RestoreScreen(ProgressScreen):
+    """Writes the new layout, reading every byte back."""
+
+    STEPS = (("restore", "Erase, write and read back"),)
+    FAILED = "Restore failed"
+    FAILED_HINT = "The drive may be partly erased: restore it again."
+
+    def __init__(self, services: Services, disk: Disk, plan: Plan, fs: str, label: str) -> None:
+        super().__init__(services, Job("", disk.size, disk, plan))
+        self.fs = fs
+        self.label = label
+
+    def heading(self) -> Content:
+        return Content.assemble(
+            ("Restoring ", "bold"),
+            (drive_line(self.job.disk), "bold"),
+            f"\nas a normal stick: one {FS_NAMES.get(self.fs, self.fs)} partition, "
+            f"label {self.label}",
+        )
+
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
+        assert self.job.plan is not None
+        receipt = self.services.run_restore(
+            self.job.plan,
+            fs=self.fs,
+            label=self.label,
+            progress=progress,
+            cancel=cancel,
+            notify=lambda text: self.post_message(JobNote(text)),
+        )
+        return {"receipt": receipt}
+
+    def on_job_note(self, message: JobNote) -> None:
+        self.notify(message.text, markup=False)
+
+    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
+        r = receipt["receipt"]
+        dev = self.job.disk.path
+        after = (
+            "It is safe to remove it."
+            if r.partitions_reread
+            else "Unplug it and plug it in again to use it."
+        )
+        return ReceiptScreen(
+            "✔ Restored and verified",
+            True,
+            f"{dev} is a normal stick again: one {FS_NAMES.get(r.fs, r.fs)} partition, "
+            f"label {r.label}. {after}",
+            r.to_text(),
+        )
+
+    def stop_question(self) -> ModalScreen[bool]:
+        return ConfirmStop(
+            self.phase,
+            self.job.disk.path,
+            words=(
+                "Stop restoring?",
+                f"{self.job.disk.path} will be left partly erased; you can restore it again.",
+            ),
+        )
+
+
+class ReceiptScreen(Screen[None]):
+    """The outcome of a backup or restore: a headline, what next, and the receipt."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "back", "Back", show=False),
+        Binding("escape", "back", "Back"),
+        Binding("q", "quit", "Quit"),
+    ]
+    AUTO_FOCUS = "#again"
+
+    def __init__(self, headline: str, ok: bool, next_text: str, text: str) -> None:
+        super().__init__(id="result-screen")
+        self.headline = headline
+        self.ok = ok
+        self.next_text = next_text
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="result-body", classes="ok" if self.ok else "failed"):
+            style = "bold $text-success" if self.ok else "bold $text-error"
+            yield Static(Content.assemble((self.headline, style)), id="result-headline")
+            yield Static(self.next_text, id="result-next", markup=False)
+            with VerticalScroll(id="receipt-scroll"):
+                yield Static(self.text, id="result-table", markup=False)
+            with Horizontal(id="result-buttons"):
+                yield Button("Back", id="again", variant="primary")
+                yield Button("Quit", id="quit")
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "quit":
+            self.action_quit()
+        else:
+            self.action_back()
+
+    def action_quit(self) -> None:
+        self.app.exit(return_code=0 if self.ok else 1)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,222 @@
+"""Extracting files from an ISO: progress, Stop, then what was extracted and skipped.
+
+The core's ``extract`` runs in one thread worker; it reports progress (``JobProgress``,
+which coalesce) and each file, folder, link and refusal through ``on_event``; Escape
+or Stop sets the ``threading.Event`` it polls between chunks. Nothing on a drive is
+changed, so stopping does not ask first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Label, ProgressBar, Static
+
+from usbwriter.errors import Cancelled
+from usbwriter.tui.format import one_line
+from usbwriter.tui.messages import ExtractFinished, JobProgress
+from usbwriter.units import human_duration, human_rate, human_size
+
+if TYPE_CHECKING:
+    from usbwriter.iso.contents import IsoImage
+    from usbwriter.tui.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class Tally:
+    """What the extraction did so far, from its events (kept when it is stopped)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files = 0
+        self.bytes = 0
+        self.skipped: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, str]] = []
+
+    def on_event(self, ev: dict[str, Any]) -> None:
+        with self.lock:
+            kind = ev.get("event")
+            if kind == "file":
+                self.files += 1
+                self.bytes += int(ev.get("size") or 0)
+            elif kind == "skipped":
+                self.skipped.append((str(ev["path"]), str(ev["reason"])))
+            elif kind == "failed":
+                self.failed.append((str(ev["path"]), str(ev["reason"])))
+
+
+def result_text(
+    files: int,
+    size: int,
+    skipped: list[tuple[str, str]],
+    failed: list[tuple[str, str]],
+    others: str = "",
+) -> str:
+    """The files extracted, then each entry not written and each skipped, with why."""
+    from usbwriter.iso.contents import printable
+
+    lines = [f"{files} files{others} extracted ({human_size(size)})"]
+    if failed:
+        lines += ["", f"{len(failed)} could not be written:"]
+        lines += [f"  {printable(p)}: {printable(why)}" for p, why in failed]
+    if skipped:
+        lines += ["", f"{len(skipped)} skipped:"]
+        lines += [f"  {printable(p)}: {printable(why)}" for p, why in skipped]
+    return "\n".join(lines)
+
+
+class ExtractScreen(Screen[None]):
+    """Extract PATHS (everything when empty) of ISO into OUTPUT."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "stop", "Stop"),
+        Binding("escape", "back", "Back"),
+    ]
+    AUTO_FOCUS = "#extract-stop"
+
+    def __init__(
+        self,
+        services: Services,
+        iso: IsoImage,
+        paths: list[str],
+        output: str,
+        *,
+        start: bool = True,
+    ) -> None:
+        super().__init__(id="extract-screen")
+        self.services = services
+        self.iso = iso
+        self.paths = paths
+        self.output = output
+        self.cancel_event = threading.Event()
+        self.tally = Tally()
+        self.finished: ExtractFinished | None = None
+        self._start = start
+
+    def compose(self) -> ComposeResult:
+        what = f"{len(self.paths)} marked entries" if self.paths else "every file"
+        yield Header()
+        with Vertical(id="progress-body"):
+            yield Static(
+                Content.assemble(
+                    ("Extracting ", "bold"),
+                    what,
+                    " from ",
+                    (self.iso.path, "bold"),
+                    "\ninto ",
+                    (self.output, "bold"),
+                ),
+                id="progress-title",
+            )
+            yield Label("Starting…", id="phase")
+            yield ProgressBar(total=100, show_eta=False, id="progress-bar")
+            yield Static("", id="figures")
+            with VerticalScroll(id="extract-result"):
+                yield Static("", id="extract-report", markup=False)
+            with Horizontal(id="result-buttons"):
+                yield Button("Stop", id="extract-stop", variant="error")
+                yield Button("Back", id="extract-back", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#extract-back").display = False
+        self.query_one("#extract-result").display = False
+        if self._start:
+            self.run()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="extract", description="extract")
+    def run(self) -> None:
+        try:
+            result = self.services.extract(
+                self.iso,
+                self.paths,
+                self.output,
+                on_event=self.tally.on_event,
+                progress=lambda p: self.post_message(JobProgress(p)),
+                cancel=self.cancel_event,
+            )
+        except Cancelled as e:
+            self.post_message(ExtractFinished(None, str(e), cancelled=True))
+        except Exception as e:
+            log.debug("extraction failed", exc_info=True)
+            self.post_message(ExtractFinished(None, one_line(e)))
+        else:
+            self.post_message(ExtractFinished(result))
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        p = message.progress
+        stopping = " (stopping…)" if self.cancel_event.is_set() else ""
+        self.query_one("#phase", Label).update(f"Extracting{stopping}")
+        self.query_one("#progress-bar", ProgressBar).update(total=100, progress=100 * p.fraction)
+        self.query_one("#figures", Static).update(
+            f"{human_size(p.done)} of {human_size(p.total)}    {human_rate(p.rate)}    "
+            f"ETA {human_duration(p.eta)}    {self.tally.files} files"
+        )
+
+    def on_extract_finished(self, message: ExtractFinished) -> None:
+        message.stop()
+        self.finished = message
+        t = self.tally
+        r = message.result
+        if r is not None:
+            problems = len(r.failed)
+            head = (
+                Content.assemble(("✔ Extracted", "bold $text-success"))
+                if not problems
+                else Content.assemble((f"✘ {problems} could not be written", "bold $text-error"))
+            )
+            others = f", {r.dirs} folders, {r.symlinks} symlinks"
+            text = result_text(r.files, r.bytes, r.skipped, r.failed, others)
+            self.query_one("#progress-bar", ProgressBar).update(total=100, progress=100)
+        elif message.cancelled:
+            head = Content.assemble(("Stopped", "bold $text-warning"))
+            text = "Stopped; what was extracted before is kept.\n\n" + result_text(
+                t.files, t.bytes, t.skipped, t.failed
+            )
+        else:
+            head = Content.assemble(("✘ Extraction failed", "bold $text-error"))
+            text = f"{message.error}\n\n" + result_text(t.files, t.bytes, t.skipped, t.failed)
+        self.query_one("#phase", Label).update(head)
+        self.query_one("#figures", Static).update(f"Into {self.output}")
+        self.query_one("#extract-report", Static).update(text)
+        self.query_one("#extract-result").display = True
+        self.query_one("#extract-stop").display = False
+        back = self.query_one("#extract-back", Button)
+        back.display = True
+        back.focus()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return self.finished is None
+        if action == "back":
+            return self.finished is not None
+        return True
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "extract-back":
+            self.action_back()
+        else:
+            self.action_stop()
+
+    def action_stop(self) -> None:
+        if self.finished is None and not self.cancel_event.is_set():
+            self.cancel_event.set()
+            self.query_one("#phase", Label).update("Stopping…")
+
+    def action_back(self) -> None:
+        if self.finished is not None:
+            self.app.pop_screen()
+
+    def on_unmount(self) -> None:
+        self.cancel_event.set()
