@@ -56,6 +56,7 @@ READ_ONLY = Spec("USBW-RO-0003", "Kingston", "DataTraveler 3.0")
 HOT = Spec("USBW-HP-0004", "Verbatim", "Store n Go")
 TARGET = Spec("USBW-WR-0005", "SanDisk", "Ultra Fit")
 BYSTANDER = Spec("USBW-BY-0006", "Lexar", "JumpDrive")
+RESTORED = Spec("USBW-RS-0007", "Kingston", "DataTraveler")
 
 # Runs in the guest: watch for disks until the hot-plugged stick has come and gone
 # (or 40 s), one JSON line per event; files in the share tell the host when to act.
@@ -224,10 +225,12 @@ def write_run(module_stick_file: StickFile) -> WriteRun:
     # Sticks full of old data, so a write that did nothing cannot verify.
     target = module_stick_file("target", 64 * MiB, random_head=8 * MiB)
     bystander = module_stick_file("bystander", 32 * MiB, random_head=4 * MiB)
+    restored = module_stick_file("restored", 64 * MiB, random_head=4 * MiB)
     before = bystander.read_bytes()
     sticks = [
         TARGET.stick(target),
         BYSTANDER.stick(bystander),
+        RESTORED.stick(restored),
     ]
     img = shlex.quote(str(image))
     command = "\n".join(
@@ -235,6 +238,12 @@ def write_run(module_stick_file: StickFile) -> WriteRun:
             f"dev={_by_serial(TARGET.serial)}",
             'echo "$dev" >"$GUEST_SHARE/target-device"',
             f'step write python -m usbwriter --image {img} --device "$dev" --yes --json',
+            # A third stick holding the hybrid ISO is made a normal stick again.
+            f"used={_by_serial(RESTORED.serial)}",
+            f'step write-used python -m usbwriter --image {img} --device "$used" --yes',
+            'step restore python -m usbwriter restore "$used" --yes --json --label GUEST',
+            "udevadm settle",
+            "step listed python -m usbwriter list --json",
         ]
     )
     with Guest(command, sticks=sticks, timeout=180) as g:
@@ -266,6 +275,22 @@ def test_write_and_verify_a_stick_in_the_guest(write_run: WriteRun) -> None:
     with open(write_run.target, "rb") as f:
         assert f.read(len(image)) == image
     assert write_run.bystander.read_bytes() == write_run.bystander_before
+
+
+def test_restored_stick_is_listed_as_a_normal_stick(write_run: WriteRun) -> None:
+    """With udev (as on a desktop), the restored stick lists one FAT32 partition."""
+    run = write_run.result
+    for name in ("write-used", "restore", "listed"):
+        st = run.step(name)
+        assert st.returncode == 0, f"{name}: rc {st.returncode}\n{st.stderr[-2000:]}"
+    receipt = _ndjson(run.step("restore").stdout)[-1]
+    assert receipt["event"] == "restore" and receipt["verified"] is True
+    listed = json.loads(run.step("listed").stdout)
+    stick = next(d for d in listed if d["serial"] == RESTORED.serial)
+    assert stick["eligible"], stick
+    assert [(p["number"], p["fstype"], p["label"]) for p in stick["partitions"]] == [
+        (1, "vfat", "GUEST")
+    ], stick["partitions"]
 
 
 @pytest.mark.boot
