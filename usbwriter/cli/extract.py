@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.iso.contents import IsoImage, printable
-    from usbwriter.iso.extract import Extractor, select
+    from usbwriter.iso.extract import EXISTS, Extractor, select
     from usbwriter.units import human_size
 
     def on_event(ev: dict[str, Any]) -> None:
@@ -78,4 +78,7 @@ def run(ns: argparse.Namespace) -> int:
             f"{ns.output}: {result.files} files ({human_size(result.bytes)}), "
             f"{result.dirs} folders, {result.symlinks} symlinks extracted{extra}"
         )
+        kept = sum(1 for _, why in result.skipped if why.endswith(EXISTS))
+        if kept:
+            say(f"usbwriter: {kept} existing file(s) kept (--overwrite replaces them)")
     return EXIT_FAILED if result.failed else EXIT_OK

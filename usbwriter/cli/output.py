@@ -123,7 +123,6 @@ class ProgressPrinter:
             "verify": "Verifying",
             "checksum": "Checking",
             "read": "Reading",
-            "restore": "Restoring",
             "extract": "Extracting",
         }.get(p.phase, p.phase)
         eta = "done" if finished else f"ETA {human_duration(p.eta)}"

@@ -65,6 +65,10 @@ class Result:
         }
 
 
+#: the end of the reason an existing file is skipped for (kept without ``overwrite``)
+EXISTS = "exists; kept"
+
+
 class _Skip(Exception):
     """This entry is not extracted, for the reason given."""
 
@@ -337,7 +341,7 @@ class Extractor:
         if stat.S_ISDIR(st.st_mode):
             raise _Skip(f"{shown} is a folder (not replaced)")
         if not self.overwrite:
-            raise _Skip(f"{shown} exists (--overwrite replaces it)")
+            raise _Skip(f"{shown} {EXISTS}")
 
     def _copy(self, e: Entry, fd: int, meter: Meter) -> None:
         data = self.iso.data

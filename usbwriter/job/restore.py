@@ -214,14 +214,16 @@ def run_restore(
                 pieces.append((layout.start + off, length, layout.part, off))
         pieces.append((0, min(layout.start, size), layout.table, 0))
         total = sum(p[1] for p in pieces)
-        meter = Meter("restore", 2 * total, progress)
+        checked = pieces[2:]  # what the drive must now hold: the layout's bytes
         try:
+            meter = Meter("write", total, progress)
             for offset, length, src, src_off in pieces:
                 _copy(tgt.fd, offset, length, src, src_off, block, meter, cancel, name)
             os.fsync(tgt.fd)
+            meter.finish()
             drop_cache(tgt.fd)
-            # Read back what the drive now holds where it was written: the layout's bytes.
-            for offset, length, src, src_off in pieces[2:]:
+            meter = Meter("verify", sum(p[1] for p in checked), progress)
+            for offset, length, src, src_off in checked:
                 _check(tgt.fd, offset, length, src, src_off, block, meter, cancel, name)
         except OSError as e:
             raise os_error(name, e, "restore the drive").with_note(

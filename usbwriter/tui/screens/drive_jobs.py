@@ -257,7 +257,7 @@ class BackupScreen(ProgressScreen):
 class RestoreScreen(ProgressScreen):
     """Writes the new layout, reading every byte back."""
 
-    STEPS = (("restore", "Erase, write and read back"),)
+    STEPS = (("write", "Erase and write"), ("verify", "Read back"))
     FAILED = "Restore failed"
     FAILED_HINT = "The drive may be partly erased: restore it again."
 

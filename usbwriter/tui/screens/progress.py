@@ -43,7 +43,6 @@ PHASES = {
     "sync": "Flushing to the drive",
     "verify": "Verifying",
     "read": "Reading",
-    "restore": "Restoring",
 }
 
 
