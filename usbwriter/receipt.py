@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usbwriter.checksums import ChecksumCheck
 from usbwriter.sources import SourceInfo
 from usbwriter.units import human_duration, human_rate, human_size
 from usbwriter.verify import VerifyResult
+
+if TYPE_CHECKING:
+    from usbwriter.ranged import Coverage
 from usbwriter.writer import WriteResult
 
 
@@ -32,6 +35,7 @@ class Receipt:
     wiped_first_mib: bool | None = None  # after a failed verify: could it be wiped?
     source: SourceInfo | None = None  # the file as downloaded (raw or compressed)
     checksum: ChecksumCheck | None = None  # the file against its sums, before writing
+    coverage: Coverage | None = None  # a bmap or delta write: what was written, read back
 
     @property
     def file_blake3(self) -> str | None:
@@ -75,6 +79,8 @@ class Receipt:
         }
         if self.wiped_first_mib is not None:
             d["wiped_first_mib"] = self.wiped_first_mib
+        if self.coverage is not None:
+            d["coverage"] = self.coverage.to_dict()
         return d
 
     def _image_json(self) -> dict[str, Any]:
@@ -125,6 +131,8 @@ class Receipt:
                 f"  write   {human_size(w.bytes_written)} in {human_duration(w.seconds)}"
                 f" ({human_rate(w.rate)})"
             )
+        if self.coverage is not None:
+            lines += self.coverage.describe()
         if v is not None:
             how = (
                 "O_DIRECT, page cache bypassed"
@@ -134,7 +142,12 @@ class Receipt:
             lines.append(
                 f"  verify  read back ({how}) in {human_duration(v.seconds)} ({human_rate(v.rate)})"
             )
-            if v.verified:
+            if v.verified and self.coverage is not None:
+                lines.append(
+                    f"          the {len(self.coverage.spans)} span(s) written match"
+                    f" (blake3 of their digests {v.device_blake3})"
+                )
+            elif v.verified:
                 lines.append(f"          blake3 {v.device_blake3} matches")
             else:
                 lines.append(f"          first differing byte at offset {v.mismatch_offset}")

@@ -11,7 +11,9 @@ receipt.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
+from usbwriter.errors import UsbWriterError
 from usbwriter.job.decide import decide
 from usbwriter.job.facts import check_checksum, look
 from usbwriter.job.model import (
@@ -25,21 +27,48 @@ from usbwriter.job.model import (
 from usbwriter.job.runner import run, verify_only
 from usbwriter.progress import ProgressCallback
 
+if TYPE_CHECKING:
+    from usbwriter.sources.bmap import Bmap
+
+
+_LOOK = object()  # plan(checksum=...) not given: look for the checksum
+
 
 def plan(
     request: Request,
     *,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    checksum: object = _LOOK,
 ) -> Plan:
     """Every check that changes nothing, and the decision. The checksum of the file as
     downloaded (a full read, with PROGRESS) is taken only when nothing else refuses."""
     image, target, boot = look(request.image, request.device, member=request.member)
-    first = decide(request, image, target, boot)
+    bmap = look_at_bmap(request, image)
+    first = decide(request, image, target, boot, bmap=bmap)
     if first.hard_blocked or image.kind != "file":
         return first
-    checksum = check_checksum(request, progress=progress, cancel=cancel)
-    return decide(request, image, target, boot, checksum)
+    checked = (
+        check_checksum(request, progress=progress, cancel=cancel)
+        if checksum is _LOOK
+        else checksum  # already checked for another drive of the same write
+    )
+    return decide(request, image, target, boot, checked, bmap=bmap)  # type: ignore[arg-type]
+
+
+def look_at_bmap(request: Request, image: ImageFacts) -> Bmap | UsbWriterError | None:
+    """The bmap given, or the one beside the image (not with --no-bmap or --delta)."""
+    from usbwriter.sources.bmap import find_bmap, read_bmap
+
+    path = request.bmap
+    if path is None and not (request.no_bmap or request.delta) and image.kind == "file":
+        path = find_bmap(image.path)
+    if path is None:
+        return None
+    try:
+        return read_bmap(path)
+    except UsbWriterError as e:
+        return e
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from usbwriter.units import human_size
 if TYPE_CHECKING:
     from usbwriter.checksums import ChecksumCheck
     from usbwriter.devices import MountEntry
+    from usbwriter.sources.bmap import Bmap
 
 
 def decide(
@@ -35,6 +36,7 @@ def decide(
     target: TargetFacts,
     boot: BootFacts | None,
     checksum: ChecksumCheck | UsbWriterError | None = None,
+    bmap: Bmap | UsbWriterError | None = None,
 ) -> Plan:
     blockers: list[Blocker] = []
     warnings: list[str] = []
@@ -61,6 +63,7 @@ def decide(
         _check_boot(request, image, boot, block, warnings)
     if target_ok and target.disk is not None:
         warnings.extend(n for n in target.disk.notes if "larger than" in n)
+    used_bmap = _check_bmap(request, image, bmap, block, warnings) if image_ok else None
     checked = None
     if isinstance(checksum, UsbWriterError):
         block(checksum)
@@ -81,7 +84,43 @@ def decide(
         warnings=tuple(warnings),
         unmounts=unmounts,
         checksum=checked,
+        bmap=used_bmap,
     )
+
+
+def _check_bmap(
+    request: Request,
+    image: ImageFacts,
+    bmap: Bmap | UsbWriterError | None,
+    block: _Block,
+    warnings: list[str],
+) -> Bmap | None:
+    """The bmap to write by: refused when it cannot be read or does not describe this
+    image; not combined with --delta (an explicit one is a usage error)."""
+    if request.delta and request.bmap:
+        block(BadInput("--delta and --bmap: choose one (a delta write compares every chunk)"))
+        return None
+    if bmap is None or request.delta:
+        return None
+    if isinstance(bmap, UsbWriterError):
+        block(bmap)
+        return None
+    if image.size is not None and image.size != bmap.image_size:
+        block(
+            Refused(
+                f"{image.requested}: its bmap {bmap.path} says the image is "
+                f"{bmap.image_size} bytes, but it is {image.size} bytes; wrong bmap? "
+                "(--no-bmap writes it whole)",
+                path=bmap.path,
+            )
+        )
+        return None
+    if not request.bmap:
+        warnings.append(
+            f"{image.requested}: writing only the ranges mapped in {bmap.path} "
+            "(--no-bmap writes the whole image)"
+        )
+    return bmap
 
 
 #: what a plan without an image (restore) looks at in place of one

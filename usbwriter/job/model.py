@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from usbwriter.devices import Disk, MountEntry
     from usbwriter.identity import Identity
     from usbwriter.sources import SourceInfo
+    from usbwriter.sources.bmap import Bmap
 
 #: One thing a device's bytes live on: ("disk", name) or ("file", "major:minor", "inode").
 Footprint = frozenset[tuple[str, ...]]
@@ -36,6 +37,9 @@ class Request:
     checksum: str | None = None  # "sha256:HEX": check the file against this
     sums: str | None = None  # a sums file to check against (else those found beside it)
     keyrings: tuple[str, ...] = ()  # keyrings for gpgv, to check signed sums files
+    bmap: str | None = None  # a bmaptool block map: write only the mapped ranges
+    no_bmap: bool = False  # ignore a bmap found beside the image
+    delta: bool = False  # compare the drive first, write only the chunks that differ
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     unmounts: tuple[MountEntry, ...] = field(default=())
     checksum: ChecksumCheck | None = None  # the file as downloaded, against its sums
+    bmap: Bmap | None = None  # the block map to write by (given, or found beside the image)
 
     @property
     def ready(self) -> bool:
@@ -196,4 +201,6 @@ class Plan:
             "unmount": [{"device": m.source, "mountpoint": m.mountpoint} for m in self.unmounts],
             "boot": self.boot.to_dict() if self.boot is not None else None,
             "checksum": self.checksum.to_dict() if self.checksum is not None else None,
+            "bmap": self.bmap.to_dict() if self.bmap is not None else None,
+            "delta": self.request.delta,
         }

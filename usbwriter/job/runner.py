@@ -27,6 +27,7 @@ from usbwriter.job.facts import look_at_image, look_at_target
 from usbwriter.job.model import ImageFacts, Plan, TargetFacts
 from usbwriter.job.mounts import unmount_planned
 from usbwriter.progress import ProgressCallback
+from usbwriter.ranged import BmapSelector, DeltaSelector, Selector, verify_spans, write_ranged
 from usbwriter.receipt import Receipt
 from usbwriter.sources import ImageSource, not_a_drive, open_image
 from usbwriter.verify import Reader, verify_fd
@@ -107,20 +108,28 @@ def run(
     unmounted = unmount_planned(plan.unmounts, notify=notify) if plan.unmounts else ()
     with open_source(plan.image) as src, open_target(plan) as tgt:
         log.info("writing %s to %s (held exclusively)", src.path, tgt.path)
-        written = write_to(src, tgt, progress=progress, cancel=cancel)
+        selector = _selector(plan, notify)
+        coverage = None
+        if selector is None:
+            written = write_to(src, tgt, progress=progress, cancel=cancel)
+        else:
+            written, coverage = write_ranged(src, tgt, selector, progress=progress, cancel=cancel)
         checked = None
         wiped = None
         if plan.request.verify:
             try:
-                reader = Reader(tgt.fd, tgt.path, written.image_size)
-                checked = verify_fd(
-                    reader,
-                    written.image_size,
-                    written.blake3,
-                    image=src,
-                    progress=progress,
-                    cancel=cancel,
-                )
+                if coverage is not None:
+                    checked = verify_spans(tgt, coverage, src, progress=progress, cancel=cancel)
+                else:
+                    reader = Reader(tgt.fd, tgt.path, written.image_size)
+                    checked = verify_fd(
+                        reader,
+                        written.image_size,
+                        written.blake3,
+                        image=src,
+                        progress=progress,
+                        cancel=cancel,
+                    )
             except DeviceFault as e:
                 wiped = tgt.wipe_head()
                 raise e.with_note(_wipe_note(wiped)) from None
@@ -136,10 +145,20 @@ def run(
             wiped_first_mib=wiped,
             source=src.info,
             checksum=plan.checksum,
+            coverage=coverage,
         )
         if on_result is not None:
             on_result(receipt)
         return receipt
+
+
+def _selector(plan: Plan, notify: Notify | None) -> Selector | None:
+    """How much of the image to write: the bmap's ranges, the chunks that differ, or all."""
+    if plan.bmap is not None:
+        return BmapSelector(plan.bmap, plan.image.requested)
+    if plan.request.delta:
+        return DeltaSelector(notify)
+    return None
 
 
 def _wipe_note(wiped: bool) -> str:
