@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image_arg", nargs="?", metavar="IMAGE", help="image for the app to preselect")
     p.add_argument("--image", "-i", help="the image to write (.iso, .img, .raw)")
-    p.add_argument("--device", "-d", help="the whole drive to write, e.g. /dev/sdb")
+    p.add_argument(
+        "--device",
+        "-d",
+        action="append",
+        help="the whole drive to write, e.g. /dev/sdb (repeat it to write several at once)",
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--no-verify", action="store_true", help="skip reading the drive back")
     p.add_argument("--json", action="store_true", help="NDJSON progress and result on stdout")
@@ -59,11 +64,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="check the sums file's signature with gpgv against this keyring (repeatable)",
     )
+    p.add_argument(
+        "--bmap",
+        metavar="FILE",
+        help="write only the ranges this bmaptool block map marks (default: IMAGE.bmap if found)",
+    )
+    p.add_argument("--no-bmap", action="store_true", help="ignore a bmap found beside the image")
+    p.add_argument(
+        "--delta",
+        action="store_true",
+        help="read the drive first and write only the chunks that differ (re-flashing)",
+    )
     p.add_argument("--all", action="store_true", help="app: also list non-eligible drives")
 
 
 def run(ns: argparse.Namespace) -> int:
-    if ns.device is None:
+    if not ns.device:
         if ns.image is not None and ns.image_arg is not None:
             raise BadInput("give the image once, as IMAGE or --image")
         if ns.json or ns.yes:
@@ -75,9 +91,29 @@ def run(ns: argparse.Namespace) -> int:
     image = ns.image or ns.image_arg
     if image is None:
         raise BadInput("--image is required with --device")
+    if len(ns.device) > 1:
+        from usbwriter.cli.several import write_several
+        from usbwriter.job import Request
+
+        request = Request(
+            image,
+            ns.device[0],
+            verify=not ns.no_verify,
+            force=ns.force,
+            unmount=ns.unmount,
+            to_file=ns.to_file,
+            member=ns.member,
+            checksum=ns.checksum,
+            sums=ns.sums,
+            keyrings=tuple(ns.keyring),
+            bmap=ns.bmap,
+            no_bmap=ns.no_bmap,
+            delta=ns.delta,
+        )
+        return write_several(request, ns.device, yes=ns.yes, json_mode=ns.json)
     return write(
         image,
-        ns.device,
+        ns.device[0],
         yes=ns.yes,
         verify=not ns.no_verify,
         json_mode=ns.json,
@@ -88,10 +124,13 @@ def run(ns: argparse.Namespace) -> int:
         checksum=ns.checksum,
         sums=ns.sums,
         keyrings=tuple(ns.keyring),
+        bmap=ns.bmap,
+        no_bmap=ns.no_bmap,
+        delta=ns.delta,
     )
 
 
-def _boot_summary(plan: Plan) -> str:
+def boot_summary(plan: Plan) -> str:
     boot = plan.boot
     if boot is None:
         return ""
@@ -130,6 +169,9 @@ def write(
     checksum: str | None = None,
     sums: str | None = None,
     keyrings: tuple[str, ...] = (),
+    bmap: str | None = None,
+    no_bmap: bool = False,
+    delta: bool = False,
 ) -> int:
     from usbwriter import job
     from usbwriter.job.runner import device_info, mismatch_message
@@ -146,6 +188,9 @@ def write(
         checksum=checksum,
         sums=sums,
         keyrings=keyrings,
+        bmap=bmap,
+        no_bmap=no_bmap,
+        delta=delta,
     )
     with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
         plan = job.plan(request, progress=show, cancel=cancel)
@@ -157,7 +202,7 @@ def write(
         # The boot verdict is worth showing unless the target itself is refused.
         if json_mode and plan.boot is not None:
             emit({"event": "boot", **plan.boot.to_dict()})
-        summary = _boot_summary(plan)
+        summary = boot_summary(plan)
         if summary:
             say(summary)
     if refusal is not None:

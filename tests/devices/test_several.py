@@ -1,0 +1,75 @@
+"""One image to several drives at once, on real loop devices: read once, each drive
+written and read back on its own, one failing drive does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT_ONLY, LoopFactory, MiB, random_file, read_dev
+
+pytestmark = [pytest.mark.root, ROOT_ONLY]
+
+USBWRITER = [sys.executable, "-m", "usbwriter"]
+
+
+def several(image: Path, devices: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [*USBWRITER, "--image", str(image), "--yes", "--force", "--json", *extra]
+    for dev in devices:
+        argv += ["--device", dev]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+
+
+def events(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_one_failing_drive_leaves_the_others_verified(
+    loop: LoopFactory, failing_loop: str, tmp_path: Path
+) -> None:
+    image = random_file(tmp_path / "lab.img", 24 * MiB + 4096, seed=21)
+    good = [loop(32 * MiB) for _ in range(3)]
+    drives = [good[0], failing_loop, good[1], good[2]]
+    done = several(image, drives)
+    assert done.returncode == 1, done.stderr  # the worst of 0, 0, 0 and 1
+    evs = events(done.stdout)
+    summary = evs[-1]
+    assert summary["event"] == "summary" and summary["exit_code"] == 1
+    rows = {r["device"]: r for r in summary["drives"]}  # type: ignore[attr-defined]
+    assert [rows[d]["exit_code"] for d in drives] == [0, 1, 0, 0]
+    results = [e for e in evs if e["event"] == "result"]
+    assert sorted(e["device_path"] for e in results) == sorted(good)  # type: ignore[type-var]
+    assert all(e["verified"] is True for e in results)
+    failed = [e for e in evs if e["event"] == "error"]
+    assert [e["device_path"] for e in failed] == [failing_loop]
+    assert "No space left" in str(failed[0]["message"])
+    data = image.read_bytes()
+    for dev in good:
+        assert read_dev(dev, 0, len(data)) == data
+    assert read_dev(failing_loop, 0, MiB) == bytes(MiB)  # wiped, does not look bootable
+    # Each drive reported its own progress.
+    seen = {e.get("device") for e in evs if e["event"] == "progress"}
+    assert set(good) <= seen
+
+
+def test_same_drive_twice_is_a_usage_error(loop: LoopFactory, tmp_path: Path) -> None:
+    image = random_file(tmp_path / "a.img", 2 * MiB)
+    dev = loop(8 * MiB)
+    done = several(image, [dev, dev])
+    assert done.returncode == 2 and "twice" in done.stderr
+
+
+def test_a_refused_drive_refuses_them_all(
+    loop: LoopFactory, mounted_ext4: tuple[str, Path], tmp_path: Path
+) -> None:
+    image = random_file(tmp_path / "a.img", 2 * MiB)
+    free = loop(8 * MiB)
+    before = read_dev(free, 0, MiB)
+    mounted, _ = mounted_ext4
+    done = several(image, [free, mounted])
+    assert done.returncode == 4 and "mounted" in done.stderr, done.stderr
+    assert read_dev(free, 0, MiB) == before  # nothing was written anywhere
