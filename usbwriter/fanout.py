@@ -41,9 +41,15 @@ class _Drive(threading.Thread):
     """Writes the chunks it is handed to one target, in order; on an error it wipes the
     head, keeps the error and only releases what it is handed from then on."""
 
-    def __init__(self, tgt: Target, size: int | None, on_progress: DriveProgress | None):
+    def __init__(
+        self,
+        tgt: Target,
+        size: int | None,
+        on_progress: DriveProgress | None,
+        cancel: threading.Event,
+    ):
         super().__init__(name=f"usbwriter-write-{tgt.path}", daemon=True)
-        self.tgt = tgt
+        self.tgt, self.cancel = tgt, cancel
         self.q: queue.Queue[Chunk | None] = queue.Queue()
         self.error: BaseException | None = None
         self.end = 0
@@ -76,6 +82,8 @@ class _Drive(threading.Thread):
     def run(self) -> None:
         while (chunk := self.q.get()) is not None:
             try:
+                if self.error is None and self.cancel.is_set():
+                    self.fail(Cancelled("cancelled"))  # queued chunks are only released
                 if self.error is None:
                     tgt = self.tgt
                     if tgt.is_block and chunk.offset + chunk.length > tgt.size:
@@ -132,7 +140,7 @@ def write_many(
     if cancel.is_set():
         raise Cancelled("write cancelled before it started; no drive was changed")
     start = time.monotonic()
-    drives = [_Drive(t, src.size, on_progress) for t in targets]
+    drives = [_Drive(t, src.size, on_progress, cancel) for t in targets]
     with src.stream() as stream:
         try:
             digest, size = _fan_out(stream, src, drives, cancel, chunk_size)
