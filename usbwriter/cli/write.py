@@ -16,7 +16,7 @@ from usbwriter.cli.output import (
 from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput, Cancelled, Refused, UsbWriterError
 
 if TYPE_CHECKING:
-    from usbwriter.job import Plan
+    from usbwriter.job import Plan, Request
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,32 +91,12 @@ def run(ns: argparse.Namespace) -> int:
     image = ns.image or ns.image_arg
     if image is None:
         raise BadInput("--image is required with --device")
-    if len(ns.device) > 1:
-        from usbwriter.cli.several import write_several
-        from usbwriter.job import Request
+    from usbwriter.job import Request
 
-        request = Request(
-            image,
-            ns.device[0],
-            verify=not ns.no_verify,
-            force=ns.force,
-            unmount=ns.unmount,
-            to_file=ns.to_file,
-            member=ns.member,
-            checksum=ns.checksum,
-            sums=ns.sums,
-            keyrings=tuple(ns.keyring),
-            bmap=ns.bmap,
-            no_bmap=ns.no_bmap,
-            delta=ns.delta,
-        )
-        return write_several(request, ns.device, yes=ns.yes, json_mode=ns.json)
-    return write(
+    request = Request(
         image,
         ns.device[0],
-        yes=ns.yes,
         verify=not ns.no_verify,
-        json_mode=ns.json,
         force=ns.force,
         unmount=ns.unmount,
         to_file=ns.to_file,
@@ -128,6 +108,11 @@ def run(ns: argparse.Namespace) -> int:
         no_bmap=ns.no_bmap,
         delta=ns.delta,
     )
+    if len(ns.device) > 1:
+        from usbwriter.cli.several import write_several
+
+        return write_several(request, ns.device, yes=ns.yes, json_mode=ns.json)
+    return write(request, yes=ns.yes, json_mode=ns.json)
 
 
 def boot_summary(plan: Plan) -> str:
@@ -155,43 +140,12 @@ def refusal_for(plan: Plan, *, asking: bool) -> UsbWriterError | None:
     return None
 
 
-def write(
-    image: str,
-    device: str,
-    *,
-    yes: bool,
-    verify: bool,
-    json_mode: bool,
-    force: bool,
-    unmount: bool,
-    to_file: bool,
-    member: str | None = None,
-    checksum: str | None = None,
-    sums: str | None = None,
-    keyrings: tuple[str, ...] = (),
-    bmap: str | None = None,
-    no_bmap: bool = False,
-    delta: bool = False,
-) -> int:
+def write(request: Request, *, yes: bool, json_mode: bool) -> int:
     from usbwriter import job
     from usbwriter.job.runner import device_info, mismatch_message
     from usbwriter.receipt import describe_device
 
-    request = job.Request(
-        image,
-        device,
-        verify=verify,
-        force=force,
-        unmount=unmount,
-        to_file=to_file,
-        member=member,
-        checksum=checksum,
-        sums=sums,
-        keyrings=keyrings,
-        bmap=bmap,
-        no_bmap=no_bmap,
-        delta=delta,
-    )
+    image, device = request.image, request.device
     with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
         plan = job.plan(request, progress=show, cancel=cancel)
     check = plan.checksum

@@ -43,6 +43,8 @@ from usbwriter.job.runner import device_info, open_target
 from usbwriter.progress import Meter, ProgressCallback
 
 MIB = 1 << 20
+#: a piece of the new layout: (drive offset, length, source file or None for zeros, its offset)
+_Piece = tuple[int, int, "str | None", int]
 CHUNK = 4 * MIB
 
 #: file system -> (MBR partition type, mkfs argv before the label, label option, longest label)
@@ -205,7 +207,7 @@ def run_restore(
         layout = _build_layout(tmp, size, fs, label)
         # What goes where, in order: both ends zeroed, the file system, the table last.
         tail = max(MIB, size - MIB)
-        pieces: list[tuple[int, int, str | None, int]] = [
+        pieces: list[_Piece] = [
             (0, min(MIB, size), None, 0),
             (tail, size - tail, None, 0),
         ]
@@ -217,14 +219,14 @@ def run_restore(
         checked = pieces[2:]  # what the drive must now hold: the layout's bytes
         try:
             meter = Meter("write", total, progress)
-            for offset, length, src, src_off in pieces:
-                _copy(tgt.fd, offset, length, src, src_off, block, meter, cancel, name)
+            for piece in pieces:
+                _copy(tgt.fd, piece, block, meter, cancel, name)
             os.fsync(tgt.fd)
             meter.finish()
             drop_cache(tgt.fd)
             meter = Meter("verify", sum(p[1] for p in checked), progress)
-            for offset, length, src, src_off in checked:
-                _check(tgt.fd, offset, length, src, src_off, block, meter, cancel, name)
+            for piece in checked:
+                _check(tgt.fd, piece, block, meter, cancel, name)
         except OSError as e:
             raise os_error(name, e, "restore the drive").with_note(
                 "the drive is partly erased; run restore again"
@@ -275,98 +277,68 @@ def _has_partition(sysdir: str) -> bool:
     return any(os.path.exists(os.path.join(sysdir, n, "partition")) for n in names)
 
 
-def _pieces_of(
-    offset: int, length: int, src: str | None, src_off: int, block: int
-) -> Iterator[tuple[int, int, int]]:
-    """(device offset, source offset, length) steps of at most CHUNK, block-aligned."""
-    end = offset + length
-    pos = offset
-    while pos < end:
-        n = min(CHUNK, end - pos)
-        yield pos, src_off + (pos - offset), n
-        pos += n
+def _steps(
+    fd: int,
+    offset: int,
+    length: int,
+    src: str | None,
+    src_off: int,
+    block: int,
+    meter: Meter,
+    cancel: threading.Event,
+    name: str,
+) -> Iterator[tuple[int, int, memoryview, bytes]]:
+    """(drive offset, length, aligned buffer of the whole blocks, the source's bytes)
+    for each step of at most CHUNK of a piece; the meter advanced after each step."""
+    view = memoryview(aligned_buffer(CHUNK))
+    sfd = None if src is None else os.open(src, os.O_RDONLY)
+    try:
+        pos, end = offset, offset + length
+        while pos < end:
+            if cancel.is_set():
+                raise Cancelled(name)
+            n = min(CHUNK, end - pos)
+            want = (
+                bytes(round_up(n, block))
+                if sfd is None
+                else _read(sfd, src_off + pos - offset, round_up(n, block))
+            )
+            yield pos, n, view[: round_up(n, block)], want
+            meter.advance(n)
+            pos += n
+    finally:
+        if sfd is not None:
+            os.close(sfd)
+        # (the buffer goes with its last view: the caller may still hold the last step's)
 
 
 def _copy(
-    fd: int,
-    offset: int,
-    length: int,
-    src: str | None,
-    src_off: int,
-    block: int,
-    meter: Meter,
-    cancel: threading.Event,
-    name: str,
+    fd: int, piece: _Piece, block: int, meter: Meter, cancel: threading.Event, name: str
 ) -> None:
-    buf = aligned_buffer(CHUNK)
-    view = memoryview(buf)
-    try:
-        with _opened(src) as sfd:
-            for pos, spos, n in _pieces_of(offset, length, src, src_off, block):
-                if cancel.is_set():
-                    raise Cancelled(name)
-                n_io = round_up(n, block)
-                view[:n_io] = bytes(n_io) if sfd is None else _read(sfd, spos, n_io)
-                pwrite_all(fd, view[:n_io], pos)
-                meter.advance(n)
-    finally:
-        view.release()
-        buf.close()
+    for pos, _, io, data in _steps(fd, *piece, block, meter, cancel, name):
+        io[:] = data
+        pwrite_all(fd, io, pos)
 
 
 def _check(
-    fd: int,
-    offset: int,
-    length: int,
-    src: str | None,
-    src_off: int,
-    block: int,
-    meter: Meter,
-    cancel: threading.Event,
-    name: str,
+    fd: int, piece: _Piece, block: int, meter: Meter, cancel: threading.Event, name: str
 ) -> None:
-    buf = aligned_buffer(CHUNK)
-    view = memoryview(buf)
-    try:
-        with _opened(src) as sfd:
-            for pos, spos, n in _pieces_of(offset, length, src, src_off, block):
-                if cancel.is_set():
-                    raise Cancelled(name)
-                n_io = round_up(n, block)
-                if pread_into(fd, view[:n_io], pos) < n:
-                    raise DeviceFault(f"{name}: short read at byte {pos}", path=name, offset=pos)
-                want = bytes(n) if sfd is None else _read(sfd, spos, n)
-                if view[:n] != want:
-                    at = pos + next(i for i in range(n) if view[i] != want[i])
-                    raise DeviceFault(
-                        f"{name}: reads back different bytes at byte {at} after the restore; "
-                        "the drive may be failing",
-                        path=name,
-                        offset=at,
-                    )
-                meter.advance(n)
-    finally:
-        view.release()
-        buf.close()
+    for pos, n, io, data in _steps(fd, *piece, block, meter, cancel, name):
+        if pread_into(fd, io, pos) < n:
+            raise DeviceFault(f"{name}: short read at byte {pos}", path=name, offset=pos)
+        if io[:n] != data[:n]:
+            at = pos + next(i for i in range(n) if io[i] != data[i])
+            raise DeviceFault(
+                f"{name}: reads back different bytes at byte {at} after the restore; "
+                "the drive may be failing",
+                path=name,
+                offset=at,
+            )
 
 
 def _read(fd: int, offset: int, n: int) -> bytes:
     data = os.pread(fd, n, offset)
     return data + bytes(n - len(data))
-
-
-class _opened:
-    """A source file's descriptor (None for zeros)."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path, self.fd = path, None if path is None else os.open(path, os.O_RDONLY)
-
-    def __enter__(self) -> int | None:
-        return self.fd
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
 
 
 __all__ = ["DEFAULT_LABEL", "FILESYSTEMS", "RestoreReceipt", "plan_restore", "run_restore"]
