@@ -108,11 +108,20 @@ def test_verify_catches_a_byte_changed_between_the_reads(
 
     def change_after_the_first_read(p: Progress) -> None:
         if p.phase == "read" and p.done >= p.total:
-            with open(backing, "r+b") as f:  # behind the loop device, which we hold
-                f.seek(changed)
-                old = f.read(1)
-                f.seek(changed)
-                f.write(bytes([old[0] ^ 0xFF]))
+            # Through the drive itself (backup holds it with O_EXCL, which keeps mounts
+            # and exclusive openers away, not a plain writer), bypassing every cache.
+            import mmap
+
+            block = changed // 4096 * 4096
+            buf = mmap.mmap(-1, 4096)
+            buf[:] = backing.read_bytes()[block : block + 4096]
+            buf[changed - block] ^= 0xFF
+            fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+            try:
+                assert os.pwrite(fd, buf, block) == 4096
+            finally:
+                os.close(fd)
+                buf.close()
 
     plan = plan_backup(dev, str(out))
     receipt = run_backup(plan, verify=True, progress=change_after_the_first_read)
