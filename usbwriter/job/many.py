@@ -57,6 +57,7 @@ def plan_many(
         raise BadInput("the same --device is given twice")
     if request.delta or request.bmap:
         raise BadInput("--delta and --bmap write one drive at a time; give one --device")
+    request = replace(request, no_bmap=True)  # several drives are written whole
     first = plan(replace(request, device=devices[0]), progress=progress, cancel=cancel)
     plans = [first]
     for dev in devices[1:]:
