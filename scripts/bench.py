@@ -25,6 +25,14 @@ compared with `zstd -dc F | dd of=DEV bs=4M oflag=direct iflag=fullblock conv=fs
 it, and the peak RSS of the usbwriter process and of the decompressor it runs (VmHWM,
 polled from /proc). --skip-compressed leaves these cases out, --compressed-only runs
 only them.
+
+The write modes, each on throttled loop devices (scripts/bench_modes.py): bmap (a 1 GiB
+ext4 image 30% used: usbwriter --bmap against bmaptool copy --bmap and against a whole
+write), delta (--delta over the same image, 5% changed, all changed, against a plain
+write) and several (--device x4 against one drive: each drive's rate, peak RSS).
+
+Cases: cpu-bound, device-bound, compressed, bmap, delta, several. All run by default;
+`--only CASE` (repeatable) runs only those, `--skip-CASE` leaves one out.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +55,8 @@ from pathlib import Path
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
-CGROUP = Path("/sys/fs/cgroup/blkio/usbwriter-bench")
+# Per process: two benches at once must not share (or remove) each other's limits.
+CGROUP = Path(f"/sys/fs/cgroup/blkio/usbwriter-bench-{os.getpid()}")
 WRITE_BPS = 200_000_000
 READ_BPS = 400_000_000
 
@@ -67,9 +77,15 @@ def make_image(path: Path, size: int) -> None:
 
 @contextmanager
 def loop_device(backing: Path, size: int) -> Iterator[str]:
-    with open(backing, "wb") as f:
-        f.truncate(size)
-    dev = sh(["losetup", "-f", "--show", str(backing)]).strip()
+    """A loop device over BACKING, allocated in full first: a first write into a sparse
+    tmpfs file also allocates its pages, which made the first run of a case slower."""
+    try:
+        with open(backing, "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, size)
+        dev = sh(["losetup", "-f", "--show", str(backing)]).strip()
+    except BaseException:
+        backing.unlink(missing_ok=True)
+        raise
     try:
         yield dev
     finally:
@@ -78,17 +94,20 @@ def loop_device(backing: Path, size: int) -> Iterator[str]:
 
 
 @contextmanager
-def throttled(dev: str) -> Iterator[Path]:
-    majmin = sh(["lsblk", "-dno", "MAJ:MIN", dev]).strip()
+def throttled(*devs: str) -> Iterator[Path]:
+    """A cgroup that limits each of DEVS to a stick's speed (the limits are per device)."""
+    majmins = [sh(["lsblk", "-dno", "MAJ:MIN", dev]).strip() for dev in devs]
     CGROUP.mkdir(exist_ok=True)
     try:
-        (CGROUP / "blkio.throttle.write_bps_device").write_text(f"{majmin} {WRITE_BPS}")
-        (CGROUP / "blkio.throttle.read_bps_device").write_text(f"{majmin} {READ_BPS}")
+        for majmin in majmins:
+            (CGROUP / "blkio.throttle.write_bps_device").write_text(f"{majmin} {WRITE_BPS}")
+            (CGROUP / "blkio.throttle.read_bps_device").write_text(f"{majmin} {READ_BPS}")
         yield CGROUP
     finally:
-        for f in ("blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"):
-            with suppress(OSError):
-                (CGROUP / f).write_text(f"{majmin} 0")
+        for majmin in majmins:
+            for f in ("blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"):
+                with suppress(OSError):
+                    (CGROUP / f).write_text(f"{majmin} 0")
         for _ in range(50):
             try:
                 CGROUP.rmdir()
@@ -139,7 +158,11 @@ def timed_rss(argv: list[str], cgroup: Path | None) -> tuple[float, int, str]:
             preexec_fn=enter,
             env=dict(os.environ, LC_ALL="C"),
         )
-        _, status, usage = os.wait4(p.pid, 0)
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        except BaseException:
+            stop(p)
+            raise
         seconds = time.perf_counter() - start
         p.returncode = os.waitstatus_to_exitcode(status)
     out = out_path.read_text()
@@ -147,6 +170,18 @@ def timed_rss(argv: list[str], cgroup: Path | None) -> tuple[float, int, str]:
     if p.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv)} failed ({p.returncode}): {out[-400:]}")
     return seconds, usage.ru_maxrss * 1024, out
+
+
+def stop(p: subprocess.Popen[bytes]) -> None:
+    """On Ctrl-C or an error: end a child still running (SIGTERM: usbwriter wipes the
+    head and lets go of the drive), so its loop device and cgroup can be removed."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def dd_run(image: Path, dev: str, size: int, cgroup: Path | None) -> dict[str, float]:
@@ -355,7 +390,12 @@ def run_polled(argv: list[str], cgroup: Path | None) -> tuple[float, dict[str, i
         env=dict(os.environ, LC_ALL="C"),
     )
     poll = PeakRss(p.pid)
-    out, err = p.communicate()
+    try:
+        out, err = p.communicate()
+    except BaseException:
+        stop(p)
+        poll.stop()
+        raise
     seconds = time.perf_counter() - start
     peak = poll.stop()
     if p.returncode != 0:
@@ -456,15 +496,47 @@ def compressed_report(
     return [*lines, "", *verdicts]
 
 
+CASES = ("cpu-bound", "device-bound", "compressed", "bmap", "delta", "several")
+
+
+def selected_cases(args: argparse.Namespace) -> list[str]:
+    """The cases to run, in CASES order: --only's (or all), less the --skip-... ones."""
+    if args.compressed_only:
+        if args.only or args.skip_compressed:
+            raise SystemExit("bench: --compressed-only excludes --only and --skip-compressed")
+        return ["compressed"]
+    chosen = set(args.only or CASES)
+    for case in CASES:
+        if getattr(args, f"skip_{case.replace('-', '_')}"):
+            chosen.discard(case)
+    if not chosen:
+        raise SystemExit("bench: every case is skipped")
+    return [c for c in CASES if c in chosen]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device-rounds", type=int, default=3)
-    ap.add_argument("--skip-device-bound", action="store_true")
     ap.add_argument("--compressed-rounds", type=int, default=3)
+    ap.add_argument(
+        "--modes-rounds", type=int, default=3, help="rounds of the bmap, delta and several cases"
+    )
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=CASES,
+        metavar="CASE",
+        help=f"run only this case (repeatable): {', '.join(CASES)}",
+    )
+    ap.add_argument("--skip-cpu-bound", action="store_true", help="no unthrottled run")
+    ap.add_argument("--skip-device-bound", action="store_true", help="no throttled raw run")
     ap.add_argument("--skip-compressed", action="store_true", help="no compressed images")
     ap.add_argument("--compressed-only", action="store_true", help="only compressed images")
+    ap.add_argument("--skip-bmap", action="store_true", help="no bmap write")
+    ap.add_argument("--skip-delta", action="store_true", help="no delta writes")
+    ap.add_argument("--skip-several", action="store_true", help="no write to several drives")
     ap.add_argument(
         "--work-dir",
         type=Path,
@@ -472,45 +544,63 @@ def main() -> int:
         help="where the ext4 image and its compressed files are kept between runs",
     )
     args = ap.parse_args()
-    if args.skip_compressed and args.compressed_only:
-        raise SystemExit("bench: --skip-compressed and --compressed-only exclude each other")
+    cases = selected_cases(args)
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (loop devices, cgroups)")
     if not PYTHON.exists():
         raise SystemExit("bench: run scripts/test.sh or scripts/demo.sh first to create .venv")
+    signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(143))  # clean up as on Ctrl-C
     size = args.size_mib * MiB
     shm = Path("/dev/shm")
-    out: list[str] = [
-        "# usbwriter benchmark",
-        "",
-        f"kernel {os.uname().release}, {os.cpu_count()} cores; loop device over /dev/shm",
-    ]
-    if not args.skip_compressed:
+
+    def emit(lines: list[str]) -> None:
+        print("\n".join(lines), flush=True)
+
+    emit(
+        [
+            "# usbwriter benchmark",
+            "",
+            f"kernel {os.uname().release}, {os.cpu_count()} cores; loop device over /dev/shm; "
+            f"cases: {', '.join(cases)}",
+        ]
+    )
+    if "compressed" in cases:
         files = compressed_files(args.work_dir)
         stick = shm / f"usbwriter-bench-{os.getpid()}.stick"
         with loop_device(stick, FS_SIZE + 64 * MiB) as dev, throttled(dev) as cg:
             runs = compressed_scenario(files, dev, args.compressed_rounds, cg)
-        out += compressed_report(files, runs, 0.95)
-        if args.compressed_only:
-            print("\n".join(out))
-            return 0
-    image = shm / f"usbwriter-bench-{os.getpid()}.iso"
-    print(f"bench: building a {args.size_mib} MiB random image", file=sys.stderr)
-    make_image(image, size)
-    try:
-        with loop_device(shm / f"usbwriter-bench-{os.getpid()}.stick", size + 64 * MiB) as dev:
-            runs = scenario("CPU-bound", image, dev, size, args.rounds, None, True)
-            out += report("CPU-bound: loop over /dev/shm, unthrottled", runs, size, None)
-            if not args.skip_device_bound:
-                limit = size / WRITE_BPS + size / READ_BPS
-                with throttled(dev) as cg:
-                    runs = scenario("device-bound", image, dev, size, args.device_rounds, cg, False)
-                out += report(
-                    "device-bound: throttled to 200 MB/s write, 400 MB/s read", runs, size, limit
-                )
-    finally:
-        image.unlink(missing_ok=True)
-    print("\n".join(out))
+        emit(compressed_report(files, runs, 0.95))
+    if "cpu-bound" in cases or "device-bound" in cases:
+        image = shm / f"usbwriter-bench-{os.getpid()}.iso"
+        try:
+            print(f"bench: building a {args.size_mib} MiB random image", file=sys.stderr)
+            make_image(image, size)
+            stick = shm / f"usbwriter-bench-{os.getpid()}.stick"
+            with loop_device(stick, size + 64 * MiB) as dev:
+                if "cpu-bound" in cases:
+                    runs = scenario("CPU-bound", image, dev, size, args.rounds, None, True)
+                    emit(report("CPU-bound: loop over /dev/shm, unthrottled", runs, size, None))
+                if "device-bound" in cases:
+                    limit = size / WRITE_BPS + size / READ_BPS
+                    with throttled(dev) as cg:
+                        runs = scenario(
+                            "device-bound", image, dev, size, args.device_rounds, cg, False
+                        )
+                    emit(
+                        report(
+                            "device-bound: throttled to 200 MB/s write, 400 MB/s read",
+                            runs,
+                            size,
+                            limit,
+                        )
+                    )
+        finally:
+            image.unlink(missing_ok=True)
+    modes = [c for c in cases if c in ("bmap", "delta", "several")]
+    if modes:
+        from bench_modes import run_cases
+
+        run_cases(modes, args.modes_rounds, emit)
     return 0
 
 
