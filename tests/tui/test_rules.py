@@ -13,15 +13,20 @@ import pytest
 from tests.tui.recorded import DISKS, REPORTS
 from usbwriter.devices import Disk
 from usbwriter.tui.rules import (
+    Extent,
+    Layout,
     choosable_count,
+    delta_suggested,
     drive_choosable,
     drive_fits,
     drive_status,
     keeps_choice,
+    layout_of,
     made_for,
     not_ready,
     visible,
     will_boot,
+    write_targets,
 )
 
 MiB = 1 << 20
@@ -147,3 +152,66 @@ def test_an_image_for_a_board_is_named_not_warned_about() -> None:
     data_iso = {"boot": {"bios": "no", "uefi": "no", "reasons": []}, "image_kind": "data-iso"}
     assert made_for(data_iso) is None and not will_boot(data_iso)
     assert made_for(REPORTS["grub-hybrid"]) is None
+
+
+# --------------------------------------------------------------------------- delta
+
+
+def test_delta_is_suggested_when_the_partitions_end_within_the_image() -> None:
+    image = 100 * MiB
+    hybrid = Layout((Extent(0, 90 * MiB, "iso9660"), Extent(2 * MiB, 4 * MiB, "vfat")))
+    assert delta_suggested(hybrid, image)
+    half = Layout((Extent(MiB, 49 * MiB, "ext4"),))  # ends at exactly half
+    assert delta_suggested(half, image)
+    assert not delta_suggested(Layout((Extent(MiB, 40 * MiB, "ext4"),)), image)  # too short
+    # a stick formatted whole: its partition runs to the end of a bigger drive
+    assert not delta_suggested(Layout((Extent(MiB, 7 * 1024 * MiB, "vfat"),)), image)
+    # one partition past the image is enough to say no
+    past = Layout((Extent(MiB, 60 * MiB, "ext4"), Extent(61 * MiB, 40 * MiB, "ext4")))
+    assert not delta_suggested(past, image)
+
+
+def test_delta_needs_every_start_to_judge_by_the_partitions() -> None:
+    image = 100 * MiB
+    assert not delta_suggested(Layout((Extent(None, 90 * MiB, "ext4"),)), image)
+    partly = Layout((Extent(0, 60 * MiB, "ext4"), Extent(None, 10 * MiB, "ext4")))
+    assert not delta_suggested(partly, image)
+
+
+def test_delta_is_suggested_for_an_iso_volume_of_the_same_size_class() -> None:
+    image = 100 * MiB
+    for size, expected in ((100 * MiB, True), (75 * MiB, True), (125 * MiB, True),
+                           (74 * MiB, False), (126 * MiB, False)):  # fmt: skip
+        assert delta_suggested(Layout(whole=Extent(0, size, "iso9660")), image) is expected
+        # the first partition holding the ISO (its start unknown) counts the same
+        first = Layout((Extent(None, size, "iso9660"), Extent(None, MiB, "vfat")))
+        assert delta_suggested(first, image) is expected
+    # an ISO 9660 volume in a later partition does not count; nor another file system
+    later = Layout((Extent(None, MiB, "vfat"), Extent(None, 100 * MiB, "iso9660")))
+    assert not delta_suggested(later, image)
+    assert not delta_suggested(Layout(whole=Extent(0, 100 * MiB, "udf")), image)
+
+
+def test_delta_is_not_suggested_for_an_empty_drive_or_an_unknown_image() -> None:
+    assert not delta_suggested(Layout(), 100 * MiB)
+    assert not delta_suggested(Layout(whole=Extent(0, 100 * MiB, "iso9660")), None)
+    assert not delta_suggested(Layout(whole=Extent(0, 0, "iso9660")), 0)
+
+
+def test_layout_of_takes_the_starts_by_partition_name() -> None:
+    """The recorded stick: one FAT partition from 1 MiB to its end (64 MiB)."""
+    (part,) = STICK.partitions
+    layout = layout_of(STICK, {part.name: MiB}, None)
+    assert layout.partitions == (Extent(MiB, part.size, "vfat"),)
+    assert delta_suggested(layout, 64 * MiB)  # as if a 64 MiB image had been written
+    assert not delta_suggested(layout, 60 * MiB)  # the partition runs past this image
+    assert layout_of(STICK, {}, None).partitions[0].start is None
+    whole = Extent(0, 4 * MiB, "iso9660")
+    assert layout_of(USB_DISK, {}, whole) == Layout((), whole)
+
+
+def test_write_targets_are_the_marked_drives_else_the_chosen_one() -> None:
+    assert write_targets(None, []) == []
+    assert write_targets(STICK, []) == [STICK]
+    assert write_targets(STICK, [USB_DISK, LOOP]) == [USB_DISK, LOOP]
+    assert write_targets(None, [LOOP]) == [LOOP]

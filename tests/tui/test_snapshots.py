@@ -36,6 +36,7 @@ from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.help import HelpScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
 from usbwriter.tui.screens.result import ResultScreen
+from usbwriter.tui.screens.several import ConfirmSeveral
 from usbwriter.tui.services import Services
 from usbwriter.tui.widgets.drive_table import DriveTable
 from usbwriter.verify import VerifyResult
@@ -180,6 +181,22 @@ def test_confirm_not_bootable_and_mounted(snap_compare: SnapCompare) -> None:
     assert snap_compare(
         make_app(BIOS_ONLY, show_all=True), terminal_size=SIZE, run_before=run_before
     )
+
+
+def test_confirm_several(snap_compare: SnapCompare) -> None:
+    """Three drives marked: each named, the mounted one with what will be unmounted."""
+    drives = [disk("/dev/sda"), disk("/dev/sdb"), disk("/dev/loop0")]
+    unmounts = [[f"{dev} on {mp}" for dev, mp in d.mounted] for d in drives]
+    run_before = pushing(
+        lambda: ConfirmSeveral(
+            drives,
+            unmounts,
+            str(HYBRID),
+            int(REPORTS["grub-hybrid"]["size"]),
+            REPORTS["grub-hybrid"],
+        )
+    )
+    assert snap_compare(make_app(show_all=True), terminal_size=SIZE, run_before=run_before)
 
 
 def _progress_screen(app: UsbWriterApp) -> ProgressScreen:

@@ -127,3 +127,20 @@ class ExtractFinished(Message):
         self.result = result
         self.error = error
         self.cancelled = cancelled
+
+
+class DriveJobProgress(Message):
+    """Progress of one drive of several; a newer report of the same drive and phase
+    replaces it."""
+
+    def __init__(self, device: str, progress: Progress) -> None:
+        super().__init__()
+        self.device = device
+        self.progress = progress
+
+    def can_replace(self, message: Message) -> bool:
+        return (
+            isinstance(message, DriveJobProgress)
+            and message.device == self.device
+            and message.progress.phase == self.progress.phase
+        )

@@ -9,6 +9,7 @@ imported lazily, inside the callables, so building the bundle is cheap.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ if TYPE_CHECKING:
     from usbwriter.devices import Disk, DiskEvent
     from usbwriter.iso.contents import IsoImage
     from usbwriter.job import Plan, Request
+    from usbwriter.job.many import DriveResult
     from usbwriter.job.restore import RestoreReceipt
     from usbwriter.receipt import Receipt
+    from usbwriter.tui.rules import Layout
 
 ListDisks = Callable[[bool, "str | None"], "list[Disk]"]
 WatchDisks = Callable[[threading.Event], "Iterator[DiskEvent]"]
@@ -63,6 +66,50 @@ def _run_restore(plan: Plan, **kw: Any) -> RestoreReceipt:
     return run_restore(plan, **kw)
 
 
+def _plan_many(request: Request, devices: list[str], **kw: Any) -> list[Plan]:
+    from usbwriter.job.many import plan_many
+
+    return plan_many(request, devices, **kw)
+
+
+def _run_many(plans: list[Plan], **kw: Any) -> list[DriveResult]:
+    from usbwriter.job.many import run_many
+
+    return run_many(plans, **kw)
+
+
+ISO_PVD = 32768  # ISO 9660: the primary volume descriptor is in the 17th 2 KiB sector
+
+
+def _read_layout(disk: Disk) -> Layout:
+    """DISK's partitions with their starts (sysfs), and an ISO 9660 volume on the whole
+    disk (its primary volume descriptor). Reads 34 KiB of the drive; changes nothing.
+    What cannot be read is left out (the rule then does not suggest a delta write)."""
+    from usbwriter.tui.rules import Extent, layout_of
+
+    starts: dict[str, int] = {}
+    for p in disk.partitions:
+        try:
+            with open(f"/sys/class/block/{p.name}/start") as f:
+                starts[p.name] = int(f.read()) * 512
+        except (OSError, ValueError):
+            pass
+    whole = None
+    try:
+        fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            pvd = os.pread(fd, 2048, ISO_PVD)
+        finally:
+            os.close(fd)
+    except OSError:
+        pvd = b""
+    if len(pvd) == 2048 and pvd[:6] == b"\x01CD001":
+        (blocks,) = struct.unpack_from("<I", pvd, 80)
+        (block_size,) = struct.unpack_from("<H", pvd, 128)
+        whole = Extent(0, blocks * block_size, "iso9660")
+    return layout_of(disk, starts, whole)
+
+
 @dataclass(frozen=True)
 class Services:
     """What the app needs from the core; every call may block (run it in a worker)."""
@@ -80,6 +127,10 @@ class Services:
     run_backup: Callable[..., BackupReceipt] = _run_backup  # (plan, verify=, progress=, ...)
     plan_restore: Callable[..., Plan] = _plan_restore  # (device, unmount=)
     run_restore: Callable[..., RestoreReceipt] = _run_restore  # (plan, fs=, label=, ...)
+    # Several drives at once, and what a drive holds (to suggest a delta write).
+    plan_many: Callable[..., list[Plan]] = _plan_many  # (request, devices, progress=, cancel=)
+    run_many: Callable[..., list[DriveResult]] = _run_many  # (plans, progress=, cancel=, ...)
+    read_layout: Callable[[Disk], Layout] = _read_layout
 
     @classmethod
     def real(cls) -> Services:

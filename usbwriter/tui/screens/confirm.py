@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Checkbox, Label, Static
 
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, verdict_of
@@ -19,6 +19,38 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+
+
+def drive_card(d: Disk) -> Content:
+    """The drive as a confirmation names it: vendor and model; size, path, serial, bus."""
+    return Content.assemble(
+        (drive_name(d), "bold"),
+        "\n",
+        (human_size(d.size), "bold"),
+        f"   {d.path}   ",
+        f"serial {d.serial}" if d.serial else "no serial number",
+        f"   ({d.bus})" if d.bus else "",
+    )
+
+
+def not_bootable(report: Mapping[str, Any] | None) -> Content:
+    """What a confirmation says of an image that will not boot a PC, and why."""
+    made_for = rules.made_for(report)
+    head = (
+        Content.assemble(
+            (f"This image is for {made_for}", "bold $text-warning"),
+            "; it will not boot a PC.\n",
+        )
+        if made_for is not None
+        else Content.assemble(
+            ("This image will NOT boot", "bold $text-error"),
+            " from a USB stick, on BIOS or on UEFI PCs.\n",
+        )
+    )
+    if report is None:
+        return head + Content("Its boot records could not be read.")
+    _, _, reasons = verdict_of(report)
+    return head + Content("\n".join(f"• {r}" for r in reasons))
 
 
 class ConfirmDrive(ModalScreen[bool]):
@@ -45,23 +77,16 @@ class ConfirmDrive(ModalScreen[bool]):
     def compose_warnings(self) -> ComposeResult:
         yield from ()
 
+    def compose_options(self) -> ComposeResult:
+        yield from ()
+
     def compose(self) -> ComposeResult:
         d = self.disk
         with Vertical(id="dialog", classes="confirm" if self.DESTRUCTIVE else "question"):
             yield Label(self.QUESTION, id="dialog-title")
             with VerticalScroll(id="dialog-body"):
                 yield Static(self.lead(), classes="lead", markup=False)
-                yield Static(
-                    Content.assemble(
-                        (drive_name(d), "bold"),
-                        "\n",
-                        (human_size(d.size), "bold"),
-                        f"   {d.path}   ",
-                        f"serial {d.serial}" if d.serial else "no serial number",
-                        f"   ({d.bus})" if d.bus else "",
-                    ),
-                    id="confirm-drive",
-                )
+                yield Static(drive_card(d), id="confirm-drive")
                 yield from self.compose_job()
                 if d.mounted and self.DESTRUCTIVE:
                     mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
@@ -74,6 +99,7 @@ class ConfirmDrive(ModalScreen[bool]):
                         id="confirm-mounted",
                     )
                 yield from self.compose_warnings()
+                yield from self.compose_options()
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button(
@@ -89,7 +115,10 @@ class ConfirmDrive(ModalScreen[bool]):
 
 
 class ConfirmWrite(ConfirmDrive):
-    """Erase DISK and write IMAGE?"""
+    """Erase DISK and write IMAGE? With the choice of writing only what changed
+    (``delta``, pre-selected when the drive seems to hold an image of this size)."""
+
+    DELTA = "Write only what changed (compare first)"
 
     def __init__(
         self,
@@ -97,11 +126,15 @@ class ConfirmWrite(ConfirmDrive):
         image: str,
         image_size: int,
         report: Mapping[str, Any] | None,
+        *,
+        delta: bool = False,
     ) -> None:
         super().__init__(disk)
         self.image = image
         self.image_size = image_size
         self.report = report
+        self.suggested = delta
+        self.delta = delta  # the choice, read by the caller after the dialog closes
 
     def compose_job(self) -> ComposeResult:
         yield Static("and replaced by the image:", classes="lead")
@@ -112,25 +145,18 @@ class ConfirmWrite(ConfirmDrive):
 
     def compose_warnings(self) -> ComposeResult:
         if not will_boot(self.report):
-            yield Static(self._not_bootable(), id="confirm-warning")
+            yield Static(not_bootable(self.report), id="confirm-warning")
 
-    def _not_bootable(self) -> Content:
-        made_for = rules.made_for(self.report)
-        head = (
-            Content.assemble(
-                (f"This image is for {made_for}", "bold $text-warning"),
-                "; it will not boot a PC.\n",
-            )
-            if made_for is not None
-            else Content.assemble(
-                ("This image will NOT boot", "bold $text-error"),
-                " from a USB stick, on BIOS or on UEFI PCs.\n",
-            )
-        )
-        if self.report is None:
-            return head + Content("Its boot records could not be read.")
-        _, _, reasons = verdict_of(self.report)
-        return head + Content("\n".join(f"• {r}" for r in reasons))
+    def compose_options(self) -> ComposeResult:
+        yield Checkbox(self.DELTA, self.delta, id="delta")
+        hint = "Reads the drive first, writes only the MiB blocks that differ."
+        if self.suggested:
+            hint += " Suggested: the drive seems to hold an image of this size."
+        yield Static(hint, id="delta-hint", markup=False)
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.delta = event.value
 
 
 class ConfirmStop(ModalScreen[bool]):

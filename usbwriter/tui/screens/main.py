@@ -258,8 +258,20 @@ class MainScreen(Screen[None]):
         event.stop()
         self.choose(str(event.row_key.value))
 
+    @on(DriveTable.MarksChanged)
+    def _marks_changed(self) -> None:
+        """Marking starts from the chosen drive: it is marked too, and w writes to all."""
+        table = self.query_one(DriveTable)
+        if table.marked and self.chosen is not None:
+            table.marked.setdefault(self.chosen.path, self.chosen)
+            self.set_chosen(None)
+        self.update_summary()
+
+    def targets(self) -> list[Disk]:
+        return rules.write_targets(self.chosen, self.query_one(DriveTable).marked_disks())
+
     def choose(self, path: str) -> bool:
-        """Make PATH the target, if it may be; otherwise say why not."""
+        """Make PATH the target (and the only one), if it may be; otherwise say why not."""
         table = self.query_one(DriveTable)
         disk = table.disks.get(path)
         if disk is None:
@@ -271,6 +283,7 @@ class MainScreen(Screen[None]):
                 severity="warning",
             )
             return False
+        table.clear_marks()
         self.set_chosen(disk)
         self.query_one("#write", Button).focus()
         return True
@@ -305,12 +318,13 @@ class MainScreen(Screen[None]):
 
     def not_ready(self) -> str | None:
         """Why Write cannot start now, or None."""
+        targets = self.targets()
         return rules.not_ready(
             is_root=self.is_root,
             image=self.image,
             image_size=self.image_size,
             image_error=self.image_error,
-            chosen=self.chosen,
+            chosen=targets[0] if targets else None,
         )
 
     def update_summary(self) -> None:
@@ -325,8 +339,12 @@ class MainScreen(Screen[None]):
         else:
             parts.append(("no image", "dim"))
         parts.append("  →  ")
-        if self.chosen is not None:
-            parts.append((drive_line(self.chosen, serial=False), "bold"))
+        targets = self.targets()
+        if len(targets) > 1:
+            names = ", ".join(d.path for d in targets)
+            parts.append((f"{len(targets)} drives: {names}", "bold"))
+        elif targets:
+            parts.append((drive_line(targets[0], serial=False), "bold"))
         else:
             table = self.query_one(DriveTable)
             count = rules.choosable_count(table.shown(), self.image_size)
@@ -338,6 +356,8 @@ class MainScreen(Screen[None]):
             parts += ["\n", (f"This image is for {made_for}; it will not boot a PC.", "dim")]
         elif not rules.will_boot(self.report):
             parts += ["\n", ("Warning: this image will not boot on BIOS or UEFI.", "$text-error")]
+        elif len(targets) > 1:
+            parts += ["\n", f"Press w (or the button) to write all {len(targets)} and verify each."]
         else:
             parts += ["\n", "Press w (or the button) to write and verify."]
         summary.update(Content.assemble(*parts))
@@ -353,18 +373,26 @@ class MainScreen(Screen[None]):
             self.app.bell()
             self.notify(why, severity="warning")
             return
-        assert self.chosen is not None and self.image is not None
-        self.plan_write(self.chosen, self.image)
+        targets = self.targets()
+        assert targets and self.image is not None and self.image_size is not None
+        if len(targets) > 1:
+            from usbwriter.tui.screens.several import start_several
+
+            start_several(self, targets)
+            return
+        self.plan_write(targets[0], self.image, self.image_size)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="check")
-    def plan_write(self, disk: Disk, image: str) -> None:
+    def plan_write(self, disk: Disk, image: str, size: int) -> None:
         """The job's plan, as the command line makes it. Mounted file systems are
-        unmounted (after the confirmation, which names them) when the job runs."""
+        unmounted (after the confirmation, which names them) when the job runs. A drive
+        that seems to hold an image of this size already is planned as a delta write."""
         from usbwriter.job import Request
 
         try:
+            delta = rules.delta_suggested(self.services.read_layout(disk), size)
             plan = self.services.plan(
-                Request(image, disk.path, unmount=True),
+                Request(image, disk.path, unmount=True, delta=delta),
                 progress=lambda p: self.post_message(JobProgress(p)),
                 cancel=get_current_worker().cancelled_event,
             )
@@ -387,7 +415,8 @@ class MainScreen(Screen[None]):
         from usbwriter.tui.screens.error import ErrorScreen
         from usbwriter.tui.screens.progress import Job, ProgressScreen
 
-        disk, image, size = self.chosen, self.image, self.image_size
+        targets, image, size = self.targets(), self.image, self.image_size
+        disk = targets[0] if len(targets) == 1 else None
         if disk is None or image is None or size is None or disk.path != message.device:
             return
         if message.error is not None or message.plan is None:
@@ -397,14 +426,16 @@ class MainScreen(Screen[None]):
             return
         # The confirmation shows the warnings (an image that will not boot, what will be
         # unmounted); saying yes is what lifts the blockers a person may confirm past.
-        job = Job(image, size, disk, message.plan.confirmed(), self.report)
+        plan = message.plan.confirmed()
+        confirm = ConfirmWrite(disk, image, size, self.report, delta=plan.request.delta)
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.relist_on_resume = True
+                job = Job(image, size, disk, plan, self.report, delta=confirm.delta)
                 self.app.push_screen(ProgressScreen(self.services, job))
 
-        self.app.push_screen(ConfirmWrite(disk, image, size, self.report), confirmed)
+        self.app.push_screen(confirm, confirmed)
 
     # ---- the ISO toolkit (screens/contents.py, screens/drive_jobs.py)
 

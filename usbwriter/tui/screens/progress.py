@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
@@ -21,7 +21,8 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Sparkline, Static
 
-from usbwriter.errors import Cancelled, UsbWriterError
+from usbwriter.errors import Cancelled, Refused, UsbWriterError
+from usbwriter.tui import rules
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.messages import JobFinished, JobProgress
 from usbwriter.units import human_duration, human_rate, human_size
@@ -48,13 +49,15 @@ PHASES = {
 
 @dataclass(frozen=True)
 class Job:
-    """One write: what, where, and the plan made (and confirmed) before it."""
+    """One write: what, where, and the plan made (and confirmed) before it; ``delta``:
+    write only what differs (planned again when the plan was made the other way)."""
 
     image: str
     image_size: int
     disk: Disk
     plan: Plan | None
     report: Mapping[str, Any] | None = None
+    delta: bool = False
 
 
 def run_job(
@@ -66,7 +69,17 @@ def run_job(
     """Run the job's plan; the receipt. Blocking: call it from a worker thread."""
     if job.plan is None:
         raise UsbWriterError(f"{job.disk.path}: no plan to run")
-    receipt = services.run(job.plan, progress=progress, cancel=cancel)
+    plan = job.plan
+    if plan.request.delta != job.delta:
+        # Chosen the other way in the confirmation: the same checks again (the image's
+        # checksum, already taken, is not read again); the warnings were confirmed.
+        request = replace(plan.request, delta=job.delta)
+        plan = services.plan(request, checksum=plan.checksum, cancel=cancel)
+        refusal = rules.plan_refusal(plan, job.disk)
+        if refusal is not None:
+            raise Refused(refusal)
+        plan = plan.confirmed()
+    receipt = services.run(plan, progress=progress, cancel=cancel)
     result: dict[str, Any] = receipt.to_json()
     return result
 
@@ -104,17 +117,14 @@ class ProgressScreen(Screen[None]):
             (self.job.image, "bold"),
             f" ({human_size(self.job.image_size)})\nto ",
             (drive_line(self.job.disk), "bold"),
+            ", only what changed (compared first)" if self.job.delta else "",
         )
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="progress-body"):
             yield Static(self.heading(), id="progress-title")
-            with Horizontal(id="steps"):
-                for n, (phase, label) in enumerate(self.STEPS, 1):
-                    active = " active" if n == 1 else ""
-                    yield Label(f"{n} {label}", id=f"step-{phase}", classes=f"step{active}")
-                yield Label(f"{len(self.STEPS) + 1} Done", id="step-done", classes="step")
+            yield from self.compose_steps()
             yield Label("Starting…", id="phase")
             yield ProgressBar(total=100, show_eta=False, id="progress-bar")
             yield Static("", id="figures")
@@ -122,6 +132,13 @@ class ProgressScreen(Screen[None]):
             yield Sparkline([], id="graph")
             yield Static("Esc stops (it asks first).", id="progress-hint")
         yield Footer()
+
+    def compose_steps(self) -> ComposeResult:
+        with Horizontal(id="steps"):
+            for n, (phase, label) in enumerate(self.STEPS, 1):
+                active = " active" if n == 1 else ""
+                yield Label(f"{n} {label}", id=f"step-{phase}", classes=f"step{active}")
+            yield Label(f"{len(self.STEPS) + 1} Done", id="step-done", classes="step")
 
     def on_mount(self) -> None:
         if self._start:
@@ -159,16 +176,21 @@ class ProgressScreen(Screen[None]):
     def on_job_progress(self, message: JobProgress) -> None:
         self.show(message.progress)
 
+    def set_phase(self, phase: str) -> None:
+        """Light the step PHASE belongs to ("sync" belongs to the write step)."""
+        if phase == self.phase:
+            return
+        self.phase = phase
+        phases = [name for name, _ in self.STEPS]
+        if phase in phases:
+            now = phases.index(phase)
+            for i, name in enumerate(phases):
+                step = self.query_one(f"#step-{name}")
+                step.set_class(i == now, "active")
+                step.set_class(i < now, "done")
+
     def show(self, p: Progress) -> None:
-        if p.phase != self.phase:
-            self.phase = p.phase
-            phases = [phase for phase, _ in self.STEPS]
-            if p.phase in phases:  # "sync" belongs to the write step
-                now = phases.index(p.phase)
-                for i, phase in enumerate(phases):
-                    step = self.query_one(f"#step-{phase}")
-                    step.set_class(i == now, "active")
-                    step.set_class(i < now, "done")
+        self.set_phase(p.phase)
         stopping = " (stopping…)" if self.cancel_event.is_set() else ""
         self.query_one("#phase", Label).update(
             f"{PHASES.get(p.phase, p.phase)} {self.job.disk.path}{stopping}"

@@ -55,10 +55,27 @@ def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f", {how}",
             )
         )
+    rows += coverage_rows(r.get("coverage"))
     if r.get("mismatch_offset") is not None:
         rows.append(
             ("First difference", f"byte {r['mismatch_offset']} (0x{r['mismatch_offset']:x})")
         )
+    return rows
+
+
+def coverage_rows(c: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """What a delta (or bmap) write did with the image: written, found equal, left alone."""
+    if not c:
+        return []
+    written = f"{human_size(c['written'])} written in {c['spans']} span(s)"
+    if c.get("mode") == "bmap":
+        left = human_size(c["untouched"])
+        return [("Block map", f"{written}; {left} unmapped left as it was")]
+    same = human_size(c["unchanged"])
+    rows = [("Compared", f"{written}; {same} already equal; flash wear saved: {same}")]
+    if c.get("switched_to_full_at") is not None:
+        at = c["switched_to_full_at"]
+        rows.append(("", f"nearly everything differed: written plainly from byte {at}"))
     return rows
 
 

@@ -1,4 +1,5 @@
-"""The drives: a table that follows hot-plug events; unusable drives dimmed."""
+"""The drives: a table that follows hot-plug events; unusable drives dimmed; Space marks
+several drives to write at once."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.widgets import DataTable
 
 from usbwriter.tui.format import drive_mounts
-from usbwriter.tui.rules import drive_choosable, drive_status, visible
+from usbwriter.tui.rules import drive_choosable, drive_status, keeps_choice, visible
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -65,20 +67,26 @@ def sort_key(disk: Disk) -> tuple[bool, bool, str, int]:
 
 
 class DriveTable(DataTable[Text]):
-    """One row per disk, keyed by device path; the chosen drive is marked ▶."""
+    """One row per disk, keyed by device path; the chosen drive is marked ▶, the drives
+    marked with Space ✔."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Choose drive", show=True)
+        Binding("enter", "select_cursor", "Choose drive", show=True),
+        Binding("space", "toggle_mark", "Mark", show=False),  # named on the frame
     ]
+
+    class MarksChanged(Message):
+        """Drives were marked or unmarked (by Space, or because one changed or went)."""
 
     def __init__(self) -> None:
         super().__init__(id="drives", cursor_type="row", zebra_stripes=False)
         self.border_title = "Drives"
-        self.border_subtitle = "k back up · n restore as a normal stick"
+        self.border_subtitle = "space marks several · k back up · n restore as a normal stick"
         self.disks: dict[str, Disk] = {}
         self.show_all = False
         self.image_size: int | None = None
         self.chosen: str | None = None
+        self.marked: dict[str, Disk] = {}  # path: the drive as it was when marked
 
     def on_click(self, event: events.Click) -> None:
         """One click chooses a drive. DataTable moves the cursor to the clicked cell
@@ -114,6 +122,45 @@ class DriveTable(DataTable[Text]):
         disk = self.disks.get(path)
         return disk is not None and drive_choosable(disk, self.image_size)
 
+    def marked_disks(self) -> list[Disk]:
+        return sorted(self.marked.values(), key=sort_key)
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the highlighted drive; one that cannot be chosen says why."""
+        disk = self.highlighted()
+        if disk is None:
+            return
+        if disk.path in self.marked:
+            del self.marked[disk.path]
+        elif drive_choosable(disk, self.image_size):
+            self.marked[disk.path] = disk
+        else:
+            self.app.bell()
+            why = drive_status(disk, self.image_size)
+            self.notify(f"{disk.path} cannot be marked: {why}", severity="warning")
+            return
+        self.rebuild()
+        self.post_message(self.MarksChanged())
+
+    def clear_marks(self) -> None:
+        if self.marked:
+            self.marked.clear()
+            self.rebuild()
+            self.post_message(self.MarksChanged())
+
+    def _prune_marks(self) -> None:
+        """A marked drive stays marked while it is shown, the same medium and usable."""
+        kept = {
+            path: old
+            for path, old in self.marked.items()
+            if (now := self.disks.get(path)) is not None
+            and visible(now, self.show_all)
+            and keeps_choice(old, now, self.image_size)
+        }
+        if len(kept) != len(self.marked):
+            self.marked = kept
+            self.post_message(self.MarksChanged())
+
     def highlighted(self) -> Disk | None:
         if self.row_count == 0:
             return None
@@ -128,6 +175,7 @@ class DriveTable(DataTable[Text]):
     def rebuild(self) -> None:
         """Redraw every row, keeping the cursor on the same drive when it is still there."""
         current = self.highlighted()
+        self._prune_marks()
         rows = [(disk.path, self.cells(disk)) for disk in self.shown()]
         natural = {
             key: max([len(label), *(row[i].cell_len for _, row in rows)])
@@ -151,7 +199,7 @@ class DriveTable(DataTable[Text]):
         style = "" if ok else "dim"
         status = drive_status(disk, self.image_size)
         values = [
-            ("▶ " if disk.path == self.chosen else "  ") + disk.path,
+            self._mark(disk.path) + disk.path,
             disk.vendor or "-",
             disk.model or (disk.description if disk.backing_file else "-"),
             human_size(disk.size),
@@ -163,7 +211,12 @@ class DriveTable(DataTable[Text]):
         cells = [Text(v, style=style, no_wrap=True, overflow="ellipsis") for v in values]
         if not ok:
             cells[-1].stylize("italic")
-        elif disk.path == self.chosen:
+        elif disk.path == self.chosen or disk.path in self.marked:
             for cell in cells:
                 cell.stylize("bold")
         return cells
+
+    def _mark(self, path: str) -> str:
+        if path in self.marked:
+            return "✔ "
+        return "▶ " if path == self.chosen else "  "
