@@ -253,19 +253,21 @@ def _write(
     hasher = _Hasher()
     hasher.update(memoryview(head)[:head_len])
 
-    # Zero the first and last MiB: no stale partition table (or GPT backup) survives.
-    zeros = aligned_buffer(MiB)
-    tgt.write(
-        memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))], 0
-    )
-    if tgt.size > 2 * MiB:
-        last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
-        tgt.write(memoryview(zeros)[: tgt.size - last], last)
-    tgt.sync()
-
     unsynced, end = 0, head_len
+    # The reader starts now: it fills its buffers while the head and tail are zeroed
+    # (reading the image changes nothing on the target).
     prefetch = Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2)
     try:
+        # Zero the first and last MiB: no stale partition table (or GPT backup) survives.
+        zeros = aligned_buffer(MiB)
+        tgt.write(
+            memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))],
+            0,
+        )
+        if tgt.size > 2 * MiB:
+            last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
+            tgt.write(memoryview(zeros)[: tgt.size - last], last)
+        tgt.sync()
         for chunk in prefetch:
             hasher.submit(chunk)
             try:
