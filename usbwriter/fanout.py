@@ -21,11 +21,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from usbwriter.blockio import CHUNK_SIZE, Chunk, MiB, Prefetcher, ReadError, aligned_buffer
-from usbwriter.errors import BadImage, Cancelled, Refused, UsbWriterError
+from usbwriter.errors import Cancelled, UsbWriterError
 from usbwriter.progress import Meter, Progress
-from usbwriter.units import human_size
 from usbwriter.verify import Reader, VerifyResult, verify_fd
-from usbwriter.writer import WriteResult, _check_declared_size, _Hasher, _read_head
+from usbwriter.writer import (
+    Hasher,
+    WriteResult,
+    check_chunk_fits,
+    check_declared_size,
+    failed_write,
+    image_read_error,
+    read_head,
+    wipe_note,
+    zero_ends,
+)
 
 if TYPE_CHECKING:
     from usbwriter.sources import ImageSource, Stream
@@ -44,12 +53,13 @@ class _Drive(threading.Thread):
     def __init__(
         self,
         tgt: Target,
+        image: str,
         size: int | None,
         on_progress: DriveProgress | None,
         cancel: threading.Event,
     ):
         super().__init__(name=f"usbwriter-write-{tgt.path}", daemon=True)
-        self.tgt, self.cancel = tgt, cancel
+        self.tgt, self.cancel, self.image = tgt, cancel, image
         self.q: queue.Queue[Chunk | None] = queue.Queue()
         self.error: BaseException | None = None
         self.end = 0
@@ -61,18 +71,10 @@ class _Drive(threading.Thread):
 
     def prepare(self, head_len: int) -> None:
         """Zero the first and last MiB: no stale table (or backup GPT) survives."""
-        tgt = self.tgt
-        zeros = aligned_buffer(MiB)
         try:
-            tgt.write(memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else head_len)], 0)
-            if tgt.size > 2 * MiB:
-                last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
-                tgt.write(memoryview(zeros)[: tgt.size - last], last)
-            tgt.sync()
+            zero_ends(self.tgt, head_len)
         except BaseException as e:
             self.fail(e)
-        finally:
-            zeros.close()
 
     def fail(self, e: BaseException) -> None:
         if self.error is None:
@@ -85,15 +87,8 @@ class _Drive(threading.Thread):
                 if self.error is None and self.cancel.is_set():
                     self.fail(Cancelled("cancelled"))  # queued chunks are only released
                 if self.error is None:
-                    tgt = self.tgt
-                    if tgt.is_block and chunk.offset + chunk.length > tgt.size:
-                        raise Refused(
-                            f"{tgt.path}: the image does not fit on the device "
-                            f"({human_size(tgt.size)})",
-                            path=tgt.path,
-                            offset=tgt.size,
-                        )
-                    tgt.write(chunk.data, chunk.offset)
+                    check_chunk_fits(self.tgt, self.image, chunk)
+                    self.tgt.write(chunk.data, chunk.offset)
                     self.end = chunk.offset + chunk.length
                     self.meter.advance(chunk.length)
             except BaseException as e:
@@ -140,7 +135,7 @@ def write_many(
     if cancel.is_set():
         raise Cancelled("write cancelled before it started; no drive was changed")
     start = time.monotonic()
-    drives = [_Drive(t, src.size, on_progress, cancel) for t in targets]
+    drives = [_Drive(t, src.path, src.size, on_progress, cancel) for t in targets]
     with src.stream() as stream:
         try:
             digest, size = _fan_out(stream, src, drives, cancel, chunk_size)
@@ -177,18 +172,10 @@ def write_many(
 
 def _failed(d: _Drive) -> Outcome:
     wiped = d.tgt.wipe_head()
-    note = (
-        "the first MiB was wiped, so the stick does not look bootable"
-        if wiped
-        else "the first MiB could not be wiped: do not boot from this stick"
-    )
-    e = d.error
-    if isinstance(e, Cancelled | KeyboardInterrupt):
-        err: UsbWriterError = Cancelled(f"write to {d.tgt.path} interrupted; {note}")
-    elif isinstance(e, UsbWriterError):
-        err = e.with_note(note)
-    else:
-        err = UsbWriterError(f"{d.tgt.path}: {e}; {note}", path=d.tgt.path)
+    assert d.error is not None
+    err = failed_write(d.error, d.tgt.path, wipe_note(wiped))
+    if not isinstance(err, UsbWriterError):
+        err = UsbWriterError(f"{d.tgt.path}: {err}", path=d.tgt.path)
     return Outcome(d.tgt.path, None, error=err, wiped=wiped)
 
 
@@ -200,8 +187,8 @@ def _fan_out(
     chunk_size: int,
 ) -> tuple[str, int]:
     head = aligned_buffer(MiB)
-    head_len = _read_head(stream, memoryview(head)[:MiB], src.path)
-    hasher = _Hasher()
+    head_len = read_head(stream, memoryview(head)[:MiB], src.path)
+    hasher = Hasher()
     hasher.update(memoryview(head)[:head_len])
     for d in drives:
         d.prepare(head_len)
@@ -220,12 +207,7 @@ def _fan_out(
             if cancel.is_set() or all(d.error is not None for d in drives):
                 raise Cancelled("cancelled") if cancel.is_set() else _all_failed(drives)
     except ReadError as e:
-        raise BadImage(
-            f"error reading '{src.path}' at offset {e.offset}: {e.error.strerror}",
-            path=src.path,
-            offset=e.offset,
-            errno=e.error.errno,
-        ) from None
+        raise image_read_error(src.path, e) from None
     finally:
         prefetch.close()
         for d in drives:
@@ -233,7 +215,7 @@ def _fan_out(
         for d in drives:
             d.join()
         digest = hasher.finish()
-    _check_declared_size(src, end)
+    check_declared_size(src, end)
     for d in drives:
         d.finish(memoryview(head)[:head_len], end)
     return digest, end

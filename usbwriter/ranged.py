@@ -45,11 +45,21 @@ from usbwriter.blockio import (
     reread_partitions,
     round_up,
 )
-from usbwriter.errors import BadImage, Cancelled, DeviceFault, Refused, UsbWriterError
+from usbwriter.errors import Cancelled, DeviceFault
 from usbwriter.progress import Meter, Progress, ProgressCallback
 from usbwriter.units import human_size
 from usbwriter.verify import VerifyResult
-from usbwriter.writer import WriteResult, _check_declared_size, _Hasher, _read_head
+from usbwriter.writer import (
+    Hasher,
+    WriteResult,
+    check_chunk_fits,
+    check_declared_size,
+    check_fits,
+    failed_write,
+    image_read_error,
+    read_head,
+    wipe_note,
+)
 
 if TYPE_CHECKING:
     from usbwriter.sources import ImageSource, Stream
@@ -346,14 +356,7 @@ def write_ranged(
     """Stream SRC, write the parts SELECTOR picks to TGT; the write's result and what
     was written. On failure or cancel the first MiB is wiped (if anything was written)."""
     cancel = cancel or threading.Event()
-    if tgt.is_block and src.info.surely_larger_than(tgt.size):
-        raise Refused(
-            f"{tgt.path}: the image {src.path} ({human_size(src.size or 0)}) does not fit "
-            f"on the device ({human_size(tgt.size)})",
-            path=tgt.path,
-        )
-    if cancel.is_set():
-        raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
+    check_fits(src, tgt, cancel)
     state = _State(tgt)
     start = time.monotonic()
     with src.stream() as stream:
@@ -384,16 +387,8 @@ def write_ranged(
 
 def _failed(e: BaseException, state: _State) -> BaseException:
     if not state.touched:
-        note = "nothing on the drive was changed"
-    elif state.tgt.wipe_head():
-        note = "the first MiB was wiped, so the stick does not look bootable"
-    else:
-        note = "the first MiB could not be wiped: do not boot from this stick"
-    if isinstance(e, Cancelled | KeyboardInterrupt):
-        return Cancelled(f"write to {state.tgt.path} interrupted; {note}")
-    if isinstance(e, UsbWriterError):
-        return e.with_note(note)
-    return e
+        return failed_write(e, state.tgt.path, "nothing on the drive was changed")
+    return failed_write(e, state.tgt.path, wipe_note(state.tgt.wipe_head()))
 
 
 def _write(
@@ -409,9 +404,9 @@ def _write(
     by_file = size is None
     meter = Meter("write", src.file_size if by_file else size or 0, progress, by_file=by_file)
     head = aligned_buffer(MiB)
-    head_len = _read_head(stream, memoryview(head)[:MiB], image)
+    head_len = read_head(stream, memoryview(head)[:MiB], image)
     head_view = memoryview(head)[:head_len]
-    hasher = _Hasher()
+    hasher = Hasher()
     hasher.update(head_view)
     head_differs = selector.start(tgt, head_view)
     end = head_len
@@ -422,13 +417,7 @@ def _write(
             try:
                 if cancel.is_set():
                     raise Cancelled("cancelled")
-                if tgt.is_block and chunk.offset + chunk.length > tgt.size:
-                    raise Refused(
-                        f"{tgt.path}: the image {image} does not fit on the device "
-                        f"({human_size(tgt.size)}): it is larger, as decompressing it showed",
-                        path=tgt.path,
-                        offset=tgt.size,
-                    )
+                check_chunk_fits(tgt, image, chunk)
                 for off, n in selector.parts(chunk):
                     state.write(chunk.data[off - chunk.offset : off - chunk.offset + n], off)
             finally:
@@ -436,18 +425,13 @@ def _write(
             end = chunk.offset + chunk.length
             meter.advance(stream.consumed - meter.done if by_file else chunk.length)
     except ReadError as e:
-        raise BadImage(
-            f"error reading '{image}' at offset {e.offset}: {e.error.strerror}",
-            path=image,
-            offset=e.offset,
-            errno=e.error.errno,
-        ) from None
+        raise image_read_error(image, e) from None
     finally:
         prefetch.close()
         digest = hasher.finish()
     if cancel.is_set():
         raise Cancelled("cancelled")
-    _check_declared_size(src, end)
+    check_declared_size(src, end)
     selector.finish(end)
     if head_differs or state.touched:
         state.write(head_view, 0)  # the partition table last

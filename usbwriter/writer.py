@@ -153,7 +153,7 @@ def _fcntl_flags(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_GETFL)
 
 
-class _Hasher:
+class Hasher:
     """blake3 over chunks handed to it in order, on its own thread."""
 
     def __init__(self) -> None:
@@ -181,6 +181,68 @@ class _Hasher:
         return str(self.hash.hexdigest())
 
 
+def wipe_note(wiped: bool) -> str:
+    """What a failed write did about the stick's head, in words."""
+    return (
+        "the first MiB was wiped, so the stick does not look bootable"
+        if wiped
+        else "the first MiB could not be wiped: do not boot from this stick"
+    )
+
+
+def failed_write(e: BaseException, path: str, note: str) -> BaseException:
+    """The error to raise for a write that failed with E (NOTE: what was done about it)."""
+    if isinstance(e, Cancelled | KeyboardInterrupt):
+        return Cancelled(f"write to {path} interrupted; {note}")
+    if isinstance(e, UsbWriterError):
+        return e.with_note(note)
+    return e
+
+
+def check_fits(src: ImageSource, tgt: Target, cancel: threading.Event) -> None:
+    """Before the first byte: an image surely larger than the drive, or a cancel."""
+    if tgt.is_block and src.info.surely_larger_than(tgt.size):
+        raise Refused(
+            f"{tgt.path}: the image {src.path} ({human_size(src.size or 0)}) does not fit "
+            f"on the device ({human_size(tgt.size)})",
+            path=tgt.path,
+        )
+    if cancel.is_set():
+        raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
+
+
+def check_chunk_fits(tgt: Target, image: str, chunk: Chunk) -> None:
+    """While writing: the image turned out larger than the drive (decompressing showed)."""
+    if tgt.is_block and chunk.offset + chunk.length > tgt.size:
+        raise Refused(
+            f"{tgt.path}: the image {image} does not fit on the device "
+            f"({human_size(tgt.size)}): it is larger, as decompressing it showed",
+            path=tgt.path,
+            offset=tgt.size,
+        )
+
+
+def image_read_error(image: str, e: ReadError) -> BadImage:
+    return BadImage(
+        f"error reading '{image}' at offset {e.offset}: {e.error.strerror}",
+        path=image,
+        offset=e.offset,
+        errno=e.error.errno,
+    )
+
+
+def zero_ends(tgt: Target, head_len: int) -> None:
+    """Zero the first and last MiB: no stale partition table (or GPT backup) survives."""
+    zeros = aligned_buffer(MiB)
+    tgt.write(
+        memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))], 0
+    )
+    if tgt.size > 2 * MiB:
+        last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
+        tgt.write(memoryview(zeros)[: tgt.size - last], last)
+    tgt.sync()
+
+
 def write_to(
     src: ImageSource,
     tgt: Target,
@@ -194,30 +256,13 @@ def write_to(
     what was written, with the blake3 of the image's bytes (and of the file as
     downloaded, when compressed). On failure or cancel the first MiB is wiped."""
     cancel = cancel or threading.Event()
-    if tgt.is_block and src.info.surely_larger_than(tgt.size):
-        raise Refused(
-            f"{tgt.path}: the image {src.path} ({human_size(src.size or 0)}) does not fit "
-            f"on the device ({human_size(tgt.size)})",
-            path=tgt.path,
-        )
-    if cancel.is_set():
-        raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
+    check_fits(src, tgt, cancel)
     start = time.monotonic()
     with src.stream() as stream:
         try:
             digest, size = _write(stream, src, tgt, progress, cancel, chunk_size, sync_every)
         except BaseException as e:
-            wiped = tgt.wipe_head()
-            note = (
-                "the first MiB was wiped, so the stick does not look bootable"
-                if wiped
-                else "the first MiB could not be wiped: do not boot from this stick"
-            )
-            if isinstance(e, Cancelled | KeyboardInterrupt):
-                raise Cancelled(f"write to {tgt.path} interrupted; {note}") from None
-            if isinstance(e, UsbWriterError) and not isinstance(e, Cancelled):
-                raise e.with_note(note) from None
-            raise
+            raise failed_write(e, tgt.path, wipe_note(tgt.wipe_head())) from None
         file_digest = stream.file_blake3 if src.info.compressed else None
     seconds = time.monotonic() - start
     reread = tgt.is_block and reread_partitions(tgt.fd)
@@ -249,8 +294,8 @@ def _write(
     by_file = size is None
     meter = Meter("write", src.file_size if by_file else size or 0, progress, by_file=by_file)
     head = aligned_buffer(MiB)
-    head_len = _read_head(stream, memoryview(head)[:MiB], image)
-    hasher = _Hasher()
+    head_len = read_head(stream, memoryview(head)[:MiB], image)
+    hasher = Hasher()
     hasher.update(memoryview(head)[:head_len])
 
     unsynced, end = 0, head_len
@@ -258,28 +303,13 @@ def _write(
     # (reading the image changes nothing on the target).
     prefetch = Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2)
     try:
-        # Zero the first and last MiB: no stale partition table (or GPT backup) survives.
-        zeros = aligned_buffer(MiB)
-        tgt.write(
-            memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))],
-            0,
-        )
-        if tgt.size > 2 * MiB:
-            last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
-            tgt.write(memoryview(zeros)[: tgt.size - last], last)
-        tgt.sync()
+        zero_ends(tgt, head_len)
         for chunk in prefetch:
             hasher.submit(chunk)
             try:
                 if cancel.is_set():
                     raise Cancelled("cancelled")
-                if tgt.is_block and chunk.offset + chunk.length > tgt.size:
-                    raise Refused(
-                        f"{tgt.path}: the image {image} does not fit on the device "
-                        f"({human_size(tgt.size)}): it is larger, as decompressing it showed",
-                        path=tgt.path,
-                        offset=tgt.size,
-                    )
+                check_chunk_fits(tgt, image, chunk)
                 tgt.write(chunk.data, chunk.offset)
             finally:
                 chunk.release()
@@ -290,18 +320,13 @@ def _write(
                 unsynced = 0
             meter.advance(stream.consumed - meter.done if by_file else chunk.length)
     except ReadError as e:
-        raise BadImage(
-            f"error reading '{image}' at offset {e.offset}: {e.error.strerror}",
-            path=image,
-            offset=e.offset,
-            errno=e.error.errno,
-        ) from None
+        raise image_read_error(image, e) from None
     finally:
         prefetch.close()
         digest = hasher.finish()
     if cancel.is_set():
         raise Cancelled("cancelled")
-    _check_declared_size(src, end)
+    check_declared_size(src, end)
     tgt.write(memoryview(head)[:head_len], 0)
     meter.advance((src.file_size if by_file else head_len) - (meter.done if by_file else 0))
     meter.finish()
@@ -311,7 +336,7 @@ def _write(
     return digest, end
 
 
-def _read_head(stream: Stream, view: memoryview, image: str) -> int:
+def read_head(stream: Stream, view: memoryview, image: str) -> int:
     try:
         n = stream.readfull(view)
     except OSError as e:
@@ -323,7 +348,7 @@ def _read_head(stream: Stream, view: memoryview, image: str) -> int:
     return n
 
 
-def _check_declared_size(src: ImageSource, actual: int) -> None:
+def check_declared_size(src: ImageSource, actual: int) -> None:
     """A compressed file whose bytes disagree with the size its headers gave is damaged.
     A zstd or lz4 header gives its own frame's size (more frames may follow); gzip's
     trailer is only an estimate (the size modulo 4 GiB, made up by damage)."""

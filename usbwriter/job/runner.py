@@ -31,7 +31,7 @@ from usbwriter.ranged import BmapSelector, DeltaSelector, Selector, verify_spans
 from usbwriter.receipt import Receipt
 from usbwriter.sources import ImageSource, not_a_drive, open_image
 from usbwriter.verify import Reader, verify_fd
-from usbwriter.writer import Target, write_to
+from usbwriter.writer import Target, wipe_note, write_to
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def run(
                     )
             except DeviceFault as e:
                 wiped = tgt.wipe_head()
-                raise e.with_note(_wipe_note(wiped)) from None
+                raise e.with_note(wipe_note(wiped)) from None
             if not checked.verified:
                 wiped = tgt.wipe_head()
         receipt = Receipt(
@@ -161,14 +161,6 @@ def _selector(plan: Plan, notify: Notify | None) -> Selector | None:
     return None
 
 
-def _wipe_note(wiped: bool) -> str:
-    return (
-        "the first MiB was wiped so the stick does not look bootable"
-        if wiped
-        else "the first MiB could not be wiped: do not boot from this stick"
-    )
-
-
 def mismatch_message(receipt: Receipt) -> str:
     """One line for a failed verification: where, and what was done about it."""
     line = (
@@ -176,7 +168,7 @@ def mismatch_message(receipt: Receipt) -> str:
         f"{receipt.mismatch_offset}"
     )
     if receipt.wiped_first_mib is not None:
-        line += f"; {_wipe_note(receipt.wiped_first_mib)}"
+        line += f"; {wipe_note(receipt.wiped_first_mib)}"
     return line
 
 
