@@ -19,17 +19,20 @@ HELP = """\
 2. **Drive**: move with ↑ ↓ in the drives table and press **Enter** (or click) to
    choose. Dimmed drives cannot be chosen: the status column says why (the system
    disk, read-only, too small for the image...). Drives appear and vanish as you
-   plug them in.
-3. **Write**: press **w**. A last question names the drive; *Cancel* is focused.
-   The image is written, then read back and compared (blake3, bypassing the page
-   cache). When it says *verified*, the stick is safe to remove.
+   plug them in. **Space** marks several drives to write at once.
+3. **Write**: press **w**. A last question names the drive (or every marked one);
+   *Cancel* is focused. For one drive, *Write only what changed* reads it first and
+   writes only the blocks that differ. The image is written, then read back and
+   compared (blake3, bypassing the page cache). When it says *verified*, the stick
+   is safe to remove.
 
 | Key | Action |
 |---|---|
 | ctrl+o | choose an image file |
 | i / d | go to the image path / the drives |
 | Enter | open the image typed / choose the highlighted drive |
-| w | write the image to the chosen drive |
+| Space | mark or unmark the highlighted drive (write several at once) |
+| w | write the image to the chosen drive, or to every marked drive |
 | b | browse the files inside an ISO image; extract them |
 | k | back up the highlighted drive to an image file |
 | n | restore the highlighted drive as a normal stick (erases it) |
