@@ -149,24 +149,26 @@ def timed_rss(argv: list[str], cgroup: Path | None) -> tuple[float, int, str]:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
     out_path = Path("/dev/shm") / f"usbwriter-bench-{os.getpid()}.out"
-    with open(out_path, "wb") as out_f:
-        start = time.perf_counter()
-        p = subprocess.Popen(
-            argv,
-            stdout=out_f,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=enter,
-            env=dict(os.environ, LC_ALL="C"),
-        )
-        try:
-            _, status, usage = os.wait4(p.pid, 0)
-        except BaseException:
-            stop(p)
-            raise
-        seconds = time.perf_counter() - start
-        p.returncode = os.waitstatus_to_exitcode(status)
-    out = out_path.read_text()
-    out_path.unlink()
+    try:
+        with open(out_path, "wb") as out_f:
+            start = time.perf_counter()
+            p = subprocess.Popen(
+                argv,
+                stdout=out_f,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=enter,
+                env=dict(os.environ, LC_ALL="C"),
+            )
+            try:
+                _, status, usage = os.wait4(p.pid, 0)
+            except BaseException:
+                stop(p)
+                raise
+            seconds = time.perf_counter() - start
+            p.returncode = os.waitstatus_to_exitcode(status)
+        out = out_path.read_text()
+    finally:
+        out_path.unlink(missing_ok=True)
     if p.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv)} failed ({p.returncode}): {out[-400:]}")
     return seconds, usage.ru_maxrss * 1024, out
