@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,6 @@ from usbwriter.progress import Meter, Progress, ProgressCallback
 from usbwriter.units import human_size
 from usbwriter.verify import VerifyResult
 from usbwriter.writer import (
-    Hasher,
     WriteResult,
     check_chunk_fits,
     check_declared_size,
@@ -159,7 +159,21 @@ class Selector(Protocol):
         ...
 
     def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
-        """(offset, length) pieces of CHUNK to write, in order."""
+        """(offset, length) pieces of CHUNK to write, in order (on the writing thread)."""
+        ...
+
+    def check(self, offset: int, data: memoryview) -> None:
+        """Check the image's bytes as they go by (on the hashing thread)."""
+        ...
+
+    @property
+    def last_write_end(self) -> int | None:
+        """Where the last byte to write ends, when known before the stream ends."""
+        ...
+
+    @property
+    def image_size(self) -> int | None:
+        """The image's size, when the selector knows it (a bmap says it)."""
         ...
 
     def finish(self, end: int) -> None: ...
@@ -184,13 +198,23 @@ class BmapSelector:
 
     def start(self, tgt: Target, head: memoryview) -> bool:
         self.align = tgt.block if tgt.direct else 1
-        self.hasher.feed(0, head)
         return True
+
+    def check(self, offset: int, data: memoryview) -> None:
+        self.hasher.feed(offset, data)
+
+    @property
+    def last_write_end(self) -> int | None:
+        ranges = self.bmap.ranges
+        return ranges[-1].first + ranges[-1].length if ranges else 0
+
+    @property
+    def image_size(self) -> int | None:
+        return self.bmap.image_size
 
     def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
         from usbwriter.sources.bmap import mapped_parts
 
-        self.hasher.feed(chunk.offset, chunk.data)
         out: list[tuple[int, int]] = []
         end = chunk.offset + chunk.length
         for off, n in mapped_parts(self.bmap.ranges, chunk.offset, chunk.length):
@@ -298,6 +322,17 @@ class DeltaSelector:
             self._switch(chunk.offset + chunk.length)
         return out
 
+    def check(self, offset: int, data: memoryview) -> None:
+        pass
+
+    @property
+    def last_write_end(self) -> int | None:
+        return None
+
+    @property
+    def image_size(self) -> int | None:
+        return None
+
     def _switch(self, at: int) -> None:
         self.switched_at = at
         self.notify(
@@ -328,6 +363,7 @@ class _State:
     tgt: Target
     touched: bool = False
     spans: list[Span] = field(default_factory=list)
+    written_at: float | None = None  # when the drive held everything (before the stream ended)
 
     def touch(self) -> None:
         """Before the first byte that changes the drive: zero its first MiB."""
@@ -338,10 +374,57 @@ class _State:
         self.tgt.write(memoryview(zeros)[: min(MiB, self.tgt.size)], 0)
         self.tgt.sync()
 
-    def write(self, data: memoryview, offset: int) -> None:
+    def write(self, data: memoryview, offset: int, digest: str = "") -> None:
+        """Write DATA at OFFSET; its span's digest is given, or filled in by the checker."""
         self.touch()
         self.tgt.write(data, offset)
-        self.spans.append(Span(offset, len(data), str(blake3.blake3(data).hexdigest())))
+        self.spans.append(Span(offset, len(data), digest))
+
+
+class _Checker(threading.Thread):
+    """The hashing thread of a ranged write: blake3 of the whole image, the selector's
+    checks (a bmap's range checksums) and the blake3 of each span written, chunk by
+    chunk in order, off the writing thread. An error is kept for the writer to raise."""
+
+    def __init__(self, selector: Selector) -> None:
+        super().__init__(name="usbwriter-hash", daemon=True)
+        self.selector = selector
+        self.image = blake3.blake3()
+        self.digests: dict[int, str] = {}  # span offset -> blake3
+        self.error: BaseException | None = None
+        self.q: queue.Queue[tuple[Chunk, list[tuple[int, int]]] | None] = queue.Queue()
+
+    def run(self) -> None:
+        while (item := self.q.get()) is not None:
+            chunk, parts = item
+            try:
+                if self.error is None:
+                    data = chunk.data
+                    self.image.update(data)
+                    self.selector.check(chunk.offset, data)
+                    for off, n in parts:
+                        rel = off - chunk.offset
+                        self.digests[off] = str(blake3.blake3(data[rel : rel + n]).hexdigest())
+            except BaseException as e:
+                self.error = e
+            finally:
+                chunk.release()
+                self.q.task_done()
+        self.q.task_done()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def settle(self) -> None:
+        """Wait until every chunk handed over is checked; raise what was found."""
+        self.q.join()
+        self.raise_error()
+
+    def finish(self) -> str:
+        self.q.put(None)
+        self.join()
+        return str(self.image.hexdigest())
 
 
 def write_ranged(
@@ -367,7 +450,7 @@ def write_ranged(
         finally:
             selector.close()
         file_digest = stream.file_blake3 if src.info.compressed else None
-    seconds = time.monotonic() - start
+    seconds = (state.written_at or time.monotonic()) - start
     reread = state.touched and tgt.is_block and reread_partitions(tgt.fd)
     coverage = selector.coverage(size, sorted(state.spans, key=lambda s: s.offset))
     result = WriteResult(
@@ -406,43 +489,74 @@ def _write(
     head = aligned_buffer(MiB)
     head_len = read_head(stream, memoryview(head)[:MiB], image)
     head_view = memoryview(head)[:head_len]
-    hasher = Hasher()
-    hasher.update(head_view)
+    head_digest = str(blake3.blake3(head_view).hexdigest())
+    checker = _Checker(selector)
+    checker.image.update(head_view)
+    selector.check(0, head_view)
+    checker.start()
     head_differs = selector.start(tgt, head_view)
+    last = selector.last_write_end
     end = head_len
     prefetch = Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2)
     try:
         for chunk in prefetch:
-            hasher.submit(chunk)
             try:
                 if cancel.is_set():
                     raise Cancelled("cancelled")
+                checker.raise_error()
                 check_chunk_fits(tgt, image, chunk)
-                for off, n in selector.parts(chunk):
+                parts = selector.parts(chunk)
+                checker.q.put((chunk, parts))  # the checker releases it once more
+                for off, n in parts:
                     state.write(chunk.data[off - chunk.offset : off - chunk.offset + n], off)
             finally:
                 chunk.release()
             end = chunk.offset + chunk.length
             meter.advance(stream.consumed - meter.done if by_file else chunk.length)
+            if last is not None and state.written_at is None and end >= last:
+                # Everything the drive gets is written: finish it now; the rest of the
+                # image is only read, for its hash and its size.
+                checker.settle()
+                known = size if size is not None else selector.image_size
+                _finish_drive(state, head_view, head_digest, head_differs, last, known)
     except ReadError as e:
         raise image_read_error(image, e) from None
     finally:
         prefetch.close()
-        digest = hasher.finish()
+        digest = checker.finish()
+    checker.raise_error()
     if cancel.is_set():
         raise Cancelled("cancelled")
     check_declared_size(src, end)
     selector.finish(end)
-    if head_differs or state.touched:
-        state.write(head_view, 0)  # the partition table last
-    _zero_stale_tail(state, end)
+    if state.written_at is None:
+        _finish_drive(state, head_view, head_digest, head_differs, end, end)
+    state.spans = [
+        s if s.blake3 else Span(s.offset, s.length, checker.digests[s.offset]) for s in state.spans
+    ]
     meter.advance((src.file_size if by_file else head_len) - (meter.done if by_file else 0))
     meter.finish()
     if progress is not None:
         progress(Progress("sync", end, end, 0.0, 0.0))
-    if state.touched:
-        tgt.sync()
     return digest, end
+
+
+def _finish_drive(
+    state: _State,
+    head: memoryview,
+    head_digest: str,
+    head_differs: bool,
+    written_end: int,
+    image_end: int | None,
+) -> None:
+    """The head last (the partition table), a stale tail zeroed, everything synced."""
+    if head_differs or state.touched:
+        state.write(head, 0, head_digest)
+    if image_end is not None:
+        _zero_stale_tail(state, max(written_end, image_end))
+    if state.touched:
+        state.tgt.sync()
+    state.written_at = time.monotonic()
 
 
 def _zero_stale_tail(state: _State, end: int) -> None:
