@@ -9,7 +9,6 @@ imported lazily, inside the callables, so building the bundle is cheap.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -78,9 +77,6 @@ def _run_many(plans: list[Plan], **kw: Any) -> list[DriveResult]:
     return run_many(plans, **kw)
 
 
-ISO_PVD = 32768  # ISO 9660: the primary volume descriptor is in the 17th 2 KiB sector
-
-
 def _read_layout(disk: Disk) -> Layout:
     """DISK's partitions with their starts (sysfs), and an ISO 9660 volume on the whole
     disk (its primary volume descriptor). Reads 34 KiB of the drive; changes nothing.
@@ -94,19 +90,18 @@ def _read_layout(disk: Disk) -> Layout:
                 starts[p.name] = int(f.read()) * 512
         except (OSError, ValueError):
             pass
-    whole = None
+    from usbwriter.backup import iso_volume_size
+
+    volume = None
     try:
         fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            pvd = os.pread(fd, 2048, ISO_PVD)
+            volume = iso_volume_size(fd, disk.logical_block_size or 512)
         finally:
             os.close(fd)
     except OSError:
-        pvd = b""
-    if len(pvd) == 2048 and pvd[:6] == b"\x01CD001":
-        (blocks,) = struct.unpack_from("<I", pvd, 80)
-        (block_size,) = struct.unpack_from("<H", pvd, 128)
-        whole = Extent(0, blocks * block_size, "iso9660")
+        pass
+    whole = Extent(0, volume, "iso9660") if volume else None
     return layout_of(disk, starts, whole)
 
 
