@@ -22,7 +22,7 @@ touches it.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import logging
 import os
 import queue
@@ -72,13 +72,21 @@ BLOCK = MiB  # delta: the unit compared and written
 PROBE = 64 * MiB  # delta: decide after this much whether comparing pays
 MOSTLY_DIFFERENT = 0.9
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-_libc.memcmp.restype = ctypes.c_int
+
+@functools.cache
+def _memcmp() -> Any:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    libc.memcmp.restype = ctypes.c_int
+    return libc.memcmp
 
 
 def same_bytes(a: memoryview, b: memoryview) -> bool:
     """memcmp of two writable buffers (a memoryview compares item by item: 20x slower)."""
+    import ctypes
+
     n = len(a)
     if n != len(b):
         return False
@@ -87,7 +95,7 @@ def same_bytes(a: memoryview, b: memoryview) -> bool:
     pa = (ctypes.c_char * n).from_buffer(a)
     pb = (ctypes.c_char * n).from_buffer(b)
     try:
-        return int(_libc.memcmp(pa, pb, n)) == 0
+        return int(_memcmp()(pa, pb, n)) == 0
     finally:
         del pa, pb
 

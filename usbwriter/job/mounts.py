@@ -9,8 +9,6 @@ The unmount itself is umount2(2) with UMOUNT_NOFOLLOW.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -25,6 +23,9 @@ UMOUNT_NOFOLLOW = 8
 
 
 def _umount2(path: str) -> None:
+    import ctypes
+    import ctypes.util
+
     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     if libc.umount2(os.fsencode(path), UMOUNT_NOFOLLOW) != 0:
         err = ctypes.get_errno()

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Callable
@@ -227,29 +228,31 @@ def _decoder(fmt: str, raw: _HashingFile) -> BinaryIO:
     raise ValueError(fmt)
 
 
-def _decode_errors() -> tuple[type[BaseException], ...]:
-    """What decoders raise for damaged or truncated input."""
-    import lzma
+_BASE_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError,
+    OSError,
+    ValueError,
+    RuntimeError,
+    zipfile.BadZipFile,
+)
 
-    errors: list[type[BaseException]] = [
-        EOFError,
-        OSError,
-        ValueError,
-        RuntimeError,
-        lzma.LZMAError,
-        zipfile.BadZipFile,
-    ]
-    try:
-        import zstandard
 
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoders raise for damaged or truncated input: those of the decoder modules
+    loaded so far (a module never imported raised nothing), so that looking needs no
+    import of zstandard for an xz or a raw image."""
+    errors = list(_BASE_ERRORS)
+    lzma = sys.modules.get("lzma")
+    if lzma is not None:
+        errors.append(lzma.LZMAError)
+    zstandard = sys.modules.get("zstandard")
+    if zstandard is not None:
         errors.append(zstandard.ZstdError)
-    except ImportError:  # pragma: no cover - a dependency
-        pass
     return tuple(errors)
 
 
-DECODE_ERRORS = _decode_errors()
-OPEN_ERRORS: tuple[type[BaseException], ...] = (*DECODE_ERRORS, KeyError)
+def open_errors() -> tuple[type[BaseException], ...]:
+    return (*decode_errors(), KeyError)
 
 
 def _bad(info: SourceInfo, consumed: int, e: BaseException) -> BadImage:
@@ -286,7 +289,7 @@ class DecoderStream(Stream):
     def readinto(self, view: memoryview) -> int:
         try:
             return self.file.readinto(view)  # type: ignore[attr-defined,no-any-return]
-        except DECODE_ERRORS as e:
+        except decode_errors() as e:
             raise _bad(self.info, self.raw.pos, e) from None
 
     @property
@@ -296,7 +299,7 @@ class DecoderStream(Stream):
     def close(self) -> None:
         try:
             self.file.close()
-        except DECODE_ERRORS as e:
+        except decode_errors() as e:
             log.debug("closing the decoder of %s: %s", self.info.path, e)
 
 
@@ -393,7 +396,7 @@ def open_stream(fd: int, info: SourceInfo) -> Stream:
         return ToolStream(fd, info, [tool, *argv[1:]])
     try:
         return DecoderStream(fd, info)
-    except OPEN_ERRORS as e:
+    except open_errors() as e:
         raise _bad(info, 0, e) from None
 
 
