@@ -21,12 +21,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static, Tree
+from textual.widgets import Button, Footer, Input, Label, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from usbwriter.tui import suggest
 from usbwriter.tui.format import one_line
 from usbwriter.tui.messages import ContentsRead
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ class ContentsScreen(Screen[None]):
         self.cancel_event = threading.Event()
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static(f"Files in {self.image}: reading…", id="contents-title", markup=False)
         yield ContentsTree()
         with Horizontal(id="extract-to-bar"):

@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Static
+from textual.widgets import Button, Footer, Static
 from textual.worker import WorkerFailed
 
 from usbwriter.tui import rules, suggest
@@ -32,6 +32,7 @@ from usbwriter.tui.screens.confirm import ConfirmDrive, ConfirmStop
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
 from usbwriter.tui.widgets.drive_table import DriveTable
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -334,7 +335,7 @@ class ReceiptScreen(Screen[None]):
         self.text = text
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with Vertical(id="result-body", classes="ok" if self.ok else "failed"):
             style = "bold $text-success" if self.ok else "bold $text-error"
             yield Static(Content.assemble((self.headline, style)), id="result-headline")

@@ -18,11 +18,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Label, ProgressBar, Static
+from textual.widgets import Button, Footer, Label, ProgressBar, Static
 
 from usbwriter.errors import Cancelled
 from usbwriter.tui.format import one_line
 from usbwriter.tui.messages import ExtractFinished, JobProgress
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class ExtractScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         what = f"{len(self.paths)} marked entries" if self.paths else "every file"
-        yield Header()
+        yield TitleBar()
         with Vertical(id="progress-body"):
             yield Static(
                 Content.assemble(

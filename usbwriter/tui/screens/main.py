@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Static
+from textual.widgets import Button, DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from usbwriter.tui import rules
@@ -29,6 +29,7 @@ from usbwriter.tui.messages import (
 from usbwriter.tui.widgets.boot_panel import BootPanel
 from usbwriter.tui.widgets.drive_table import DriveTable
 from usbwriter.tui.widgets.image_picker import ImagePicker
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class MainScreen(Screen[None]):
     # ---- layout
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield ImagePicker(self.initial_image, cursor_blink=self.cursor_blink)
         yield BootPanel()
         yield DriveTable()

@@ -19,12 +19,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, Label, ProgressBar, Sparkline, Static
+from textual.widgets import Footer, Label, ProgressBar, Sparkline, Static
 
 from usbwriter.errors import Cancelled, Refused, UsbWriterError
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.messages import JobFinished, JobProgress
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class ProgressScreen(Screen[None]):
         )
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with Vertical(id="progress-body"):
             yield Static(self.heading(), id="progress-title")
             yield from self.compose_steps()

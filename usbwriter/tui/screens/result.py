@@ -10,9 +10,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Static
+from textual.widgets import Button, Footer, Static
 
 from usbwriter.receipt import describe_device
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
 
@@ -98,7 +99,7 @@ class ResultScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         r = self.receipt
         dev = r["device"].get("path", "the drive")
-        yield Header()
+        yield TitleBar()
         with Vertical(id="result-body", classes="ok" if self.verified else "failed"):
             if self.verified:
                 yield Static(

@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, Static
+from textual.widgets import Button, DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from usbwriter.tui import rules
@@ -30,6 +30,7 @@ from usbwriter.tui.screens.confirm import ConfirmStop, drive_card, not_bootable
 from usbwriter.tui.screens.drive_jobs import in_thread
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.progress import PHASES, Job, ProgressScreen
+from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ class SeveralProgressScreen(ProgressScreen):
         )
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with Vertical(id="progress-body"):
             yield Static(self.heading(), id="progress-title")
             yield from self.compose_steps()
@@ -307,7 +308,7 @@ class SeveralResultScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         ok, n = self.ok_count, len(self.results)
         good = ok == n
-        yield Header()
+        yield TitleBar()
         with Vertical(id="result-body", classes="ok" if good else "failed"):
             if good:
                 head = Content.assemble(
