@@ -24,6 +24,7 @@ from textual.widgets import (
 )
 
 from usbwriter.tui.format import drive_line
+from usbwriter.tui.screens.browse import PathBrowser, shown
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
@@ -159,28 +160,13 @@ class FolderTree(DirectoryTree):
     """Folders only, hidden ones left out."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        out = []
-        for path in paths:
-            try:
-                if not path.name.startswith(".") and path.is_dir():
-                    out.append(path)
-            except OSError:
-                continue
-        return out
+        return shown(paths, lambda p: p.is_dir())
 
 
-class FolderPicker(ModalScreen[str | None]):
+class FolderPicker(PathBrowser):
     """Pick a folder: the highlighted one, or the one shown when nothing is."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("backspace", "parent", "Parent folder"),
-    ]
     AUTO_FOCUS = "#folder-tree"
-
-    def __init__(self, start: Path) -> None:
-        super().__init__(classes="dialog-screen")
-        self.start = start
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="browser"):
@@ -206,13 +192,3 @@ class FolderPicker(ModalScreen[str | None]):
                 self.dismiss(str(tree.path))
         else:
             self.dismiss(None)
-
-    def action_parent(self) -> None:
-        tree = self.query_one(FolderTree)
-        current = Path(tree.path)
-        if current.parent != current:
-            tree.path = current.parent
-            self.query_one("#browser-folder", Static).update(str(current.parent))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,34 +15,55 @@ from textual.widgets import Button, DirectoryTree, Label, Static
 from usbwriter.tui.format import is_image_name
 
 
+def shown(paths: Iterable[Path], keep: Callable[[Path], bool]) -> list[Path]:
+    """PATHS that are not hidden and that KEEP accepts (unreadable ones left out)."""
+    out = []
+    for path in paths:
+        if path.name.startswith("."):
+            continue
+        try:
+            if keep(path):
+                out.append(path)
+        except OSError:
+            continue
+    return out
+
+
 class ImageTree(DirectoryTree):
     """Folders (not hidden) and files whose names look like disk images."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        out = []
-        for path in paths:
-            if path.name.startswith("."):
-                continue
-            try:
-                if path.is_dir() or is_image_name(path.name):
-                    out.append(path)
-            except OSError:
-                continue
-        return out
+        return shown(paths, lambda p: p.is_dir() or is_image_name(p.name))
 
 
-class FileBrowser(ModalScreen[str | None]):
-    """Pick an image; returns its path, or None."""
+class PathBrowser(ModalScreen[str | None]):
+    """A dialog around a DirectoryTree: Backspace (or Parent folder) goes up, Escape
+    cancels; subclasses compose the tree and say what is chosen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("backspace", "parent", "Parent folder"),
     ]
-    AUTO_FOCUS = "#tree"
 
     def __init__(self, start: Path) -> None:
         super().__init__(classes="dialog-screen")
         self.start = start
+
+    def action_parent(self) -> None:
+        tree = self.query_one(DirectoryTree)
+        current = Path(tree.path)
+        if current.parent != current:
+            tree.path = current.parent
+            self.query_one("#browser-folder", Static).update(str(current.parent))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class FileBrowser(PathBrowser):
+    """Pick an image; returns its path, or None."""
+
+    AUTO_FOCUS = "#tree"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="browser"):
@@ -67,13 +88,3 @@ class FileBrowser(ModalScreen[str | None]):
             self.action_parent()
         else:
             self.dismiss(None)
-
-    def action_parent(self) -> None:
-        tree = self.query_one(ImageTree)
-        current = Path(tree.path)
-        if current.parent != current:
-            tree.path = current.parent
-            self.query_one("#browser-folder", Static).update(str(current.parent))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
