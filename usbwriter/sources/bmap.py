@@ -18,8 +18,6 @@ the hash in ChecksumType and put it in ``chksum`` attributes and BmapFileChecksu
 from __future__ import annotations
 
 import bisect
-import contextlib
-import errno
 import hashlib
 import io
 import logging
@@ -32,7 +30,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from usbwriter.errors import BadImage, BadInput, InternalError, Refused, os_error
-from usbwriter.sources.files import KIND_WORDS, kind_of
+from usbwriter.sources.files import KIND_WORDS, kind_of, open_without_blocking
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +117,8 @@ def _read_file(path: str) -> bytes:
     """The bytes of the regular file at PATH, opened without blocking (a FIFO, a
     directory, a socket or a device is refused with BadInput) and at most
     MAX_BMAP_BYTES long."""
+    fd, st = open_without_blocking(path, "open the bmap file", _not_a_bmap)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        error = os_error(path, e, "open the bmap file")
-        if e.errno == errno.ENXIO:  # a socket: say what it is
-            with contextlib.suppress(OSError):
-                error = _not_a_bmap(path, kind_of(os.stat(path).st_mode))
-        raise error from None
-    try:
-        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _not_a_bmap(path, kind_of(st.st_mode))
         if st.st_size > MAX_BMAP_BYTES:

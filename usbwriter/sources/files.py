@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from usbwriter.errors import BadImage, BadInput, UsbWriterError, os_error
@@ -90,20 +91,33 @@ class ImageSource:
         self.close()
 
 
+def open_without_blocking(
+    path: str, doing: str, refuse: Callable[[str, str], UsbWriterError]
+) -> tuple[int, os.stat_result]:
+    """PATH opened for reading without blocking (a FIFO or a terminal cannot hang it), and
+    its stat. REFUSE(path, kind) is the error for a socket, which cannot be opened; the
+    caller refuses the other kinds it does not read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        error = os_error(path, e, doing)
+        if e.errno == errno.ENXIO:  # a socket: say what it is
+            with contextlib.suppress(OSError):
+                error = refuse(path, kind_of(os.stat(path).st_mode))
+        raise error from None
+    try:
+        return fd, os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_readable(path: str) -> tuple[int, bool, int]:
     """(descriptor, is a block device, size) of the regular file or block device at PATH,
     opened for reading without blocking: a FIFO, socket or terminal is refused (BadInput)
     without hanging; nothing is read."""
+    fd, st = open_without_blocking(path, "open the image", not_an_image)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        error = os_error(path, e, "open the image")
-        if e.errno == errno.ENXIO:  # a socket: say what it is
-            with contextlib.suppress(OSError):
-                error = not_an_image(path, kind_of(os.stat(path).st_mode))
-        raise error from None
-    try:
-        st = os.fstat(fd)
         kind = kind_of(st.st_mode)
         if kind not in ("file", "block"):
             raise not_an_image(path, kind)
