@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
@@ -240,17 +240,19 @@ def _walk_udf(iso: Any, tree: Tree) -> None:
 SYSTEM_AREA = VD_START * BLOCK
 
 
-class VolumeView:
-    """The image as pycdlib sees it: bounded reads, and the system area (the first 32 KiB:
-    MBR, GPT, APM) read as zeros. pycdlib refuses some valid hybrid system areas it does not
-    need; this module reads the system area itself."""
+class PycdlibView:
+    """An image as pycdlib sees it: a read-only file object (seek, tell, read) over
+    PREAD(offset, n) of SIZE bytes, with the system area (the first 32 KiB: MBR, GPT,
+    APM) read as zeros. pycdlib refuses some valid hybrid system areas it does not need;
+    the boot report reads the system area itself."""
 
-    def __init__(self, r: ImageReader) -> None:
-        self.r = r
+    def __init__(self, pread: Callable[[int, int], bytes], size: int) -> None:
+        self.pread = pread
+        self.size = size
         self.pos = 0
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.r.size}[whence]
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
         self.pos = max(0, base + offset)
         return self.pos
 
@@ -259,12 +261,18 @@ class VolumeView:
 
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
-            n = self.r.size - self.pos
-        n = max(0, min(n, self.r.size - self.pos))
+            n = self.size - self.pos
+        n = max(0, min(n, self.size - self.pos))
         hidden = min(n, max(0, SYSTEM_AREA - self.pos))  # never read the system area
-        b = bytes(hidden) + self.r.read(self.pos + hidden, n - hidden) if n else b""
+        b = bytes(hidden) + self.pread(self.pos + hidden, n - hidden) if n else b""
         self.pos += len(b)
         return b
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -279,7 +287,7 @@ def read_tree(r: ImageReader, pvd: PvdFields) -> Tree:
         return tree
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(cast(BinaryIO, VolumeView(r)))  # duck-typed: seek, tell, read
+        iso.open_fp(cast(BinaryIO, PycdlibView(r.read, r.size)))  # duck-typed: seek, tell, read
     except Exception as e:  # pycdlib raises PyCdlibInvalidISO and others on damaged input
         tree.problems.append(f"the file tree could not be read: {_one_line(e)}")
         tree.rock_ridge = root_has_susp(r, pvd)

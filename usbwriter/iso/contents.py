@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
+from usbwriter.boot.iso9660 import PycdlibView
 from usbwriter.errors import BadImage, BadInput, UsbWriterError
-from usbwriter.iso.source import ImageBytes, PycdlibView, image_bytes, volume_size
+from usbwriter.iso.source import ImageBytes, image_bytes, volume_size
 from usbwriter.sources.files import ImageSource
 
 log = logging.getLogger(__name__)
@@ -447,7 +448,7 @@ def read_contents(data: ImageBytes) -> Contents:
     limit = real if real is not None else view_size
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(cast(BinaryIO, PycdlibView(data, view_size)))  # duck-typed
+        iso.open_fp(cast(BinaryIO, PycdlibView(data.pread, view_size)))  # duck-typed
     except UsbWriterError:
         raise
     except PyCdlibException as e:

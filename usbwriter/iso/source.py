@@ -30,7 +30,6 @@ HEAD_BLOCKS = HEAD_BYTES // BLOCK
 LRU_BLOCKS = 256  # 16 MiB
 SECTOR = 2048
 VD_OFFSET = 16 * SECTOR  # the first volume descriptor
-SYSTEM_AREA = VD_OFFSET
 
 
 class ImageBytes(Protocol):
@@ -171,46 +170,6 @@ def image_bytes(src: ImageSource, cancel: threading.Event | None = None) -> Imag
     if src.info.compressed:
         return DecodedBytes(src, cancel)
     return RawBytes(src)
-
-
-class PycdlibView:
-    """A read-only file object over ImageBytes for pycdlib (seek, tell, read).
-
-    Its size is SIZE (at least the volume's size, so that pycdlib does not shorten
-    files lying past a truncated image's end: the caller checks extents itself). The
-    system area (the first 32 KiB: MBR, GPT) reads as zeros: pycdlib refuses some
-    valid hybrid system areas it does not need."""
-
-    def __init__(self, data: ImageBytes, size: int) -> None:
-        self.data = data
-        self.size = size
-        self.pos = 0
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            n = self.size - self.pos
-        n = max(0, min(n, self.size - self.pos))
-        hidden = min(n, max(0, SYSTEM_AREA - self.pos))
-        b = bytes(hidden) + self.data.pread(self.pos + hidden, n - hidden) if n else b""
-        self.pos += len(b)
-        return b
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 def volume_size(data: ImageBytes) -> int:
