@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import struct
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,7 @@ from usbwriter.blockio import (
     round_up,
 )
 from usbwriter.devices import read_snapshot
-from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.job.facts import block_size_of, look_at_target
 from usbwriter.job.model import TargetFacts
 from usbwriter.outputs import Output, format_of
@@ -48,7 +47,6 @@ from usbwriter.verify import Reader, VerifyResult, verify_fd
 
 log = logging.getLogger(__name__)
 
-ISO_PVD_OFFSET = 16 * 2048
 #: errors a failing medium gives (the rest, such as ENODEV, end the backup at once)
 MEDIUM_ERRORS = frozenset({errno.EIO, errno.ENODATA, errno.EILSEQ, errno.EBADMSG})
 
@@ -260,25 +258,36 @@ def _read_only(mountpoint: str) -> bool:
 # --- run ----------------------------------------------------------------------------
 
 
-def iso_volume_size(fd: int, block: int) -> int | None:
+class _AlignedReads:
+    """pread for a descriptor that may have O_DIRECT: whole blocks into an aligned buffer."""
+
+    def __init__(self, fd: int, block: int, path: str) -> None:
+        self.fd, self.block, self.path = fd, max(block, 512), path
+        self.size: int | None = None
+
+    def pread(self, offset: int, n: int) -> bytes:
+        lo = offset // self.block * self.block
+        length = round_up(offset + n, self.block) - lo
+        buf = aligned_buffer(round_up(length, 4096))
+        try:
+            with memoryview(buf) as view:
+                got = pread_into(self.fd, view[:length], lo)
+                return bytes(view[offset - lo : min(got, offset - lo + n)])
+        finally:
+            buf.close()
+
+    def close(self) -> None:
+        pass  # the descriptor is the caller's
+
+
+def iso_volume_size(fd: int, block: int, path: str = "") -> int | None:
     """The ISO 9660 volume's size in bytes from its primary volume descriptor, or None."""
-    buf = aligned_buffer(max(block, 4096))
+    from usbwriter.iso.source import volume_size
+
     try:
-        view = memoryview(buf)
-        got = pread_into(fd, view[: max(block, 2048)], ISO_PVD_OFFSET)
-        pvd = bytes(view[:2048]) if got >= 2048 else b""
-        view.release()
-    except OSError:
+        return volume_size(_AlignedReads(fd, block, path)) or None
+    except (BadImage, OSError):
         return None
-    finally:
-        buf.close()
-    if pvd[:6] != b"\x01CD001":
-        return None
-    blocks = struct.unpack_from("<I", pvd, 80)[0]
-    block_size = struct.unpack_from("<H", pvd, 128)[0]
-    if block_size not in (512, 1024, 2048) or blocks == 0:
-        return None
-    return int(blocks * block_size)
 
 
 class _Salvager(Prefetcher):
@@ -366,7 +375,7 @@ def run_backup(
         block = logical_block_size(fd)
         device_size = fd_size(fd)
         size, size_from = device_size, "device"
-        volume = iso_volume_size(fd, block) if plan.optical else None
+        volume = iso_volume_size(fd, block, plan.device) if plan.optical else None
         if volume is not None and volume <= device_size:
             size, size_from = volume, "iso9660"
         elif volume is not None:
