@@ -43,7 +43,7 @@ from usbwriter.outputs import Output, format_of
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.sources import not_a_drive
 from usbwriter.units import human_size
-from usbwriter.verify import Reader, VerifyResult, verify_fd
+from usbwriter.verify import Reader, VerifyResult, device_read_error, verify_fd
 
 log = logging.getLogger(__name__)
 
@@ -441,12 +441,7 @@ def _copy(
                 f"backup of {plan.device} interrupted; no image file was left"
             ) from None
         except ReadError as e:  # an error that retrying does not help (the drive is gone)
-            raise DeviceFault(
-                f"{plan.device}: read failed at byte {e.offset}: {e.error.strerror}",
-                path=plan.device,
-                offset=e.offset,
-                errno=e.error.errno,
-            ) from None
+            raise device_read_error(plan.device, e) from None
         bad = list(chunks.bad)
     meter.finish()
     return str(h.hexdigest()), bad

@@ -46,10 +46,10 @@ from usbwriter.blockio import (
     reread_partitions,
     round_up,
 )
-from usbwriter.errors import Cancelled, DeviceFault
+from usbwriter.errors import Cancelled
 from usbwriter.progress import Meter, Progress, ProgressCallback
 from usbwriter.units import human_size
-from usbwriter.verify import VerifyResult
+from usbwriter.verify import VerifyResult, device_read_error
 from usbwriter.writer import (
     WriteResult,
     check_chunk_fits,
@@ -301,12 +301,7 @@ class DeltaSelector:
         try:
             dev = self._device_chunk(chunk.offset)
         except ReadError as e:
-            raise DeviceFault(
-                f"error while reading '{self.tgt.path if self.tgt else '?'}' at offset "
-                f"{e.offset} to compare: {e.error.strerror}",
-                offset=e.offset,
-                errno=e.error.errno,
-            ) from None
+            raise device_read_error(self.tgt.path if self.tgt else "?", e) from None
         if dev is None:  # past the drive's end: the fit check says so
             return [(chunk.offset, chunk.length)]
         out: list[tuple[int, int]] = []
@@ -670,12 +665,7 @@ def _read_region(
                     chunk.release()
                 meter.advance(chunk.length)
         except ReadError as e:
-            raise DeviceFault(
-                f"error while reading '{tgt.path}' at offset {e.offset}: {e.error.strerror}",
-                path=tgt.path,
-                offset=e.offset,
-                errno=e.error.errno,
-            ) from None
+            raise device_read_error(tgt.path, e) from None
     return [str(h.hexdigest()) for h in hashers]
 
 

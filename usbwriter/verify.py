@@ -150,7 +150,7 @@ def _hash_device(
                     chunk.release()
                 meter.advance(chunk.length)
         except ReadError as e:
-            raise _read_error(reader.path, e) from None
+            raise device_read_error(reader.path, e) from None
     meter.finish()
     return str(h.hexdigest())
 
@@ -202,7 +202,7 @@ def _compare(
                 length = i.offset + i.length
                 meter.advance(stream.consumed - meter.done if by_file else i.length)
         except ReadError as e:
-            raise _read_error(reader.path, e) from None
+            raise device_read_error(reader.path, e) from None
         whole = hashing and src.info.compressed
         file_hash = stream.file_blake3 if whole else None
     if progress is not None:
@@ -225,7 +225,8 @@ def _first_difference(x: memoryview | bytes, y: memoryview | bytes) -> int:
     return lo
 
 
-def _read_error(path: str, e: ReadError) -> DeviceFault:
+def device_read_error(path: str, e: ReadError) -> DeviceFault:
+    """A failed read of the drive (the reader thread's ReadError), with its offset."""
     return DeviceFault(
         f"error while reading '{path}' at offset {e.offset}: {e.error.strerror}",
         path=path,
