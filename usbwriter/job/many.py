@@ -19,9 +19,10 @@ from usbwriter.errors import BadInput, Cancelled, UsbWriterError
 from usbwriter.fanout import DriveProgress, Outcome, verify_many, write_many
 from usbwriter.job.model import Plan, Request
 from usbwriter.job.mounts import unmount_planned
-from usbwriter.job.runner import device_info, open_source, open_target
+from usbwriter.job.runner import open_source, open_target, receipt_for
 from usbwriter.progress import ProgressCallback
 from usbwriter.receipt import Receipt
+from usbwriter.sources import SourceInfo
 from usbwriter.writer import Target
 
 
@@ -95,23 +96,11 @@ def run_many(
         ]
 
 
-def _result(plan: Plan, out: Outcome, unmounted: tuple[str, ...], info: object) -> DriveResult:
-    from usbwriter.sources import SourceInfo
-
+def _result(plan: Plan, out: Outcome, unmounted: tuple[str, ...], info: SourceInfo) -> DriveResult:
     if out.error is not None and out.write is None:
         return DriveResult(out.path, None, out.error)
     assert out.write is not None
-    receipt = Receipt(
-        image_path=plan.image.requested,
-        image_size=out.write.image_size,
-        device=device_info(plan, unmounted),
-        write=out.write,
-        verify=out.verify,
-        unmounted=unmounted,
-        wiped_first_mib=out.wiped,
-        source=info if isinstance(info, SourceInfo) else None,
-        checksum=plan.checksum,
-    )
+    receipt = receipt_for(plan, out.write, out.verify, unmounted, out.wiped, info)
     return DriveResult(out.path, receipt, out.error)
 
 

@@ -27,11 +27,18 @@ from usbwriter.job.facts import look_at_image, look_at_target
 from usbwriter.job.model import ImageFacts, Plan, TargetFacts
 from usbwriter.job.mounts import unmount_planned
 from usbwriter.progress import ProgressCallback
-from usbwriter.ranged import BmapSelector, DeltaSelector, Selector, verify_spans, write_ranged
+from usbwriter.ranged import (
+    BmapSelector,
+    Coverage,
+    DeltaSelector,
+    Selector,
+    verify_spans,
+    write_ranged,
+)
 from usbwriter.receipt import Receipt
-from usbwriter.sources import ImageSource, not_a_drive, open_image
-from usbwriter.verify import Reader, verify_fd
-from usbwriter.writer import Target, wipe_note, write_to
+from usbwriter.sources import ImageSource, SourceInfo, not_a_drive, open_image
+from usbwriter.verify import Reader, VerifyResult, verify_fd
+from usbwriter.writer import Target, WriteResult, wipe_note, write_to
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +142,34 @@ def run(
                 raise e.with_note(wipe_note(wiped)) from None
             if not checked.verified:
                 wiped = tgt.wipe_head()
-        receipt = Receipt(
-            image_path=plan.image.requested,
-            image_size=written.image_size,
-            device=device_info(plan, unmounted),
-            write=written,
-            verify=checked,
-            unmounted=unmounted,
-            wiped_first_mib=wiped,
-            source=src.info,
-            checksum=plan.checksum,
-            coverage=coverage,
-        )
+        receipt = receipt_for(plan, written, checked, unmounted, wiped, src.info, coverage)
         if on_result is not None:
             on_result(receipt)
         return receipt
+
+
+def receipt_for(
+    plan: Plan,
+    written: WriteResult,
+    checked: VerifyResult | None,
+    unmounted: tuple[str, ...],
+    wiped: bool | None,
+    source: SourceInfo,
+    coverage: Coverage | None = None,
+) -> Receipt:
+    """The receipt of PLAN's run: what was written, what the read-back proved."""
+    return Receipt(
+        image_path=plan.image.requested,
+        image_size=written.image_size,
+        device=device_info(plan, unmounted),
+        write=written,
+        verify=checked,
+        unmounted=unmounted,
+        wiped_first_mib=wiped,
+        source=source,
+        checksum=plan.checksum,
+        coverage=coverage,
+    )
 
 
 def _selector(plan: Plan, notify: Notify | None) -> Selector | None:
