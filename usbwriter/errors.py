@@ -9,6 +9,7 @@ codes (docs/cli.md has the same table).
 from __future__ import annotations
 
 import errno as _errno
+import os
 from typing import Any
 
 # Exit codes, the same for every command (docs/cli.md).
@@ -141,6 +142,8 @@ def os_error(path: str, e: OSError, doing: str, *, offset: int | None = None) ->
     if e.errno == _errno.ENOENT:
         return BadInput(f"{path}: no such file or device", **kw)
     if e.errno in (_errno.EACCES, _errno.EPERM):
+        if os.geteuid() == 0:  # root refused: the file system or a lock said no
+            return BadInput(f"{path}: cannot {doing}: {why}", **kw)
         return BadInput(f"{path}: permission denied (writing or reading a drive needs root)", **kw)
     if e.errno == _errno.EISDIR:
         return BadInput(f"{path}: is a directory", **kw)

@@ -21,6 +21,7 @@ import subprocess
 from typing import IO, Any
 
 from usbwriter.errors import BadInput, UsbWriterError, os_error
+from usbwriter.placing import place_new
 
 #: suffix -> format; anything else is written raw.
 SUFFIXES = {".zst": "zst", ".zstd": "zst", ".xz": "xz", ".gz": "gz"}
@@ -147,8 +148,7 @@ class Output:
             if self.replace:
                 os.replace(self.temp, self.path)
             else:
-                os.link(self.temp, self.path)
-                os.unlink(self.temp)
+                place_new(self.temp, self.path)
         except FileExistsError:
             raise BadInput(
                 f"{self.path}: appeared while the backup ran; kept under {self.temp}",

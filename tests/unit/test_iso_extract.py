@@ -331,3 +331,29 @@ def test_ctrl_c_stops_quickly_without_a_half_file(big_iso: Path) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert list(out.iterdir()) == []
+
+
+def test_a_file_made_just_before_naming_is_kept(
+    rr_iso: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race between the check for an existing file and the rename: somebody makes
+    the file in between. Without --overwrite the name is given with RENAME_NOREPLACE,
+    so their file stays and ours is reported as skipped."""
+    import usbwriter.iso.extract as extract_module
+    from usbwriter.placing import place_new as real
+
+    def theirs_first(temp: str, name: str, *, dir_fd: int | None = None) -> None:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
+        os.write(fd, b"theirs")
+        os.close(fd)
+        real(temp, name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(extract_module, "place_new", theirs_first)
+    out = tmp_path / "out"
+    with IsoImage(str(rr_iso)) as iso:
+        x = Extractor(iso, str(out))
+        x.run(select(iso.contents, ["/boot/grub/grub.cfg"]))
+    cfg = out / "boot" / "grub" / "grub.cfg"
+    assert cfg.read_bytes() == b"theirs"
+    assert x.result.skipped == [("/boot/grub/grub.cfg", f"{cfg} exists; kept")]
+    assert sorted(p.name for p in cfg.parent.iterdir()) == ["grub.cfg"]

@@ -466,3 +466,42 @@ def test_hybrid_mbr_layout() -> None:
     uefi_only = hybrid_mbr(HybridLayout(10 << 20, None, 40, 4096, 1), None)
     assert b"not a bootable disk on BIOS" in uefi_only[:440]
     assert uefi_only[446 + 4] == 0xEF and uefi_only[462:478] == bytes(16)
+
+
+def test_an_output_made_while_building_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import usbwriter.iso.build as build_module
+    from usbwriter.errors import Refused
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f.txt").write_text("x")
+    out = tmp_path / "made-meanwhile.iso"
+    from usbwriter.placing import place_new as real
+
+    def theirs_first(temp: str, name: str, *, dir_fd: int | None = None) -> None:
+        out.write_text("theirs")
+        real(temp, name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(build_module, "place_new", theirs_first)
+    with pytest.raises(Refused, match="appeared while the image was built"):
+        build_module.build_iso(build_module.BuildRequest(str(tree), str(out)))
+    assert out.read_text() == "theirs"
+    assert [q.name for q in tmp_path.iterdir() if q.name.endswith(".part")] == []
+
+
+def test_place_new_never_replaces(tmp_path: Path) -> None:
+    from usbwriter.placing import place_new
+
+    (tmp_path / "t").write_text("new")
+    (tmp_path / "n").write_text("old")
+    with pytest.raises(FileExistsError):
+        place_new(str(tmp_path / "t"), str(tmp_path / "n"))
+    assert (tmp_path / "n").read_text() == "old" and (tmp_path / "t").exists()
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        place_new("t", "m", dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    assert (tmp_path / "m").read_text() == "new" and not (tmp_path / "t").exists()

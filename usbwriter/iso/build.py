@@ -26,6 +26,7 @@ import errno
 import logging
 import os
 import random
+import secrets
 import stat
 import threading
 import time
@@ -42,6 +43,7 @@ from usbwriter.iso.hybrid import (
 )
 from usbwriter.iso.names import iso9660_name, joliet_name, volume_label
 from usbwriter.iso.pinned import pinned_clock
+from usbwriter.placing import place_new
 from usbwriter.progress import Meter, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -338,7 +340,8 @@ def build_iso(
 
     iso = pycdlib.PyCdlib()
     out_dir = os.path.dirname(output)
-    tmp = os.path.join(out_dir, f".{os.path.basename(output)}.{os.getpid()}.part")
+    tmp = os.path.join(out_dir, f".{os.path.basename(output)[:200]}.{secrets.token_hex(4)}.part")
+    made = False  # tmp is ours to remove
     boot_info: list[dict[str, Any]] = []
     hybrid_info: dict[str, Any] | None = None
     try:
@@ -361,7 +364,9 @@ def build_iso(
             if bios is not None or efi is not None:
                 boot_info = _add_eltorito(iso, entries, folder, bios, efi, udf)
             try:
-                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o666)  # fmt: skip
+                made = True
             except OSError as e:
                 raise os_error(tmp, e, "create") from None
             with os.fdopen(fd, "w+b") as out:
@@ -372,7 +377,17 @@ def build_iso(
                 out.flush()
                 os.fsync(out.fileno())
         digest = _blake3(tmp, size, progress, cancel)
-        os.replace(tmp, output)
+        if req.overwrite:
+            os.replace(tmp, output)
+        else:
+            try:
+                place_new(tmp, output)
+            except FileExistsError:
+                raise Refused(
+                    f"{req.output}: appeared while the image was built; nothing was replaced",
+                    path=req.output,
+                    errno=errno.EEXIST,
+                ) from None
     except PyCdlibException as e:
         raise InternalError(f"{output}: pycdlib refused the image: {e}", path=output) from e
     except OSError as e:
@@ -380,8 +395,9 @@ def build_iso(
             raise BadImage(f"{output}: no space left on the device", path=output) from None
         raise os_error(output, e, "write") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         with contextlib.suppress(Exception):
             iso.close()
     return BuildResult(

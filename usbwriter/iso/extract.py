@@ -13,7 +13,8 @@ followed. Refused, each reported as skipped, the rest extracted:
 - device nodes, FIFOs and sockets.
 
 A file is written under a temporary name in its folder and renamed when whole, with
-its mode (without setuid and setgid) and mtime where the image records them. Files
+its mode (without setuid and setgid) and mtime where the image records them; without
+``overwrite`` the rename never replaces a file made there meanwhile. Files
 are copied in the order of their extents, so a compressed image decodes forward.
 """
 
@@ -26,12 +27,13 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from usbwriter.errors import BadImage, BadInput, Cancelled, UsbWriterError, os_error
 from usbwriter.iso.contents import Contents, Entry, IsoImage, split_path
+from usbwriter.placing import place_new
 from usbwriter.progress import Meter, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,28 @@ def _exists(name: str, dir_fd: int) -> os.stat_result | None:
         return None
 
 
+@contextlib.contextmanager
+def _unless_unsupported() -> Iterator[None]:
+    """Go on where the file system keeps no such attribute (FAT through FUSE: fchmod
+    is ENOSYS); the file's bytes are what counts."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+            raise
+
+
+def _keep_attributes(fd: int, e: Entry, mask: int) -> None:
+    """Give the open file or folder FD the mode (within MASK) and mtime of E."""
+    if e.mode is not None:
+        with _unless_unsupported():
+            os.fchmod(fd, e.mode & mask)
+    if e.mtime is not None:
+        ns = int(e.mtime.timestamp()) * 1_000_000_000
+        with _unless_unsupported():
+            os.utime(fd, ns=(ns, ns))
+
+
 def _temp_name(name: str) -> str:
     return f".{name[:200]}.usbw-{secrets.token_hex(4)}"
 
@@ -320,19 +344,26 @@ class Extractor:
         try:
             try:
                 self._copy(e, fd, meter)
-                if e.mode is not None:
-                    os.fchmod(fd, e.mode & 0o777)
-                if e.mtime is not None:
-                    ns = int(e.mtime.timestamp()) * 1_000_000_000
-                    os.utime(fd, ns=(ns, ns))
+                _keep_attributes(fd, e, 0o777)
             finally:
                 os.close(fd)
-            self._check_existing(name, dfd, dirs.shown(e.parts))  # made meanwhile?
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            self._place(tmp, name, dfd, dirs.shown(e.parts))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
             raise
+
+    def _place(self, tmp: str, name: str, dfd: int, shown: str) -> None:
+        """Give the finished TMP its NAME; a file made there meanwhile is kept (and a
+        folder is never replaced, overwrite or not)."""
+        self._check_existing(name, dfd, shown)
+        if self.overwrite:
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            return
+        try:
+            place_new(tmp, name, dir_fd=dfd)
+        except FileExistsError:
+            raise _Skip(f"{shown} {EXISTS}") from None
 
     def _check_existing(self, name: str, dfd: int, shown: str) -> None:
         st = _exists(name, dfd)
@@ -377,10 +408,10 @@ class Extractor:
         os.symlink(e.target or "", tmp, dir_fd=dfd)
         try:
             if e.mtime is not None:
-                ns = int(e.mtime.timestamp()) * 1_000_000_000
-                os.utime(tmp, ns=(ns, ns), dir_fd=dfd, follow_symlinks=False)
-            self._check_existing(name, dfd, dirs.shown(e.parts))
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                with _unless_unsupported():
+                    ns = int(e.mtime.timestamp()) * 1_000_000_000
+                    os.utime(tmp, ns=(ns, ns), dir_fd=dfd, follow_symlinks=False)
+            self._place(tmp, name, dfd, dirs.shown(e.parts))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
@@ -388,11 +419,7 @@ class Extractor:
 
     def _folder_times(self, e: Entry, dirs: _Dirs) -> None:
         fd = dirs.open(e.parts)
-        if e.mode is not None:
-            os.fchmod(fd, e.mode & 0o1777)
-        if e.mtime is not None:
-            ns = int(e.mtime.timestamp()) * 1_000_000_000
-            os.utime(fd, ns=(ns, ns))
+        _keep_attributes(fd, e, 0o1777)
 
 
 def extract(
