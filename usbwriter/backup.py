@@ -144,7 +144,12 @@ class BackupReceipt:
             )
             lines += [f"    offset {b.offset}, {b.length} bytes" for b in self.unreadable]
         if self.verify is not None:
-            if self.verify.verified:
+            if self.verify.verified and self.unreadable:
+                lines.append(
+                    "  Verified:  the drive read again equals the file, but for the "
+                    "unreadable ranges above"
+                )
+            elif self.verify.verified:
                 lines.append("  Verified:  the drive read again equals the file")
             else:
                 lines.append(f"  Verify:    FAILED: differs at byte {self.verify.mismatch_offset}")
@@ -295,22 +300,35 @@ class _Salvager(Prefetcher):
     that still fails is zero-filled and listed (keep going) or ends the read."""
 
     def __init__(
-        self, fd: int, path: str, end: int, block: int, retries: int, keep_going: bool
+        self,
+        fd: int,
+        path: str,
+        end: int,
+        block: int,
+        retries: int,
+        keep_going: bool,
+        known: tuple[BadRange, ...] = (),
     ) -> None:
         self.path, self.retries, self.keep_going = path, max(1, retries), keep_going
+        self.known = known  # found unreadable before: zeros, not read again
         self.bad: list[BadRange] = []
         super().__init__(fd, 0, end, block=block)
 
     def _read(self, view: memoryview, want: int, offset: int) -> int:
         n = round_up(want, self.block)
-        try:
-            return pread_into(self.fd, view[:n], offset)
-        except OSError as e:
-            if e.errno not in MEDIUM_ERRORS:
-                raise
-            log.info("read error at %d (%s): retrying sector by sector", offset, e.strerror)
+        if not _overlaps(self.known, offset, n):
+            try:
+                return pread_into(self.fd, view[:n], offset)
+            except OSError as e:
+                if e.errno not in MEDIUM_ERRORS:
+                    raise
+                log.info("read error at %d (%s): retrying sector by sector", offset, e.strerror)
         for pos in range(0, n, self.block):
-            self._sector(view[pos : pos + self.block], offset + pos)
+            sector = view[pos : pos + self.block]
+            if _overlaps(self.known, offset + pos, self.block):
+                sector[:] = bytes(len(sector))
+            else:
+                self._sector(sector, offset + pos)
         return n
 
     @property
@@ -347,6 +365,31 @@ class _Salvager(Prefetcher):
         else:
             self.bad.append(BadRange(offset, len(view)))
         log.warning("%s: unreadable at byte %d; filled with zeros", self.path, offset)
+
+
+def _overlaps(ranges: tuple[BadRange, ...], offset: int, n: int) -> bool:
+    return any(b.offset < offset + n and offset < b.offset + b.length for b in ranges)
+
+
+class _SalvagingReader(Reader):
+    """The drive read again for --verify after a backup with unreadable sectors: those
+    read as zeros, as in the file, without being tried again; a sector that fails now
+    is zero-filled and listed by ``new_bad``."""
+
+    def __init__(self, fd: int, path: str, size: int, known: tuple[BadRange, ...]) -> None:
+        super().__init__(fd, path, size)
+        self.known = known
+        self._reads: list[_Salvager] = []
+
+    def chunks(self, start: int, end: int, chunk_size: int) -> Prefetcher:
+        assert start == 0, "the salvaging reader reads from the start"
+        salvager = _Salvager(self.fd, self.path, end, self.block, 1, True, self.known)
+        self._reads.append(salvager)
+        return salvager
+
+    @property
+    def new_bad(self) -> list[BadRange]:
+        return sorted({b for s in self._reads for b in s.bad}, key=lambda b: b.offset)
 
 
 def run_backup(
@@ -387,7 +430,7 @@ def run_backup(
             out.finish()
             checked = None
             if verify:
-                checked = _verify(fd, plan, size, digest, progress, cancel, out.temp)
+                checked = _verify(fd, plan, size, digest, tuple(bad), progress, cancel, out.temp)
             out.commit()
             output_size = os.stat(plan.output).st_blocks * 512 if sparse else _size(plan.output)
         return BackupReceipt(
@@ -452,19 +495,26 @@ def _verify(
     plan: BackupPlan,
     size: int,
     digest: str,
+    bad: tuple[BadRange, ...],
     progress: ProgressCallback | None,
     cancel: threading.Event,
     written: str,
 ) -> VerifyResult:
     """Read the drive again (O_DIRECT, page cache dropped) beside the file just written
     (decompressed), and compare the two byte by byte; both must also equal the hash of
-    the first read."""
+    the first read. Sectors found unreadable (BAD, zeros in the file) are not read
+    again; one that fails only now fails the verify at its offset."""
     from usbwriter.sources import open_image
 
-    reader = Reader(fd, plan.device, size)
+    reader = _SalvagingReader(fd, plan.device, size, bad) if bad else Reader(fd, plan.device, size)
     with open_image(written) as src:
         result = verify_fd(reader, size, None, image=src, progress=progress, cancel=cancel)
-    if result.verified and result.expected_blake3 != digest:
+    new_bad = reader.new_bad if isinstance(reader, _SalvagingReader) else []
+    if new_bad:
+        first = new_bad[0].offset
+        if result.mismatch_offset is None or first < result.mismatch_offset:
+            result = replace(result, verified=False, mismatch_offset=first)
+    elif result.verified and result.expected_blake3 != digest:
         result = replace(result, verified=False, mismatch_offset=0)
     return result
 

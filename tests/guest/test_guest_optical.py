@@ -14,7 +14,8 @@ scsi-cd on the guest's xHCI controller, seen as /dev/sr0 to sr2 through sr_mod):
   default the backup must stop (exit 1) naming the device and the byte offset of the
   first unreadable 2048-byte sector, and leave no file behind; with ``--keep-going``
   it must list exactly the drive sectors holding the injected ones and write zeros
-  there, and nothing else differs from the ISO.
+  there, and nothing else differs from the ISO; ``--verify`` then reads the drive
+  again, all but those sectors, and passes.
 - ``SCRATCHED`` is ``FAULTY`` with ENODATA instead of EIO: the drive answers MEDIUM
   ERROR (unrecovered read error), as a scratched disc does, and the guest's reads fail
   with ENODATA, not EIO. The same is expected of the backup.
@@ -109,7 +110,8 @@ for name in faulty scratched; do
     fi
     step $name-stop-json python -m usbwriter backup "$D" -o $O/$name-stop-json/disc.iso --json
     ls -A $O/$name-stop-json >"$GUEST_SHARE/$name-stop-json.ls"
-    step $name-keep python -m usbwriter backup "$D" -o $O/$name-keep/disc.iso --keep-going --json
+    step $name-keep python -m usbwriter backup "$D" -o $O/$name-keep/disc.iso \
+        --keep-going --verify --json
     step $name-keep-file facts $O/$name-keep/disc.iso
 done
 """
@@ -287,3 +289,7 @@ def test_backup_keep_going_zeroes_exactly_the_unreadable_sectors(
     size, digest = _file_facts(optical_run, f"{drive}-keep-file")
     assert size == len(expected)
     assert digest == _sha256(expected), "the backup is not the ISO with the bad sectors zeroed"
+    # --verify reads the drive again, but not the sectors already found unreadable.
+    verify = event["verify"]
+    assert verify["verified"] is True and verify["mismatch_offset"] is None, verify
+    assert verify["file_blake3"] == event["blake3"], verify
