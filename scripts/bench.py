@@ -211,6 +211,50 @@ def bmaptool_run(image: Path, dev: str, cgroup: Path | None) -> dict[str, float]
     return {"total": w, "write": w}
 
 
+def busy_seconds() -> float:
+    """CPU time spent by the whole machine so far (every CPU, kernel threads included:
+    the loop device's workers copy the bytes of both tools)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def blake3_seconds(size: int) -> float:
+    """One blake3 pass over SIZE bytes on one thread, 4 MiB updates as usbwriter hashes
+    (best of 3 over 256 MiB, scaled)."""
+    import blake3
+
+    data = memoryview(os.urandom(256 * MiB))
+    best = float("inf")
+    for _ in range(3):
+        h = blake3.blake3()
+        start = time.perf_counter()
+        for i in range(0, len(data), 4 * MiB):
+            h.update(data[i : i + 4 * MiB])
+        best = min(best, time.perf_counter() - start)
+    return best * size / len(data)
+
+
+def cpu_floor(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
+    """What usbwriter's write+verify cannot go below here: it does all of dd's work
+    (read the image, the loop device's copies) plus two blake3 passes (while writing,
+    reading back), spread at best over every CPU, with no start-up at all."""
+    cores = os.cpu_count() or 1
+    dd_cpu = median(runs["dd"], "cpu")
+    hash_s = blake3_seconds(size)
+    floor = (dd_cpu + 2 * hash_s) / cores
+    dd = median(runs["dd"], "total")
+    uw_cpu = median(runs["usbwriter"], "cpu")
+    return [
+        f"CPU time of the whole machine per run (medians): usbwriter {uw_cpu:.2f} s, "
+        f"dd {dd_cpu:.2f} s; one blake3 pass on one thread: {hash_s:.3f} s "
+        f"({size / hash_s / 1e9:.2f} GB/s)",
+        f"floor for usbwriter here: (dd's CPU + 2 blake3 passes) / {cores} CPUs = "
+        f"{floor:.2f} s without any start-up = {floor / dd:.3f} x dd",
+    ]
+
+
 def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -234,7 +278,10 @@ def scenario(
     for i in range(rounds):
         order = list(tools) if i % 2 == 0 else list(reversed(tools))
         for t in order:
-            runs[t].append(tools[t]())
+            before = busy_seconds()
+            r = tools[t]()
+            r["cpu"] = busy_seconds() - before
+            runs[t].append(r)
         print(f"  {name}: round {i + 1}/{rounds} done", file=sys.stderr)
     return runs
 
@@ -582,6 +629,7 @@ def main() -> int:
                 if "cpu-bound" in cases:
                     runs = scenario("CPU-bound", image, dev, size, args.rounds, None, True)
                     emit(report("CPU-bound: loop over /dev/shm, unthrottled", runs, size, None))
+                    emit(cpu_floor(runs, size))
                 if "device-bound" in cases:
                     limit = size / WRITE_BPS + size / READ_BPS
                     with throttled(dev) as cg:
