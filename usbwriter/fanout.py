@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: drive path, its progress
 DriveProgress = Callable[[str, Progress], None]
+#: drive path, what went wrong and what was done about it (said as it happens)
+DriveFailed = Callable[[str, str], None]
 
 
 class _Drive(threading.Thread):
@@ -57,11 +59,14 @@ class _Drive(threading.Thread):
         size: int | None,
         on_progress: DriveProgress | None,
         cancel: threading.Event,
+        on_failed: DriveFailed | None = None,
     ):
         super().__init__(name=f"usbwriter-write-{tgt.path}", daemon=True)
         self.tgt, self.cancel, self.image = tgt, cancel, image
         self.q: queue.Queue[Chunk | None] = queue.Queue()
         self.error: BaseException | None = None
+        self.wiped: bool | None = None  # set when the drive dropped out
+        self.on_failed = on_failed
         self.end = 0
         self.meter = Meter(
             "write",
@@ -81,7 +86,24 @@ class _Drive(threading.Thread):
             self.error = e
             log.warning("%s: %s", self.tgt.path, e)
 
+    def drop_out(self) -> None:
+        """After an error: wipe the head at once (a failed drive may be pulled before the
+        others are done) and say so; a cancel is not this drive's failure."""
+        if self.wiped is not None or self.error is None:
+            return
+        self.wiped = self.tgt.wipe_head()
+        if self.on_failed is not None and not isinstance(self.error, Cancelled):
+            self.on_failed(self.tgt.path, self.failure().message)
+
+    def failure(self) -> UsbWriterError:
+        assert self.error is not None
+        err = failed_write(self.error, self.tgt.path, wipe_note(bool(self.wiped)))
+        if not isinstance(err, UsbWriterError):
+            err = UsbWriterError(f"{self.tgt.path}: {err}", path=self.tgt.path)
+        return err
+
     def run(self) -> None:
+        self.drop_out()  # zeroing the ends failed
         while (chunk := self.q.get()) is not None:
             try:
                 if self.error is None and self.cancel.is_set():
@@ -93,6 +115,7 @@ class _Drive(threading.Thread):
                     self.meter.advance(chunk.length)
             except BaseException as e:
                 self.fail(e)
+                self.drop_out()
             finally:
                 chunk.release()
 
@@ -107,6 +130,7 @@ class _Drive(threading.Thread):
             self.end = end
         except BaseException as e:
             self.fail(e)
+            self.drop_out()
 
 
 @dataclass(frozen=True)
@@ -126,16 +150,18 @@ def write_many(
     targets: list[Target],
     *,
     on_progress: DriveProgress | None = None,
+    on_failed: DriveFailed | None = None,
     cancel: threading.Event | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> list[Outcome]:
     """Write SRC to every target; one outcome per target, in order. An error of the
-    image (unreadable, damaged, cancelled) ends every drive's write."""
+    image (unreadable, damaged, cancelled) ends every drive's write. A drive that fails
+    alone is wiped and reported through ON_FAILED at once."""
     cancel = cancel or threading.Event()
     if cancel.is_set():
         raise Cancelled("write cancelled before it started; no drive was changed")
     start = time.monotonic()
-    drives = [_Drive(t, src.path, src.size, on_progress, cancel) for t in targets]
+    drives = [_Drive(t, src.path, src.size, on_progress, cancel, on_failed) for t in targets]
     with src.stream() as stream:
         try:
             digest, size = _fan_out(stream, src, drives, cancel, chunk_size)
@@ -171,12 +197,9 @@ def write_many(
 
 
 def _failed(d: _Drive) -> Outcome:
-    wiped = d.tgt.wipe_head()
-    assert d.error is not None
-    err = failed_write(d.error, d.tgt.path, wipe_note(wiped))
-    if not isinstance(err, UsbWriterError):
-        err = UsbWriterError(f"{d.tgt.path}: {err}", path=d.tgt.path)
-    return Outcome(d.tgt.path, None, error=err, wiped=wiped)
+    if d.wiped is None:  # an error of the image: every drive stopped together
+        d.wiped = d.tgt.wipe_head()
+    return Outcome(d.tgt.path, None, error=d.failure(), wiped=d.wiped)
 
 
 def _fan_out(
@@ -232,10 +255,12 @@ def verify_many(
     targets: list[Target],
     *,
     on_progress: DriveProgress | None = None,
+    on_failed: DriveFailed | None = None,
     cancel: threading.Event | None = None,
 ) -> list[Outcome]:
     """Read every written drive back at once (a thread each, O_DIRECT through its held
-    descriptor) and compare with the blake3 of the bytes written."""
+    descriptor) and compare with the blake3 of the bytes written; a drive that fails is
+    wiped and reported through ON_FAILED as soon as its own read-back ends."""
     cancel = cancel or threading.Event()
     results: dict[int, Outcome] = {}
 
@@ -253,9 +278,17 @@ def verify_many(
             )
             wiped = None if checked.verified else tgt.wipe_head()
             results[i] = Outcome(out.path, out.write, checked, wiped=wiped)
+            if wiped is not None and on_failed is not None:
+                on_failed(
+                    tgt.path,
+                    f"{tgt.path}: verification FAILED: first difference at byte "
+                    f"{checked.mismatch_offset}; {wipe_note(wiped)}",
+                )
         except UsbWriterError as e:
             wiped = tgt.wipe_head()
             results[i] = Outcome(out.path, out.write, None, error=e, wiped=wiped)
+            if on_failed is not None and not isinstance(e, Cancelled):
+                on_failed(tgt.path, e.message)
 
     threads = []
     for i, (out, tgt) in enumerate(zip(outcomes, targets, strict=True)):
@@ -270,4 +303,4 @@ def verify_many(
     return [results[i] for i in range(len(outcomes))]
 
 
-__all__ = ["DriveProgress", "Outcome", "verify_many", "write_many"]
+__all__ = ["DriveFailed", "DriveProgress", "Outcome", "verify_many", "write_many"]

@@ -17,8 +17,12 @@ pytestmark = [pytest.mark.root, ROOT_ONLY]
 USBWRITER = [sys.executable, "-m", "usbwriter"]
 
 
-def several(image: Path, devices: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [*USBWRITER, "--image", str(image), "--yes", "--force", "--json", *extra]
+def several(
+    image: Path, devices: list[str], *extra: str, json_mode: bool = True
+) -> subprocess.CompletedProcess[str]:
+    argv = [*USBWRITER, "--image", str(image), "--yes", "--force", *extra]
+    if json_mode:
+        argv.append("--json")
     for dev in devices:
         argv += ["--device", dev]
     return subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
@@ -54,6 +58,17 @@ def test_one_failing_drive_leaves_the_others_verified(
     # Each drive reported its own progress.
     seen = {e.get("device") for e in evs if e["event"] == "progress"}
     assert set(good) <= seen
+    # The failing drive was reported (and wiped) as it failed, before the read-back.
+    dropped = [e for e in evs if e["event"] == "drive_failed"]
+    assert [e["device"] for e in dropped] == [failing_loop]
+    assert "No space left" in str(dropped[0]["message"]) and "wiped" in str(dropped[0]["message"])
+    verifying = [
+        i for i, e in enumerate(evs) if e["event"] == "progress" and e["phase"] == "verify"
+    ]
+    assert evs.index(dropped[0]) < verifying[0]
+    text = several(image, drives, json_mode=False)
+    said = [line for line in text.stderr.splitlines() if "the other drives go on" in line]
+    assert len(said) == 1 and failing_loop in said[0], text.stderr
 
 
 def test_same_drive_twice_is_a_usage_error(loop: LoopFactory, tmp_path: Path) -> None:

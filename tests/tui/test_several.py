@@ -130,6 +130,9 @@ async def test_a_failing_drive_among_others(
         assert f"failed: {failed.error.message}" in " ".join(text.split())
         assert "1 of 3 drives FAILED" in str(result.query_one("#result-headline").render())
         assert "Traceback" not in text
+        # Said while the others were still being written, not only in the result.
+        said = [n for n in app._notifications if n.title == "A drive failed; the others go on"]
+        assert [n.message for n in said] == [failed.error.message]
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 1

@@ -63,6 +63,16 @@ class _AllDrives:
                 )
             )
 
+    def failed(self, device: str, message: str) -> None:
+        """A drive dropped out: said at once; it leaves the total."""
+        with self.lock:
+            self.latest.pop(device, None)
+            if self.json_mode:
+                emit({"event": "drive_failed", "device": device, "message": message})
+                return
+            self.show.end_line()
+            say(f"usbwriter: {message}; the other drives go on")
+
 
 def write_several(request: Request, devices: list[str], *, yes: bool, json_mode: bool) -> int:
     from usbwriter.cli.write import boot_summary, refusal_for
@@ -102,8 +112,13 @@ def write_several(request: Request, devices: list[str], *, yes: bool, json_mode:
             show.end_line()
             say(f"usbwriter: {text}")
 
+        drives_progress = _AllDrives(show, json_mode)
         results = run_many(
-            plans, progress=_AllDrives(show, json_mode), cancel=cancel, notify=notify
+            plans,
+            progress=drives_progress,
+            cancel=cancel,
+            notify=notify,
+            on_failed=drives_progress.failed,
         )
     drives: list[dict[str, Any]] = []
     for r in results:

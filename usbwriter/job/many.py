@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 from usbwriter.errors import BadInput, Cancelled, UsbWriterError
-from usbwriter.fanout import DriveProgress, Outcome, verify_many, write_many
+from usbwriter.fanout import DriveFailed, DriveProgress, Outcome, verify_many, write_many
 from usbwriter.job.model import Plan, Request
 from usbwriter.job.mounts import unmount_planned
 from usbwriter.job.runner import open_source, open_target, receipt_for
@@ -78,6 +78,7 @@ def run_many(
     progress: DriveProgress | None = None,
     cancel: threading.Event | None = None,
     notify: Callable[[str], None] | None = None,
+    on_failed: DriveFailed | None = None,
 ) -> list[DriveResult]:
     for p in plans:
         p.raise_if_blocked()
@@ -88,9 +89,13 @@ def run_many(
     with ExitStack() as stack:
         src = stack.enter_context(open_source(plans[0].image))
         targets: list[Target] = [stack.enter_context(open_target(p)) for p in plans]
-        outcomes = write_many(src, targets, on_progress=progress, cancel=cancel)
+        outcomes = write_many(
+            src, targets, on_progress=progress, on_failed=on_failed, cancel=cancel
+        )
         if plans[0].request.verify:
-            outcomes = verify_many(src, outcomes, targets, on_progress=progress, cancel=cancel)
+            outcomes = verify_many(
+                src, outcomes, targets, on_progress=progress, on_failed=on_failed, cancel=cancel
+            )
         return [
             _result(p, o, u, src.info) for p, o, u in zip(plans, outcomes, unmounted, strict=True)
         ]

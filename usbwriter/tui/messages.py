@@ -144,3 +144,12 @@ class DriveJobProgress(Message):
             and message.device == self.device
             and message.progress.phase == self.progress.phase
         )
+
+
+class DriveJobFailed(Message):
+    """One drive of several dropped out (its head wiped); the others go on."""
+
+    def __init__(self, device: str, text: str) -> None:
+        super().__init__()
+        self.device = device
+        self.text = text

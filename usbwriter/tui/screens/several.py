@@ -25,7 +25,7 @@ from textual.worker import get_current_worker
 
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, one_line
-from usbwriter.tui.messages import DriveJobProgress, JobNote, JobProgress
+from usbwriter.tui.messages import DriveJobFailed, DriveJobProgress, JobNote, JobProgress
 from usbwriter.tui.screens.confirm import ConfirmStop, drive_card, not_bootable
 from usbwriter.tui.screens.drive_jobs import in_thread
 from usbwriter.tui.screens.error import ErrorScreen
@@ -179,6 +179,7 @@ class SeveralProgressScreen(ProgressScreen):
         super().__init__(services, first, start=start)
         self.several = several
         self.latest: dict[str, Progress] = {}
+        self.failed: set[str] = set()
 
     def heading(self) -> Content:
         s = self.several
@@ -216,6 +217,7 @@ class SeveralProgressScreen(ProgressScreen):
             progress=lambda device, p: self.post_message(DriveJobProgress(device, p)),
             cancel=cancel,
             notify=lambda text: self.post_message(JobNote(text)),
+            on_failed=lambda device, text: self.post_message(DriveJobFailed(device, text)),
         )
         return {"results": results}
 
@@ -223,7 +225,20 @@ class SeveralProgressScreen(ProgressScreen):
         self.notify(message.text, markup=False)
 
     def on_drive_job_progress(self, message: DriveJobProgress) -> None:
-        self.show_drive(message.device, message.progress)
+        if message.device not in self.failed:
+            self.show_drive(message.device, message.progress)
+
+    def on_drive_job_failed(self, message: DriveJobFailed) -> None:
+        """A drive dropped out: its row says so at once and it leaves the total."""
+        self.failed.add(message.device)
+        self.latest.pop(message.device, None)
+        table = self.query_one("#drive-rows", DataTable)
+        if message.device in {str(k.value) for k in table.rows}:
+            table.update_cell(message.device, "phase", Text("failed", style="bold red"))
+            table.update_cell(message.device, "done", "")
+            table.update_cell(message.device, "rate", "")
+        self.notify(message.text, title="A drive failed; the others go on", severity="error",
+                    markup=False)  # fmt: skip
 
     def show_drive(self, device: str, p: Progress) -> None:
         """One drive's progress in its row; the total of the phase in the bar."""
