@@ -173,6 +173,7 @@ class Stick:
     removable: bool = True
     read_only: bool = False
     name: str = ""  # qemu id; derived from the serial when empty
+    write_bps: int = 0  # qemu throttles writes to this many bytes a second (0: no limit)
 
     @property
     def qid(self) -> str:
@@ -184,6 +185,8 @@ class Stick:
 
     def qemu_args(self) -> list[str]:
         ro = ",readonly=on" if self.read_only else ""
+        if self.write_bps:
+            ro += f",throttling.bps-write={self.write_bps}"
         return [
             "-drive",
             f"if=none,id={self.node},file={_qemu_escape(str(self.image))},format=raw{ro}",

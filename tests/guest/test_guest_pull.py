@@ -1,0 +1,125 @@
+"""A USB stick pulled out while usbwriter writes it and two others at once.
+
+Three emulated sticks in the guest (usb-bot + scsi-hd on xHCI, writes throttled by
+qemu to 4 MB/s so the write lasts a few seconds); the host watches the NDJSON
+progress in the shared folder and, once the second stick is 8 MiB into the image,
+removes it over QMP (device_del: the guest sees a USB disconnect, as when a stick is
+pulled). The pulled stick must be named at once and fail alone; the other two go on,
+are read back and verified, and the exit code is the worst of the three.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import random_file
+from tests.guest import harness
+from tests.guest.harness import Guest, GuestResult
+
+pytestmark = [
+    pytest.mark.guest,
+    pytest.mark.skipif(harness.skip_reason() is not None, reason=harness.skip_reason() or ""),
+]
+
+MiB = 1 << 20
+IMAGE_SIZE = 24 * MiB
+PULL_AT = 8 * MiB
+SERIALS = ("USBW-PL-0001", "USBW-PL-0002", "USBW-PL-0003")  # the second one is pulled
+
+
+def _events(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class PullRun:
+    def __init__(self, result: GuestResult, events: list[dict[str, Any]], devices: list[str],
+                 image: Path, sticks: list[Path], pulled_after: float) -> None:  # fmt: skip
+        self.result, self.events, self.devices = result, events, devices
+        self.image, self.sticks, self.pulled_after = image, sticks, pulled_after
+
+
+@pytest.fixture(scope="module")
+def pull_run(tmp_path_factory: pytest.TempPathFactory, module_stick_file: Any) -> PullRun:
+    work = tmp_path_factory.mktemp("pull")
+    image = random_file(work / "lab.img", IMAGE_SIZE, seed=31)
+    files = [module_stick_file(f"pull{i}", 48 * MiB, random_head=4 * MiB) for i in range(3)]
+    sticks = [
+        harness.Stick(f, serial, "SanDisk", "Cruzer", write_bps=4_000_000)
+        for f, serial in zip(files, SERIALS, strict=True)
+    ]
+    by_serial = [f"$(readlink -f /dev/disk/by-id/usb-*_{s}-0:0)" for s in SERIALS]
+    command = "\n".join(
+        [
+            "udevadm settle",
+            f"export A={by_serial[0]} B={by_serial[1]} C={by_serial[2]}",
+            'echo "$A $B $C" >"$GUEST_SHARE/devices"',
+            "step several sh -c 'python -m usbwriter --image "
+            f'{shlex.quote(str(image))} --device "$A" --device "$B" --device "$C" '
+            '--yes --force --json >"$GUEST_SHARE/several.live"\'',
+        ]
+    )
+    with Guest(command, sticks=sticks, timeout=240) as g:
+        devices = g.wait_for_file("devices", timeout=120).split()
+        live = g.share / "several.live"
+        deadline = time.monotonic() + 120
+        while True:  # until the second stick is PULL_AT into the image
+            text = live.read_text() if live.exists() else ""
+            done = [e.get("done", 0) for e in _events(text.rsplit("\n", 1)[0])
+                    if e.get("device") == devices[1] and e.get("phase") == "write"]  # fmt: skip
+            if done and max(done) >= PULL_AT:
+                break
+            if time.monotonic() > deadline or (g.share / "rc").exists():
+                raise AssertionError(f"the write did not get going:\n{text[-2000:]}")
+            time.sleep(0.1)
+        g.unplug(sticks[1])
+        pulled = time.monotonic()
+        result = g.wait()
+        pulled_after = time.monotonic() - pulled
+    print(result.timings())
+    events = _events(result.files.get("several.live", ""))
+    return PullRun(result, events, devices, image, files, pulled_after)
+
+
+def test_the_pulled_stick_fails_alone(pull_run: PullRun) -> None:
+    run, evs = pull_run.result, pull_run.events
+    st = run.step("several")
+    a, b, c = pull_run.devices
+    summary = evs[-1] if evs else {}
+    assert summary.get("event") == "summary", f"{st.stderr}\n{run.describe()}"
+    rows = {r["device"]: r for r in summary["drives"]}
+    assert rows[a]["exit_code"] == 0 and rows[c]["exit_code"] == 0, summary
+    assert rows[b]["exit_code"] != 0 and rows[b]["error"], summary
+    assert st.returncode == summary["exit_code"] == rows[b]["exit_code"], summary
+    assert "Traceback" not in st.stderr, st.stderr
+
+
+def test_the_pulled_stick_is_named_at_once(pull_run: PullRun) -> None:
+    evs = pull_run.events
+    _, b, _ = pull_run.devices
+    dropped = [e for e in evs if e["event"] == "drive_failed"]
+    assert [e["device"] for e in dropped] == [b], dropped
+    verifying = [i for i, e in enumerate(evs) if e.get("phase") == "verify"]
+    assert verifying and evs.index(dropped[0]) < verifying[0], "named only after the writes"
+
+
+def test_the_other_sticks_are_verified_and_hold_the_image(pull_run: PullRun) -> None:
+    evs = pull_run.events
+    a, _, c = pull_run.devices
+    results = {e["device_path"]: e for e in evs if e["event"] == "result"}
+    assert set(results) == {a, c}, sorted(results)
+    assert all(r["verified"] is True for r in results.values())
+    data = pull_run.image.read_bytes()
+    for stick in (pull_run.sticks[0], pull_run.sticks[2]):
+        with open(stick, "rb") as f:
+            assert f.read(len(data)) == data, stick
+
+
+def test_pulling_a_stick_does_not_hang(pull_run: PullRun) -> None:
+    # The other two still write 16 MiB at 4 MB/s and are read back: well under a minute.
+    assert pull_run.pulled_after < 60, pull_run.pulled_after
