@@ -174,6 +174,7 @@ class Stick:
     read_only: bool = False
     name: str = ""  # qemu id; derived from the serial when empty
     write_bps: int = 0  # qemu throttles writes to this many bytes a second (0: no limit)
+    read_bps: int = 0  # and reads
 
     @property
     def qid(self) -> str:
@@ -187,6 +188,8 @@ class Stick:
         ro = ",readonly=on" if self.read_only else ""
         if self.write_bps:
             ro += f",throttling.bps-write={self.write_bps}"
+        if self.read_bps:
+            ro += f",throttling.bps-read={self.read_bps}"
         return [
             "-drive",
             f"if=none,id={self.node},file={_qemu_escape(str(self.image))},format=raw{ro}",
