@@ -87,6 +87,7 @@ def test_hybrid_iso_boots_where_the_report_says(
     verdict = json.loads(p.stdout)["boot"]
     why = "\n".join(verdict["reasons"])
     assert (verdict["bios"], verdict["uefi"]) == (want_bios, want_uefi), why
+    assert (made["stick"]["bios"], made["stick"]["uefi"]) == (want_bios, want_uefi)
 
     dev = loop(iso.stat().st_size + STICK_SLACK)
     p = usbwriter("--image", str(iso), "--device", dev, "--yes")

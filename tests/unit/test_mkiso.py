@@ -505,3 +505,27 @@ def test_place_new_never_replaces(tmp_path: Path) -> None:
     finally:
         os.close(dfd)
     assert (tmp_path / "m").read_text() == "new" and not (tmp_path / "t").exists()
+
+
+def test_an_efi_image_without_a_loader_is_warned_about(tmp_path: Path) -> None:
+    """mkiso's last word on booting is the boot report's: an EFI image with no
+    EFI/BOOT/BOOTX64.EFI is named, and the stick verdict says UEFI no."""
+    tree = tmp_path / "tree"
+    (tree / "boot").mkdir(parents=True)
+    efi = tree / "boot" / "efi.img"
+    with open(efi, "wb") as f:
+        f.truncate(2 << 20)
+    subprocess.run(["mkfs.vfat", str(efi)], check=True, capture_output=True)
+    subprocess.run(["mmd", "-i", str(efi), "::/EFI", "::/EFI/BOOT"], check=True)
+    out = tmp_path / "no-loader.iso"
+    p = usbwriter("mkiso", str(tree), "-o", str(out), "--boot-efi", "boot/efi.img", "--hybrid")
+    assert p.returncode == 0, p.stderr
+    warning = [line for line in p.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1, p.stderr
+    assert "--boot-efi boot/efi.img: UEFI will not boot this image" in warning[0]
+    assert "BOOTX64.EFI" in warning[0]
+    assert "it boots: BIOS no, UEFI no" in p.stdout, p.stdout
+    q = usbwriter("mkiso", str(tree), "-o", str(out), "--boot-efi", "boot/efi.img",
+                  "--overwrite", "--json")  # fmt: skip
+    stick = json.loads(q.stdout)["stick"]
+    assert (stick["bios"], stick["uefi"]) == ("no", "no"), stick

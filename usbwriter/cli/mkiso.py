@@ -92,6 +92,11 @@ def run(ns: argparse.Namespace) -> int:
             print(f"El Torito {what} boot image: {entry['image']}")
     if result.hybrid is not None:
         print(f"Hybrid: {result.hybrid['summary']}")
+    if result.stick is not None:
+        print(
+            f"Written raw to a USB stick, it boots: BIOS {result.stick['bios']}, "
+            f"UEFI {result.stick['uefi']} (usbwriter inspect tells why)"
+        )
     if result.skipped:
         print(f"Skipped {len(result.skipped)} special files (see the warnings above)")
     print(f"blake3  {result.blake3}")

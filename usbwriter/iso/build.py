@@ -101,6 +101,9 @@ class BuildResult:
     source_date_epoch: int | None
     boot: list[dict[str, Any]] = field(default_factory=list)
     hybrid: dict[str, Any] | None = None
+    #: with boot entries: how the image boots written to a stick, by the boot report
+    #: (the one `usbwriter inspect` gives): {"bios", "uefi", "reasons"}
+    stick: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +119,7 @@ class BuildResult:
             "source_date_epoch": self.source_date_epoch,
             "boot": self.boot,
             "hybrid": self.hybrid,
+            "stick": self.stick,
         }
 
 
@@ -377,6 +381,7 @@ def build_iso(
                 out.flush()
                 os.fsync(out.fileno())
         digest = _blake3(tmp, size, progress, cancel)
+        stick = _stick_verdict(tmp, req, warn) if boot_info else None
         if req.overwrite:
             os.replace(tmp, output)
         else:
@@ -413,7 +418,24 @@ def build_iso(
         source_date_epoch=sde,
         boot=boot_info,
         hybrid=hybrid_info,
+        stick=stick,
     )
+
+
+def _stick_verdict(path: str, req: BuildRequest, warn: Warn) -> dict[str, Any]:
+    """What the boot report says of the image just built: a boot image that does not
+    boot (an EFI image with no EFI/BOOT/BOOTX64.EFI, say) is warned about by name."""
+    from usbwriter.boot import inspect_image
+
+    verdict = inspect_image(path, verify_checksum=False).boot
+    asked = [("BIOS", "--boot-bios", req.boot_bios, verdict.bios),
+             ("UEFI", "--boot-efi", req.boot_efi, verdict.uefi)]  # fmt: skip
+    for firmware, option, image, said in asked:
+        if image is None or said != "no":
+            continue
+        why = [r.split(": ", 1)[1] for r in verdict.reasons if r.startswith(f"{firmware}: ")]
+        warn(f"{option} {image}: {firmware} will not boot this image: " + " ".join(why))
+    return {"bios": verdict.bios, "uefi": verdict.uefi, "reasons": list(verdict.reasons)}
 
 
 def _add(iso: Any, folder: str, e: Entry, udf: bool) -> None:
@@ -517,7 +539,8 @@ def _make_hybrid(
     sde: int | None,
     warn: Warn,
 ) -> dict[str, Any]:
-    """Write the hybrid MBR into the first sector; say what a stick will boot on."""
+    """Write the hybrid MBR into the first sector; say what it holds for each firmware
+    (whether a stick then boots is the boot report's to say: `_stick_verdict`)."""
     out.seek(0)
     if any(out.read(512)):
         raise InternalError(f"{out.name}: the system area is not empty")
@@ -555,13 +578,13 @@ def _make_hybrid(
     out.write(mbr)
     stick_bios, stick_uefi = bios_extent is not None, efi_extent is not None
     if stick_uefi and not stick_bios:
-        summary = "will boot from a stick on UEFI only"
+        summary = "an MBR for UEFI only: the EFI image as partition 1, no BIOS boot code"
     elif stick_bios and not stick_uefi:
-        summary = "will boot from a stick on BIOS only"
+        summary = "an MBR for BIOS only: isolinux's boot code, no EFI partition"
     elif stick_bios:
-        summary = "will boot from a stick on BIOS and UEFI"
+        summary = "an MBR for BIOS and UEFI: isolinux's boot code, the EFI image as partition 1"
     else:
-        summary = "will not boot from a stick"
+        summary = "an MBR with neither boot code nor an EFI partition"
     text = f"{summary} ({note})" if note else summary
     if note:
         warn(f"--hybrid: {text}")
