@@ -12,7 +12,6 @@ tool, in the library (zstandard, lzma, gzip).
 from __future__ import annotations
 
 import contextlib
-import errno
 import gzip
 import lzma
 import os
@@ -21,7 +20,7 @@ import subprocess
 from typing import IO, Any
 
 from usbwriter.errors import BadInput, UsbWriterError, os_error
-from usbwriter.placing import place_new
+from usbwriter.placing import give_name
 
 #: suffix -> format; anything else is written raw.
 SUFFIXES = {".zst": "zst", ".zstd": "zst", ".xz": "xz", ".gz": "gz"}
@@ -145,16 +144,7 @@ class Output:
     def commit(self) -> None:
         """Give the finished file its final name."""
         try:
-            if self.replace:
-                os.replace(self.temp, self.path)
-            else:
-                place_new(self.temp, self.path)
-        except FileExistsError:
-            raise BadInput(
-                f"{self.path}: appeared while the backup ran; kept under {self.temp}",
-                path=self.path,
-                errno=errno.EEXIST,
-            ) from None
+            give_name(self.temp, self.path, replace=self.replace, made_by="backup")
         except OSError as e:
             raise os_error(self.path, e, "name the image file") from None
         self._done = True

@@ -15,6 +15,8 @@ import ctypes
 import errno
 import os
 
+from usbwriter.errors import Refused
+
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _NOT_OFFERED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM)
@@ -48,3 +50,21 @@ def place_new(temp: str, name: str, *, dir_fd: int | None = None) -> None:
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
+
+
+def give_name(temp: str, name: str, *, replace: bool, made_by: str) -> None:
+    """Rename the finished TEMP to NAME: over an existing file only when REPLACE;
+    otherwise a file that appeared at NAME (while MADE_BY ran) is kept, and so is TEMP,
+    under its own name (Refused, exit 4)."""
+    if replace:
+        os.replace(temp, name)
+        return
+    try:
+        place_new(temp, name)
+    except FileExistsError:
+        raise Refused(
+            f"{name}: appeared while the {made_by} ran; nothing was replaced, and the new "
+            f"file is kept as {temp}",
+            path=name,
+            errno=errno.EEXIST,
+        ) from None

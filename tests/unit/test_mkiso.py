@@ -471,24 +471,30 @@ def test_hybrid_mbr_layout() -> None:
 def test_an_output_made_while_building_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import usbwriter.iso.build as build_module
+    """The output appears between the check and the naming: theirs stays, and the new
+    image too, under the temporary name the message gives (exit 4)."""
+    import usbwriter.placing as placing
     from usbwriter.errors import Refused
+    from usbwriter.iso.build import BuildRequest, build_iso
 
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "f.txt").write_text("x")
     out = tmp_path / "made-meanwhile.iso"
-    from usbwriter.placing import place_new as real
+    real = placing.place_new
 
     def theirs_first(temp: str, name: str, *, dir_fd: int | None = None) -> None:
         out.write_text("theirs")
         real(temp, name, dir_fd=dir_fd)
 
-    monkeypatch.setattr(build_module, "place_new", theirs_first)
-    with pytest.raises(Refused, match="appeared while the image was built"):
-        build_module.build_iso(build_module.BuildRequest(str(tree), str(out)))
+    monkeypatch.setattr(placing, "place_new", theirs_first)
+    with pytest.raises(Refused, match="appeared while the mkiso ran") as caught:
+        build_iso(BuildRequest(str(tree), str(out)))
+    assert caught.value.exit_code == 4
     assert out.read_text() == "theirs"
-    assert [q.name for q in tmp_path.iterdir() if q.name.endswith(".part")] == []
+    kept = [q for q in tmp_path.iterdir() if q.name.endswith(".part")]
+    assert len(kept) == 1 and str(kept[0]) in caught.value.message
+    assert kept[0].read_bytes()[32768 + 1 : 32768 + 6] == b"CD001"
 
 
 def test_place_new_never_replaces(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from usbwriter.iso.hybrid import (
 )
 from usbwriter.iso.names import iso9660_name, joliet_name, volume_label
 from usbwriter.iso.pinned import pinned_clock
-from usbwriter.placing import place_new
+from usbwriter.placing import give_name
 from usbwriter.progress import Meter, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -382,17 +382,11 @@ def build_iso(
                 os.fsync(out.fileno())
         digest = _blake3(tmp, size, progress, cancel)
         stick = _stick_verdict(tmp, req, warn) if boot_info else None
-        if req.overwrite:
-            os.replace(tmp, output)
-        else:
-            try:
-                place_new(tmp, output)
-            except FileExistsError:
-                raise Refused(
-                    f"{req.output}: appeared while the image was built; nothing was replaced",
-                    path=req.output,
-                    errno=errno.EEXIST,
-                ) from None
+        try:
+            give_name(tmp, output, replace=req.overwrite, made_by="mkiso")
+        except Refused:
+            made = False  # kept under its own name, as the message says
+            raise
     except PyCdlibException as e:
         raise InternalError(f"{output}: pycdlib refused the image: {e}", path=output) from e
     except OSError as e:
