@@ -223,6 +223,7 @@ def test_recorded_usb_sticks_in_the_guest(prefix: str) -> None:
     )
     assert not fixed.removable and fixed.user_drive and fixed.eligible
     assert [p.path for p in stick.partitions] == ["/dev/sda1"]
+    assert stick.partitions[0].start == 2048 * 512  # sysfs counts 512-byte sectors
     if prefix == "guest":  # udev probed the file system and made the by-id links
         assert stick.by_id == "/dev/disk/by-id/usb-SanDisk_Cruzer_SN0001-0:0"
         assert (stick.partitions[0].fstype, stick.partitions[0].label) == ("vfat", "MYSTICK")

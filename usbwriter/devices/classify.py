@@ -238,6 +238,7 @@ def partition_from_info(info: Mapping[str, Any], snapshot: Snapshot) -> Partitio
         major=major,
         minor=minor,
         holders=tuple(info.get("holders", ())),
+        start=_int(attrs["start"]) * 512 if "start" in attrs else None,
     )
 
 

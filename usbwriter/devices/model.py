@@ -321,6 +321,7 @@ class Partition:
     major: int = 0
     minor: int = 0
     holders: tuple[str, ...] = ()
+    start: int | None = None  # bytes from the disk's start (sysfs), when known
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -78,19 +78,14 @@ def _run_many(plans: list[Plan], **kw: Any) -> list[DriveResult]:
 
 
 def _read_layout(disk: Disk) -> Layout:
-    """DISK's partitions with their starts (sysfs), and an ISO 9660 volume on the whole
-    disk (its primary volume descriptor). Reads 34 KiB of the drive; changes nothing.
-    What cannot be read is left out (the rule then does not suggest a delta write)."""
+    """DISK's partitions with their starts (as listed), and an ISO 9660 volume on the
+    whole disk (its primary volume descriptor). Reads 34 KiB of the drive; changes
+    nothing. What cannot be read is left out (the rule then does not suggest a delta
+    write)."""
+    from usbwriter.backup import iso_volume_size
     from usbwriter.tui.rules import Extent, layout_of
 
-    starts: dict[str, int] = {}
-    for p in disk.partitions:
-        try:
-            with open(f"/sys/class/block/{p.name}/start") as f:
-                starts[p.name] = int(f.read()) * 512
-        except (OSError, ValueError):
-            pass
-    from usbwriter.backup import iso_volume_size
+    starts = {p.name: p.start for p in disk.partitions if p.start is not None}
 
     volume = None
     try:
