@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.mkiso_boot import BIOS_IMAGE, EFI_IMAGE, bootable_tree, missing_tools
+from tests.helpers.mkiso_boot import (
+    BIOS_IMAGE,
+    EFI_IMAGE,
+    GRUB_BIOS_IMAGE,
+    bootable_tree,
+    grub_bios_tree,
+    missing_tools,
+)
 from tests.helpers.qemuboot import boot_stick, qemu_available
 
 pytestmark = [
@@ -107,3 +114,27 @@ def test_hybrid_iso_boots_where_the_report_says(
         assert uefi.marker == f"USBW-MARK {NAME} efi", f"OVMF did not boot:\n{why}\n{tail}"
     else:
         assert not uefi.booted, f"the report says no UEFI boot, but it booted:\n{why}"
+
+
+@pytest.mark.parametrize("loader", ["isolinux", "grub"])
+def test_bios_boot_image_boots_from_the_disc(loader: str, tree: Path, tmp_path: Path) -> None:
+    """As a CD/DVD (El Torito, no MBR) under SeaBIOS: isolinux.bin and GRUB's
+    eltorito.img both find the rest of themselves through the boot info table mkiso
+    writes, and GRUB reads its grub.cfg, the volume's last file, through its 32 KiB
+    disk cache: the padding after it keeps that read on the medium."""
+    if loader == "grub":
+        folder, image, name = (
+            grub_bios_tree(tmp_path / "g", "mkiso-grub"),
+            GRUB_BIOS_IMAGE,
+            "mkiso-grub",
+        )
+    else:
+        folder, image, name = tree, BIOS_IMAGE, NAME
+    iso = tmp_path / f"{loader}.iso"
+    p = usbwriter("mkiso", str(folder), "-o", str(iso), "--boot-bios", image, "--json")
+    assert p.returncode == 0, p.stderr
+    entry = json.loads(p.stdout)["boot"][0]
+    assert (entry["boot_info_table"], entry["load_sectors"]) == (True, 4), entry
+    outcome = boot_stick(iso, "bios", disc=True)
+    tail = "\n".join(outcome.log.splitlines()[-15:])
+    assert outcome.marker == f"USBW-MARK {name} pc", f"SeaBIOS did not boot the disc:\n{tail}"

@@ -15,8 +15,10 @@ from pathlib import Path
 from tests.helpers.images import make_images
 
 BIOS_IMAGE = "isolinux/isolinux.bin"
+GRUB_BIOS_IMAGE = "boot/grub/i386-pc/eltorito.img"
+GRUB_ELTORITO_MODULES = "biosdisk iso9660 normal configfile echo serial terminal test halt"
 EFI_IMAGE = "boot/efi.img"
-TOOLS = ("grub-mkstandalone", "mkfs.vfat", "mmd", "mcopy")
+TOOLS = ("grub-mkstandalone", "grub-mkimage", "mkfs.vfat", "mmd", "mcopy")
 FILES = ("/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/cat.c32")
 
 
@@ -36,3 +38,15 @@ def bootable_tree(work: Path, name: str) -> Path:
     shutil.copy(efi, tree / EFI_IMAGE)
     (tree / "README.txt").write_text(f"usbwriter mkiso test tree {name}\n")
     return tree
+
+
+def grub_bios_tree(work: Path, name: str) -> Path:
+    """A folder whose boot/grub/i386-pc/eltorito.img (GRUB's El Torito core image, which
+    finds itself through a boot info table) reads boot/grub/grub.cfg and prints
+    "USBW-MARK NAME pc" on the serial port."""
+    root: Path = make_images.grub_tree(work, name)
+    image = root / GRUB_BIOS_IMAGE
+    image.parent.mkdir(parents=True)
+    make_images.run(["grub-mkimage", "-O", "i386-pc-eltorito", "-p", "/boot/grub",
+                     "-o", str(image), *GRUB_ELTORITO_MODULES.split()])  # fmt: skip
+    return root

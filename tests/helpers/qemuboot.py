@@ -59,7 +59,9 @@ def ovmf_path() -> str | None:
     return None
 
 
-def qemu_argv(stick: str, firmware: Firmware, serial: Path, debugcon: Path) -> list[str]:
+def qemu_argv(
+    stick: str, firmware: Firmware, serial: Path, debugcon: Path, *, disc: bool = False
+) -> list[str]:
     argv = [
         "qemu-system-x86_64", "-nodefaults", "-accel", "tcg", "-m", "256",
         "-display", "none", "-monitor", "none", "-no-reboot",
@@ -71,10 +73,18 @@ def qemu_argv(stick: str, firmware: Firmware, serial: Path, debugcon: Path) -> l
         argv += ["-bios", ovmf]
     else:
         argv += ["-boot", "reboot-timeout=0"]
+    if disc:  # a CD/DVD in the machine's IDE drive: El Torito, not the MBR
+        argv += [
+            "-drive", f"file={stick},format=raw,if=none,id=disc,readonly=on,media=cdrom",
+            "-device", "ide-cd,drive=disc,bootindex=0",
+        ]  # fmt: skip
+    else:
+        argv += [
+            "-drive", f"file={stick},format=raw,if=none,id=stick,readonly=on",
+            "-device", "usb-ehci,id=ehci",
+            "-device", "usb-storage,bus=ehci.0,drive=stick,removable=on,bootindex=0",
+        ]  # fmt: skip
     argv += [
-        "-drive", f"file={stick},format=raw,if=none,id=stick,readonly=on",
-        "-device", "usb-ehci,id=ehci",
-        "-device", "usb-storage,bus=ehci.0,drive=stick,removable=on,bootindex=0",
         "-serial", f"file:{serial}",
         "-chardev", f"file,id=dbg,path={debugcon}",
         "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
@@ -102,8 +112,11 @@ def boot_stick(
     firmware: Firmware,
     timeout: float | None = None,
     quiet: float = 8.0,
+    *,
+    disc: bool = False,
 ) -> BootOutcome:
-    """Boot `stick` (an image file or a block device) under qemu with BIOS or UEFI."""
+    """Boot `stick` (an image file or a block device) under qemu with BIOS or UEFI; with
+    DISC, as a CD/DVD in an IDE drive instead of a USB stick."""
     if firmware not in ("bios", "uefi"):
         raise ValueError(f"firmware must be 'bios' or 'uefi', not {firmware!r}")
     if timeout is None:
@@ -111,7 +124,7 @@ def boot_stick(
     with tempfile.TemporaryDirectory(prefix="usbw-qemu-") as tmp:
         serial = Path(tmp) / "serial.log"
         debugcon = Path(tmp) / "debugcon.log"
-        argv = qemu_argv(os.fspath(stick), firmware, serial, debugcon)
+        argv = qemu_argv(os.fspath(stick), firmware, serial, debugcon, disc=disc)
         start = time.monotonic()
         proc = subprocess.Popen(
             argv,

@@ -535,3 +535,45 @@ def test_an_efi_image_without_a_loader_is_warned_about(tmp_path: Path) -> None:
                   "--overwrite", "--json")  # fmt: skip
     stick = json.loads(q.stdout)["stick"]
     assert (stick["bios"], stick["uefi"]) == ("no", "no"), stick
+
+
+def test_the_volume_ends_with_padding_as_mkisofs_does(tmp_path: Path) -> None:
+    """300 KiB of zeros after the last file, counted in the primary and the Joliet
+    volume descriptors (GRUB reading the last file ahead in 32 KiB blocks would run off
+    the medium otherwise); not with UDF, whose last anchor ends the volume."""
+    from usbwriter.iso.build import PADDING
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "last.cfg").write_text("the volume's last file\n")
+    out = tmp_path / "padded.iso"
+    assert usbwriter("mkiso", str(tree), "-o", str(out)).returncode == 0
+    data = out.read_bytes()
+    assert data[-PADDING:] == bytes(PADDING)
+    sizes = {}
+    for sector in range(16, 20):
+        d = data[sector * 2048 : sector * 2048 + 88]
+        if d[0] in (1, 2):
+            sizes[d[0]] = int.from_bytes(d[80:84], "little"), int.from_bytes(d[84:88], "big")
+    blocks = len(data) // 2048
+    assert sizes == {1: (blocks, blocks), 2: (blocks, blocks)}, sizes
+    info = subprocess.run(["isoinfo", "-d", "-i", str(out)], capture_output=True, text=True)
+    assert f"Volume size is: {blocks}" in info.stdout
+    listing = usbwriter("ls", str(out))
+    assert listing.returncode == 0 and "last.cfg" in listing.stdout
+
+    udf = tmp_path / "udf.iso"
+    assert usbwriter("mkiso", str(tree), "-o", str(udf), "--udf").returncode == 0
+    assert usbwriter("ls", str(udf)).returncode == 0
+    raw = udf.read_bytes()
+    assert int.from_bytes(raw[16 * 2048 + 80 : 16 * 2048 + 84], "little") == len(raw) // 2048
+
+
+def test_which_bios_images_get_a_boot_info_table() -> None:
+    from usbwriter.iso.hybrid import needs_boot_info_table
+
+    isolinux = Path("/usr/lib/ISOLINUX/isolinux.bin").read_bytes()[:0x44]
+    grub = bytes.fromhex("e80000eb3b") + bytes(59)
+    assert needs_boot_info_table(isolinux) and needs_boot_info_table(grub)
+    assert not needs_boot_info_table(b"\xeb\x3c\x90MSDOS5.0" + bytes(57))  # a floppy image
+    assert not needs_boot_info_table(grub[:8] + b"\x01" + grub[9:])  # bytes 8-63 in use

@@ -39,6 +39,7 @@ from usbwriter.iso.hybrid import (
     HybridLayout,
     hybrid_mbr,
     isolinux_hybrid_capable,
+    needs_boot_info_table,
     read_isohdpfx,
 )
 from usbwriter.iso.names import iso9660_name, joliet_name, volume_label
@@ -376,6 +377,8 @@ def build_iso(
             with os.fdopen(fd, "w+b") as out:
                 _write(iso, out, output, progress, cancel)
                 size = out.seek(0, os.SEEK_END)
+                if not udf:
+                    size = _pad(out, size)
                 if req.hybrid:
                     hybrid_info = _make_hybrid(iso, out, bios, efi, folder, size, sde, warn)
                 out.flush()
@@ -474,13 +477,16 @@ def _add_eltorito(
     if bios is not None:
         head = _read_head(os.path.join(folder, *bios.parts), 0x44)
         isolinux = isolinux_hybrid_capable(head)
-        load = 4 if isolinux else min(-(-bios.size // 512), EFI_LOAD_MAX)
+        table = needs_boot_info_table(head)
+        # isolinux and GRUB load the rest of themselves (4 sectors, as their own tools
+        # ask); another image is loaded whole
+        load = 4 if table else min(-(-bios.size // 512), EFI_LOAD_MAX)
         iso.add_eltorito(
-            "/" + "/".join(bios.iso), boot_load_size=load, boot_info_table=isolinux, **cat
+            "/" + "/".join(bios.iso), boot_load_size=load, boot_info_table=table, **cat
         )
         info.append(
             {"platform": "bios", "image": bios.path, "emulation": "none",
-             "load_sectors": load, "boot_info_table": isolinux, "isolinux": isolinux}
+             "load_sectors": load, "boot_info_table": table, "isolinux": isolinux}
         )  # fmt: skip
     if efi is not None:
         load = min(-(-efi.size // 512), EFI_LOAD_MAX)
@@ -492,6 +498,30 @@ def _add_eltorito(
         )
     info.append({"catalog": real})
     return info
+
+
+#: zeros after the last file, counted in the volume, as mkisofs and xorriso add: a reader
+#: that fetches ahead in large blocks (GRUB's disk cache, a CD drive's readahead) must
+#: not run off the end of the medium while it reads the last file. (Not with UDF: its
+#: second anchor must stay in the volume's last sector.)
+PADDING = 150 * 2048
+
+
+def _pad(out: Any, end: int) -> int:
+    """Append PADDING and count it in the primary and supplementary (Joliet) volume
+    descriptors' volume space size; the new end."""
+    out.seek(end)
+    out.write(bytes(PADDING))
+    blocks = (end + PADDING) // 2048
+    for sector in range(16, 32):
+        out.seek(sector * 2048)
+        head = out.read(6)
+        if head[1:6] != b"CD001" or head[0] == 255:  # the set's terminator
+            break
+        if head[0] in (1, 2):
+            out.seek(sector * 2048 + 80)
+            out.write(blocks.to_bytes(4, "little") + blocks.to_bytes(4, "big"))
+    return end + PADDING
 
 
 class _Stop(Exception):

@@ -45,6 +45,20 @@ def isolinux_hybrid_capable(head: bytes) -> bool:
     return len(head) >= 0x44 and head[0x40:0x44] == ISOLINUX_SIGNATURE
 
 
+#: GRUB's cdboot.img, the head of an i386-pc-eltorito core image: "call +0; jmp 0x40",
+#: then the 56 bytes a boot info table is written into, zero until then
+GRUB_CDBOOT_HEAD = bytes.fromhex("e80000eb3b")
+
+
+def needs_boot_info_table(head: bytes) -> bool:
+    """Whether a BIOS boot image finds itself on the disc through a boot info table
+    (bytes 8-63 patched with its place and length): isolinux.bin and GRUB's
+    eltorito.img do; other images would be damaged by one."""
+    if isolinux_hybrid_capable(head):
+        return True
+    return head[:5] == GRUB_CDBOOT_HEAD and not any(head[8:64])
+
+
 def read_isohdpfx(path: str = ISOHDPFX) -> bytes | None:
     """syslinux's isohybrid MBR code (432 bytes), or None when it is not installed."""
     try:
