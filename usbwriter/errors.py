@@ -58,7 +58,9 @@ class UsbWriterError(Exception):
 
     @property
     def message(self) -> str:
-        return " ".join(str(self).split()) or self.code
+        """One line a terminal shows as it is: a name holding a newline or an escape
+        sequence (a crafted file name, an ISO's) cannot move the cursor or recolour."""
+        return terminal_safe(" ".join(str(self).split())) or self.code
 
     def with_note(self, note: str) -> UsbWriterError:
         """The same error, its message extended (e.g. with what was done about it)."""
@@ -78,6 +80,13 @@ class UsbWriterError(Exception):
         if self.errno is not None:
             d["errno"] = _errno.errorcode.get(self.errno, str(self.errno))
         return d
+
+
+def terminal_safe(s: str) -> str:
+    """S with undecodable bytes and control characters (C0, DEL, C1: ESC and CSI start
+    escape sequences) shown as '?'."""
+    s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join("?" if (ord(c) < 32 or 127 <= ord(c) < 160) else c for c in s)
 
 
 class BadImage(UsbWriterError):

@@ -49,3 +49,17 @@ def test_inspect_bad_image_is_one_line(tmp_path: Path) -> None:
     assert p.stdout == ""
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1 and str(junk) in err and "Traceback" not in err
+
+
+def test_a_name_with_escape_sequences_cannot_reach_the_terminal(tmp_path: Path) -> None:
+    """A crafted file name (a newline, ESC [31m, a C1 CSI) is shown with '?' in the one
+    error line; --json keeps the real name, escaped by JSON."""
+    name = tmp_path / "bad\nname\x1b[31m\u009b2J.iso"
+    name.write_bytes(b"")
+    p = usbwriter("inspect", str(name))
+    err = p.stderr.strip()
+    assert p.returncode == 1 and len(err.splitlines()) == 1, err
+    assert "bad name?[31m?2J.iso" in err and "\x1b" not in err and "\u009b" not in err
+    w = usbwriter("--image", str(name), "--device", "/dev/null", "--yes", "--json")
+    event = json.loads(w.stdout.strip().splitlines()[-1])
+    assert event["path"] == str(name) and "\x1b" not in event["message"], event

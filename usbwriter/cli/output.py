@@ -22,7 +22,12 @@ def emit(obj: dict[str, Any], out: TextIO | None = None) -> None:
 
 
 def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """TEXT on stderr, each line as a terminal shows it (no escape sequences from
+    names in it: see errors.terminal_safe)."""
+    from usbwriter.errors import terminal_safe
+
+    safe = "\n".join(terminal_safe(line) for line in text.split("\n"))
+    print(safe, file=sys.stderr, flush=True)
 
 
 def interactive() -> bool:

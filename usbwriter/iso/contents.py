@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
 from usbwriter.boot.iso9660 import PycdlibView
-from usbwriter.errors import BadImage, BadInput, UsbWriterError
+from usbwriter.errors import BadImage, BadInput, UsbWriterError, terminal_safe
 from usbwriter.iso.source import ImageBytes, image_bytes, volume_size
 from usbwriter.sources.files import ImageSource
 
@@ -538,5 +538,4 @@ def text_line(e: Entry) -> str:
 
 def printable(s: str) -> str:
     """S for a terminal: undecodable bytes and control characters shown as '?'."""
-    s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return "".join("?" if (ord(c) < 32 or ord(c) == 127) else c for c in s)
+    return terminal_safe(s)
