@@ -126,3 +126,31 @@ def test_bmap_of_another_size_is_refused_and_no_bmap_writes_all(
     assert whole.returncode == 0, whole.stderr
     assert "coverage" not in result(whole)
     assert read_dev(dev, 0, SIZE + 4096) == image.read_bytes()
+
+
+def test_ctrl_c_stops_within_two_seconds_and_wipes_the_head(
+    loop: LoopFactory, ext4: tuple[Path, Path]
+) -> None:
+    import signal
+    import time
+
+    from tests.helpers.throttle import blkio_group, enter
+
+    image, bmap = ext4
+    assert sum(n for _, n in mapped(bmap)) > 3 * MiB  # seconds at 1 MiB/s
+    dev = loop(96 * MiB)
+    fill(dev, 2 * MiB, PATTERN)
+    argv = [*USBWRITER, "--image", str(image), "--device", dev, "--yes", "--force"]
+    with blkio_group(dev, MiB, 64 * MiB) as group:
+        proc = subprocess.Popen(
+            argv, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: enter(group)
+        )
+        time.sleep(2.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        stopped = time.monotonic() - start
+    assert proc.returncode == 130, err
+    assert stopped < 2.0, stopped
+    assert "Traceback" not in err, err
+    assert read_dev(dev, 0, MiB) == bytes(MiB), "interrupted, the drive still looks bootable"

@@ -113,3 +113,38 @@ def test_delta_and_bmap_are_not_combined(flashed: tuple[str, Path], tmp_path: Pa
         check=False,
     )
     assert done.returncode == 2 and "choose one" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("phase", ["compare", "write"])
+def test_ctrl_c_stops_within_two_seconds(
+    flashed: tuple[str, Path], tmp_path: Path, phase: str
+) -> None:
+    """SIGINT while the drive is read for the compare (nothing written yet: the old
+    image stays whole) or while the changed blocks are written (then the head is
+    wiped): exit 130 within 2 s either way."""
+    import signal
+    import time
+
+    from tests.helpers.throttle import blkio_group, enter
+
+    dev, image = flashed
+    if phase == "write":  # every block differs: the rest is written plainly
+        image = random_file(tmp_path / "other.img", SIZE, seed=12)
+    argv = [*USBWRITER, "--image", str(image), "--device", dev, "--yes", "--force", "--delta"]
+    with blkio_group(dev, 8 * MiB, 8 * MiB) as group:
+        proc = subprocess.Popen(
+            argv, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: enter(group)
+        )
+        time.sleep(2.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        stopped = time.monotonic() - start
+    assert proc.returncode == 130, err
+    assert stopped < 2.0, stopped
+    assert "Traceback" not in err and len(err.strip().splitlines()[-1]) < 300, err
+    head = read_dev(dev, 0, MiB)
+    if phase == "compare":
+        assert holds(dev, image), "a compare changed the drive"
+    else:
+        assert head == bytes(MiB), "interrupted mid-write, the drive still looks bootable"
