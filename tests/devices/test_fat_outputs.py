@@ -116,3 +116,23 @@ def test_mkiso_onto_the_drive(exfat_drive: Path, tmp_path: Path) -> None:
     listing = usbwriter("ls", "-R", str(made))
     assert listing.returncode == 0 and "BOOTX64.EFI" in listing.stdout, listing.stderr
     assert os.listdir(exfat_drive) == ["built.iso"]
+
+
+def test_names_exfat_cannot_hold_are_reported(exfat_drive: Path, tmp_path: Path) -> None:
+    """':' is no part of an exFAT name, and README and readme are one name there: the
+    first fails with a word on the name, the second is kept as existing; the rest is
+    extracted and the exit code says something failed."""
+    tree = make_tree(
+        tmp_path / "tree",
+        {"a:b.txt": b"a\n", "README": b"upper\n", "readme": b"lower\n", "ok.txt": b"ok\n"},
+    )
+    iso = xorriso_iso(tree, tmp_path / "names.iso")
+    out = exfat_drive / "files"
+    p = usbwriter("extract", str(iso), "-o", str(out))
+    assert p.returncode == 1, p.stderr
+    assert f"failed /a:b.txt: {out}/a:b.txt: the file system there does not take this name" in (
+        p.stderr
+    )
+    assert "exists; kept" in p.stderr
+    assert (out / "ok.txt").read_bytes() == b"ok\n"
+    assert sorted(os.listdir(out)) in (["README", "ok.txt"], ["ok.txt", "readme"])

@@ -189,6 +189,22 @@ def _exists(name: str, dir_fd: int) -> os.stat_result | None:
 
 
 @contextlib.contextmanager
+def _name_refused(shown: str) -> Iterator[None]:
+    """Creating a file in a folder already open: ENOENT or EINVAL can only be about the
+    name, which the output's file system does not take (':' or '?' on FAT and exFAT)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.EINVAL, errno.EILSEQ):
+            raise
+        raise BadInput(
+            f"{shown}: the file system there does not take this name ({e.strerror})",
+            path=shown,
+            errno=e.errno,
+        ) from None
+
+
+@contextlib.contextmanager
 def _unless_unsupported() -> Iterator[None]:
     """Go on where the file system keeps no such attribute (FAT through FUSE: fchmod
     is ENOSYS); the file's bytes are what counts."""
@@ -339,8 +355,9 @@ class Extractor:
         name = e.parts[-1]
         self._check_existing(name, dfd, dirs.shown(e.parts))
         tmp = _temp_name(name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o666, dir_fd=dfd)  # fmt: skip
+        with _name_refused(dirs.shown(e.parts)):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o666, dir_fd=dfd)  # fmt: skip
         try:
             try:
                 self._copy(e, fd, meter)
@@ -405,7 +422,8 @@ class Extractor:
         name = e.parts[-1]
         self._check_existing(name, dfd, dirs.shown(e.parts))
         tmp = _temp_name(name)
-        os.symlink(e.target or "", tmp, dir_fd=dfd)
+        with _name_refused(dirs.shown(e.parts)):
+            os.symlink(e.target or "", tmp, dir_fd=dfd)
         try:
             if e.mtime is not None:
                 with _unless_unsupported():
