@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say
+from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say, tell
 from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput
 
 DESCRIPTION = (
@@ -51,7 +51,7 @@ def run(ns: argparse.Namespace) -> int:
     if ns.json:
         emit(receipt.to_json())
     else:
-        print(receipt.to_text())
+        tell(receipt.to_text())
     for bad in receipt.unreadable:
         say(f"usbwriter: warning: {ns.device}: {bad.length} unreadable bytes at byte {bad.offset}")
     if receipt.verify is not None and not receipt.verify.verified:

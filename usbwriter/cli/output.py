@@ -24,10 +24,18 @@ def emit(obj: dict[str, Any], out: TextIO | None = None) -> None:
 def say(text: str) -> None:
     """TEXT on stderr, each line as a terminal shows it (no escape sequences from
     names in it: see errors.terminal_safe)."""
+    print(_safe_lines(text), file=sys.stderr, flush=True)
+
+
+def tell(text: str) -> None:
+    """A result in words (a receipt) on stdout, each line as a terminal shows it."""
+    print(_safe_lines(text), flush=True)
+
+
+def _safe_lines(text: str) -> str:
     from usbwriter.errors import terminal_safe
 
-    safe = "\n".join(terminal_safe(line) for line in text.split("\n"))
-    print(safe, file=sys.stderr, flush=True)
+    return "\n".join(terminal_safe(line) for line in text.split("\n"))
 
 
 def interactive() -> bool:

@@ -11,6 +11,7 @@ from usbwriter.cli.output import (
     emit,
     interactive,
     say,
+    tell,
 )
 from usbwriter.errors import EXIT_OK, Cancelled, Refused
 
@@ -71,6 +72,6 @@ def run(ns: argparse.Namespace) -> int:
     if ns.json:
         emit(receipt.to_json())
     else:
-        print(receipt.to_text())
+        tell(receipt.to_text())
         say("It is safe to remove the drive.")
     return EXIT_OK

@@ -17,6 +17,7 @@ from usbwriter.cli.output import (
     emit,
     interactive,
     say,
+    tell,
 )
 from usbwriter.errors import Cancelled, Refused
 
@@ -128,7 +129,7 @@ def write_several(request: Request, devices: list[str], *, yes: bool, json_mode:
             if json_mode:
                 emit({**r.receipt.to_json(), "device_path": r.path})
             else:
-                print(r.receipt.to_text())
+                tell(r.receipt.to_text())
             if r.receipt.verify is not None and not r.receipt.verified:
                 say(f"usbwriter: {mismatch_message(r.receipt)}")
         if r.error is not None:

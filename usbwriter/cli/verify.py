@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say
+from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say, tell
 from usbwriter.errors import EXIT_MISMATCH, EXIT_OK
 
 DESCRIPTION = "Compare a drive with an image, reading the drive with O_DIRECT."
@@ -26,7 +26,7 @@ def run(ns: argparse.Namespace) -> int:
     if ns.json:
         emit(receipt.to_json())
     elif receipt.verified:
-        print(receipt.to_text())
+        tell(receipt.to_text())
     if not receipt.verified:
         say(f"usbwriter: {mismatch_message(receipt)}")
         return EXIT_MISMATCH

@@ -12,6 +12,7 @@ from usbwriter.cli.output import (
     emit,
     interactive,
     say,
+    tell,
 )
 from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput, Cancelled, Refused, UsbWriterError
 
@@ -190,7 +191,7 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
     if json_mode:
         emit(receipt.to_json())
     else:
-        print(receipt.to_text())
+        tell(receipt.to_text())
     if receipt.verify is not None and not receipt.verified:
         say(f"usbwriter: {mismatch_message(receipt)}")
         return EXIT_MISMATCH
