@@ -34,7 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from usbwriter.errors import BadImage, BadInput, Cancelled, InternalError, Refused, os_error
+from usbwriter.errors import (
+    BadImage,
+    BadInput,
+    Cancelled,
+    InternalError,
+    Refused,
+    UsbWriterError,
+    os_error,
+)
 from usbwriter.iso.hybrid import (
     HybridLayout,
     hybrid_mbr,
@@ -419,12 +427,16 @@ def build_iso(
     )
 
 
-def _stick_verdict(path: str, req: BuildRequest, warn: Warn) -> dict[str, Any]:
+def _stick_verdict(path: str, req: BuildRequest, warn: Warn) -> dict[str, Any] | None:
     """What the boot report says of the image just built: a boot image that does not
     boot (an EFI image with no EFI/BOOT/BOOTX64.EFI, say) is warned about by name."""
     from usbwriter.boot import inspect_image
 
-    verdict = inspect_image(path, verify_checksum=False).boot
+    try:
+        verdict = inspect_image(path, verify_checksum=False).boot
+    except UsbWriterError as e:  # the image is made; only the verdict is missing
+        warn(f"the boot report could not read the image: {e.message}")
+        return None
     asked = [("BIOS", "--boot-bios", req.boot_bios, verdict.bios),
              ("UEFI", "--boot-efi", req.boot_efi, verdict.uefi)]  # fmt: skip
     for firmware, option, image, said in asked:
