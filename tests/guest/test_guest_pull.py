@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,14 @@ def _events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@dataclass(frozen=True)
 class PullRun:
-    def __init__(self, result: GuestResult, events: list[dict[str, Any]], devices: list[str],
-                 image: Path, sticks: list[Path], pulled_after: float) -> None:  # fmt: skip
-        self.result, self.events, self.devices = result, events, devices
-        self.image, self.sticks, self.pulled_after = image, sticks, pulled_after
+    result: GuestResult
+    events: list[dict[str, Any]]  # the several-drive step's NDJSON
+    devices: list[str]  # /dev/sdX of each stick, in the order of SERIALS, then ALONE
+    image: Path
+    sticks: list[Path]  # their image files on the host
+    pulled_after: float  # seconds from pulling the second stick to the next read-back
 
 
 def _wait_for_progress(g: Guest, live: str, device: str | None, phase: str) -> None:
