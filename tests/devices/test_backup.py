@@ -180,24 +180,14 @@ def test_mounted_read_write_is_refused_and_output_on_the_drive_read_too(
 def test_ctrl_c_stops_within_two_seconds_and_leaves_nothing(
     loop: LoopFactory, tmp_path: Path
 ) -> None:
-    from tests.helpers.throttle import blkio_group, enter
+    from tests.helpers.throttle import blkio_group, interrupt_after
 
     dev = loop(256 * MiB)
     out = tmp_path / "slow.img"
     with blkio_group(dev, 8 * MiB, 8 * MiB) as group:
-        proc = subprocess.Popen(
-            [*USBWRITER, "backup", dev, "-o", str(out)],
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: enter(group),
-        )
-        time.sleep(1.5)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
-        stopped = time.monotonic() - start
-    assert proc.returncode == 130, err
-    assert stopped < 2.0, stopped
+        stop = interrupt_after([*USBWRITER, "backup", dev, "-o", str(out)], group, 1.5)
+    assert stop.returncode == 130, stop.stderr
+    assert stop.seconds < 2.0, stop.seconds
     assert not out.exists() and leftovers(tmp_path) == []
 
 

@@ -131,10 +131,7 @@ def test_bmap_of_another_size_is_refused_and_no_bmap_writes_all(
 def test_ctrl_c_stops_within_two_seconds_and_wipes_the_head(
     loop: LoopFactory, ext4: tuple[Path, Path]
 ) -> None:
-    import signal
-    import time
-
-    from tests.helpers.throttle import blkio_group, enter
+    from tests.helpers.throttle import blkio_group, interrupt_after
 
     image, bmap = ext4
     assert sum(n for _, n in mapped(bmap)) > 3 * MiB  # seconds at 1 MiB/s
@@ -142,15 +139,8 @@ def test_ctrl_c_stops_within_two_seconds_and_wipes_the_head(
     fill(dev, 2 * MiB, PATTERN)
     argv = [*USBWRITER, "--image", str(image), "--device", dev, "--yes", "--force"]
     with blkio_group(dev, MiB, 64 * MiB) as group:
-        proc = subprocess.Popen(
-            argv, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: enter(group)
-        )
-        time.sleep(2.5)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-        stopped = time.monotonic() - start
-    assert proc.returncode == 130, err
-    assert stopped < 2.0, stopped
-    assert "Traceback" not in err, err
+        stop = interrupt_after(argv, group, 2.5)
+    assert stop.returncode == 130, stop.stderr
+    assert stop.seconds < 2.0, stop.seconds
+    assert "Traceback" not in stop.stderr, stop.stderr
     assert read_dev(dev, 0, MiB) == bytes(MiB), "interrupted, the drive still looks bootable"

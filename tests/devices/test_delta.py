@@ -122,27 +122,17 @@ def test_ctrl_c_stops_within_two_seconds(
     """SIGINT while the drive is read for the compare (nothing written yet: the old
     image stays whole) or while the changed blocks are written (then the head is
     wiped): exit 130 within 2 s either way."""
-    import signal
-    import time
-
-    from tests.helpers.throttle import blkio_group, enter
+    from tests.helpers.throttle import blkio_group, interrupt_after
 
     dev, image = flashed
     if phase == "write":  # every block differs: the rest is written plainly
         image = random_file(tmp_path / "other.img", SIZE, seed=12)
     argv = [*USBWRITER, "--image", str(image), "--device", dev, "--yes", "--force", "--delta"]
     with blkio_group(dev, 8 * MiB, 8 * MiB) as group:
-        proc = subprocess.Popen(
-            argv, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: enter(group)
-        )
-        time.sleep(2.5)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-        stopped = time.monotonic() - start
-    assert proc.returncode == 130, err
-    assert stopped < 2.0, stopped
-    assert "Traceback" not in err and len(err.strip().splitlines()[-1]) < 300, err
+        stop = interrupt_after(argv, group, 2.5)
+    assert stop.returncode == 130, stop.stderr
+    assert stop.seconds < 2.0, stop.seconds
+    assert "Traceback" not in stop.stderr, stop.stderr
     head = read_dev(dev, 0, MiB)
     if phase == "compare":
         assert holds(dev, image), "a compare changed the drive"

@@ -91,10 +91,7 @@ def test_a_refused_drive_refuses_them_all(
 
 
 def test_ctrl_c_stops_every_drive_within_two_seconds(loop: LoopFactory, tmp_path: Path) -> None:
-    import signal
-    import time
-
-    from tests.helpers.throttle import blkio_group, enter
+    from tests.helpers.throttle import blkio_group, interrupt_after
 
     image = random_file(tmp_path / "big.img", 64 * MiB, seed=5)
     drives = [loop(96 * MiB) for _ in range(2)]
@@ -103,16 +100,9 @@ def test_ctrl_c_stops_every_drive_within_two_seconds(loop: LoopFactory, tmp_path
         argv += ["--device", dev]
     with blkio_group(drives[0], 8 * MiB, 8 * MiB) as group:
         (group / "blkio.throttle.write_bps_device").write_text(f"{run_majmin(drives[1])} {8 * MiB}")
-        proc = subprocess.Popen(
-            argv, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: enter(group)
-        )
-        time.sleep(2.0)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-        stopped = time.monotonic() - start
-    assert proc.returncode == 130, err
-    assert stopped < 2.0, stopped
+        stop = interrupt_after(argv, group, 2.0)
+    assert stop.returncode == 130, stop.stderr
+    assert stop.seconds < 2.0, stop.seconds
     for dev in drives:
         assert read_dev(dev, 0, MiB) == bytes(MiB)  # nothing that looks bootable
 
