@@ -33,6 +33,7 @@ class LoopFactory:
         backing: Path | None = None,
         direct_io: bool = False,
         read_only: bool = False,
+        sector_size: int | None = None,
     ) -> str:
         if backing is None:
             self.count += 1
@@ -44,6 +45,8 @@ class LoopFactory:
             argv.append("--direct-io=on")
         if read_only:
             argv.append("--read-only")
+        if sector_size is not None:  # 4096: a drive with 4 KiB logical blocks (4Kn)
+            argv.append(f"--sector-size={sector_size}")
         dev = run([*argv, str(backing)]).stdout.strip()
         self.devices.append(dev)
         return dev

@@ -144,3 +144,21 @@ def test_ctrl_c_stops_within_two_seconds_and_wipes_the_head(
     assert stop.seconds < 2.0, stop.seconds
     assert "Traceback" not in stop.stderr, stop.stderr
     assert read_dev(dev, 0, MiB) == bytes(MiB), "interrupted, the drive still looks bootable"
+
+
+def test_a_drive_with_4096_byte_blocks(loop: LoopFactory, ext4: tuple[Path, Path]) -> None:
+    """The bmap's 4 KiB blocks on a 4Kn drive: the mapped ranges are written and read
+    back, the unmapped ones keep the drive's bytes, and the file system checks clean."""
+    image, bmap = ext4
+    dev = loop(96 * MiB, sector_size=4096)
+    fill(dev, 96 * MiB, PATTERN)
+    done = usbwriter("--image", str(image), "--device", dev, "--yes", "--force", "--json")
+    assert done.returncode == 0, done.stderr
+    r = result(done)
+    assert r["verified"] is True and r["coverage"]["mode"] == "bmap"  # type: ignore[index]
+    data = image.read_bytes()
+    written = read_dev(dev, 0, SIZE)
+    for first, length in mapped(bmap):
+        assert written[first : first + length] == data[first : first + length]
+    fsck = subprocess.run(["e2fsck", "-f", "-n", dev], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr

@@ -253,3 +253,26 @@ def test_missing_image_and_device_are_bad_input(loop: Callable[..., str], tmp_pa
         job.run(p)
     assert e.value.exit_code == 2
     assert read_dev(dev, 0, 4 * MiB) == PATTERN * (4 * MiB)
+
+
+@pytest.mark.parametrize("size", [1000, MiB + 512, 5 * MiB + 777])
+def test_a_drive_with_4096_byte_blocks(loop: Callable[..., str], tmp_path: Path, size: int) -> None:
+    """A 4Kn drive (4 KiB logical blocks, as some USB NVMe enclosures report): O_DIRECT
+    I/O comes in 4 KiB multiples, yet an image ending mid-block is written, read back
+    and compared to its last byte, plainly and by --delta."""
+    dev = loop(16 * MiB, sector_size=4096)
+    assert run(["blockdev", "--getss", dev]).stdout.strip() == "4096"
+    fill(dev, 16 * MiB)
+    image = random_file(tmp_path / "image.bin", size, seed=size + 1)
+    receipt = job.run(plan(image, dev))
+    assert receipt.verified and receipt.write is not None and receipt.write.direct_io
+    assert read_dev(dev, 0, size) == image.read_bytes()
+
+    flip(dev, size - 1)
+    found = job.verify_only(str(image), dev)
+    assert not found.verified and found.mismatch_offset == size - 1
+
+    again = job.run(plan(image, dev, delta=True))
+    assert again.verified and again.coverage is not None
+    assert again.coverage.written > 0  # the block with the flipped byte
+    assert read_dev(dev, 0, size) == image.read_bytes()
