@@ -138,3 +138,28 @@ def test_bios_boot_image_boots_from_the_disc(loader: str, tree: Path, tmp_path: 
     outcome = boot_stick(iso, "bios", disc=True)
     tail = "\n".join(outcome.log.splitlines()[-15:])
     assert outcome.marker == f"USBW-MARK {name} pc", f"SeaBIOS did not boot the disc:\n{tail}"
+
+
+def test_grub_hybrid_stick_boots_on_bios_and_uefi(tmp_path: Path, loop: Callable[..., str]) -> None:
+    """GRUB for BIOS (eltorito.img) and for UEFI (the EFI image) with --hybrid: the MBR
+    holds GRUB's boot_hybrid code pointing at the core image, which mkiso tells where
+    the rest of it lies (as xorriso's --grub2-boot-info does). Written to a stick, it
+    boots on SeaBIOS and OVMF, as the report says."""
+    name = "mkiso-grub-hybrid"
+    folder = grub_bios_tree(tmp_path / "g", name, efi=True)
+    iso = tmp_path / "grub-hybrid.iso"
+    p = usbwriter("mkiso", str(folder), "-o", str(iso), "--boot-bios", GRUB_BIOS_IMAGE,
+                  "--boot-efi", EFI_IMAGE, "--hybrid", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    made = json.loads(p.stdout)
+    assert (made["hybrid"]["bios"], made["hybrid"]["uefi"]) == (True, True), made["hybrid"]
+    assert (made["stick"]["bios"], made["stick"]["uefi"]) == ("yes", "yes"), made["stick"]
+    dev = loop(iso.stat().st_size + STICK_SLACK)
+    p = usbwriter("--image", str(iso), "--device", dev, "--yes")
+    assert p.returncode == 0, p.stderr
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        bios_f = pool.submit(boot_stick, dev, "bios")
+        uefi_f = pool.submit(boot_stick, dev, "uefi")
+        bios, uefi = bios_f.result(), uefi_f.result()
+    assert bios.marker == f"USBW-MARK {name} pc", "\n".join(bios.log.splitlines()[-15:])
+    assert uefi.marker == f"USBW-MARK {name} efi", "\n".join(uefi.log.splitlines()[-15:])

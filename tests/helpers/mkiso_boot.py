@@ -16,7 +16,9 @@ from tests.helpers.images import make_images
 
 BIOS_IMAGE = "isolinux/isolinux.bin"
 GRUB_BIOS_IMAGE = "boot/grub/i386-pc/eltorito.img"
-GRUB_ELTORITO_MODULES = "biosdisk iso9660 normal configfile echo serial terminal test halt"
+GRUB_ELTORITO_MODULES = (
+    "biosdisk part_msdos iso9660 normal configfile echo serial terminal test halt"
+)
 EFI_IMAGE = "boot/efi.img"
 TOOLS = ("grub-mkstandalone", "grub-mkimage", "mkfs.vfat", "mmd", "mcopy")
 FILES = ("/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/cat.c32")
@@ -40,13 +42,17 @@ def bootable_tree(work: Path, name: str) -> Path:
     return tree
 
 
-def grub_bios_tree(work: Path, name: str) -> Path:
+def grub_bios_tree(work: Path, name: str, *, efi: bool = False) -> Path:
     """A folder whose boot/grub/i386-pc/eltorito.img (GRUB's El Torito core image, which
     finds itself through a boot info table) reads boot/grub/grub.cfg and prints
-    "USBW-MARK NAME pc" on the serial port."""
+    "USBW-MARK NAME pc" on the serial port; with EFI, also boot/efi.img as in
+    bootable_tree."""
+    work.mkdir(parents=True, exist_ok=True)
     root: Path = make_images.grub_tree(work, name)
     image = root / GRUB_BIOS_IMAGE
     image.parent.mkdir(parents=True)
     make_images.run(["grub-mkimage", "-O", "i386-pc-eltorito", "-p", "/boot/grub",
                      "-o", str(image), *GRUB_ELTORITO_MODULES.split()])  # fmt: skip
+    if efi:
+        shutil.copy(make_images.efi_fat(work, name), root / EFI_IMAGE)
     return root

@@ -463,6 +463,9 @@ def test_hybrid_mbr_layout() -> None:
     assert p1[0] == 0x80 and p1[4] == 0x00 and int.from_bytes(p1[12:16], "little") == 20480
     assert p2[4] == 0xEF and int.from_bytes(p2[8:12], "little") == 160
     assert int.from_bytes(p2[12:16], "little") == 2880
+    grub = hybrid_mbr(HybridLayout(10 << 20, 30, 40, 4096, 1, bios_loader="grub"), code[:432])
+    assert int.from_bytes(grub[432:440], "little") == 30 * 4 + 4  # its diskboot sector
+    assert grub[446] == 0x80 and grub[462 + 4] == 0xEF
     uefi_only = hybrid_mbr(HybridLayout(10 << 20, None, 40, 4096, 1), None)
     assert b"not a bootable disk on BIOS" in uefi_only[:440]
     assert uefi_only[446 + 4] == 0xEF and uefi_only[462:478] == bytes(16)

@@ -28,6 +28,7 @@ import os
 import random
 import secrets
 import stat
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -44,10 +45,16 @@ from usbwriter.errors import (
     os_error,
 )
 from usbwriter.iso.hybrid import (
+    GRUB_BLOCKLIST,
+    GRUB_HYBRID,
+    ISOHDPFX,
     HybridLayout,
+    grub_boot_info,
+    grub_eltorito,
     hybrid_mbr,
     isolinux_hybrid_capable,
     needs_boot_info_table,
+    read_grub_hybrid,
     read_isohdpfx,
 )
 from usbwriter.iso.names import iso9660_name, joliet_name, volume_label
@@ -582,22 +589,24 @@ def _make_hybrid(
         raise InternalError(f"{out.name}: the system area is not empty")
     note = ""
     bios_extent = None
-    isohdpfx = None
+    code, loader = None, "isolinux"
     if bios is not None:
         head = _read_head(os.path.join(folder, *bios.parts), 0x44)
-        isohdpfx = read_isohdpfx()
-        if not isolinux_hybrid_capable(head):
-            note = (
-                f"the BIOS boot image {bios.path} is not isolinux.bin, which is the only "
-                "one an isohybrid MBR can start; only a CD/DVD drive runs it"
-            )
-        elif isohdpfx is None:
-            note = (
-                "syslinux's isohybrid MBR (/usr/lib/ISOLINUX/isohdpfx.bin, Debian package "
-                "isolinux) is not installed"
-            )
+        if isolinux_hybrid_capable(head):
+            code = read_isohdpfx()
+            missing = f"syslinux's isohybrid MBR ({ISOHDPFX}, Debian package isolinux)"
+        elif grub_eltorito(head):
+            code, loader = read_grub_hybrid(), "grub"
+            missing = f"GRUB's hybrid MBR ({GRUB_HYBRID}, Debian package grub-pc-bin)"
         else:
+            note = (
+                f"the BIOS boot image {bios.path} is neither isolinux.bin nor GRUB's "
+                "eltorito.img, the ones a hybrid MBR can start; only a CD/DVD drive runs it"
+            )
+        if code is not None:
             bios_extent = iso.get_record(iso_path="/" + "/".join(bios.iso)).extent_location()
+        elif not note:
+            note = f"{missing} is not installed"
     efi_extent = None
     if efi is not None:
         efi_extent = iso.get_record(iso_path="/" + "/".join(efi.iso)).extent_location()
@@ -608,23 +617,43 @@ def _make_hybrid(
         efi_extent=efi_extent,
         efi_size=efi.size if efi is not None else 0,
         disk_signature=random.Random(f"usbwriter-mkiso-{seed}").getrandbits(32),
+        bios_loader=loader,
     )
-    mbr = hybrid_mbr(layout, isohdpfx)
+    mbr = hybrid_mbr(layout, code)
     out.seek(0)
     out.write(mbr)
+    if bios_extent is not None and loader == "grub":
+        _patch_grub_boot_info(out, bios_extent)
     stick_bios, stick_uefi = bios_extent is not None, efi_extent is not None
     if stick_uefi and not stick_bios:
         summary = "an MBR for UEFI only: the EFI image as partition 1, no BIOS boot code"
     elif stick_bios and not stick_uefi:
-        summary = "an MBR for BIOS only: isolinux's boot code, no EFI partition"
+        summary = f"an MBR for BIOS only: {loader}'s boot code, no EFI partition"
     elif stick_bios:
-        summary = "an MBR for BIOS and UEFI: isolinux's boot code, the EFI image as partition 1"
+        summary = f"an MBR for BIOS and UEFI: {loader}'s boot code, the EFI image as partition 1"
     else:
         summary = "an MBR with neither boot code nor an EFI partition"
     text = f"{summary} ({note})" if note else summary
     if note:
         warn(f"--hybrid: {text}")
     return {"bios": stick_bios, "uefi": stick_uefi, "summary": text}
+
+
+def _patch_grub_boot_info(out: Any, extent: int) -> None:
+    """Tell GRUB's eltorito.img at block EXTENT where the rest of it lies when a stick's
+    MBR starts it, and keep its boot info table's checksum (bytes 64 on, as 32-bit
+    words) true to the patched bytes, as xorriso's --grub2-boot-info does."""
+    start = extent * 2048
+    out.seek(start + GRUB_BLOCKLIST)
+    old = out.read(8)
+    new = grub_boot_info(extent)
+    out.seek(start + GRUB_BLOCKLIST)
+    out.write(new)
+    out.seek(start + 20)
+    (checksum,) = struct.unpack("<I", out.read(4))
+    change = sum(struct.unpack("<2I", new)) - sum(struct.unpack("<2I", old))
+    out.seek(start + 20)
+    out.write(struct.pack("<I", (checksum + change) & 0xFFFFFFFF))
 
 
 def _blake3(

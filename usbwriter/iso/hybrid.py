@@ -3,9 +3,13 @@
 - UEFI: partition entry 2 (type 0xEF) covers the El Torito EFI image's extent, so the
   firmware finds an EFI system partition, mounts its FAT and runs BOOTX64.EFI.
 - BIOS: when the El Torito BIOS image is isolinux.bin, syslinux's isohybrid MBR code
-  (isohdpfx.bin) loads it from the sector recorded at byte 432; partition entry 1 is
-  active and covers the whole image (type 0x00 beside an ESP, so that UEFI firmware,
-  which rejects overlapping partitions, ignores it; 0x17 otherwise, as isohybrid does).
+  (isohdpfx.bin) loads it from the sector recorded at byte 432. When it is GRUB's
+  eltorito.img, GRUB's boot_hybrid.img does the same from the 64-bit sector number
+  at byte 432 (the image's second 2048-byte block, its diskboot sector), and the image
+  is told where the rest of itself lies at its byte 2548, as xorriso's
+  --grub2-boot-info does. Partition entry 1 is active and covers the whole image
+  (type 0x00 beside an ESP, so that UEFI firmware, which rejects overlapping
+  partitions, ignores it; 0x17 otherwise, as isohybrid does).
 - Without a BIOS loader the MBR holds a short program that prints that the stick boots
   on UEFI only and halts, rather than nothing for BIOS to jump into.
 
@@ -20,6 +24,10 @@ from dataclasses import dataclass
 
 SECTOR = 512
 ISOHDPFX = "/usr/lib/ISOLINUX/isohdpfx.bin"  # Debian's isolinux package
+GRUB_HYBRID = "/usr/lib/grub/i386-pc/boot_hybrid.img"  # Debian's grub-pc-bin package
+#: in GRUB's eltorito.img: the first sector of the rest of the image (its diskboot
+#: blocklist), as a 64-bit 512-byte sector number
+GRUB_BLOCKLIST = 2548
 ISOLINUX_SIGNATURE = bytes.fromhex("fbc07870")  # at 0x40 of isolinux.bin (hybrid-capable)
 GEOMETRY_HEADS, GEOMETRY_SECTORS = 64, 32  # isohybrid's default geometry
 
@@ -34,10 +42,11 @@ class HybridLayout:
     """Where the boot images lie in the ISO, in 2048-byte blocks and bytes."""
 
     iso_size: int  # bytes
-    bios_extent: int | None  # isolinux.bin's first block, when BIOS boot is possible
+    bios_extent: int | None  # the BIOS boot image's first block, when a stick can boot it
     efi_extent: int | None  # the EFI image's first block
     efi_size: int  # bytes
     disk_signature: int
+    bios_loader: str = "isolinux"  # or "grub": which MBR code bios_extent is for
 
 
 def isolinux_hybrid_capable(head: bytes) -> bool:
@@ -50,13 +59,16 @@ def isolinux_hybrid_capable(head: bytes) -> bool:
 GRUB_CDBOOT_HEAD = bytes.fromhex("e80000eb3b")
 
 
+def grub_eltorito(head: bytes) -> bool:
+    """Whether a BIOS boot image is GRUB's El Torito core image (cdboot.img first)."""
+    return head[:5] == GRUB_CDBOOT_HEAD and not any(head[8:64])
+
+
 def needs_boot_info_table(head: bytes) -> bool:
     """Whether a BIOS boot image finds itself on the disc through a boot info table
     (bytes 8-63 patched with its place and length): isolinux.bin and GRUB's
     eltorito.img do; other images would be damaged by one."""
-    if isolinux_hybrid_capable(head):
-        return True
-    return head[:5] == GRUB_CDBOOT_HEAD and not any(head[8:64])
+    return isolinux_hybrid_capable(head) or grub_eltorito(head)
 
 
 def read_isohdpfx(path: str = ISOHDPFX) -> bytes | None:
@@ -67,6 +79,23 @@ def read_isohdpfx(path: str = ISOHDPFX) -> bytes | None:
     except OSError:
         return None
     return code if len(code) == 432 else None
+
+
+def read_grub_hybrid(path: str = GRUB_HYBRID) -> bytes | None:
+    """GRUB's hybrid MBR code (the 432 bytes before its sector field), or None when it
+    is not installed."""
+    try:
+        with open(path, "rb") as f:
+            code = f.read(SECTOR + 1)
+    except OSError:
+        return None
+    return code[:432] if len(code) == SECTOR else None
+
+
+def grub_boot_info(extent: int) -> bytes:
+    """What goes at GRUB_BLOCKLIST of eltorito.img at block EXTENT: the 512-byte
+    sector after its diskboot sector."""
+    return struct.pack("<Q", extent * 4 + 5)
 
 
 def _chs(lba: int) -> bytes:
@@ -89,16 +118,20 @@ def _entry(active: bool, ptype: int, start: int, count: int) -> bytes:
     )
 
 
-def hybrid_mbr(layout: HybridLayout, isohdpfx: bytes | None) -> bytes:
-    """The 512-byte first sector. isohdpfx is the BIOS code; it is used only when
+def hybrid_mbr(layout: HybridLayout, code: bytes | None) -> bytes:
+    """The 512-byte first sector. CODE is the BIOS code for layout.bios_loader
+    (isohdpfx.bin, or boot_hybrid.img's first 432 bytes); it is used only when
     layout.bios_extent is set."""
     mbr = bytearray(SECTOR)
     entries: dict[int, bytes] = {}
-    bios = layout.bios_extent is not None and isohdpfx is not None
+    bios = layout.bios_extent is not None and code is not None
     if bios:
-        assert isohdpfx is not None and layout.bios_extent is not None
-        mbr[0:432] = isohdpfx
-        struct.pack_into("<I", mbr, 432, layout.bios_extent * 4)  # 512-byte sector
+        assert code is not None and layout.bios_extent is not None
+        mbr[0:432] = code
+        if layout.bios_loader == "grub":  # the diskboot sector, after cdboot's 2048 bytes
+            struct.pack_into("<Q", mbr, 432, layout.bios_extent * 4 + 4)
+        else:  # isolinux.bin's first 512-byte sector
+            struct.pack_into("<I", mbr, 432, layout.bios_extent * 4)
         ptype = 0x00 if layout.efi_extent is not None else 0x17
         entries[1] = _entry(True, ptype, 0, -(-layout.iso_size // SECTOR))
     else:
