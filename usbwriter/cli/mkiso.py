@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hybrid",
         action="store_true",
-        help="an MBR so that a USB stick holding the ISO boots too (UEFI; BIOS with isolinux)",
+        help="an MBR so that a USB stick holding the ISO boots too (UEFI; BIOS with isolinux "
+        "or GRUB)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--json", action="store_true", help="the result as a JSON object")
