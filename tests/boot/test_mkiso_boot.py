@@ -27,7 +27,7 @@ from tests.helpers.mkiso_boot import (
     grub_bios_tree,
     missing_tools,
 )
-from tests.helpers.qemuboot import boot_stick, qemu_available
+from tests.helpers.qemuboot import BootOutcome, boot_stick, qemu_available
 
 pytestmark = [
     pytest.mark.boot,
@@ -65,6 +65,18 @@ def usbwriter(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def write_and_boot(iso: Path, loop: Callable[..., str]) -> tuple[BootOutcome, BootOutcome]:
+    """ISO written by usbwriter to a loop device, booted as a USB stick with SeaBIOS and
+    with OVMF at once."""
+    dev = loop(iso.stat().st_size + STICK_SLACK)
+    p = usbwriter("--image", str(iso), "--device", dev, "--yes")
+    assert p.returncode == 0, p.stderr
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        bios_f = pool.submit(boot_stick, dev, "bios")
+        uefi_f = pool.submit(boot_stick, dev, "uefi")
+        return bios_f.result(), uefi_f.result()
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bootable_tree(tmp_path_factory.mktemp("mkiso-boot"), NAME)
@@ -96,13 +108,7 @@ def test_hybrid_iso_boots_where_the_report_says(
     assert (verdict["bios"], verdict["uefi"]) == (want_bios, want_uefi), why
     assert (made["stick"]["bios"], made["stick"]["uefi"]) == (want_bios, want_uefi)
 
-    dev = loop(iso.stat().st_size + STICK_SLACK)
-    p = usbwriter("--image", str(iso), "--device", dev, "--yes")
-    assert p.returncode == 0, p.stderr
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        bios_f = pool.submit(boot_stick, dev, "bios")
-        uefi_f = pool.submit(boot_stick, dev, "uefi")
-        bios, uefi = bios_f.result(), uefi_f.result()
+    bios, uefi = write_and_boot(iso, loop)
 
     tail = "\n".join(bios.log.splitlines()[-15:])
     if verdict["bios"] == "yes":
@@ -154,12 +160,6 @@ def test_grub_hybrid_stick_boots_on_bios_and_uefi(tmp_path: Path, loop: Callable
     made = json.loads(p.stdout)
     assert (made["hybrid"]["bios"], made["hybrid"]["uefi"]) == (True, True), made["hybrid"]
     assert (made["stick"]["bios"], made["stick"]["uefi"]) == ("yes", "yes"), made["stick"]
-    dev = loop(iso.stat().st_size + STICK_SLACK)
-    p = usbwriter("--image", str(iso), "--device", dev, "--yes")
-    assert p.returncode == 0, p.stderr
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        bios_f = pool.submit(boot_stick, dev, "bios")
-        uefi_f = pool.submit(boot_stick, dev, "uefi")
-        bios, uefi = bios_f.result(), uefi_f.result()
+    bios, uefi = write_and_boot(iso, loop)
     assert bios.marker == f"USBW-MARK {name} pc", "\n".join(bios.log.splitlines()[-15:])
     assert uefi.marker == f"USBW-MARK {name} efi", "\n".join(uefi.log.splitlines()[-15:])
