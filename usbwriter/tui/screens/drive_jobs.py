@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.dom import DOMNode
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 from textual.worker import WorkerFailed
 
@@ -28,7 +28,7 @@ from usbwriter.tui import rules, suggest
 from usbwriter.tui.format import drive_line, one_line
 from usbwriter.tui.messages import JobNote
 from usbwriter.tui.screens.ask import AskBackupFile, RestoreOptions
-from usbwriter.tui.screens.confirm import ConfirmDrive, ConfirmStop
+from usbwriter.tui.screens.confirm import ConfirmDrive
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
 from usbwriter.tui.widgets.drive_table import DriveTable
@@ -201,6 +201,10 @@ class BackupScreen(ProgressScreen):
     STEPS = (("read", "Read"), ("verify", "Verify"))
     FAILED = "Backup failed"
     FAILED_HINT = "No image file was left. Check the drive and the free space, and try again."
+    STOP_WORDS = (
+        "Stop the backup?",
+        "The unfinished image is removed; nothing on {device} is changed.",
+    )
 
     def __init__(self, services: Services, disk: Disk, plan: BackupPlan) -> None:
         super().__init__(services, Job(plan.output, disk.size, disk, None))
@@ -244,16 +248,6 @@ class BackupScreen(ProgressScreen):
             r.to_text(),
         )
 
-    def stop_question(self) -> ModalScreen[bool]:
-        return ConfirmStop(
-            self.phase,
-            self.job.disk.path,
-            words=(
-                "Stop the backup?",
-                f"The unfinished image is removed; nothing on {self.job.disk.path} is changed.",
-            ),
-        )
-
 
 class RestoreScreen(ProgressScreen):
     """Writes the new layout, reading every byte back."""
@@ -261,6 +255,10 @@ class RestoreScreen(ProgressScreen):
     STEPS = (("write", "Erase and write"), ("verify", "Read back"))
     FAILED = "Restore failed"
     FAILED_HINT = "The drive may be partly erased: restore it again."
+    STOP_WORDS = (
+        "Stop restoring?",
+        "{device} will be left partly erased; you can restore it again.",
+    )
 
     def __init__(self, services: Services, disk: Disk, plan: Plan, fs: str, label: str) -> None:
         super().__init__(services, Job("", disk.size, disk, plan))
@@ -304,16 +302,6 @@ class RestoreScreen(ProgressScreen):
             f"{dev} is a normal stick again: one {FS_NAMES.get(r.fs, r.fs)} partition, "
             f"label {r.label}. {after}",
             r.to_text(),
-        )
-
-    def stop_question(self) -> ModalScreen[bool]:
-        return ConfirmStop(
-            self.phase,
-            self.job.disk.path,
-            words=(
-                "Stop restoring?",
-                f"{self.job.disk.path} will be left partly erased; you can restore it again.",
-            ),
         )
 
 

@@ -90,7 +90,7 @@ class ProgressScreen(Screen[None]):
 
     A drive job other than a write (backup, restore) subclasses it: its ``STEPS``
     (phase, label), ``FAILED`` title, ``heading()``, ``execute()``, ``result_screen()``
-    and ``stop_question()``."""
+    and ``STOP_WORDS``, what Stop asks ({device} is the drive's path)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
@@ -98,6 +98,7 @@ class ProgressScreen(Screen[None]):
     ]
     STEPS: ClassVar[tuple[tuple[str, str], ...]] = (("write", "Write"), ("verify", "Verify"))
     FAILED = "Writing failed"
+    STOP_WORDS: ClassVar[tuple[str, str] | None] = None  # (title, body); None: a write's
     FAILED_HINT = "Nothing more was written. Check the drive and try again."
 
     def __init__(self, services: Services, job: Job, *, start: bool = True) -> None:
@@ -246,7 +247,11 @@ class ProgressScreen(Screen[None]):
     def stop_question(self) -> ModalScreen[bool]:
         from usbwriter.tui.screens.confirm import ConfirmStop
 
-        return ConfirmStop(self.phase, self.job.disk.path)
+        device = self.job.disk.path
+        words = self.STOP_WORDS
+        if words is not None:
+            words = (words[0], words[1].format(device=device))
+        return ConfirmStop(self.phase, device, words=words)
 
     def action_stop(self) -> None:
         if self.cancel_event.is_set() or self.finished is not None:

@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, one_line
 from usbwriter.tui.messages import DriveJobFailed, DriveJobProgress, JobNote, JobProgress
-from usbwriter.tui.screens.confirm import ConfirmStop, drive_card, not_bootable
+from usbwriter.tui.screens.confirm import drive_card, not_bootable
 from usbwriter.tui.screens.drive_jobs import in_thread
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.progress import PHASES, Job, ProgressScreen
@@ -170,6 +170,11 @@ class SeveralProgressScreen(ProgressScreen):
 
     FAILED = "Writing failed"
     FAILED_HINT = "The drives that were started had their first MiB wiped. Try again."
+    STOP_WORDS = (
+        "Stop writing every drive?",
+        "Each drive not yet written is left unusable: its first MiB is wiped so it does not "
+        "look bootable. You can write them again later.",
+    )
     #: (label, key, width): None sizes a column to the drives' names.
     COLUMNS = (("Drive", "path", None), ("Model", "model", None), ("Step", "phase", 21),
                ("Done", "done", 5), ("Speed", "rate", 11))  # fmt: skip
@@ -267,17 +272,6 @@ class SeveralProgressScreen(ProgressScreen):
 
     def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
         return SeveralResultScreen(self.several, receipt["results"])
-
-    def stop_question(self) -> ModalScreen[bool]:
-        return ConfirmStop(
-            self.phase,
-            "",
-            words=(
-                "Stop writing every drive?",
-                "Each drive not yet written is left unusable: its first MiB is wiped so it "
-                "does not look bootable. You can write them again later.",
-            ),
-        )
 
 
 # ---- the result
