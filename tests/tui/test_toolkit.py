@@ -111,6 +111,16 @@ async def open_contents(pilot: Pilot[Any], app: UsbWriterApp) -> ContentsScreen:
     return screen
 
 
+async def extraction_report(pilot: Pilot[Any], app: UsbWriterApp) -> str:
+    """Once an extraction has begun: wait for its end; its report, as shown."""
+    await wait_for(pilot, lambda: isinstance(app.screen, ExtractScreen), "extraction")
+    extract = app.screen
+    assert isinstance(extract, ExtractScreen)
+    await wait_for(pilot, lambda: extract.finished is not None, "the extraction's end")
+    await pilot.pause()
+    return str(extract.query_one("#extract-report").render())
+
+
 def plain(label: str | Text) -> str:
     return label if isinstance(label, str) else label.plain
 
@@ -155,12 +165,7 @@ async def test_browse_expand_mark_and_extract(tmp_path: Path, monkeypatch: Any) 
         assert "2 marked: 2 files" in summary
         screen.query_one("#extract-to", Input).value = str(out)
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExtractScreen), "extraction")
-        extract = app.screen
-        assert isinstance(extract, ExtractScreen)
-        await wait_for(pilot, lambda: extract.finished is not None, "the extraction's end")
-        await pilot.pause()
-        report = str(extract.query_one("#extract-report").render())
+        report = await extraction_report(pilot, app)
         assert "2 files" in report and "skipped" not in report
         await pilot.press("escape")
         await pilot.pause()
@@ -188,12 +193,7 @@ async def test_extract_all_lists_what_is_skipped(tmp_path: Path) -> None:
         screen = await open_contents(pilot, app)
         screen.query_one("#extract-to", Input).value = str(out)
         await pilot.click("#extract-all")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExtractScreen), "extraction")
-        extract = app.screen
-        assert isinstance(extract, ExtractScreen)
-        await wait_for(pilot, lambda: extract.finished is not None, "the extraction's end")
-        await pilot.pause()
-        report = str(extract.query_one("#extract-report").render())
+        report = await extraction_report(pilot, app)
     assert "3 files" in report and "2 skipped" in report
     assert "/docs/passwd: its target /etc/passwd is absolute" in report
     assert "/docs/notes.txt: " in report and "exists" in report
