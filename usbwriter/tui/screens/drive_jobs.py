@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.dom import DOMNode
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Footer, Static
 from textual.worker import WorkerFailed
 
 from usbwriter.tui import rules, suggest
@@ -31,6 +31,7 @@ from usbwriter.tui.screens.ask import AskBackupFile, RestoreOptions
 from usbwriter.tui.screens.confirm import ConfirmDrive
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
+from usbwriter.tui.screens.result import OutcomeScreen
 from usbwriter.tui.widgets.drive_table import DriveTable
 from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_size
@@ -305,18 +306,17 @@ class RestoreScreen(ProgressScreen):
         )
 
 
-class ReceiptScreen(Screen[None]):
+class ReceiptScreen(OutcomeScreen):
     """The outcome of a backup or restore: a headline, what next, and the receipt."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "back", "Back", show=False),
-        Binding("escape", "back", "Back"),
+        Binding("enter", "again", "Back", show=False),
+        Binding("escape", "again", "Back"),
         Binding("q", "quit", "Quit"),
     ]
-    AUTO_FOCUS = "#again"
 
     def __init__(self, headline: str, ok: bool, next_text: str, text: str) -> None:
-        super().__init__(id="result-screen")
+        super().__init__(0 if ok else 1)
         self.headline = headline
         self.ok = ok
         self.next_text = next_text
@@ -330,20 +330,5 @@ class ReceiptScreen(Screen[None]):
             yield Static(self.next_text, id="result-next", markup=False)
             with VerticalScroll(id="receipt-scroll"):
                 yield Static(self.text, id="result-table", markup=False)
-            with Horizontal(id="result-buttons"):
-                yield Button("Back", id="again", variant="primary")
-                yield Button("Quit", id="quit")
+            yield from self.buttons("Back")
         yield Footer()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "quit":
-            self.action_quit()
-        else:
-            self.action_back()
-
-    def action_quit(self) -> None:
-        self.app.exit(return_code=0 if self.ok else 1)
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

@@ -80,16 +80,45 @@ def coverage_rows(c: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
-class ResultScreen(Screen[None]):
+class OutcomeScreen(Screen[None]):
+    """What a job ended with; two buttons: do another (back to the main screen) and
+    Quit, which exits with ``exit_code`` (as the command line would)."""
+
+    AUTO_FOCUS = "#again"
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(id="result-screen")
+        self.exit_code = exit_code
+
+    def buttons(self, again: str) -> ComposeResult:
+        with Horizontal(id="result-buttons"):
+            yield Button(again, id="again", variant="primary")
+            yield Button("Quit", id="quit")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "quit":
+            self.action_quit()
+        else:
+            self.action_again()
+
+    def action_quit(self) -> None:
+        self.app.exit(return_code=self.exit_code)
+
+    def action_again(self) -> None:
+        self.app.pop_screen()
+
+
+class ResultScreen(OutcomeScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "again", "Write another", show=False),
         Binding("n", "again", "Write another"),
         Binding("q", "quit", "Quit", show=False),
     ]
-    AUTO_FOCUS = "#again"
 
     def __init__(self, receipt: Mapping[str, Any]) -> None:
-        super().__init__(id="result-screen")
+        # 0 when verified, 3 (as the command line) when the drive differs
+        super().__init__(0 if receipt.get("verified") else 3)
         self.receipt = receipt
 
     @property
@@ -135,21 +164,5 @@ class ResultScreen(Screen[None]):
             for label, text in rows:
                 parts += [(f"{label:<{width}}  ", "bold"), text, "\n"]
             yield Static(Content.assemble(*parts).rstrip(), id="result-table")
-            with Horizontal(id="result-buttons"):
-                yield Button("Write another", id="again", variant="primary")
-                yield Button("Quit", id="quit")
+            yield from self.buttons("Write another")
         yield Footer()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "quit":
-            self.action_quit()
-        else:
-            self.action_again()
-
-    def action_quit(self) -> None:
-        """Exit 0 when verified, 3 (as the command line) when the drive differs."""
-        self.app.exit(return_code=0 if self.verified else 3)
-
-    def action_again(self) -> None:
-        self.app.pop_screen()

@@ -30,6 +30,7 @@ from usbwriter.tui.screens.confirm import drive_card, not_bootable
 from usbwriter.tui.screens.drive_jobs import in_thread
 from usbwriter.tui.screens.error import ErrorScreen
 from usbwriter.tui.screens.progress import PHASES, Job, ProgressScreen
+from usbwriter.tui.screens.result import OutcomeScreen
 from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
@@ -291,7 +292,7 @@ def outcome(result: DriveResult) -> tuple[bool, str]:
     return False, f"verification FAILED: first difference at byte {r.mismatch_offset}; {wiped}"
 
 
-class SeveralResultScreen(Screen[None]):
+class SeveralResultScreen(OutcomeScreen):
     """Each drive's outcome and the overall one; Quit exits with the worst exit code."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -299,16 +300,12 @@ class SeveralResultScreen(Screen[None]):
         Binding("n", "again", "Write another"),
         Binding("q", "quit", "Quit", show=False),
     ]
-    AUTO_FOCUS = "#again"
 
     def __init__(self, several: SeveralJob, results: list[DriveResult]) -> None:
-        super().__init__(id="result-screen")
+        # the worst drive's (0 all verified, 3 a mismatch, ...)
+        super().__init__(max((r.exit_code for r in results), default=0))
         self.several = several
         self.results = results
-
-    @property
-    def exit_code(self) -> int:
-        return max((r.exit_code for r in self.results), default=0)
 
     @property
     def ok_count(self) -> int:
@@ -336,9 +333,7 @@ class SeveralResultScreen(Screen[None]):
             yield Static(head, id="result-headline")
             yield Static(after, id="result-next", markup=False)
             yield Static(self.table(), id="result-table")
-            with Horizontal(id="result-buttons"):
-                yield Button("Write another", id="again", variant="primary")
-                yield Button("Quit", id="quit")
+            yield from self.buttons("Write another")
         yield Footer()
 
     def table(self) -> Content:
@@ -360,17 +355,3 @@ class SeveralResultScreen(Screen[None]):
             (f"{ok} of {n} drives written and verified; exit code {self.exit_code}", "bold")
         )
         return Content.assemble(*parts)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "quit":
-            self.action_quit()
-        else:
-            self.action_again()
-
-    def action_quit(self) -> None:
-        """Exit with the worst drive's exit code (0 all verified, 3 a mismatch, ...)."""
-        self.app.exit(return_code=self.exit_code)
-
-    def action_again(self) -> None:
-        self.app.pop_screen()
