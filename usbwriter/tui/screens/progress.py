@@ -99,6 +99,7 @@ class ProgressScreen(Screen[None]):
     STEPS: ClassVar[tuple[tuple[str, str], ...]] = (("write", "Write"), ("verify", "Verify"))
     FAILED = "Writing failed"
     STOP_WORDS: ClassVar[tuple[str, str] | None] = None  # (title, body); None: a write's
+    STOP_HINT = "Esc stops (it asks first)."
     FAILED_HINT = "Nothing more was written. Check the drive and try again."
 
     def __init__(self, services: Services, job: Job, *, start: bool = True) -> None:
@@ -130,10 +131,14 @@ class ProgressScreen(Screen[None]):
             yield Label("Starting…", id="phase")
             yield ProgressBar(total=100, show_eta=False, id="progress-bar")
             yield Static("", id="figures")
-            yield Label("Speed", id="graph-label")
-            yield Sparkline([], id="graph")
-            yield Static("Esc stops (it asks first).", id="progress-hint")
+            yield from self.compose_details()
+            yield Static(self.STOP_HINT, id="progress-hint")
         yield Footer()
+
+    def compose_details(self) -> ComposeResult:
+        """Below the figures: the speed over time."""
+        yield Label("Speed", id="graph-label")
+        yield Sparkline([], id="graph")
 
     def compose_steps(self) -> ComposeResult:
         with Horizontal(id="steps"):

@@ -171,6 +171,7 @@ class SeveralProgressScreen(ProgressScreen):
 
     FAILED = "Writing failed"
     FAILED_HINT = "The drives that were started had their first MiB wiped. Try again."
+    STOP_HINT = "Esc stops every drive (it asks first)."
     STOP_WORDS = (
         "Stop writing every drive?",
         "Each drive not yet written is left unusable: its first MiB is wiped so it does not "
@@ -197,17 +198,9 @@ class SeveralProgressScreen(ProgressScreen):
             " at once: the image is read once, each drive read back on its own",
         )
 
-    def compose(self) -> ComposeResult:
-        yield TitleBar()
-        with Vertical(id="progress-body"):
-            yield Static(self.heading(), id="progress-title")
-            yield from self.compose_steps()
-            yield Label("Starting…", id="phase")
-            yield ProgressBar(total=100, show_eta=False, id="progress-bar")
-            yield Static("", id="figures")
-            yield DataTable(id="drive-rows", cursor_type="none", zebra_stripes=False)
-            yield Static("Esc stops every drive (it asks first).", id="progress-hint")
-        yield Footer()
+    def compose_details(self) -> ComposeResult:
+        """A row per drive instead of the speed graph."""
+        yield DataTable(id="drive-rows", cursor_type="none", zebra_stripes=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#drive-rows", DataTable)
