@@ -18,7 +18,6 @@ from tests.helpers.isotrees import (
     compress,
     genisoimage_iso,
     listing_of,
-    make_tree,
     run,
     tool,
     udf_iso,
@@ -50,16 +49,6 @@ def one_line_error(p: subprocess.CompletedProcess[str], code: int, *words: str) 
     assert "Traceback" not in err
     for w in words:
         assert w in err, err
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tree(tmp_path_factory.mktemp("tree") / "src")
-
-
-@pytest.fixture(scope="module")
-def rr_iso(tree: Path) -> Path:
-    return xorriso_iso(tree, tree.parent / "rr.iso")
 
 
 def without_link_times(d: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.isotrees import compress, listing_of, make_tree, tool, udf_iso, xorriso_iso
+from tests.helpers.isotrees import compress, listing_of, tool, udf_iso, xorriso_iso
 from usbwriter.errors import Cancelled
 from usbwriter.iso.contents import IsoImage
 from usbwriter.iso.extract import Extractor, select, unsafe_target
@@ -47,16 +47,6 @@ def no_link_times(d: dict[str, Any]) -> dict[str, Any]:
         p: {k: v for k, v in e.items() if not (e["type"] == "symlink" and k == "mtime")}
         for p, e in d.items()
     }
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tree(tmp_path_factory.mktemp("tree") / "src")
-
-
-@pytest.fixture(scope="module")
-def rr_iso(tree: Path) -> Path:
-    return xorriso_iso(tree, tree.parent / "rr.iso")
 
 
 def test_extract_everything_equals_the_tree(tree: Path, rr_iso: Path, tmp_path: Path) -> None:
