@@ -34,6 +34,7 @@ class LoopFactory:
         direct_io: bool = False,
         read_only: bool = False,
         sector_size: int | None = None,
+        partscan: bool = False,
     ) -> str:
         if backing is None:
             self.count += 1
@@ -47,6 +48,8 @@ class LoopFactory:
             argv.append("--read-only")
         if sector_size is not None:  # 4096: a drive with 4 KiB logical blocks (4Kn)
             argv.append(f"--sector-size={sector_size}")
+        if partscan:  # the kernel reads (and re-reads) its partition table, as a stick's
+            argv.append("--partscan")
         dev = run([*argv, str(backing)]).stdout.strip()
         self.devices.append(dev)
         return dev

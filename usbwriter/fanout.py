@@ -20,8 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from usbwriter.blockio import CHUNK_SIZE, Chunk, MiB, Prefetcher, ReadError, aligned_buffer
-from usbwriter.errors import Cancelled, UsbWriterError
+from usbwriter.blockio import (
+    CHUNK_SIZE,
+    Chunk,
+    MiB,
+    Prefetcher,
+    ReadError,
+    aligned_buffer,
+    reread_partitions,
+)
+from usbwriter.errors import Cancelled, DeviceFault, UsbWriterError
 from usbwriter.progress import Meter, Progress
 from usbwriter.verify import Reader, VerifyResult, verify_fd
 from usbwriter.writer import (
@@ -66,6 +74,7 @@ class _Drive(threading.Thread):
         self.q: queue.Queue[Chunk | None] = queue.Queue()
         self.error: BaseException | None = None
         self.wiped: bool | None = None  # set when the drive dropped out
+        self.reread = False  # the kernel read the new partition table
         self.on_failed = on_failed
         self.end = 0
         self.meter = Meter(
@@ -128,6 +137,7 @@ class _Drive(threading.Thread):
             self.tgt.sync()
             self.meter.finish()
             self.end = end
+            self.reread = self.tgt.is_block and reread_partitions(self.tgt.fd)
         except BaseException as e:
             self.fail(e)
             self.drop_out()
@@ -187,7 +197,7 @@ def write_many(
                     bytes_written=size,
                     seconds=seconds,
                     direct_io=d.tgt.direct,
-                    partitions_reread=False,
+                    partitions_reread=d.reread,
                     format=src.info.format,
                     file_blake3=file_digest,
                 ),
@@ -284,11 +294,19 @@ def verify_many(
                     f"{tgt.path}: verification FAILED: first difference at byte "
                     f"{checked.mismatch_offset}; {wipe_note(wiped)}",
                 )
-        except UsbWriterError as e:
+        except Cancelled as e:  # written whole, left unverified: as a single drive's
+            results[i] = Outcome(out.path, out.write, None, error=e)
+        except BaseException as e:  # whatever it is, this drive gets its outcome
+            err = (
+                e
+                if isinstance(e, UsbWriterError)
+                else DeviceFault(f"{tgt.path}: the read-back failed: {e}", path=tgt.path)
+            )
             wiped = tgt.wipe_head()
-            results[i] = Outcome(out.path, out.write, None, error=e, wiped=wiped)
-            if on_failed is not None and not isinstance(e, Cancelled):
-                on_failed(tgt.path, e.message)
+            err = err.with_note(wipe_note(wiped))
+            results[i] = Outcome(out.path, out.write, None, error=err, wiped=wiped)
+            if on_failed is not None:
+                on_failed(tgt.path, err.message)
 
     threads = []
     for i, (out, tgt) in enumerate(zip(outcomes, targets, strict=True)):

@@ -112,3 +112,34 @@ def run_majmin(dev: str) -> str:
 
     st = os.stat(dev)
     return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+
+
+def test_each_drive_re_reads_its_partitions_and_an_odd_read_back_error_stays_its_own(
+    loop: LoopFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each written drive has the kernel re-read its partition table, as a single write
+    does. A read-back that fails with an error of no known kind (here a RuntimeError on
+    one drive) is that drive's failure, its head wiped; the other drive is verified."""
+    import usbwriter.fanout as fanout
+    from usbwriter.job import Request
+    from usbwriter.job.many import plan_many, run_many
+    from usbwriter.verify import verify_fd as real
+
+    image = random_file(tmp_path / "a.img", 6 * MiB + 5, seed=9)
+    good, odd = loop(16 * MiB, partscan=True), loop(16 * MiB, partscan=True)
+
+    def verify(reader: object, *args: object, **kw: object) -> object:
+        if getattr(reader, "path", "") == odd:
+            raise RuntimeError("something no one foresaw")
+        return real(reader, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fanout, "verify_fd", verify)
+    plans = plan_many(Request(str(image), good, force=True), [good, odd])
+    results = {r.path: r for r in run_many(plans)}
+    ok = results[good].receipt
+    assert ok is not None and ok.verified and ok.write is not None
+    assert ok.write.partitions_reread is True
+    bad = results[odd]
+    assert bad.error is not None and "something no one foresaw" in bad.error.message
+    assert "first MiB was wiped" in bad.error.message and bad.exit_code == 1
+    assert read_dev(odd, 0, MiB) == bytes(MiB)
