@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from typing import IO, Any
 
-from usbwriter.errors import BadInput, UsbWriterError, os_error
+from usbwriter.errors import BadInput, Refused, UsbWriterError, os_error
 from usbwriter.placing import give_name
 
 #: suffix -> format; anything else is written raw.
@@ -145,6 +145,10 @@ class Output:
         """Give the finished file its final name."""
         try:
             give_name(self.temp, self.path, replace=self.replace, made_by="backup")
+        except Refused:  # a file appeared at the name: ours stays under the temporary one
+            self._done = True
+            self._close()
+            raise
         except OSError as e:
             raise os_error(self.path, e, "name the image file") from None
         self._done = True

@@ -226,3 +226,30 @@ def test_drive_is_held_while_a_paused_backup_reads_it(loop: LoopFactory, tmp_pat
     assert first.returncode == 0, err
     run(["cmp", str(out), str(backing)])
     assert not (tmp_path / "b.img").exists()
+
+
+def test_an_output_made_while_reading_keeps_both_files(
+    loop: LoopFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output's name is taken between the check and the naming: their file stays,
+    and the backup too, under the temporary name the error gives (exit 4)."""
+    import usbwriter.placing as placing
+    from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.errors import Refused
+
+    backing = random_file(tmp_path / "src.img", 4 * MiB, seed=4)
+    dev = loop(0, backing=backing)
+    out = tmp_path / "b.img"
+    real = placing.place_new
+
+    def theirs_first(temp: str, name: str, *, dir_fd: int | None = None) -> None:
+        out.write_text("theirs")
+        real(temp, name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(placing, "place_new", theirs_first)
+    with pytest.raises(Refused, match="appeared while the backup ran") as caught:
+        run_backup(plan_backup(dev, str(out)))
+    assert caught.value.exit_code == 4 and out.read_text() == "theirs"
+    kept = leftovers(tmp_path)
+    assert len(kept) == 1 and kept[0] in caught.value.message
+    assert (tmp_path / kept[0]).read_bytes() == backing.read_bytes()
