@@ -377,7 +377,7 @@ class _SalvagingReader(Reader):
     is zero-filled and listed by ``new_bad``."""
 
     def __init__(self, fd: int, path: str, size: int, known: tuple[BadRange, ...]) -> None:
-        super().__init__(fd, path, size)
+        super().__init__(fd, path, size, limit=size)
         self.known = known
         self._reads: list[_Salvager] = []
 
@@ -506,7 +506,11 @@ def _verify(
     again; one that fails only now fails the verify at its offset."""
     from usbwriter.sources import open_image
 
-    reader = _SalvagingReader(fd, plan.device, size, bad) if bad else Reader(fd, plan.device, size)
+    reader = (
+        _SalvagingReader(fd, plan.device, size, bad)
+        if bad
+        else Reader(fd, plan.device, size, limit=size)  # a disc: not past its ISO volume
+    )
     with open_image(written) as src:
         result = verify_fd(reader, size, None, image=src, progress=progress, cancel=cancel)
     new_bad = reader.new_bad if isinstance(reader, _SalvagingReader) else []

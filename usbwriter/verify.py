@@ -53,7 +53,9 @@ class Reader:
     """The target read back through a descriptor the caller holds (the job's exclusive
     one): its cached pages dropped first, read with O_DIRECT when the descriptor has it."""
 
-    def __init__(self, fd: int, path: str, size: int | None) -> None:
+    def __init__(self, fd: int, path: str, size: int | None, *, limit: int | None = None) -> None:
+        """SIZE: the image's, which must fit; LIMIT: read no further (a disc's ISO
+        volume: what lies past it may be unreadable run-out)."""
         self.path, self.fd = path, fd
         drop_cache(fd)
         self.size = fd_size(fd)
@@ -65,6 +67,8 @@ class Reader:
                 f"({human_size(size)})",
                 path=path,
             )
+        if limit is not None:
+            self.size = min(self.size, limit)
 
     def chunks(self, start: int, end: int, chunk_size: int) -> Prefetcher:
         # O_DIRECT reads are rounded up to the block size; the device is at least that long.

@@ -68,7 +68,11 @@ BAD_SECTORS = sectors_of(READ_ERRORS)  # [700, 1201, 1202]
 FIRST_BAD_OFFSET = min(READ_ERRORS) * 512 // CD_SECTOR * CD_SECTOR  # 1433600
 
 CLEAN = Disc(Path(), "USBW-CD-0001", "HL-DT-ST", "DVDRAM GP57EB40")
-FAULTY = Disc(Path(), "USBW-CD-0002", "ASUS", "SDRW-08U9M-U", read_errors=READ_ERRORS)
+#: in the junk after the volume, as a disc's unreadable run-out: never read
+RUN_OUT_ERRORS = (7200,)
+FAULTY = Disc(
+    Path(), "USBW-CD-0002", "ASUS", "SDRW-08U9M-U", read_errors=READ_ERRORS + RUN_OUT_ERRORS
+)
 SCRATCHED = replace(
     FAULTY, serial="USBW-CD-0003", vendor="LITE-ON", product="eBAU108", read_errno=errno.ENODATA
 )
