@@ -15,7 +15,9 @@ scsi-cd on the guest's xHCI controller, seen as /dev/sr0 to sr2 through sr_mod):
   first unreadable 2048-byte sector, and leave no file behind; with ``--keep-going``
   it must list exactly the drive sectors holding the injected ones and write zeros
   there, and nothing else differs from the ISO; ``--verify`` then reads the drive
-  again, all but those sectors, and passes.
+  again, all but those sectors, and passes. A sector in the junk after the volume
+  (``RUN_OUT_ERRORS``, a disc's unreadable run-out) is never read, by the backup or by
+  its verify.
 - ``SCRATCHED`` is ``FAULTY`` with ENODATA instead of EIO: the drive answers MEDIUM
   ERROR (unrecovered read error), as a scratched disc does, and the guest's reads fail
   with ENODATA, not EIO. The same is expected of the backup.
