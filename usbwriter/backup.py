@@ -308,8 +308,10 @@ class _Salvager(Prefetcher):
         retries: int,
         keep_going: bool,
         known: tuple[BadRange, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> None:
         self.path, self.retries, self.keep_going = path, max(1, retries), keep_going
+        self.cancel = cancel or threading.Event()  # Ctrl-C, heard between two retries
         self.known = known  # found unreadable before: zeros, not read again
         self.bad: list[BadRange] = []
         super().__init__(fd, 0, end, block=block)
@@ -339,7 +341,7 @@ class _Salvager(Prefetcher):
     def _sector(self, view: memoryview, offset: int) -> None:
         last: OSError | None = None
         for _ in range(self.retries):
-            if self._stop.is_set():
+            if self._stop.is_set() or self.cancel.is_set():
                 raise Cancelled(f"backup of {self.path} interrupted")
             try:
                 if pread_into(self.fd, view, offset) == len(view):
@@ -465,7 +467,7 @@ def _copy(
 ) -> tuple[str, list[BadRange]]:
     meter = Meter("read", size, progress)
     h = blake3.blake3()
-    chunks = _Salvager(fd, plan.device, size, block, retries, keep_going)
+    chunks = _Salvager(fd, plan.device, size, block, retries, keep_going, cancel=cancel)
     with chunks:
         try:
             for chunk in chunks:

@@ -253,3 +253,34 @@ def test_an_output_made_while_reading_keeps_both_files(
     kept = leftovers(tmp_path)
     assert len(kept) == 1 and kept[0] in caught.value.message
     assert (tmp_path / kept[0]).read_bytes() == backing.read_bytes()
+
+
+def test_a_cancel_is_heard_between_two_retries_of_a_bad_sector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app cancels through an event, not SIGINT: while one sector is read again and
+    again (every read fails with EIO here), the next retry stops."""
+    import errno
+    import threading
+
+    import usbwriter.backup as backup
+    from usbwriter.errors import Cancelled
+
+    def failing(fd: int, view: memoryview, offset: int) -> int:
+        time.sleep(0.001)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(backup, "pread_into", failing)
+    src = random_file(tmp_path / "disc.img", MiB)
+    cancel = threading.Event()
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        chunks = backup._Salvager(fd, str(src), MiB, 2048, 10**9, False, cancel=cancel)
+        threading.Timer(0.5, cancel.set).start()
+        start = time.monotonic()
+        with chunks, pytest.raises(Cancelled):
+            for chunk in chunks:
+                chunk.release()
+        assert time.monotonic() - start < 2.0
+    finally:
+        os.close(fd)

@@ -120,6 +120,11 @@ for name in faulty scratched; do
         --keep-going --verify --json
     step $name-keep-file facts $O/$name-keep/disc.iso
 done
+# Ctrl-C while a bad sector is being retried, a million times if need be
+mkdir -p $O/cancel
+step faulty-cancel timeout --preserve-status -s INT 4 \
+    python -m usbwriter backup "$F" -o $O/cancel/disc.iso --retries 1000000
+ls -A $O/cancel >"$GUEST_SHARE/faulty-cancel.ls"
 """
 
 
@@ -299,3 +304,12 @@ def test_backup_keep_going_zeroes_exactly_the_unreadable_sectors(
     verify = event["verify"]
     assert verify["verified"] is True and verify["mismatch_offset"] is None, verify
     assert verify["file_blake3"] == event["blake3"], verify
+
+
+def test_ctrl_c_stops_the_retries_of_a_bad_sector(optical_run: OpticalRun) -> None:
+    """SIGINT after 4 s, while the first bad sector is being read again and again: the
+    backup stops at the next retry (exit 130), well before its million retries, and
+    leaves no file."""
+    st = _step(optical_run, "faulty-cancel", rc=130)
+    assert st.seconds < 7, f"took {st.seconds:.1f} s to stop after SIGINT at 4 s"
+    assert optical_run.result.files.get("faulty-cancel.ls", "").strip() == ""
