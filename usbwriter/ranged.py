@@ -437,7 +437,6 @@ def write_ranged(
     *,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
-    chunk_size: int = CHUNK_SIZE,
 ) -> tuple[WriteResult, Coverage]:
     """Stream SRC, write the parts SELECTOR picks to TGT; the write's result and what
     was written. On failure or cancel the first MiB is wiped (if anything was written)."""
@@ -447,7 +446,7 @@ def write_ranged(
     start = time.monotonic()
     with src.stream() as stream:
         try:
-            digest, size = _write(stream, src, state, selector, progress, cancel, chunk_size)
+            digest, size = _write(stream, src, state, selector, progress, cancel)
         except BaseException as e:
             raise _failed(e, state) from None
         finally:
@@ -484,7 +483,6 @@ def _write(
     selector: Selector,
     progress: ProgressCallback | None,
     cancel: threading.Event,
-    chunk_size: int,
 ) -> tuple[str, int]:
     tgt, image, size = state.tgt, src.path, src.size
     by_file = size is None
@@ -500,7 +498,8 @@ def _write(
     head_differs = selector.start(tgt, head_view)
     last = selector.last_write_end
     end = head_len
-    prefetch = Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2)
+    # CHUNK_SIZE, as the delta selector's reads of the drive: their chunks pair up
+    prefetch = Prefetcher(stream, head_len, None, chunk_size=CHUNK_SIZE, users=2)
     try:
         for chunk in prefetch:
             try:
