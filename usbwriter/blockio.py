@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import mmap
 import os
@@ -17,7 +18,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -261,3 +262,30 @@ class Prefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@functools.cache
+def _memcmp() -> Any:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    libc.memcmp.restype = ctypes.c_int
+    return libc.memcmp
+
+
+def same_bytes(a: memoryview | bytearray, b: memoryview | bytearray) -> bool:
+    """memcmp of two writable buffers (a memoryview compares item by item: 20x slower)."""
+    import ctypes
+
+    n = len(a)
+    if n != len(b):
+        return False
+    if n == 0:
+        return True
+    pa = (ctypes.c_char * n).from_buffer(a)
+    pb = (ctypes.c_char * n).from_buffer(b)
+    try:
+        return int(_memcmp()(pa, pb, n)) == 0
+    finally:
+        del pa, pb

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 from typing import IO, Any
 
+from usbwriter.blockio import same_bytes
 from usbwriter.errors import BadInput, Refused, UsbWriterError, os_error
 from usbwriter.placing import give_name
 
@@ -30,7 +31,7 @@ TOOLS = {
     "gz": (["pigz", "-q", "-c"], ["gzip", "-q", "-c"]),
 }
 SPARSE_BLOCK = 64 * 1024
-_ZEROS = bytes(SPARSE_BLOCK)
+_ZEROS = memoryview(bytearray(SPARSE_BLOCK))  # writable, for memcmp
 
 
 def format_of(path: str) -> str:
@@ -111,7 +112,7 @@ class Output:
         pos = 0
         while pos < len(data):
             block = data[pos : pos + SPARSE_BLOCK]
-            if block != _ZEROS[: len(block)]:
+            if not same_bytes(block, _ZEROS[: len(block)]):
                 os.lseek(self.fd, self.size + pos, os.SEEK_SET)
                 _write_all(self.fd, block)
             pos += len(block)

@@ -24,6 +24,7 @@ from usbwriter.blockio import (
     drop_cache,
     fd_size,
     logical_block_size,
+    same_bytes,
 )
 from usbwriter.errors import BadInput, Cancelled, DeviceFault
 from usbwriter.progress import Meter, ProgressCallback
@@ -195,7 +196,9 @@ def _compare(
                         img_h.update(i.data)
                         if d is not None:
                             dev_h.update(d.data[:n])
-                    if mismatch is None and (n < i.length or d is None or d.data[:n] != i.data):
+                    if mismatch is None and (
+                        n < i.length or d is None or not same_bytes(d.data[:n], i.data)
+                    ):
                         mismatch = i.offset + _first_difference(d.data[:n] if d else b"", i.data)
                         if not hashing:
                             break
