@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from usbwriter.checksums.hashing import hash_file
 from usbwriter.errors import (
     BadImage,
     BadInput,
@@ -398,7 +399,7 @@ def build_iso(
                     hybrid_info = _make_hybrid(iso, out, bios, efi, folder, size, sde, warn)
                 out.flush()
                 os.fsync(out.fileno())
-        digest = _blake3(tmp, size, progress, cancel)
+        digest = hash_file(tmp, ["blake3"], progress=progress, cancel=cancel)["blake3"]
         stick = _stick_verdict(tmp, req, warn) if boot_info else None
         try:
             give_name(tmp, output, replace=req.overwrite, made_by="mkiso")
@@ -654,23 +655,3 @@ def _patch_grub_boot_info(out: Any, extent: int) -> None:
     change = sum(struct.unpack("<2I", new)) - sum(struct.unpack("<2I", old))
     out.seek(start + 20)
     out.write(struct.pack("<I", (checksum + change) & 0xFFFFFFFF))
-
-
-def _blake3(
-    path: str, size: int, progress: ProgressCallback | None, cancel: threading.Event | None
-) -> str:
-    import blake3
-
-    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    meter = Meter("checksum", size, progress)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(f"{path}: interrupted; nothing was written", path=path)
-            chunk = f.read(8 << 20)
-            if not chunk:
-                break
-            h.update(chunk)
-            meter.advance(len(chunk))
-    meter.finish()
-    return str(h.hexdigest())
