@@ -289,7 +289,7 @@ def read_tree(r: ImageReader, pvd: PvdFields) -> Tree:
     try:
         iso.open_fp(cast(BinaryIO, PycdlibView(r.read, r.size)))  # duck-typed: seek, tell, read
     except Exception as e:  # pycdlib raises PyCdlibInvalidISO and others on damaged input
-        tree.problems.append(f"the file tree could not be read: {_one_line(e)}")
+        tree.problems.append(f"the file tree could not be read: {one_line(e)}")
         tree.rock_ridge = root_has_susp(r, pvd)
         return tree
     try:
@@ -305,14 +305,15 @@ def read_tree(r: ImageReader, pvd: PvdFields) -> Tree:
         if iso.has_udf():
             _walk_udf(iso, tree)
     except Exception as e:
-        tree.problems.append(f"the file tree could not be walked fully: {_one_line(e)}")
+        tree.problems.append(f"the file tree could not be walked fully: {one_line(e)}")
     finally:
         with contextlib.suppress(Exception):
             iso.close()
     return tree
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception of pycdlib's, in one line of at most 200 characters."""
     s = " ".join(str(e).split()) or type(e).__name__
     return s[:200]
 

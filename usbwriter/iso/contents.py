@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
-from usbwriter.boot.iso9660 import PycdlibView
+from usbwriter.boot.iso9660 import PycdlibView, one_line
 from usbwriter.errors import BadImage, BadInput, UsbWriterError, terminal_safe
 from usbwriter.iso.source import ImageBytes, image_bytes, volume_size
 from usbwriter.sources.files import ImageSource
@@ -431,11 +431,6 @@ def _add_folder(contents: Contents, parts: tuple[str, ...], entries: list[Entry]
     contents.children[parts] = kept
 
 
-def _one_line(e: BaseException) -> str:
-    s = " ".join(str(e).split()) or type(e).__name__
-    return s[:200]
-
-
 def read_contents(data: ImageBytes) -> Contents:
     """Every entry of DATA's richest name space; BadImage when it is not a readable ISO."""
     import pycdlib
@@ -452,10 +447,10 @@ def read_contents(data: ImageBytes) -> Contents:
     except UsbWriterError:
         raise
     except PyCdlibException as e:
-        raise BadImage(f"{path}: not a readable ISO 9660 image: {_one_line(e)}", path=path) from e
+        raise BadImage(f"{path}: not a readable ISO 9660 image: {one_line(e)}", path=path) from e
     except (Exception, RecursionError) as e:
         raise BadImage(
-            f"{path}: a damaged ISO 9660 image ({type(e).__name__}: {_one_line(e)})", path=path
+            f"{path}: a damaged ISO 9660 image ({type(e).__name__}: {one_line(e)})", path=path
         ) from e
     try:
         walk = _Walk(path, limit, int(iso.logical_block_size), data)
@@ -482,7 +477,7 @@ def read_contents(data: ImageBytes) -> Contents:
         raise
     except (Exception, RecursionError) as e:
         raise BadImage(
-            f"{path}: a damaged ISO 9660 image ({type(e).__name__}: {_one_line(e)})", path=path
+            f"{path}: a damaged ISO 9660 image ({type(e).__name__}: {one_line(e)})", path=path
         ) from e
     finally:
         with contextlib.suppress(Exception):
