@@ -62,7 +62,6 @@ class BackupPlan:
     device: str  # as given
     node: str  # resolved: the node opened
     rdev: int
-    device_size: int
     description: str
     output: str
     fmt: str  # "raw", "zst", "xz" or "gz"
@@ -185,7 +184,6 @@ def plan_backup(device: str, output: str, *, overwrite: bool = False) -> BackupP
         device=device,
         node=target.node,
         rdev=target.rdev,
-        device_size=target.size,
         description=disk.description if disk is not None else name,
         output=output,
         fmt=format_of(output),

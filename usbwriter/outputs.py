@@ -15,6 +15,7 @@ import contextlib
 import gzip
 import lzma
 import os
+import secrets
 import shutil
 import subprocess
 from typing import IO, Any
@@ -50,7 +51,7 @@ class Output:
             raise BadInput(f"{path}: --sparse is for a raw image, not a {fmt} file")
         self.path, self.fmt, self.sparse, self.replace = path, fmt, sparse, replace
         folder, name = os.path.split(os.path.abspath(path))
-        self.temp = os.path.join(folder, f".{name}.usbwriter-{os.getpid()}")
+        self.temp = os.path.join(folder, f".{name[:200]}.usbwriter-{secrets.token_hex(4)}")
         try:
             self.fd = os.open(
                 self.temp,
