@@ -57,6 +57,7 @@ from usbwriter.writer import (
     check_fits,
     failed_write,
     image_read_error,
+    last_mib,
     read_head,
     wipe_note,
 )
@@ -541,20 +542,18 @@ def _zero_stale_tail(state: _State, end: int) -> None:
     tgt = state.tgt
     if not tgt.is_block or tgt.size < end + MiB:
         return
-    last = max(end, (tgt.size - MiB) // tgt.block * tgt.block)
+    last = last_mib(tgt, end)
     n = tgt.size - last
-    zeros = bytes(n)
-    buf = aligned_buffer(round_up(n, 4096))
+    buf, zeros = aligned_buffer(round_up(n, 4096)), aligned_buffer(round_up(n, 4096))
     try:
-        with memoryview(buf) as whole:
+        with memoryview(buf) as whole, memoryview(zeros) as none:
             got = pread_into(tgt.fd, whole[:n], last)
-            stale = got < n or whole[:n].tobytes() != zeros
-            if stale:
-                whole[:n] = zeros
+            if got < n or not same_bytes(whole[:n], none[:n]):
                 state.touch()
-                tgt.write(whole[:n], last)
+                tgt.write(none[:n], last)
     finally:
         buf.close()
+        zeros.close()
 
 
 # --- the read-back of the spans -------------------------------------------------------

@@ -238,9 +238,15 @@ def zero_ends(tgt: Target, head_len: int) -> None:
         memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))], 0
     )
     if tgt.size > 2 * MiB:
-        last = max(MiB, (tgt.size - MiB) // tgt.block * tgt.block)
+        last = last_mib(tgt, MiB)
         tgt.write(memoryview(zeros)[: tgt.size - last], last)
     tgt.sync()
+
+
+def last_mib(tgt: Target, floor: int) -> int:
+    """Where the drive's last MiB starts (on a block boundary), not before FLOOR: where
+    a stale backup GPT would be."""
+    return max(floor, (tgt.size - MiB) // tgt.block * tgt.block)
 
 
 def write_to(
