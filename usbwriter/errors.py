@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import unicodedata
 from typing import Any
 
 # Exit codes, the same for every command (docs/cli.md).
@@ -84,9 +85,19 @@ class UsbWriterError(Exception):
 
 def terminal_safe(s: str) -> str:
     """S with undecodable bytes and control characters (C0, DEL, C1: ESC and CSI start
-    escape sequences) shown as '?'."""
+    escape sequences) shown as '?', and so are the invisible format characters (Unicode
+    category Cf: bidi overrides and isolates such as U+202E and U+2066..U+2069, marks
+    such as U+200E and U+061C, zero-width spaces and joiners) and the line and paragraph
+    separators: a name cannot read backwards or hide part of itself."""
     s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return "".join("?" if (ord(c) < 32 or 127 <= ord(c) < 160) else c for c in s)
+    return "".join("?" if _hidden(c) else c for c in s)
+
+
+def _hidden(c: str) -> bool:
+    o = ord(c)
+    if o < 32 or 127 <= o < 160:
+        return True
+    return unicodedata.category(c) in ("Cf", "Zl", "Zp")
 
 
 class BadImage(UsbWriterError):
@@ -157,9 +168,7 @@ def os_error(path: str, e: OSError, doing: str, *, offset: int | None = None) ->
     if e.errno == _errno.EISDIR:
         return BadInput(f"{path}: is a directory", **kw)
     if e.errno == _errno.ELOOP:
-        return Refused(
-            f"{path}: became a symbolic link since it was checked; choose it again", **kw
-        )
+        return _symlink_error(path, e, kw)
     if e.errno == _errno.EBUSY:
         return Refused(
             f"{path}: the device is busy (mounted, or opened by another program such as a "
@@ -173,3 +182,23 @@ def os_error(path: str, e: OSError, doing: str, *, offset: int | None = None) ->
     if e.errno in (_errno.ENXIO, _errno.ENODEV, _errno.ENOMEDIUM):
         return DeviceFault(f"{path}: no such device or no medium ({why})", **kw)
     return DeviceFault(f"{path}: cannot {doing}: {why}", **kw)
+
+
+def _symlink_error(path: str, e: OSError, kw: dict[str, Any]) -> UsbWriterError:
+    """ELOOP: a loop of symbolic links (an input that cannot be found: BadInput), or a
+    symbolic link where none is followed (O_NOFOLLOW: Refused)."""
+    probe = e.filename if isinstance(e.filename, str) and e.filename else path
+    if probe != path and not os.path.isabs(probe):  # relative to a folder descriptor
+        return Refused(f"{path}: a symbolic link, which is never followed (or a loop)", **kw)
+    shown = path if probe == path else f"{path} ({probe})"
+    try:
+        os.stat(probe)
+    except OSError as again:
+        if again.errno == _errno.ELOOP:
+            return BadInput(f"{shown}: too many levels of symbolic links (a loop)", **kw)
+    if os.path.islink(probe):
+        return Refused(f"{shown}: is a symbolic link, which is never followed", **kw)
+    return Refused(
+        f"{shown}: was a symbolic link when it was opened (never followed); choose it again",
+        **kw,
+    )
