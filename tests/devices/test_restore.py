@@ -119,3 +119,22 @@ def test_partition_node_is_refused(loop: LoopFactory) -> None:
         assert signatures(dev) == [("dos", 0x1FE)]
     finally:
         subprocess.run(["partx", "-d", dev], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("fs", "label"),
+    [("exfat", "FIFTEEN_CHARS_X"), ("fat32", "MY:STICK"), ("fat32", "A*B"), ("fat32", "V1.0")],
+)
+def test_a_label_mkfs_would_refuse_is_refused_before_anything_changes(
+    mounted_ext4: tuple[str, Path], fs: str, label: str
+) -> None:
+    """Found in the plan (exit 2): the drive is neither unmounted nor opened."""
+    dev, mnt = mounted_ext4
+    before = signatures(dev)
+    done = usbwriter("restore", dev, "--fs", fs, "--label", label, "--yes", "--unmount", "--json")
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout.strip().splitlines()[-1])
+    assert error["event"] == "error" and error["code"] == "bad_input"
+    assert label in error["message"] and "Traceback" not in done.stderr
+    assert run(["findmnt", "-n", str(mnt)]).returncode == 0  # still mounted
+    assert signatures(dev) == before

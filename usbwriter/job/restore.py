@@ -48,10 +48,19 @@ _Piece = tuple[int, int, "str | None", int]
 CHUNK = 4 * MIB
 
 #: file system -> (MBR partition type, mkfs argv before the label, label option, longest label)
+#: The longest label counts characters for FAT (ASCII), UTF-16 code units for exFAT (its
+#: volume label field holds 11) and bytes for ext4 (mke2fs would cut a longer one).
 FILESYSTEMS: dict[str, tuple[str, list[str], str, int]] = {
     "fat32": ("c", ["mkfs.vfat", "-F", "32"], "-n", 11),
-    "exfat": ("7", ["mkfs.exfat"], "-L", 15),
+    "exfat": ("7", ["mkfs.exfat"], "-L", 11),
     "ext4": ("83", ["mkfs.ext4", "-F", "-q", "-E", "nodiscard"], "-L", 16),
+}
+#: Characters a label may not hold: mkfs.vfat refuses these (dosfstools 4.2), and the
+#: exFAT specification forbids in a volume label what it forbids in a file name.
+FORBIDDEN = {
+    "fat32": '*?.,;:/\\|+=<>[]"',
+    "exfat": '"*/:<>?\\|',
+    "ext4": "/\\",
 }
 DEFAULT_LABEL = "USB"
 
@@ -103,14 +112,42 @@ class RestoreReceipt:
 
 
 def check_label(fs: str, label: str) -> str:
+    """The label as it will be stored, or BadInput (exit 2) for one mkfs would refuse or
+    cut: checked before anything is unmounted or opened. A FAT label is stored
+    upper-case, as Windows stores it (mkfs.vfat would keep lower case, warning that some
+    systems do not read it)."""
     if fs not in FILESYSTEMS:
         raise BadInput(f"unknown file system {fs!r}: choose fat32, exfat or ext4")
+    try:
+        label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"label {label!r}: not valid UTF-8 text") from None
     longest = FILESYSTEMS[fs][3]
-    if not label or len(label.encode() if fs == "ext4" else label) > longest:
-        raise BadInput(f"label {label!r}: {fs} labels are 1 to {longest} characters")
-    if any(c in label for c in "\0/\\") or (fs == "fat32" and not label.isascii()):
-        raise BadInput(f"label {label!r}: not allowed in a {fs} label")
-    return label.upper() if fs == "fat32" else label
+    unit = "bytes" if fs == "ext4" else "characters"
+    length = {
+        "fat32": len(label),
+        "exfat": len(label.encode("utf-16-le")) // 2,  # a character past U+FFFF takes 2
+        "ext4": len(label.encode("utf-8")),
+    }[fs]
+    if not label or length > longest:
+        raise BadInput(f"label {label!r}: {fs} labels are 1 to {longest} {unit}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in label):
+        raise BadInput(f"label {label!r}: a control character is not allowed in a label")
+    article = "an" if fs[0] in "ae" else "a"
+    bad = sorted({c for c in label if c in FORBIDDEN[fs]})
+    if bad:
+        shown = " ".join(FORBIDDEN[fs])
+        raise BadInput(
+            f"label {label!r}: {' '.join(bad)} not allowed in {article} {fs} label "
+            f"(none of {shown})"
+        )
+    if fs == "fat32":
+        if not label.isascii():
+            raise BadInput(f"label {label!r}: FAT labels are ASCII letters, digits and signs")
+        if label.startswith(" "):
+            raise BadInput(f"label {label!r}: a FAT label cannot start with a space")
+        return label.upper()
+    return label
 
 
 def plan_restore(device: str, *, unmount: bool = False) -> Plan:
