@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from usbwriter.checksums.hashing import hash_file, parse_expected, strength
 from usbwriter.checksums.signature import (
@@ -31,6 +31,7 @@ from usbwriter.checksums.signature import (
 )
 from usbwriter.checksums.sums import (
     MAX_SUMS_SIZE,
+    Entry,
     find_sums,
     matching_entries,
     parse_sums,
@@ -39,6 +40,7 @@ from usbwriter.checksums.sums import (
 from usbwriter.errors import UsbWriterError, os_error
 from usbwriter.progress import ProgressCallback
 from usbwriter.sources import kind_of, not_an_image
+from usbwriter.sources.streams import Expected
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,29 @@ NO_ENTRY = "no-entry"
 # Which sums file's line to report when several are checked: a bad signature first
 # (never hidden behind a good one), then the best signature, then the strongest hash.
 _SIGNATURE_RANK = {BAD: 0, VALID: 1, UNKNOWN_KEY: 2, ERROR: 3, NOT_CHECKED: 4, UNSIGNED: 5}
+
+
+class Companion(Protocol):
+    """A file used with the image (its bmap), as it was read: its path, and the digest
+    of the bytes that were read for an algorithm."""
+
+    @property
+    def path(self) -> str: ...
+
+    def digest(self, alg: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Covered:
+    """Whether the sums file that vouches for the image vouches for a companion too:
+    status "matched", "mismatch" or "no-entry" (it has no line for it)."""
+
+    path: str
+    status: str
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "why": self.why}
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,25 @@ class ChecksumCheck:
     sums_file: str | None = None
     signature: Signature | None = None
     looked_in: tuple[str, ...] = ()
+    #: the write hashed the bytes it read from the file and found this digest again
+    confirmed: bool = False
+    #: files used with the image (its bmap), as the sums file that matched lists them
+    companions: tuple[Covered, ...] = ()
+
+    def covers(self, path: str) -> Covered | None:
+        return next((c for c in self.companions if c.path == path), None)
+
+    def to_confirm(self) -> tuple[Expected, ...]:
+        """What the bytes read from the file must hash to for this check to hold of
+        them: the matched line's digest (nothing when no line matched)."""
+        if self.status != MATCHED or self.alg is None or self.expected is None:
+            return ()
+        source = Path(self.sums_file).name if self.sums_file else "the given checksum"
+        return (Expected(self.alg, self.expected, source),)
+
+    def confirmed_on_write(self) -> ChecksumCheck:
+        """This check, as a write that confirmed it on the bytes it read reports it."""
+        return replace(self, confirmed=True) if self.to_confirm() else self
 
     @property
     def given(self) -> bool:
@@ -93,9 +137,10 @@ class ChecksumCheck:
             names = ", ".join(Path(p).name for p in self.looked_in)
             return f"no checksum found: no line for {image} in {names}"
         alg = self.alg or "checksum"
+        confirmed = "; confirmed on the bytes written" if self.confirmed else ""
         if self.given:
             if self.status == MATCHED:
-                return f"{alg} matched the given checksum"
+                return f"{alg} matched the given checksum{confirmed}"
             return (
                 f"{alg} of {image} does not match the given checksum: "
                 f"expected {self.expected}, got {self.actual}"
@@ -108,14 +153,15 @@ class ChecksumCheck:
                 f"{sums}: {alg} of {image} does not match: "
                 f"expected {self.expected}, got {self.actual}"
             )
-        return head + self._signature_words()
+        return head + self._signature_words() + confirmed
 
     def _signature_words(self) -> str:
         sig = self.signature
         if sig is None or sig.status == UNSIGNED:
             return f"; {Path(self.sums_file or '').name} is not signed"
         if sig.status == VALID:
-            return f", signed by {sig.fingerprint}"
+            expired = " (whose key has expired since)" if sig.key_expired else ""
+            return f", signed by {sig.fingerprint}{expired}"
         if sig.status == NOT_CHECKED:
             return "; signature not checked (no --keyring given)"
         # bad, unknown key, error: the signature's own words, without its file name
@@ -132,6 +178,8 @@ class ChecksumCheck:
             "sums_file": self.sums_file,
             "signature": None if self.signature is None else self.signature.to_dict(),
             "looked_in": list(self.looked_in),
+            "confirmed_on_write": self.confirmed,
+            "companions": [c.to_dict() for c in self.companions],
             "message": self.describe(),
         }
 
@@ -172,10 +220,13 @@ def check_image(
     sums: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    companions: Sequence[Companion] = (),
 ) -> ChecksumCheck:
     """Check IMAGE_PATH against EXPECTED ('sha256:HEX'), or else against the sums file
     SUMS the user names, or else the sums files found beside the image, whose signatures
-    are checked with gpgv against KEYRINGS. Reads only. Raises BadInput for a bad
+    are checked with gpgv against KEYRINGS. Reads only. COMPANIONS (a bmap used with the
+    image) are looked up in the sums file whose line matched the image, and the result
+    says whether it vouches for them too. Raises BadInput for a bad
     EXPECTED, a missing image, or a keyring or named sums file that cannot be read;
     BadImage for a read error of the image; Cancelled."""
     name = os.fspath(image_path)
@@ -192,20 +243,24 @@ def check_image(
     _check_image_path(name)
     if sums is not None:
         named = Path(sums)
-        candidates = [(named, read_small_file(named, MAX_SUMS_SIZE, "sums file"))]
+        candidates = [(named, read_small_file(os.fspath(sums), MAX_SUMS_SIZE, "sums file"))]
     else:
         candidates = [(p, d) for p in find_sums(image) if (d := _read_found(p)) is not None]
     looked_in = tuple(str(p) for p, _ in candidates)
     if not candidates:
         return ChecksumCheck(NONE, name)
     lines: list[_Line] = []
+    entries: dict[Path, list[Entry]] = {}
     for path, data in candidates:
-        found = matching_entries(parse_sums(_text(data)), path.name, image.name)
+        parsed = parse_sums(_text(data))
+        found = matching_entries(parsed, path.name, image.name)
         if not found:
             continue
         verified = check_signature(path, data, rings)
         if verified.signed_text is not None:  # clear-signed: what gpgv found signed
-            found = matching_entries(parse_sums(verified.signed_text), path.name, image.name)
+            parsed = parse_sums(verified.signed_text)
+            found = matching_entries(parsed, path.name, image.name)
+        entries[path] = parsed
         lines += [_Line(path, alg, digest, verified.signature) for alg, digest in found]
     if not lines:
         return ChecksumCheck(NO_ENTRY, name, sums_file=looked_in[0], looked_in=looked_in)
@@ -214,6 +269,9 @@ def check_image(
     pick = min(
         wrong or lines,
         key=lambda line: (_SIGNATURE_RANK[line.signature.status], -strength(line.alg)),
+    )
+    covered = tuple(
+        _cover(c, pick.sums_file, entries[pick.sums_file]) for c in companions if not wrong
     )
     return ChecksumCheck(
         MISMATCH if wrong else MATCHED,
@@ -224,7 +282,20 @@ def check_image(
         sums_file=str(pick.sums_file),
         signature=pick.signature,
         looked_in=looked_in,
+        companions=covered,
     )
+
+
+def _cover(companion: Companion, sums_file: Path, entries: list[Entry]) -> Covered:
+    """What the sums file that vouches for the image says of a file used with it."""
+    found = matching_entries(entries, sums_file.name, Path(companion.path).name)
+    if not found:
+        return Covered(companion.path, NO_ENTRY)
+    for alg, want in found:
+        got = companion.digest(alg)
+        if got != want:
+            return Covered(companion.path, MISMATCH, f"{alg} is {got}, the sums file says {want}")
+    return Covered(companion.path, MATCHED)
 
 
 def _text(data: bytes) -> str:

@@ -10,17 +10,17 @@ for three or more, and a check needs one or two.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
 from collections.abc import Iterable
-from typing import Protocol
 
 from usbwriter.errors import BadImage, BadInput, Cancelled
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.sources.files import open_readable
+from usbwriter.sources.streams import Hasher as _Hasher
 from usbwriter.sources.streams import RawStream, Stream
+from usbwriter.sources.streams import new_hasher as _new_hasher
 
 CHUNK_SIZE = 4 << 20
 
@@ -35,21 +35,6 @@ HEX_LENGTHS: dict[str, int] = {
 ALGORITHMS: tuple[str, ...] = tuple(HEX_LENGTHS)
 
 _HEX = re.compile(r"[0-9a-f]+")
-
-
-class _Hasher(Protocol):
-    def update(self, data: memoryview, /) -> object: ...
-
-    def hexdigest(self) -> str: ...
-
-
-def _new_hasher(alg: str) -> _Hasher:
-    if alg == "blake3":
-        import blake3  # only when asked for: the module loads a native library
-
-        h: _Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        return h
-    return hashlib.new(alg)
 
 
 def strength(alg: str) -> int:

@@ -87,7 +87,7 @@ def run_many(
         raise Cancelled("cancelled before anything was changed")
     unmounted = [unmount_planned(p.unmounts, notify=notify) if p.unmounts else () for p in plans]
     with ExitStack() as stack:
-        src = stack.enter_context(open_source(plans[0].image))
+        src = stack.enter_context(open_source(plans[0].image, plans[0].checksum))
         targets: list[Target] = [stack.enter_context(open_target(p)) for p in plans]
         outcomes = write_many(
             src, targets, on_progress=progress, on_failed=on_failed, cancel=cancel

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usbwriter.blockio import open_held
 from usbwriter.devices import read_snapshot
@@ -39,6 +39,9 @@ from usbwriter.receipt import Receipt
 from usbwriter.sources import ImageSource, SourceInfo, not_a_drive, open_image
 from usbwriter.verify import Reader, VerifyResult, verify_fd
 from usbwriter.writer import Target, WriteResult, wipe_note, write_to
+
+if TYPE_CHECKING:
+    from usbwriter.checksums import ChecksumCheck
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,13 @@ def _describe(target: TargetFacts, identity: Identity | None) -> dict[str, Any]:
 
 
 @contextmanager
-def open_source(facts: ImageFacts) -> Iterator[ImageSource]:
-    """Open the image and check it is what the plan looked at (not swapped meanwhile)."""
+def open_source(facts: ImageFacts, checksum: ChecksumCheck | None = None) -> Iterator[ImageSource]:
+    """Open the image and check it is what the plan looked at (not swapped meanwhile).
+    With the plan's matched CHECKSUM, every stream of it confirms the digest again on
+    the bytes it reads: a file changed in place since the check is refused at its end."""
     src = open_image(facts.path, member=facts.source.member if facts.source else None)
+    if checksum is not None:
+        src = replace(src, expect=checksum.to_confirm())
     try:
         st = os.fstat(src.fd)
         same = (
@@ -113,7 +120,7 @@ def run(
     if cancel.is_set():
         raise Cancelled(f"{plan.target.requested}: cancelled before anything was changed")
     unmounted = unmount_planned(plan.unmounts, notify=notify) if plan.unmounts else ()
-    with open_source(plan.image) as src, open_target(plan) as tgt:
+    with open_source(plan.image, plan.checksum) as src, open_target(plan) as tgt:
         log.info("writing %s to %s (held exclusively)", src.path, tgt.path)
         selector = _selector(plan, notify)
         coverage = None
@@ -167,7 +174,7 @@ def receipt_for(
         unmounted=unmounted,
         wiped_first_mib=wiped,
         source=source,
-        checksum=plan.checksum,
+        checksum=plan.checksum.confirmed_on_write() if plan.checksum is not None else None,
         coverage=coverage,
     )
 

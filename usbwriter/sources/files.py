@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from usbwriter.errors import BadImage, BadInput, UsbWriterError, os_error
 from usbwriter.sources.formats import SourceInfo, describe
-from usbwriter.sources.streams import Stream, open_stream
+from usbwriter.sources.streams import Expected, Stream, open_stream
 
 KIND_WORDS = {
     "file": "a regular file",
@@ -67,6 +67,8 @@ class ImageSource:
     st_dev: int = 0
     st_ino: int = 0
     st_rdev: int = 0
+    #: digests the file as downloaded must have: every stream confirms them at its end
+    expect: tuple[Expected, ...] = ()
 
     @property
     def file_size(self) -> int:
@@ -78,8 +80,9 @@ class ImageSource:
         return self.info.size
 
     def stream(self) -> Stream:
-        """A fresh reader of the image's bytes from the first (decompressed)."""
-        return open_stream(self.fd, self.info)
+        """A fresh reader of the image's bytes from the first (decompressed); read to its
+        end, it refuses a file whose digests are not those expected."""
+        return open_stream(self.fd, self.info, self.expect)
 
     def close(self) -> None:
         os.close(self.fd)

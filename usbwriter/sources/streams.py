@@ -7,10 +7,16 @@ else the standard library; gzip, bzip2 and zip members with the standard library
 zstd and lz4 with their bindings. While decompressing, the file as downloaded is
 hashed with blake3 (``file_blake3``) and its read position kept (``consumed``) for
 progress when the image's size is not known.
+
+A stream opened with ``expect`` (the digests a checksum check found the file to have)
+also hashes the file as downloaded with those algorithms while it is read, and at its
+end refuses bytes whose digest differs: what was checked is then what was read, even if
+the file was changed in place between the check and the write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -19,18 +25,80 @@ import subprocess
 import sys
 import threading
 import zipfile
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
 
 import blake3
 
 from usbwriter.blockio import pread_into
-from usbwriter.errors import BadImage
+from usbwriter.errors import BadImage, Refused
 from usbwriter.sources.formats import SourceInfo
 
 log = logging.getLogger(__name__)
 
 FEED = 1 << 20  # compressed bytes read at a time
+
+
+class Hasher(Protocol):
+    def update(self, data: memoryview, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def new_hasher(alg: str) -> Hasher:
+    """A hashlib hasher, or blake3 with threads of its own."""
+    if alg == "blake3":
+        h: Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        return h
+    return hashlib.new(alg)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A digest the file as downloaded must have: ``source`` says in words where the
+    value came from ("SHA256SUMS", "the given checksum")."""
+
+    alg: str
+    hex: str
+    source: str
+
+
+class FileCheck:
+    """Hashes the file as downloaded, in order, with the algorithms of EXPECT, and at the
+    end refuses (``Refused``) bytes whose digest is not the one expected."""
+
+    def __init__(self, path: str, expect: Sequence[Expected]) -> None:
+        self.path, self.expect = path, tuple(expect)
+        self.hashers = {e.alg: new_hasher(e.alg) for e in self.expect}
+        self.done = False
+
+    def update(self, data: memoryview) -> None:
+        for h in self.hashers.values():
+            h.update(data)
+
+    def restart(self) -> None:
+        self.hashers = {e.alg: new_hasher(e.alg) for e in self.expect}
+
+    def confirm(self, read_in_order: bool = True) -> None:
+        """At the file's end: every digest as expected, or Refused naming both."""
+        if self.done or not self.expect:
+            return
+        self.done = True
+        if not read_in_order:
+            raise Refused(
+                f"{self.path}: its checksum could not be confirmed on the bytes written "
+                "(the file was not read in order)",
+                path=self.path,
+            )
+        for e in self.expect:
+            got = self.hashers[e.alg].hexdigest()
+            if got != e.hex:
+                raise Refused(
+                    f"{self.path}: changed since its checksum was checked: the {e.alg} of "
+                    f"the bytes written is {got}, {e.source} says {e.hex}",
+                    path=self.path,
+                )
 
 
 class Stream:
@@ -67,12 +135,17 @@ class Stream:
 
 
 class RawStream(Stream):
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.size = fd, size
+    def __init__(self, fd: int, size: int, check: FileCheck | None = None) -> None:
+        self.fd, self.size, self.check = fd, size, check
 
     def readinto(self, view: memoryview) -> int:
         n = pread_into(self.fd, view[: max(0, self.size - self.consumed)], self.consumed)
         self.consumed += n
+        if self.check is not None:
+            if n:
+                self.check.update(view[:n])
+            elif len(view):
+                self.check.confirm()
         return n
 
 
@@ -84,18 +157,26 @@ class _HashingFile(io.RawIOBase):
     before hashed first, and ``digest`` hashes whatever was not read, so the hash is the
     whole file's either way. A read out of order makes the hash unknown (None)."""
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, check: FileCheck | None = None) -> None:
         super().__init__()
         self.fd, self.size, self.pos = fd, size, 0
         self.hash: Any = blake3.blake3()
+        self.check = check
         self.hashed = 0  # bytes [0, hashed) are in the hash
         self.in_order = True
 
     def restart_at(self, offset: int) -> None:
         """Hash afresh: the file's first OFFSET bytes now, what is read from there on."""
         self.hash, self.hashed, self.in_order = blake3.blake3(), 0, True
+        if self.check is not None:
+            self.check.restart()
         self._hash_to(offset)
         self.pos = offset
+
+    def _update(self, data: memoryview) -> None:
+        self.hash.update(data)
+        if self.check is not None:
+            self.check.update(data)
 
     def _hash_to(self, end: int) -> None:
         buf = bytearray(FEED)
@@ -104,7 +185,7 @@ class _HashingFile(io.RawIOBase):
             n = pread_into(self.fd, view[: min(FEED, end - self.hashed)], self.hashed)
             if n == 0:
                 break
-            self.hash.update(view[:n])
+            self._update(view[:n])
             self.hashed += n
 
     def readable(self) -> bool:
@@ -130,7 +211,7 @@ class _HashingFile(io.RawIOBase):
                 f"error reading at byte {self.pos}: {e.strerror}", offset=self.pos, errno=e.errno
             ) from None
         if self.pos == self.hashed:
-            self.hash.update(view[:n])
+            self._update(view[:n])
             self.hashed += n
         elif self.pos > self.hashed or self.pos + n > self.hashed:
             self.in_order = False
@@ -142,6 +223,13 @@ class _HashingFile(io.RawIOBase):
             return None
         self._hash_to(self.size)
         return str(self.hash.hexdigest())
+
+    def confirm(self) -> None:
+        """The file read to its end: its digests as the check expects (if any)."""
+        if self.check is not None:
+            if self.in_order:
+                self._hash_to(self.size)
+            self.check.confirm(self.in_order)
 
 
 class _Frames(io.RawIOBase):
@@ -271,9 +359,9 @@ def _bad(info: SourceInfo, consumed: int, e: BaseException) -> BadImage:
 class DecoderStream(Stream):
     """Decompressed in this process (on the thread that reads the stream)."""
 
-    def __init__(self, fd: int, info: SourceInfo) -> None:
+    def __init__(self, fd: int, info: SourceInfo, check: FileCheck | None = None) -> None:
         self.info = info
-        self.raw = _HashingFile(fd, info.file_size)
+        self.raw = _HashingFile(fd, info.file_size, check)
         if info.format == "zip":
             self.zip = zipfile.ZipFile(self.raw)  # reads the directory
             zinfo = self.zip.getinfo(info.member or "")
@@ -288,9 +376,12 @@ class DecoderStream(Stream):
 
     def readinto(self, view: memoryview) -> int:
         try:
-            return self.file.readinto(view)  # type: ignore[attr-defined,no-any-return]
+            n: int = self.file.readinto(view)  # type: ignore[attr-defined]
         except decode_errors() as e:
             raise _bad(self.info, self.raw.pos, e) from None
+        if n == 0 and len(view):
+            self.raw.confirm()
+        return n
 
     @property
     def file_blake3(self) -> str | None:
@@ -315,10 +406,12 @@ class ToolStream(Stream):
     """Decompressed by the format's standard tool, fed from this process (so the file
     is hashed on the way) by a feeder thread."""
 
-    def __init__(self, fd: int, info: SourceInfo, argv: list[str]) -> None:
+    def __init__(
+        self, fd: int, info: SourceInfo, argv: list[str], check: FileCheck | None = None
+    ) -> None:
         self.info = info
         self.tool = os.path.basename(argv[0])
-        self.raw = _HashingFile(fd, info.file_size)
+        self.raw = _HashingFile(fd, info.file_size, check)
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -369,6 +462,8 @@ class ToolStream(Stream):
                 f"({self.tool}: {why})",
                 path=self.info.path,
             )
+        if len(view):
+            self.raw.confirm()
         return 0
 
     @property
@@ -386,16 +481,18 @@ class ToolStream(Stream):
                 f.close()
 
 
-def open_stream(fd: int, info: SourceInfo) -> Stream:
-    """The image's bytes from the first, decompressed when the file is compressed."""
+def open_stream(fd: int, info: SourceInfo, expect: Sequence[Expected] = ()) -> Stream:
+    """The image's bytes from the first, decompressed when the file is compressed; with
+    EXPECT, the file as downloaded is confirmed to have those digests at the end."""
+    check = FileCheck(info.path, expect) if expect else None
     if not info.compressed:
-        return RawStream(fd, info.file_size)
+        return RawStream(fd, info.file_size, check)
     argv = TOOLS.get(info.format)
     tool = shutil.which(argv[0]) if argv else None
     if argv and tool:
-        return ToolStream(fd, info, [tool, *argv[1:]])
+        return ToolStream(fd, info, [tool, *argv[1:]], check)
     try:
-        return DecoderStream(fd, info)
+        return DecoderStream(fd, info, check)
     except open_errors() as e:
         raise _bad(info, 0, e) from None
 
