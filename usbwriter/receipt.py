@@ -100,13 +100,20 @@ class Receipt:
     def to_text(self) -> str:
         dev, img = self.device.get("path"), self.image_path
         w, v = self.write, self.verify
+        # A bmap write proves its mapped ranges only: the rest keeps the drive's old bytes.
+        holds = f"holds {img}"
+        if self.coverage is not None and self.coverage.mode == "bmap":
+            holds = (
+                f"holds the ranges of {img} its bmap maps ({human_size(self.coverage.written)} "
+                f"of {human_size(self.image_size)}; the rest was left as it was)"
+            )
         if self.verified:
             head = "Written and verified" if w else "Verified"
-            lines = [f"{head}: {dev} holds {img}"]
+            lines = [f"{head}: {dev} {holds}"]
         elif v is not None:
             lines = [f"VERIFICATION FAILED: {dev} does not hold {img}"]
         else:
-            lines = [f"Written (not verified): {dev} holds {img}"]
+            lines = [f"Written (not verified): {dev} {holds}"]
         src = self.source
         if src is not None and src.compressed:
             member = f", {src.member}" if src.member else ""

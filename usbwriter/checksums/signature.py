@@ -55,6 +55,7 @@ class Signature:
     fingerprint: str | None = None  # of the signer's primary key (valid, unknown-key)
     key_id: str | None = None  # long key ID the signature names
     message: str = ""
+    key_expired: bool = False  # valid, but the signing key has expired since (gpgv EXPKEYSIG)
 
     @property
     def valid(self) -> bool:
@@ -290,6 +291,7 @@ def interpret_status(status: str, returncode: int, shown: Path, stderr: str = ""
             fingerprint=fingerprint,
             key_id=arg("GOODSIG", 0) or arg("EXPKEYSIG", 0),
             message=f"{shown.name}: good signature by {fingerprint}{note}",
+            key_expired="EXPKEYSIG" in seen,
         )
     if "NO_PUBKEY" in seen or arg("ERRSIG", 5) == "9":
         key_id = arg("NO_PUBKEY", 0) or arg("ERRSIG", 0)

@@ -225,9 +225,10 @@ def find_sums(image_path: str | os.PathLike[str]) -> list[Path]:
     return sorted(own) + sorted(others)
 
 
-def read_small_file(path: Path, limit: int, what: str) -> bytes:
-    """All of a small regular file, opened without blocking; BadInput otherwise."""
-    name = str(path)
+def read_small_file(path: str | Path, limit: int, what: str) -> bytes:
+    """All of a small regular file, opened without blocking; BadInput otherwise. A name
+    given as a string is opened as it is written ('file/' is no file)."""
+    name = os.fspath(path)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:

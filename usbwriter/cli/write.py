@@ -63,7 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         action="append",
         default=[],
-        help="check the sums file's signature with gpgv against this keyring (repeatable)",
+        help="require a good signature by a key of this keyring over the sums line that "
+        "matches the image, checked with gpgv (repeatable)",
+    )
+    p.add_argument(
+        "--strict-keys",
+        action="store_true",
+        help="with --keyring: also refuse a signature whose key has expired since",
     )
     p.add_argument(
         "--bmap",
@@ -105,6 +111,7 @@ def run(ns: argparse.Namespace) -> int:
         checksum=ns.checksum,
         sums=ns.sums,
         keyrings=tuple(ns.keyring),
+        strict_keys=ns.strict_keys,
         bmap=ns.bmap,
         no_bmap=ns.no_bmap,
         delta=ns.delta,

@@ -48,8 +48,15 @@ def plan(
     first = decide(request, image, target, boot, bmap=bmap)
     if first.hard_blocked or image.kind != "file":
         return first
+    from usbwriter.sources.bmap import Bmap
+
     checked = (
-        check_checksum(request, progress=progress, cancel=cancel)
+        check_checksum(
+            request,
+            progress=progress,
+            cancel=cancel,
+            bmap=bmap if isinstance(bmap, Bmap) else None,
+        )
         if checksum is _LOOK
         else checksum  # already checked for another drive of the same write
     )

@@ -63,8 +63,15 @@ def decide(
         _check_boot(request, image, boot, block, warnings)
     if target_ok and target.disk is not None:
         warnings.extend(n for n in target.disk.notes if "larger than" in n)
-    used_bmap = _check_bmap(request, image, bmap, block, warnings) if image_ok else None
     checked = None
+    if request.keyrings and image_ok and image.kind != "file":
+        block(
+            Refused(
+                f"{image.requested}: --keyring needs a signed sums file for an image file; "
+                "a drive given as the image has none",
+                path=image.requested,
+            )
+        )
     if isinstance(checksum, UsbWriterError):
         block(checksum)
     elif checksum is not None:
@@ -74,6 +81,7 @@ def decide(
             block(refusal)
         elif note:
             warnings.append(note)
+    used_bmap = _check_bmap(request, image, bmap, checked, block, warnings) if image_ok else None
     return Plan(
         request=request,
         image=image,
@@ -92,11 +100,15 @@ def _check_bmap(
     request: Request,
     image: ImageFacts,
     bmap: Bmap | UsbWriterError | None,
+    checksum: ChecksumCheck | None,
     block: _Block,
     warnings: list[str],
 ) -> Bmap | None:
     """The bmap to write by: refused when it cannot be read or does not describe this
-    image; not combined with --delta (an explicit one is a usage error)."""
+    image; not combined with --delta (an explicit one is a usage error). When a checksum
+    vouches for the image, a bmap found beside it is used only if the same sums file
+    vouches for it too (one it lists wrongly is refused); one named with --bmap is the
+    user's choice."""
     if request.delta and request.bmap:
         block(BadInput("--delta and --bmap: choose one (a delta write compares every chunk)"))
         return None
@@ -115,6 +127,25 @@ def _check_bmap(
             )
         )
         return None
+    if not request.bmap and checksum is not None and checksum.status == "matched":
+        covered = checksum.covers(bmap.path)
+        vouches = "the checksum given" if checksum.sums_file is None else checksum.sums_file
+        if covered is not None and covered.status == "mismatch":
+            block(
+                Refused(
+                    f"{image.requested}: its bmap {bmap.path} is not the one {vouches} lists "
+                    f"({covered.why}); nothing was written (--no-bmap writes the whole image)",
+                    path=bmap.path,
+                )
+            )
+            return None
+        if covered is None or covered.status != "matched":
+            warnings.append(
+                f"{image.requested}: the bmap found beside it, {bmap.path}, is not vouched for "
+                f"by {vouches}, which vouches for the image; writing the whole image "
+                "(name it with --bmap to write only its ranges)"
+            )
+            return None
     if not request.bmap:
         warnings.append(
             f"{image.requested}: writing only the ranges mapped in {bmap.path} "
@@ -161,18 +192,42 @@ def decide_target(request: Request, target: TargetFacts) -> Plan:
 
 
 def _checksum_verdict(request: Request, check: ChecksumCheck) -> tuple[Refused | None, str | None]:
-    """A refusal (a mismatch; a bad or unverifiable signature when keyrings were given),
-    or a note for the warnings (nothing to check against; a signature not checked)."""
+    """A refusal or a note for the warnings. Refused: a mismatch; a bad signature; a
+    named sums file (--sums) without the image's line; and with --keyring anything short
+    of a good signature by one of its keys over the line that matched (no sums file, no
+    line, an unsigned or unverifiable sums file, a checksum given by hand), and with
+    --strict-keys a key that has expired since."""
     name = request.image
     words = check.describe()
     if check.status == "mismatch":
         return Refused(f"{name}: checksum mismatch: {words}; nothing was written", path=name), None
+    if check.status == "no-entry" and request.sums is not None:
+        return Refused(f"{name}: {words}; nothing was written", path=name), None
+    sig = check.signature
+    if request.keyrings:
+        why = None
+        if check.status != "matched":
+            why = words
+        elif sig is None:
+            why = f"{words}; --keyring needs a signed sums file, not a checksum given by hand"
+        elif not sig.valid:
+            why = words
+        elif sig.key_expired and request.strict_keys:
+            why = f"{words}; refused with --strict-keys"
+        if why is not None:
+            return (
+                Refused(
+                    f"{name}: no good signature vouches for it ({why}); nothing was written",
+                    path=name,
+                ),
+                None,
+            )
+        return None, (f"{name}: {words}" if sig is not None and sig.key_expired else None)
     if check.status != "matched":
         return None, f"{name}: {words}"
-    sig = check.signature
     if sig is None or sig.status in ("valid", "unsigned"):
         return None, None
-    if sig.status == "bad" or request.keyrings:
+    if sig.status == "bad":
         return Refused(f"{name}: {words}; nothing was written", path=name), None
     return None, f"{name}: {words}"
 

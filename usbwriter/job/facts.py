@@ -27,9 +27,7 @@ from usbwriter.sources import kind_of, open_image
 
 if TYPE_CHECKING:
     from usbwriter.checksums import ChecksumCheck
-
-if TYPE_CHECKING:
-    from usbwriter.checksums import ChecksumCheck
+    from usbwriter.sources.bmap import Bmap
 
 
 def _devno(dev: int) -> str:
@@ -193,10 +191,12 @@ def check_checksum(
     *,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    bmap: Bmap | None = None,
 ) -> ChecksumCheck | UsbWriterError:
     """The file as downloaded against the checksum given, the sums file named or the
-    sums files beside it (signatures checked with the keyrings given). A usage error
-    (a bad ALG:HEX, an unreadable keyring) is returned, for the plan to block on."""
+    sums files beside it (signatures checked with the keyrings given); whether the sums
+    file vouches for BMAP too. A usage error (a bad ALG:HEX, an unreadable keyring) is
+    returned, for the plan to block on."""
     from usbwriter.checksums import check_image
 
     try:
@@ -207,6 +207,7 @@ def check_checksum(
             sums=request.sums,
             progress=progress,
             cancel=cancel,
+            companions=(bmap,) if bmap is not None else (),
         )
     except Cancelled:
         raise

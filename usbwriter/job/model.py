@@ -36,7 +36,8 @@ class Request:
     member: str | None = None  # the file to write from a zip archive
     checksum: str | None = None  # "sha256:HEX": check the file against this
     sums: str | None = None  # a sums file to check against (else those found beside it)
-    keyrings: tuple[str, ...] = ()  # keyrings for gpgv, to check signed sums files
+    keyrings: tuple[str, ...] = ()  # a good signature by one of these is required
+    strict_keys: bool = False  # refuse a signature whose key has expired since
     bmap: str | None = None  # a bmaptool block map: write only the mapped ranges
     no_bmap: bool = False  # ignore a bmap found beside the image
     delta: bool = False  # compare the drive first, write only the chunks that differ

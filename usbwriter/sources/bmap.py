@@ -89,6 +89,12 @@ class Bmap:
     mapped_blocks: int
     checksum_type: str  # "sha1" or "sha256" (hashlib names)
     ranges: tuple[BmapRange, ...]  # sorted, non-overlapping, each as in the file
+    #: (algorithm, hex) of the bytes of the file as read, for a sums file that lists it
+    file_digests: tuple[tuple[str, str], ...] = ()
+
+    def digest(self, alg: str) -> str:
+        """The ALG digest of the bmap file's bytes as they were read ("" if not taken)."""
+        return dict(self.file_digests).get(alg, "")
 
     @property
     def mapped_bytes(self) -> int:
@@ -365,6 +371,7 @@ def read_bmap(path: str) -> Bmap:
         mapped_blocks=mapped_blocks,
         checksum_type=checksum_type,
         ranges=tuple(ranges),
+        file_digests=_file_digests(data),
     )
     log.debug(
         "bmap %s: version %s, %d bytes, %d ranges, %d bytes mapped, %s",
@@ -376,6 +383,14 @@ def read_bmap(path: str) -> Bmap:
         checksum_type if any(r.checksum for r in ranges) else "no checksums",
     )
     return bmap
+
+
+def _file_digests(data: bytes) -> tuple[tuple[str, str], ...]:
+    """Digests of the bmap's bytes in every algorithm a sums file may list it with."""
+    import blake3
+
+    out = [(alg, hashlib.new(alg, data).hexdigest()) for alg in ("sha512", "sha256", "sha1", "md5")]
+    return (*out, ("blake3", str(blake3.blake3(data).hexdigest())))
 
 
 # ---------------------------------------------------------------- finding and checking
