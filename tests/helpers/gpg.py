@@ -48,12 +48,16 @@ class Gpg:
         run([*argv, "--clearsign", "-o", str(out), str(path)], env=self.env())
 
 
-def make_key(where: Path, user: str) -> Gpg:
+def make_key(where: Path, user: str, *, made: str | None = None, expire: str = "never") -> Gpg:
+    """A key in a GNUPGHOME of its own; MADE (e.g. "20200101T000000") makes it, and every
+    signature it makes, at that time, so that with EXPIRE ("1y") it has expired since."""
     home = where / "gnupg"
     home.mkdir(mode=0o700, parents=True)
     env = {"GNUPGHOME": str(home)}
+    if made is not None:
+        (home / "gpg.conf").write_text(f"faked-system-time {made}\n")
     argv = ["gpg", "--batch", "--passphrase", "", "--quick-gen-key"]
-    run([*argv, f"{user} <t@example.invalid>", "ed25519", "sign", "never"], env=env)
+    run([*argv, f"{user} <t@example.invalid>", "ed25519", "sign", expire], env=env)
     listing = run(["gpg", "--batch", "--with-colons", "--list-keys"], env=env)
     fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line[:4] == "fpr:")
     keyring, armored = where / "key.gpg", where / "key.asc"
@@ -62,11 +66,15 @@ def make_key(where: Path, user: str) -> Gpg:
     return Gpg(home, fingerprint, keyring, armored)
 
 
+def needs_gpg_tools() -> None:
+    if shutil.which("gpg") is None or shutil.which("gpgv") is None:
+        pytest.skip("needs gpg and gpgv (scripts/lib/setup.sh installs them)")
+
+
 def key_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gpg, Gpg]]:
     """A signer's key and another one, for a module-scoped fixture (``yield from``);
     skips the test without gpg and gpgv; stops their gpg-agents afterwards."""
-    if shutil.which("gpg") is None or shutil.which("gpgv") is None:
-        pytest.skip("needs gpg and gpgv (scripts/lib/setup.sh installs them)")
+    needs_gpg_tools()
     signer = make_key(tmp_path_factory.mktemp("signer"), "usbwriter test")
     other = make_key(tmp_path_factory.mktemp("other"), "usbwriter other")
     yield signer, other

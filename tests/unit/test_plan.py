@@ -9,6 +9,7 @@ act on each plan alike: the command line's refusal and the app's are the same er
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -290,3 +291,31 @@ def test_restore_plan_unmounts_like_a_write() -> None:
     target = stick(STICK_MOUNT, NESTED)
     plan = decide_target(Request("", target.requested, unmount=True), target)
     assert plan.ready and plan.unmount_points == ("/media/stick/inner", "/media/stick")
+
+
+def test_a_key_expired_since_is_said_and_refused_with_strict_keys(tmp_path: Path) -> None:
+    """A good signature whose key has expired since: written with a warning that says
+    so (and the receipt's words), refused with --strict-keys."""
+    from tests.helpers.gpg import make_key, needs_gpg_tools, run
+
+    needs_gpg_tools()
+    from usbwriter.checksums import check_image
+
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    (folder / "x.iso").write_bytes(b"x" * 4096)
+    (folder / "SHA256SUMS").write_text(run(["sha256sum", "x.iso"], cwd=folder))
+    old = make_key(tmp_path / "old", "usbwriter old", made="20200101T000000", expire="1y")
+    old.sign(folder / "SHA256SUMS")
+    run(["gpgconf", "--kill", "gpg-agent"], env=old.env())
+    check = check_image(folder / "x.iso", keyrings=[old.keyring])
+    assert check.status == "matched" and check.signature is not None
+    assert check.signature.valid and check.signature.key_expired
+    assert "whose key has expired since" in check.describe()
+    rings = (str(old.keyring),)
+    plan = decide(Request("x.iso", "/dev/sda", keyrings=rings), image(), stick(), None, check)
+    assert plan.ready and any("expired since" in w for w in plan.warnings)
+    strict = Request("x.iso", "/dev/sda", keyrings=rings, strict_keys=True)
+    plan = decide(strict, image(), stick(), None, check)
+    assert not plan.ready and "--strict-keys" in plan.blockers[0].message
+    assert plan.blockers[0].exit_code == 4
