@@ -290,6 +290,13 @@ def disk_from_info(
         reasons.append("read-only")
     if name in set(image_disks):
         reasons.append("holds the image file")
+    for twin in snap.twins(name):
+        # One backing file under two loop devices: what uses the other is written too.
+        uses = snap.in_use(twin)
+        if uses:
+            reasons.append(
+                f"shares its backing file with {DEV}/{twin}, which is in use ({'; '.join(uses)})"
+            )
     if name.startswith("sr") or major == 11:
         reasons.append("optical drive")
     if size == 0:
@@ -304,6 +311,12 @@ def disk_from_info(
         notes.append(f"removable {bus} disk")
     elif bus == "loop":
         notes.append(f"loop device over {backing_file}" if backing_file else "loop device")
+        twins = snap.twins(name)
+        if twins:
+            notes.append(
+                f"the same backing file as {', '.join(f'{DEV}/{t}' for t in twins)}: "
+                "writing one writes the other"
+            )
     else:
         notes.append(f"internal {bus} disk (not USB or removable)")
     if not system:

@@ -228,6 +228,42 @@ class Snapshot:
                 todo.append(node.backing_devno)
         return frozenset(out)
 
+    def twins(self, key: str) -> tuple[str, ...]:
+        """The other whole devices over the same backing file as KEY (two loop devices
+        set up over one file): writing either writes the other's bytes."""
+        files = {i for i in self.footprint(key, through_files=False) if i[0] == "file"}
+        me = self.node(key)
+        if not files or me is None:
+            return ()
+        return tuple(
+            sorted(
+                (
+                    n.name
+                    for n in self.nodes
+                    if n.parent is None
+                    and n.name != me.name
+                    and files & self.footprint(n.name, through_files=False)
+                ),
+                key=natural_key,
+            )
+        )
+
+    def in_use(self, key: str) -> list[str]:
+        """What uses the whole device KEY in words: its and its partitions' mounts, and
+        devices stacked on or holding it."""
+        node = self.node(key)
+        if node is None:
+            return []
+        mine = [node] + [n for n in self.nodes if n.parent == node.name]
+        uses = [
+            f"{DEV}/{n.name} is mounted on {mp}" for n in mine for mp in self.mountpoints(n.devno)
+        ]
+        holders = [h for n in mine for h in n.holders]
+        holders += [u for u in self.stacked.get(node.name, ()) if u not in holders]
+        if holders:
+            uses.append(f"{', '.join(f'{DEV}/{h}' for h in holders)} stand on it")
+        return uses
+
     @cached_property
     def stacked(self) -> Mapping[str, tuple[str, ...]]:
         """Disk name -> the other whole devices standing on it: loop devices over it, over

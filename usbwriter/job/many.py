@@ -63,12 +63,14 @@ def plan_many(
     plans = [first]
     for dev in devices[1:]:
         plans.append(plan(replace(request, device=dev), checksum=first.checksum))
-    seen: dict[int, str] = {}
-    for p in plans:
-        rdev = p.target.rdev
-        if p.target.kind == "block" and rdev in seen:
-            raise BadInput(f"{p.target.requested} and {seen[rdev]} are the same drive")
-        seen[rdev] = p.target.requested
+    for i, p in enumerate(plans):
+        for q in plans[:i]:
+            same = p.target.kind == "block" and p.target.rdev == q.target.rdev
+            if same or p.target.footprint & q.target.footprint:
+                raise BadInput(
+                    f"{p.target.requested} and {q.target.requested} are the same drive"
+                    + ("" if same else " (one backing file under both)")
+                )
     return plans
 
 
