@@ -328,6 +328,11 @@ def _check_target(request: Request, image: ImageFacts, target: TargetFacts, bloc
             )
         )
         return False
+    if target.kind in ("missing", "file") and request.to_file:
+        refusal = _file_target_refusal(target)
+        if refusal is not None:
+            block(refusal)
+            return False
     if target.kind == "missing":
         if request.to_file:
             return True
@@ -387,6 +392,33 @@ def _check_target(request: Request, image: ImageFacts, target: TargetFacts, bloc
         )
         return False
     return True
+
+
+#: Where a file is never made or written: device nodes and the kernel's own files. A
+#: mistyped /dev/sdX must not become a file in /dev. /dev/shm holds ordinary files.
+NO_FILES_UNDER = ("/dev", "/proc", "/sys")
+
+
+def _file_target_refusal(target: TargetFacts) -> Refused | None:
+    """Why a regular file (or a new one) may not be written at this path: it is reached
+    through a symbolic link (whoever could plant it would choose what root writes), or
+    it lies under /dev, /proc or /sys."""
+    name = target.requested
+    if target.link is not None:
+        return Refused(
+            f"{name}: is a symbolic link (to {target.link}); a file target is never reached "
+            "through a link: give the file itself",
+            path=name,
+        )
+    node = target.node
+    for top in NO_FILES_UNDER:
+        if (node == top or node.startswith(top + "/")) and not node.startswith("/dev/shm/"):
+            what = "no such device" if target.kind == "missing" else "not a device"
+            return Refused(
+                f"{name}: {what}, and a file is never written under {top}; check the name",
+                path=name,
+            )
+    return None
 
 
 def _unmounts(request: Request, target: TargetFacts, block: _Block) -> tuple[MountEntry, ...]:

@@ -86,13 +86,14 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
     """What the target is: a whole disk (with its mounts and what is stacked on them), a
     partition, a regular file, nothing, or something else."""
     if not os.path.lexists(path):
-        return TargetFacts(path, path, "missing")
+        return TargetFacts(path, os.path.abspath(path), "missing")
     real = os.path.realpath(path)
+    link = _link_target(path)
     try:
         st = os.stat(real)
     except OSError as e:
         if not os.path.exists(real):  # a dangling symlink
-            return TargetFacts(path, real, "missing")
+            return TargetFacts(path, real, "missing", link=link)
         return TargetFacts(path, real, "other", error=os_error(path, e, "look at the device"))
     kind = kind_of(st.st_mode)
     if kind == "file":
@@ -110,6 +111,7 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
             ino=st.st_ino,
             footprint=frozenset({("file", _devno(st.st_dev), str(st.st_ino))}),
             stacked=loops,
+            link=link,
         )
     if kind != "block":
         return TargetFacts(path, real, kind)
@@ -144,6 +146,13 @@ def look_at_target(path: str, snapshot: Snapshot) -> TargetFacts:
         mounts=mounts,
         foreign=foreign,
     )
+
+
+def _link_target(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # not a link
+        return None
 
 
 def look_at_boot(image: ImageFacts) -> BootFacts | None:

@@ -91,6 +91,7 @@ class TargetFacts:
     foreign: tuple[MountEntry, ...] = ()
     stacked: tuple[str, ...] = ()  # a regular file: the loop devices over it
     error: UsbWriterError | None = None
+    link: str | None = None  # the path given is a symbolic link: where it points
 
 
 @dataclass(frozen=True)
