@@ -280,3 +280,15 @@ def test_bmap_in_the_signed_sums_is_used_and_a_wrong_one_refused(
     assert p.returncode == 4, p.stderr
     assert "is not the one" in one_line_error(p.stderr)
     assert read_dev(dev, 0, MiB) == OLD
+
+
+def test_member_for_an_image_that_is_no_zip_is_a_usage_error(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    image = random_file(tmp_path / "disk.img", 2 * MiB)
+    dev = loop(16 * MiB)
+    fill(dev, 16 * MiB)
+    p = write(image, dev, "--member", "disk.img")
+    assert p.returncode == 2, p.stderr
+    assert "--member names a file inside a zip archive" in one_line_error(p.stderr)
+    assert read_dev(dev, 0, MiB) == OLD

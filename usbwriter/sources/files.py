@@ -147,6 +147,11 @@ def open_image(path: str, *, member: str | None = None) -> ImageSource:
             info = SourceInfo(path, "raw", file_size, file_size, "device")
         else:
             info = describe(fd, path, file_size, member=member)
+        if member is not None and info.format != "zip":
+            what = "a drive" if is_block else f"a {info.format} image, not a zip archive"
+            raise BadInput(
+                f"{path}: --member names a file inside a zip archive; this is {what}", path=path
+            )
     except BaseException:
         os.close(fd)
         raise
