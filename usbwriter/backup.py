@@ -39,7 +39,7 @@ from usbwriter.devices import read_snapshot
 from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.job.facts import block_size_of, look_at_target
 from usbwriter.job.model import TargetFacts
-from usbwriter.outputs import Output, format_of
+from usbwriter.outputs import Output, check_output_file, format_of
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.sources import not_a_drive
 from usbwriter.units import human_size
@@ -199,24 +199,9 @@ def _partition_facts(target: TargetFacts) -> TargetFacts:
 
 
 def _check_output(output: str, target: TargetFacts, snapshot: Any, overwrite: bool) -> None:
+    """The output rule (outputs.check_output_file), and not on the drive being read."""
+    check_output_file(output, overwrite=overwrite)
     folder = os.path.dirname(os.path.abspath(output)) or "/"
-    try:
-        st = os.lstat(output)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise os_error(output, e, "look at the output") from None
-    if st is not None:
-        import stat
-
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused(
-                f"{output}: exists and is not a regular file (a drive, link or folder); "
-                "a backup is written only to a new image file",
-                path=output,
-            )
-        if not overwrite:
-            raise Refused(f"{output}: exists; pass --overwrite to replace it", path=output)
     try:
         fst = os.stat(folder)
     except OSError as e:

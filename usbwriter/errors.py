@@ -25,14 +25,19 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "done: written and verified, verified, listed or inspected",
     EXIT_FAILED: "failed: an I/O error, a bad or truncated image, a device that failed or vanished",
     EXIT_USAGE: "usage: bad arguments; a path that is missing, a directory, a FIFO or another "
-    "kind of file that is not an image or a drive; permission denied",
+    "kind of file that is not an image or a drive; permission denied; an output path that is "
+    "the wrong kind of thing (a directory where a file is wanted or a file where a folder is, "
+    "a FIFO, a socket, a device node such as /dev/null, a trailing slash on a file's name, a "
+    "missing folder)",
     EXIT_MISMATCH: "verification mismatch: the drive does not hold the image (first "
     "differing byte named)",
     EXIT_REFUSED: "refused for safety: system disk, something stacked on it, mounted, busy, "
     "too small, read-only, partition node, image and target overlap, a regular file as "
     "target without --to-file, no --yes without a terminal, a checksum mismatch or a bad "
     "signature, and without --force a file that is not a disk or ISO image, an ISO with "
-    "no boot records, or boot records that cannot be read",
+    "no boot records, or boot records that cannot be read; an output path that is a symbolic "
+    "link (never followed), an existing file without --overwrite, under /dev, /proc or /sys, "
+    "on the drive being read, or a file that appeared at its name meanwhile",
     EXIT_INTERRUPTED: "interrupted: Ctrl-C, SIGTERM, or not confirmed",
 }
 

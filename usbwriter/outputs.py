@@ -7,16 +7,27 @@ final name is taken with ``link`` (which fails if something appeared there meanw
 unless replacing was asked for. Compression runs in the standard tool (``zstd -T0``,
 ``xz -T0``, ``pigz`` or ``gzip``) on its own process, fed through a pipe; without the
 tool, in the library (zstandard, lzma, gzip).
+
+``check_output_file`` is the one rule for a path usbwriter is asked to write a file to
+(backup -o, mkiso -o, --log-file): the wrong kind of thing is a usage error (BadInput,
+exit 2: a directory, a FIFO, a socket, a device node, a trailing slash on a file's
+name, a missing folder, permission denied); a path refused for safety is Refused (exit
+4: a symbolic link, which is never followed; an existing file without --overwrite; a
+name under /dev, /proc or /sys). ``open_log`` opens a log file by that rule, without
+blocking on a FIFO and without following a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import gzip
 import lzma
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 from typing import IO, Any
 
@@ -33,6 +44,116 @@ TOOLS = {
 }
 SPARSE_BLOCK = 64 * 1024
 _ZEROS = memoryview(bytearray(SPARSE_BLOCK))  # writable, for memcmp
+
+
+#: Where no file of usbwriter's belongs: device nodes and the kernel's own files. A
+#: mistyped drive (-o /dev/sdx) would otherwise become a file filling memory.
+KERNEL_TREES = ("/dev", "/proc", "/sys")
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (a named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device (a drive)",
+}
+
+
+def kind_of(mode: int) -> str:
+    """What a file of MODE is, in words: 'a directory', 'a FIFO (a named pipe)'..."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def check_output_file(path: str, *, overwrite: bool = False, append: bool = False) -> None:
+    """Raise unless PATH may be created (or, with OVERWRITE, replaced; with APPEND,
+    appended to) as a regular file: BadInput (exit 2) for the wrong kind of thing,
+    Refused (exit 4) for what is refused for safety. Changes nothing."""
+    if path.endswith("/") or os.path.basename(path) in ("", ".", ".."):
+        if os.path.isdir(path):
+            raise BadInput(f"{path}: is a directory, not a file", path=path)
+        raise BadInput(
+            f"{path}: ends with a slash, which names a folder: give a file's name", path=path
+        )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise _path_error(path, e) from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise Refused(
+                f"{path}: is a symbolic link, which is never followed; give the file's own path",
+                path=path,
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"{path}: is {kind_of(st.st_mode)}, not a regular file", path=path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if st is None:
+        _check_folder(path, folder)
+    real = os.path.join(os.path.realpath(folder), os.path.basename(path))
+    for top in KERNEL_TREES:
+        if real == top or real.startswith(top + "/"):
+            raise Refused(
+                f"{path}: is under {top}, which holds devices and kernel files: refusing to "
+                "create a file there",
+                path=path,
+            )
+    if st is not None and not (overwrite or append):
+        raise Refused(f"{path}: exists; pass --overwrite to replace it", path=path)
+    if st is not None and append and not os.access(path, os.W_OK, effective_ids=True):
+        raise BadInput(f"{path}: permission denied: cannot write to it", path=path)
+
+
+def _check_folder(path: str, folder: str) -> None:
+    try:
+        fst = os.stat(folder)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise BadInput(f"{path}: its folder {folder} does not exist", path=path) from None
+        raise _path_error(path, e) from None
+    if not stat.S_ISDIR(fst.st_mode):
+        raise BadInput(f"{path}: {folder} is not a folder", path=path)
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise BadInput(f"{path}: its folder {folder} is on a read-only file system", path=path)
+        raise BadInput(f"{path}: permission denied: cannot create a file in {folder}", path=path)
+
+
+def _path_error(path: str, e: OSError) -> UsbWriterError:
+    if e.errno == errno.ENOTDIR:
+        return BadInput(f"{path}: a part of the path is not a folder", path=path, errno=e.errno)
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return BadInput(f"{path}: permission denied ({e.strerror})", path=path, errno=e.errno)
+    return os_error(path, e, "look at the output")
+
+
+def open_log(path: str) -> int:
+    """A descriptor appending to the log file PATH (made 0600 if new), by the rule of
+    ``check_output_file``: opened without blocking (a FIFO with no reader would hang the
+    open) and without following a link (one planted by another user in /tmp would lead
+    root's log anywhere); anything but a regular file is refused (exit 2)."""
+    check_output_file(path, append=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags | os.O_NOCTTY | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO that appeared, with no reader
+            raise BadInput(
+                f"{path}: is a FIFO (a named pipe), not a regular file", path=path
+            ) from None
+        raise os_error(path, e, "open the log file") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise BadInput(f"{path}: is {kind_of(st.st_mode)}, not a regular file", path=path)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
 
 
 def format_of(path: str) -> str:
@@ -196,4 +317,4 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[n:]
 
 
-__all__ = ["Output", "format_of"]
+__all__ = ["Output", "check_output_file", "format_of", "kind_of", "open_log"]

@@ -144,8 +144,8 @@ def test_refusals(stick: tuple[str, Path], tmp_path: Path) -> None:
     # Swapped arguments: an image file is not a drive, and a drive is not an output.
     swapped = usbwriter("backup", str(backing), "-o", dev)
     assert swapped.returncode == 2 and "not a drive" in swapped.stderr.lower(), swapped.stderr
-    to_drive = usbwriter("backup", dev, "-o", dev, "--overwrite")
-    assert to_drive.returncode == 4 and "not a regular file" in to_drive.stderr
+    to_drive = usbwriter("backup", dev, "-o", dev, "--overwrite")  # the wrong kind of output
+    assert to_drive.returncode == 2 and "not a regular file" in to_drive.stderr
     assert usbwriter("backup", str(tmp_path / "nope"), "-o", "x.img").returncode == 2
     done = usbwriter("backup", dev, "-o", str(tmp_path / "ok.img"), "--overwrite")
     assert done.returncode == 0

@@ -107,7 +107,9 @@ def _setup_logging(verbose: int, log_file: str | None) -> None:
     handler.setFormatter(logging.Formatter("usbwriter: %(message)s"))
     root.handlers = [handler]
     if log_file:
-        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        from usbwriter.outputs import open_log
+
+        fd = open_log(log_file)
         file_handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(

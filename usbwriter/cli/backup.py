@@ -34,9 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.outputs import format_of
 
     if ns.retries < 1:
         raise BadInput("--retries must be 1 or more")
+    fmt = format_of(ns.output)
+    if ns.sparse and fmt != "raw":
+        raise BadInput(f"{ns.output}: --sparse is for a raw image, not a {fmt} file")
     plan = plan_backup(ns.device, ns.output, overwrite=ns.overwrite)
     with cancel_on_signals() as cancel, ProgressPrinter(ns.json) as show:
         receipt = run_backup(

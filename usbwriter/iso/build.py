@@ -60,6 +60,7 @@ from usbwriter.iso.hybrid import (
 )
 from usbwriter.iso.names import iso9660_name, joliet_name, volume_label
 from usbwriter.iso.pinned import pinned_clock
+from usbwriter.outputs import check_output_file
 from usbwriter.placing import give_name
 from usbwriter.progress import Meter, ProgressCallback
 
@@ -257,8 +258,6 @@ def check_request(req: BuildRequest) -> tuple[str, str]:
         raise BadInput(f"{req.folder}: not a folder", path=req.folder)
     output = os.path.abspath(req.output)
     out_dir = os.path.dirname(output)
-    if not os.path.isdir(out_dir):
-        raise BadInput(f"{req.output}: its folder {out_dir} does not exist", path=req.output)
     real_folder = os.path.realpath(folder)
     real_out = os.path.join(os.path.realpath(out_dir), os.path.basename(output))
     if os.path.commonpath([real_folder, real_out]) == real_folder:
@@ -266,21 +265,7 @@ def check_request(req: BuildRequest) -> tuple[str, str]:
             f"{req.output}: inside the folder {req.folder}; the image would hold itself",
             path=req.output,
         )
-    try:
-        ost = os.lstat(output)
-    except FileNotFoundError:
-        return folder, output
-    except OSError as e:
-        raise os_error(req.output, e, "stat") from None
-    if stat.S_ISDIR(ost.st_mode):
-        raise BadInput(f"{req.output}: is a directory", path=req.output)
-    if not stat.S_ISREG(ost.st_mode):
-        raise Refused(
-            f"{req.output}: exists and is not a regular file; mkiso replaces only files",
-            path=req.output,
-        )
-    if not req.overwrite:
-        raise Refused(f"{req.output}: exists; give --overwrite to replace it", path=req.output)
+    check_output_file(req.output, overwrite=req.overwrite)  # the rule every output follows
     return folder, output
 
 
