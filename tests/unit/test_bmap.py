@@ -780,3 +780,31 @@ def test_mapped_parts_against_a_bytemap() -> None:
             assert got == mapped[offset : offset + length]
             # joined: no two parts touch
             assert all(a[0] + a[1] < b[0] for a, b in itertools.pairwise(parts))
+
+
+def test_a_bmap_of_many_ranges_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """250,000 ranges (a 24 MB file): the ranges are kept compactly and no element tree
+    is built; the process's peak stays far below what objects per range would take."""
+    n, bs = 250_000, 4096
+    digest = hashlib.sha256(b"x").hexdigest()
+    head = (
+        f'<?xml version="1.0" ?>\n<bmap version="2.0">\n<ImageSize> {2 * n * bs} </ImageSize>\n'
+        f"<BlockSize> {bs} </BlockSize>\n<BlocksCount> {2 * n} </BlocksCount>\n"
+        f"<MappedBlocksCount> {n} </MappedBlocksCount>\n<ChecksumType> sha256 </ChecksumType>\n"
+        "<BlockMap>\n"
+    )
+    body = "".join(f'<Range chksum="{digest}"> {2 * i} </Range>\n' for i in range(n))
+    path = tmp_path / "many.bmap"
+    path.write_text(head + body + "</BlockMap>\n</bmap>\n")
+    code = (
+        "import resource, sys\n"
+        "from usbwriter.sources.bmap import read_bmap\n"
+        "b = read_bmap(sys.argv[1])\n"
+        "assert len(b.ranges) == 250000 and b.ranges[-1].checksum is not None\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    peak_mib = int(done.stdout)
+    assert peak_mib < 150, f"peak {peak_mib} MiB"

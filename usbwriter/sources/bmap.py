@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import io
 import logging
 import os
 import re
 import stat
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from xml.etree import ElementTree
+from typing import Any, overload
+from xml.parsers import expat
 
 from usbwriter.errors import BadImage, BadInput, InternalError, Refused, os_error
 from usbwriter.sources.files import KIND_WORDS, kind_of, open_without_blocking
@@ -77,6 +77,59 @@ class BmapRange:
         return self.first + self.length
 
 
+class Ranges(Sequence[BmapRange]):
+    """Mapped ranges stored compactly (offsets and lengths in arrays, checksums as
+    bytes: about 90 bytes a range, where objects took 700), read as ``BmapRange``
+    objects made on demand. A bmap may hold a million ranges."""
+
+    def __init__(self, ranges: Iterable[BmapRange] = ()) -> None:
+        self._first = array("q")
+        self._length = array("q")
+        self._sums: list[bytes | None] = []
+        for r in ranges:
+            self.append(r.first, r.length, bytes.fromhex(r.checksum) if r.checksum else None)
+
+    def append(self, first: int, length: int, checksum: bytes | None) -> None:
+        self._first.append(first)
+        self._length.append(length)
+        self._sums.append(checksum)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    @overload
+    def __getitem__(self, index: int) -> BmapRange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Ranges: ...
+
+    def __getitem__(self, index: int | slice) -> BmapRange | Ranges:
+        if isinstance(index, slice):
+            return Ranges(self[i] for i in range(*index.indices(len(self))))
+        digest = self._sums[index]
+        return BmapRange(self._first[index], self._length[index], digest.hex() if digest else None)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Ranges):
+            return (self._first, self._length, self._sums) == (
+                other._first,
+                other._length,
+                other._sums,
+            )
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def total(self) -> int:
+        return sum(self._length)
+
+    def __repr__(self) -> str:
+        return f"Ranges({len(self)} ranges, {self.total} bytes)"
+
+
 @dataclass(frozen=True)
 class Bmap:
     """A bmap file as read and checked by ``read_bmap``."""
@@ -88,7 +141,7 @@ class Bmap:
     blocks: int
     mapped_blocks: int
     checksum_type: str  # "sha1" or "sha256" (hashlib names)
-    ranges: tuple[BmapRange, ...]  # sorted, non-overlapping, each as in the file
+    ranges: Sequence[BmapRange]  # sorted, non-overlapping, each as in the file
     #: (algorithm, hex) of the bytes of the file as read, for a sums file that lists it
     file_digests: tuple[tuple[str, str], ...] = ()
 
@@ -98,6 +151,8 @@ class Bmap:
 
     @property
     def mapped_bytes(self) -> int:
+        if isinstance(self.ranges, Ranges):
+            return self.ranges.total
         return sum(r.length for r in self.ranges)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,63 +214,98 @@ def _number(path: str, name: str, text: str | None) -> int:
 
 
 class _Parsed:
-    """What the XML says, before it is checked: headers' texts and raw block ranges."""
+    """What the XML says, before it is checked: headers' texts and raw block ranges
+    (first and last block in arrays, each range's checksum attribute as written)."""
 
     def __init__(self) -> None:
         self.version = ""
         self.headers: dict[str, str] = {}
         self.block_map = False
-        self.ranges: list[tuple[int, int, dict[str, str]]] = []
+        self.firsts = array("q")
+        self.lasts = array("q")
+        self.sums: list[bytes | None] = []
+        self.attribute = "chksum"  # where a Range's checksum is: sha1 in 1.0-1.3
 
 
 def _parse(path: str, data: bytes) -> _Parsed:
-    """Stream the XML, keeping the headers and the Ranges' texts and attributes and
-    dropping each element once read, so that memory follows the ranges, not the file."""
+    """Read the XML with expat's callbacks, keeping only the headers' texts and each
+    Range's blocks and checksum as it ends (no element tree is built), so that memory
+    follows the ranges, not the file."""
     out = _Parsed()
     # The declared encoding is overridden: a document in UTF-16 (say) cannot hide a
     # declaration from the byte search in read_bmap; bmaptool writes ASCII.
-    parser = ElementTree.XMLParser(encoding="utf-8")
-    stack: list[ElementTree.Element] = []
+    parser = expat.ParserCreate(encoding="utf-8")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    tags: list[str] = []
+    text: list[str] = []
+    wanted = 0  # the depth whose text is being kept (a header's or a Range's), or 0
     count = 0
-    try:
-        for event, elem in ElementTree.iterparse(
-            io.BytesIO(data), events=("start", "end"), parser=parser
+    checksum: str | None = None
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal wanted, count, checksum
+        tags.append(tag)
+        depth = len(tags)
+        count += 1
+        if depth > MAX_DEPTH:
+            raise _bad(path, f"elements nested more than {MAX_DEPTH} deep")
+        if count > MAX_RANGES + 100:
+            raise _bad(path, f"more than {MAX_RANGES + 100} elements")
+        if depth == 1:
+            if tag != "bmap":
+                raise _bad(path, f"its root element is <{tag}>, not <bmap>")
+            out.version = attrs.get("version", "")
+            vm = _VERSION.fullmatch(out.version.strip())
+            if vm is not None and int(vm.group(1)) == 1 and int(vm.group(2)) < 4:
+                out.attribute = "sha1"
+        elif depth == 2 and tag == "BlockMap":
+            if out.block_map:
+                raise _bad(path, "more than one <BlockMap>")
+            out.block_map = True
+        elif (depth == 2 and tag in _HEADERS) or (
+            depth == 3 and tag == "Range" and tags[1] == "BlockMap"
         ):
-            if event == "start":
-                stack.append(elem)
-                count += 1
-                if len(stack) > MAX_DEPTH:
-                    raise _bad(path, f"elements nested more than {MAX_DEPTH} deep")
-                if count > MAX_RANGES + 100:
-                    raise _bad(path, f"more than {MAX_RANGES + 100} elements")
-                if len(stack) == 1:
-                    if elem.tag != "bmap":
-                        raise _bad(path, f"its root element is <{elem.tag}>, not <bmap>")
-                    out.version = elem.attrib.get("version", "")
-                elif len(stack) == 2 and elem.tag == "BlockMap":
-                    if out.block_map:
-                        raise _bad(path, "more than one <BlockMap>")
-                    out.block_map = True
-                continue
-            stack.pop()
-            if not stack:
-                continue  # the root's end; the parser still sees what follows
-            parent = stack[-1]
-            depth = len(stack) + 1
-            if depth == 2 and elem.tag in _HEADERS:
-                if elem.tag in out.headers:
-                    raise _bad(path, f"more than one <{elem.tag}>")
-                out.headers[elem.tag] = elem.text or ""
-            elif depth == 3 and elem.tag == "Range" and parent.tag == "BlockMap":
-                out.ranges.append(_range_blocks(path, elem))
-            parent.remove(elem)  # the last child: cheap
-    except ElementTree.ParseError as e:
-        raise _bad(path, f"not well-formed XML ({e})") from None
+            wanted, checksum = depth, attrs.get(out.attribute)
+            text.clear()
+
+    def chars(data: str) -> None:
+        if wanted and len(tags) == wanted:  # text directly inside, as ElementTree's .text
+            text.append(data)
+
+    def end(tag: str) -> None:
+        nonlocal wanted
+        depth = len(tags)
+        tags.pop()
+        if not wanted or depth != wanted:
+            return
+        wanted = 0
+        value = "".join(text)
+        if depth == 2:
+            if tag in out.headers:
+                raise _bad(path, f"more than one <{tag}>")
+            out.headers[tag] = value
+            return
+        first, last = _range_blocks(path, value)
+        out.firsts.append(first)
+        out.lasts.append(last)
+        out.sums.append(_range_checksum(path, first, last, checksum))
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
+    parser.buffer_text = True
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as e:
+        raise _bad(
+            path,
+            f"not well-formed XML ({expat.errors.messages[e.code]}: line "
+            f"{e.lineno}, column {e.offset})",
+        ) from None
     return out
 
 
-def _range_blocks(path: str, elem: ElementTree.Element) -> tuple[int, int, dict[str, str]]:
-    text = elem.text or ""
+def _range_blocks(path: str, text: str) -> tuple[int, int]:
     m = _RANGE.fullmatch(text)
     if m is None:
         raise _bad(path, f"a <Range> reads {text.strip()[:40]!r}, not 'first-last' or 'n'")
@@ -223,7 +313,22 @@ def _range_blocks(path: str, elem: ElementTree.Element) -> tuple[int, int, dict[
     last = int(m.group(2)) if m.group(2) is not None else first
     if last < first:
         raise _bad(path, f"the range of blocks {first}-{last} ends before it starts")
-    return first, last, dict(elem.attrib)
+    if last >= 1 << 62:
+        raise _bad(path, f"the range of blocks {first}-{last} is past any image's end")
+    return first, last
+
+
+def _range_checksum(path: str, first: int, last: int, text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if not value or len(value) % 2 or not _HEX.fullmatch(value):
+        raise _bad(
+            path,
+            f"the range of blocks {first}-{last} has checksum {value[:80]!r}, "
+            "not a checksum in hex",
+        )
+    return bytes.fromhex(value)
 
 
 def _checksum_type(path: str, major: int, minor: int, headers: dict[str, str]) -> str:
@@ -249,8 +354,12 @@ def _check_file_checksum(path: str, data: bytes, checksum_type: str, text: str) 
     at = data.find(stored.encode("ascii"))
     if at < 0:  # cannot be: the text came from the data
         raise InternalError(f"{path}: the bmap's own checksum is not in its bytes")
-    zeroed = data[:at] + b"0" * width + data[at + width :]
-    computed = hashlib.new(checksum_type, zeroed).hexdigest()
+    h = hashlib.new(checksum_type)
+    view = memoryview(data)
+    h.update(view[:at])
+    h.update(b"0" * width)
+    h.update(view[at + width :])
+    computed = h.hexdigest()
     if computed != stored.lower():
         raise BadImage(
             f"{path}: the bmap file is damaged or was edited: its {checksum_type} is "
@@ -318,12 +427,11 @@ def read_bmap(path: str) -> Bmap:
     if own is not None:
         _check_file_checksum(path, data, checksum_type, own)
 
-    attribute = "sha1" if old else "chksum"
-    width = len(hashlib.new(checksum_type).hexdigest())
-    ranges: list[BmapRange] = []
+    width = hashlib.new(checksum_type).digest_size
+    ranges = Ranges()
     mapped = 0
     next_block = 0
-    for first, last, attrib in parsed.ranges:
+    for first, last, checksum in zip(parsed.firsts, parsed.lasts, parsed.sums, strict=True):
         if first < next_block:
             raise _bad(
                 path,
@@ -336,20 +444,18 @@ def read_bmap(path: str) -> Bmap:
                 f"the range of blocks {first}-{last} goes past the image's end "
                 f"(block {blocks - 1})",
             )
-        checksum = attrib.get(attribute)
-        if checksum is not None:
-            checksum = checksum.strip().lower()
-            if len(checksum) != width or not _HEX.fullmatch(checksum):
-                raise _bad(
-                    path,
-                    f"the range of blocks {first}-{last} has checksum {checksum[:80]!r}, "
-                    f"not a {checksum_type} in hex",
-                )
+        if checksum is not None and len(checksum) != width:
+            raise _bad(
+                path,
+                f"the range of blocks {first}-{last} has checksum {checksum.hex()[:80]!r}, "
+                f"not a {checksum_type} in hex",
+            )
         start = first * block_size
         end = min((last + 1) * block_size, image_size)
-        ranges.append(BmapRange(start, end - start, checksum))
+        ranges.append(start, end - start, checksum)
         mapped += last - first + 1
         next_block = last + 1
+    del parsed
 
     if "MappedBlocksCount" in h:
         mapped_blocks = _number(path, "MappedBlocksCount", h["MappedBlocksCount"])
@@ -370,7 +476,7 @@ def read_bmap(path: str) -> Bmap:
         blocks=blocks,
         mapped_blocks=mapped_blocks,
         checksum_type=checksum_type,
-        ranges=tuple(ranges),
+        ranges=ranges,
         file_digests=_file_digests(data),
     )
     log.debug(
