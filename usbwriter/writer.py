@@ -74,6 +74,7 @@ class Target:
     def __init__(self, fd: int, path: str) -> None:
         self.path = path
         self.fd = fd
+        self.also_held: list[int] = []  # twins: other loop devices over the same file
         self.is_block = is_block_device(fd)
         self.size = fd_size(fd)
         self.block = logical_block_size(fd)
@@ -137,7 +138,26 @@ class Target:
             return False
         return True
 
+    def hold_twins(self, paths: tuple[str, ...]) -> None:
+        """Hold PATHS (other loop devices over the drive's backing file) with O_EXCL too,
+        so that none is mounted while this one is written; Refused if one is in use."""
+        for path in paths:
+            try:
+                self.also_held.append(
+                    os.open(path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW)
+                )
+            except OSError as e:
+                raise Refused(
+                    f"{self.path}: shares its backing file with {path}, which is in use "
+                    f"({e.strerror}); nothing was written",
+                    path=self.path,
+                    errno=e.errno,
+                ) from None
+
     def close(self) -> None:
+        for fd in self.also_held:
+            os.close(fd)
+        self.also_held.clear()
         os.close(self.fd)
 
     def __enter__(self) -> Target:

@@ -4,10 +4,13 @@ mistyped device name that would make a file in /dev."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +67,60 @@ def test_twin_loops_given_as_two_drives_are_the_same_drive(
     assert p.returncode == 2, p.stderr
     assert "are the same drive" in one_line_error(p.stderr)
     assert digest(backing) == before
+
+
+def test_twin_cannot_be_mounted_while_the_other_is_written(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    """The drive is held with O_EXCL, and so is every other loop device over its file:
+    a mount of the twin (an automounter, a user) is turned away until the end."""
+    from tests.helpers.throttle import blkio_group, enter
+
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(32 * MiB)
+    run(["mkfs.ext4", "-q", "-F", str(backing)])
+    twin_b, twin_c = loop(0, backing=backing), loop(0, backing=backing)
+    image = random_file(tmp_path / "image.img", 16 * MiB)
+    argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", twin_b]
+    with blkio_group(twin_b, 4 * MiB, 64 * MiB) as group:
+        proc = subprocess.Popen(
+            [*argv, "--yes", "--force"],
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: enter(group),
+        )
+        try:
+            assert wait_open(proc.pid, twin_b), "the write did not start"
+            try:  # what mount, mkfs and automounters do: claim the device exclusively
+                fd = os.open(twin_c, os.O_RDONLY | os.O_EXCL)
+            except OSError as e:
+                assert e.errno == errno.EBUSY
+            else:
+                os.close(fd)
+                pytest.fail(f"{twin_c} could be claimed while {twin_b} was written")
+            assert proc.poll() is None, "the write ended before the twin was tried"
+        finally:
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def wait_open(pid: int, dev: str, timeout: float = 20) -> bool:
+    """Wait until process PID holds DEV open."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:
+            return False
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == dev:
+                    return True
+            except OSError:
+                continue
+        time.sleep(0.05)
+    return False
 
 
 def as_nobody(*argv: str) -> None:

@@ -356,6 +356,7 @@ def disk_from_info(
         backing_inode=loop.get("inode"),
         backing_device=loop.get("device"),
         usb_id=usb_id,
+        twins=snap.twins(name),
     )
 
 

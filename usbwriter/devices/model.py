@@ -398,6 +398,7 @@ class Disk:
     backing_inode: int | None = None
     backing_device: str | None = None  # major:minor of the file system holding it
     usb_id: str | None = None  # "vvvv:pppp"
+    twins: tuple[str, ...] = ()  # other loop devices over the same backing file
 
     @property
     def mounted(self) -> tuple[tuple[str, str], ...]:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from usbwriter.blockio import open_held
-from usbwriter.devices import read_snapshot
+from usbwriter.devices import DEV, read_snapshot
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.identity import Identity
 from usbwriter.job.decide import check_image
@@ -100,6 +100,8 @@ def open_target(plan: Plan) -> Target:
     tgt = Target.open(t.node, block=t.kind == "block", create=t.kind == "missing")
     try:
         plan.identity.check_descriptor(tgt.fd)
+        if t.disk is not None and t.disk.twins:
+            tgt.hold_twins(tuple(f"{DEV}/{n}" for n in t.disk.twins))
     except BaseException:
         tgt.close()
         raise
