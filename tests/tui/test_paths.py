@@ -242,3 +242,22 @@ def test_a_user_missing_from_the_password_database_has_no_files(
     err = io.StringIO()
     assert crash.report(TRACEBACK, err, {}) is None
     assert "(no log file: uid " in err.getvalue()
+
+
+# ---- the names the app suggests (usbwriter/tui/suggest.py) --------------------------------
+
+
+def test_a_suggested_name_is_never_one_that_exists() -> None:
+    """With evil, evil-2 ... evil-999 all taken (links another user planted), the
+    suggestion is a name nobody made; when no name is free, no suggestion at all."""
+    import re
+
+    from usbwriter.tui import suggest
+
+    taken = {"/dl/evil"} | {f"/dl/evil-{n}" for n in range(2, 1000)}
+    folder = suggest.extract_folder(
+        "/dl/evil.iso", home=Path("/h"), writable=lambda d: True, exists=taken.__contains__
+    )
+    assert folder not in taken and re.fullmatch(r"/dl/evil-[0-9a-f]{8}", folder), folder
+    assert suggest.extract_folder("/dl/evil.iso", home=Path("/h"), writable=lambda d: True,
+                                  exists=lambda p: True) == ""  # fmt: skip

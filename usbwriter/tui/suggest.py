@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import date
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,23 +58,28 @@ def image_stem(path: str) -> str:
 
 
 def _free(path: str, exists: Exists) -> str:
-    """PATH, or PATH-2, PATH-3... (before the suffixes) when it is taken."""
+    """PATH, or PATH-2 ... PATH-999 (before the suffixes) when it is taken, then
+    PATH-<8 random hex digits>: never a name that exists, where another user's link
+    could wait (whoever owns the folder can make every name they can guess). '' when
+    even the random names are taken: no suggestion."""
     if not exists(path):
         return path
     folder, name = os.path.split(path)
     stem, dot, rest = name.partition(".")
-    for n in range(2, 1000):
-        candidate = os.path.join(folder, f"{stem}-{n}{dot}{rest}")
+    tags = chain(map(str, range(2, 1000)), (secrets.token_hex(4) for _ in range(100)))
+    for tag in tags:
+        candidate = os.path.join(folder, f"{stem}-{tag}{dot}{rest}")
         if not exists(candidate):
             return candidate
-    return path
+    return ""
 
 
 def extract_folder(
     image: str, *, home: Path, writable: Writable, exists: Exists = os.path.lexists
 ) -> str:
     """A folder named after IMAGE beside it, or in HOME when its folder is not writable;
-    a name not taken yet."""
+    a name not taken yet ('' when none is free). Extraction itself refuses a link
+    planted at the name afterwards (usbwriter.iso.extract.open_output)."""
     folder = os.path.dirname(os.path.abspath(image))
     if not writable(folder):
         folder = str(home)
@@ -85,6 +92,6 @@ def slug(text: str) -> str:
 
 
 def backup_file(disk: Disk, today: date, *, home: Path, exists: Exists = os.path.lexists) -> str:
-    """~/usbwriter-backup-<model>-<date>.img (a name not taken yet)."""
+    """~/usbwriter-backup-<model>-<date>.img (a name not taken yet; '' when none is)."""
     name = f"usbwriter-backup-{slug(disk.model or disk.name)}-{today.isoformat()}.img"
     return _free(str(home / name), exists)
