@@ -204,3 +204,19 @@ def test_crafted_directory_loop_is_bad_image(tmp_path: Path) -> None:
     looped.write_bytes(bytes(data))
     p = usbwriter("ls", "-R", str(looped))
     one_line_error(p, 1, str(looped), "loop")
+
+
+def test_ls_says_which_files_share_their_bytes(tmp_path: Path) -> None:
+    """Five names for one 17 MiB extent and a record overlapping it: the listing's sizes
+    add up to far more than the image holds; ls says so."""
+    from tests.helpers.shared_extents import shared_extent_iso
+
+    iso = shared_extent_iso(tmp_path / "s.iso", pad=1 << 20, shared=17 << 20, links=4)
+    p = usbwriter("ls", str(iso))
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == (
+        "usbwriter: note: 6 files share their bytes in the image (hard links, or a crafted "
+        "image): 86.0 MiB listed, 17.0 MiB stored; extract writes each in full\n"
+    )
+    p = usbwriter("ls", str(iso), "/a.bin")
+    assert p.returncode == 0 and p.stderr == ""

@@ -8,7 +8,8 @@ from usbwriter.errors import EXIT_OK
 
 DESCRIPTION = (
     "List the files inside an ISO image (Rock Ridge, Joliet, ISO 9660 or UDF names), "
-    "raw or compressed, without mounting it."
+    "raw or compressed, without mounting it. Files whose bytes the image shares (hard "
+    "links, or a crafted image) are counted in a note on stderr."
 )
 
 
@@ -27,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from usbwriter.cli.output import emit
-    from usbwriter.iso.contents import IsoImage, text_line
+    from usbwriter.cli.output import emit, say
+    from usbwriter.iso.contents import IsoImage, sharing, text_line
 
     with IsoImage(ns.image, member=ns.member) as iso:
         entries = iso.contents.select(ns.path, ns.recursive)
@@ -37,4 +38,7 @@ def run(ns: argparse.Namespace) -> int:
             emit(e.to_dict())
         else:
             print(text_line(e))
+    shared = sharing(entries).note()
+    if shared:
+        say(f"usbwriter: note: {shared}; extract writes each in full")
     return EXIT_OK

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
@@ -129,6 +129,52 @@ class Contents:
 
 def split_path(path: str) -> tuple[str, ...]:
     return tuple(p for p in path.split("/") if p not in ("", "."))
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """Files whose bytes lie where another file's lie in the image (or their own, twice):
+    hard links share an extent; a crafted image may name one extent many times, so
+    that its files add up to far more than the image holds."""
+
+    files: int = 0
+    listed: int = 0  # their sizes added up
+    stored: int = 0  # the bytes the image holds for them
+
+    def note(self) -> str:
+        """'6 files share their bytes in the image (...)'; '' when none do."""
+        if not self.files:
+            return ""
+        from usbwriter.units import human_size
+
+        return (
+            f"{self.files} files share their bytes in the image (hard links, or a crafted "
+            f"image): {human_size(self.listed)} listed, {human_size(self.stored)} stored"
+        )
+
+
+def sharing(entries: Iterable[Entry]) -> Sharing:
+    """Which of ENTRIES' files share bytes in the image: one sweep over their extents
+    in the order of their offsets."""
+    files = [e for e in entries if e.type == "file"]
+    spans = sorted(
+        (off, off + n, i) for i, e in enumerate(files) for off, n in e.extents if off >= 0 and n
+    )
+    marked: set[int] = set()
+    reach, holder = -1, -1  # the furthest end so far, and whose extent it is
+    for start, end, i in spans:
+        if start < reach:  # overlaps the holder's extent (which starts no later)
+            marked.update((i, holder))
+        if end > reach:
+            reach, holder = end, i
+    if not marked:
+        return Sharing()
+    stored, reach = 0, -1
+    for start, end, i in spans:
+        if i in marked and end > reach:
+            stored += end - max(start, reach)
+            reach = end
+    return Sharing(len(marked), sum(files[i].size for i in marked), stored)
 
 
 # ---- dates, modes, names -----------------------------------------------------------------
