@@ -347,3 +347,134 @@ def test_a_file_made_just_before_naming_is_kept(
     assert cfg.read_bytes() == b"theirs"
     assert x.result.skipped == [("/boot/grub/grub.cfg", f"{cfg} exists; kept")]
     assert sorted(p.name for p in cfg.parent.iterdir()) == ["grub.cfg"]
+
+
+def test_output_of_the_wrong_kind_is_a_usage_error(rr_iso: Path, tmp_path: Path) -> None:
+    """A regular file where the folder is wanted, with or without a trailing slash, or
+    a FIFO: exit 2 with one line naming it, and nothing written."""
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"x")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for out in (str(afile), f"{afile}/", f"{afile}/sub", str(fifo), f"{fifo}/"):
+        p = usbwriter("extract", str(rr_iso), "-o", out)
+        assert p.returncode == 2, (out, p.returncode, p.stderr)
+        (line,) = p.stderr.splitlines()
+        assert str(afile if "afile" in out else fifo) in line and "not a folder" in line, line
+    assert afile.read_bytes() == b"x"
+    p = usbwriter("extract", str(rr_iso), "-o", "/dev/null")
+    assert (p.returncode, p.stderr) == (
+        2,
+        "usbwriter: /dev/null: is not a folder (a device node)\n",
+    )
+    for system in ("/proc/usbw-extract", "/dev/usbw-extract", "/sys"):
+        p = usbwriter("extract", str(rr_iso), "-o", system)
+        assert p.returncode == 4 and p.stderr.startswith(f"usbwriter: {system}: is under /"), p
+        assert not os.path.lexists(system) or system == "/sys"
+
+
+# ---- records sharing extents (hard links, crafted images) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_zst(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """/s.bin and four more names for its 17 MiB extent (past the decoder's 16 MiB cache)
+    after 36 MiB of zeros, and /part.bin overlapping it; compressed (about 75 KB)."""
+    from tests.helpers.shared_extents import shared_extent_iso
+
+    work = tmp_path_factory.mktemp("shared")
+    iso = shared_extent_iso(work / "s.iso", pad=36 << 20, shared=17 << 20, links=4)
+    return compress(iso, "zst")
+
+
+def test_shared_extents_decode_a_compressed_image_once(shared_zst: Path, tmp_path: Path) -> None:
+    from tests.helpers.shared_extents import PART_AT, PART_LEN, pattern
+    from usbwriter.iso.source import DecodedBytes
+
+    volume = shared_zst.with_suffix("").stat().st_size
+    out = tmp_path / "out"
+    with IsoImage(str(shared_zst)) as iso:
+        assert isinstance(iso.data, DecodedBytes)
+        decoded, restarts = iso.data.decoded, iso.data.restarts
+        x = Extractor(iso, str(out))
+        result = x.run(select(iso.contents, []))
+        assert iso.data.restarts == restarts, "decoded again from the start"
+        assert iso.data.decoded - decoded <= volume
+    assert (result.files, result.skipped, result.failed) == (7, [], [])
+    want = pattern(17 << 20)
+    for name in ("s.bin", "s1.bin", "s2.bin", "s3.bin", "s4.bin"):
+        assert (out / name).read_bytes() == want, name
+        assert (out / name).stat().st_nlink == 1  # each its own file
+    assert (out / "part.bin").read_bytes() == want[PART_AT : PART_AT + PART_LEN]
+    assert (out / "a.bin").stat().st_size == 36 << 20
+
+
+def test_shared_extents_ctrl_c_leaves_no_half_file(shared_zst: Path, tmp_path: Path) -> None:
+    """Cancelled 2 MiB into the shared extent, while five files are being written."""
+    from tests.helpers.shared_extents import PART_LEN
+
+    cancel = threading.Event()
+    out = tmp_path / "out"
+    with IsoImage(str(shared_zst)) as iso:
+        shared_at = iso.contents.lookup("/s.bin").extents[0][0]
+        pread = iso.data.pread
+
+        def read(offset: int, n: int) -> bytes:
+            if offset >= shared_at + (2 << 20):
+                cancel.set()
+            return pread(offset, n)
+
+        iso.data.pread = read  # type: ignore[method-assign]
+        x = Extractor(iso, str(out), cancel=cancel)
+        with pytest.raises(Cancelled):
+            x.run(select(iso.contents, []))
+    assert cancel.is_set()
+    # whole before the cut: a.bin, and part.bin (its 1 MiB lies in the shared extent's
+    # first 2 MiB); the five names of the 17 MiB extent were not finished: no trace
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin", "part.bin"]
+    assert (out / "a.bin").stat().st_size == 36 << 20
+    assert (out / "part.bin").stat().st_size == PART_LEN
+
+
+# ---- names that would fool a terminal ------------------------------------------------------
+
+
+def test_bidi_and_escape_names_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    """A right-to-left override makes 'evil\u202etxt.exe' show as 'evilexe.txt'; an
+    escape sequence recolours the terminal. ls, extract's lines and its skipped lines
+    show them as '?'; --json keeps the real names."""
+    import pycdlib
+
+    names = ["evil\u202etxt.exe", "red\x1b[31m.txt"]
+    iso_path = tmp_path / "names.iso"
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, rock_ridge="1.09")
+    for i, name in enumerate(names):
+        iso.add_fp(io.BytesIO(b"x"), 1, f"/F{i}.;1", rr_name=name)
+    iso.write(str(iso_path))
+    iso.close()
+
+    def shown_safely(p: subprocess.CompletedProcess[str]) -> str:
+        text = p.stdout + p.stderr
+        assert "\u202e" not in text and "\x1b" not in text, repr(text)
+        return text
+
+    p = usbwriter("ls", str(iso_path))
+    assert p.returncode == 0, p.stderr
+    assert "evil?txt.exe" in shown_safely(p) and "red?[31m.txt" in p.stdout
+    listed = [
+        json.loads(line)["path"]
+        for line in usbwriter("ls", str(iso_path), "--json").stdout.splitlines()
+    ]
+    assert listed == ["/" + n for n in names]
+    out = tmp_path / "out\x1b]0;title\x07\u202e"
+    p = usbwriter("extract", str(iso_path), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    shown_safely(p)
+    assert sorted(os.listdir(out)) == sorted(names)
+    p = usbwriter("extract", str(iso_path), "-o", str(out))  # both kept: skipped lines
+    assert p.returncode == 0, p.stderr
+    assert "skipped /evil?txt.exe" in shown_safely(p)
+    p = usbwriter("extract", str(iso_path), "-o", str(out), "--json")
+    skipped = [e["path"] for e in events(p) if e["event"] == "skipped"]
+    assert sorted(skipped) == sorted("/" + n for n in names)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say
+from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say, tell
 from usbwriter.errors import EXIT_FAILED, EXIT_OK
 
 DESCRIPTION = (
     "Copy files out of an ISO image into a folder; nothing lands outside it, and "
     "existing files are kept unless --overwrite. Whatever is refused (unsafe names, "
     "symlinks pointing outside, a symlink in the way, existing files) is reported as "
-    "skipped and the rest extracted: exit 0 with skips, 1 if a file could not be written."
+    "skipped and the rest extracted: exit 0 with skips, 1 if a file could not be written. "
+    "DIR is made if missing; a symbolic link on its path is followed only if root or you "
+    "own it (exit 4 otherwise), and a file where DIR should be is exit 2. Refused before "
+    "the first byte (exit 4) when the files do not fit in DIR's file system."
 )
 
 #: Progress is shown only for extractions at least this large.
@@ -74,11 +77,16 @@ def run(ns: argparse.Namespace) -> int:
             extra += f"; {len(result.skipped)} skipped"
         if result.failed:
             extra += f"; {len(result.failed)} failed"
-        print(
+        tell(
             f"{ns.output}: {result.files} files ({human_size(result.bytes)}), "
             f"{result.dirs} folders, {result.symlinks} symlinks extracted{extra}"
         )
         kept = sum(1 for _, why in result.skipped if why.endswith(EXISTS))
         if kept:
             say(f"usbwriter: {kept} existing file(s) kept (--overwrite replaces them)")
+        if result.shared:
+            say(
+                f"usbwriter: note: {result.shared} files share their bytes in the image; "
+                "each was written in full"
+            )
     return EXIT_FAILED if result.failed else EXIT_OK

@@ -12,10 +12,22 @@ followed. Refused, each reported as skipped, the rest extracted:
 - existing files, unless ``overwrite`` (a folder in the way is never replaced);
 - device nodes, FIFOs and sockets.
 
+The output folder itself is reached a component at a time from a held descriptor
+(``open_output``): each missing folder made with ``mkdir`` and opened relative to its
+parent's descriptor with ``O_NOFOLLOW``; a symbolic link on the way is followed only
+when root or the invoking user (``SUDO_UID`` under sudo) owns it, the rule the kernel's
+protected_symlinks applies in shared folders; another user's link is refused (exit 4),
+so a link planted where root extracts cannot send the files elsewhere. Before the first
+byte, the files must fit in the output's file system (``statvfs``), or nothing is done.
+
 A file is written under a temporary name in its folder and renamed when whole, with
 its mode (without setuid and setgid) and mtime where the image records them; without
-``overwrite`` the rename never replaces a file made there meanwhile. Files
-are copied in the order of their extents, so a compressed image decodes forward.
+``overwrite`` the rename never replaces a file made there meanwhile. The image is read
+once, forward, in the order of the extents (a compressed image is decoded once): each
+run of bytes goes to every file whose extents hold it, so records sharing an extent (hard
+links, or a crafted image naming one extent fifty times) cost one read, and each of
+those files is written whole, on its own (no hard link: the image may give them other
+modes and dates, and editing one must not change the others).
 """
 
 from __future__ import annotations
@@ -27,19 +39,24 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from usbwriter.errors import BadImage, BadInput, Cancelled, UsbWriterError, os_error
-from usbwriter.iso.contents import Contents, Entry, IsoImage, split_path
+from usbwriter.errors import BadInput, Cancelled, Refused, UsbWriterError, os_error
+from usbwriter.iso.contents import Contents, Entry, IsoImage, sharing, split_path
 from usbwriter.placing import place_new
 from usbwriter.progress import Meter, ProgressCallback
+from usbwriter.units import human_size
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_OPEN_DIRS = 256
+MAX_OPEN_FILES = 64  # files written at once (only a crafted image needs more): others reopened
+MAX_LINKS = 40  # symbolic links followed on the output folder's path, as the kernel's walk
+SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -53,6 +70,7 @@ class Result:
     bytes: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    shared: int = 0  # files whose bytes the image shares with another file's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +82,7 @@ class Result:
             "bytes": self.bytes,
             "skipped": len(self.skipped),
             "failed": len(self.failed),
+            "shared": self.shared,
         }
 
 
@@ -124,6 +143,145 @@ def select(contents: Contents, paths: Iterable[str]) -> list[Entry]:
                 seen.add(e.parts)
                 out.append(e)
     return out
+
+
+# ---- the output folder ---------------------------------------------------------------------
+
+
+def link_owners(environ: Mapping[str, str] | None = None) -> frozenset[int]:
+    """Whose symbolic links the output folder's path may pass through: root's and the
+    invoking user's (the real user; under sudo, SUDO_UID)."""
+    env = os.environ if environ is None else environ
+    owners = {0, os.getuid()}
+    sudo = env.get("SUDO_UID", "")
+    if os.geteuid() == 0 and sudo.isdigit():
+        owners.add(int(sudo))
+    return frozenset(owners)
+
+
+def _components(path: str) -> list[str]:
+    """PATH's names, last first (a stack to pop), without empty ones and '.'."""
+    return [p for p in reversed(path.split("/")) if p not in ("", ".")]
+
+
+def _refuse_system(output: str, fd: int, name: str = "") -> None:
+    """Refused when the folder FD (or NAME in it, about to be made) is under /dev, /proc
+    or /sys, wherever the path given led."""
+    try:
+        path = os.path.join(os.readlink(f"/proc/self/fd/{fd}"), name)
+    except OSError:  # no /proc: nothing under it either
+        return
+    for top in SYSTEM_FOLDERS:
+        if path == top or path.startswith(top + "/"):
+            raise Refused(f"{output}: is under {top}, which holds no files; choose another folder",
+                          path=output)  # fmt: skip
+
+
+def _kind(st: os.stat_result) -> str:
+    m = st.st_mode
+    if stat.S_ISREG(m):
+        return "a file"
+    if stat.S_ISFIFO(m):
+        return "a FIFO"
+    if stat.S_ISSOCK(m):
+        return "a socket"
+    if stat.S_ISBLK(m) or stat.S_ISCHR(m):
+        return "a device node"
+    return "not a folder"
+
+
+def _owner(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} ({uid})"
+    except KeyError:
+        return f"user {uid}"
+
+
+_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_output(
+    output: str,
+    *,
+    owners: frozenset[int] | None = None,
+    before_making: Callable[[int], None] | None = None,
+) -> int:
+    """The folder OUTPUT opened for reading, made where missing (parents too), a name at
+    a time from the folder above's descriptor (see the module's text). BEFORE_MAKING is
+    called once with the descriptor of the last existing folder, before the first is
+    made (or with OUTPUT's own when nothing is). Something other than a folder on the way
+    is BadInput (exit 2); a symbolic link not owned by one of OWNERS (default: root and
+    the invoking user), or a folder under /dev, /proc or /sys, Refused (exit 4)."""
+    if not output:
+        raise BadInput("the output folder's name is empty")
+    owners = link_owners() if owners is None else owners
+    todo = _components(output)
+    where = "/" if output.startswith("/") else ""
+    fd = os.open(where or ".", _PATH | os.O_DIRECTORY)
+    check = before_making
+    links = 0
+    try:
+        while todo:
+            name = todo.pop()
+            shown = os.path.join(where, name) if where else name
+            try:
+                nfd = os.open(name, _PATH, dir_fd=fd)
+            except FileNotFoundError:
+                _refuse_system(output, fd, name)
+                if check is not None:
+                    check(fd)
+                    check = None
+                try:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o777, dir_fd=fd)
+                    nfd = os.open(name, _PATH, dir_fd=fd)
+                except OSError as e:
+                    raise os_error(shown, e, "make the folder") from None
+            except OSError as e:
+                raise os_error(shown, e, "open the folder") from None
+            try:
+                st = os.fstat(nfd)
+                if stat.S_ISDIR(st.st_mode):
+                    fd, nfd, where = nfd, fd, shown  # the old one closed below
+                    continue
+                if not stat.S_ISLNK(st.st_mode):
+                    raise BadInput(f"{shown}: is not a folder ({_kind(st)})", path=shown)
+                if st.st_uid not in owners:
+                    raise Refused(
+                        f"{shown}: a symbolic link owned by {_owner(st.st_uid)}, not followed "
+                        "(only root's and your own are); give the folder itself",
+                        path=shown,
+                    )
+                target = os.readlink("", dir_fd=nfd)  # the link fstat saw, not a new one
+            finally:
+                os.close(nfd)
+            links += 1
+            if links > MAX_LINKS:
+                raise BadInput(f"{shown}: too many levels of symbolic links (a loop)", path=shown)
+            todo.extend(_components(target))
+            if target.startswith("/"):
+                top = os.open("/", _PATH | os.O_DIRECTORY)
+                os.close(fd)
+                fd, where = top, "/"
+        try:
+            root = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+        except OSError as e:
+            raise os_error(output, e, "open the output folder") from None
+    finally:
+        os.close(fd)
+    try:
+        if not stat.S_ISDIR(os.fstat(root).st_mode):
+            raise BadInput(f"{output}: is not a folder", path=output)
+        _refuse_system(output, root)
+        if check is not None:
+            check(root)
+    except BaseException:
+        os.close(root)
+        raise
+    return root
 
 
 class _Dirs:
@@ -284,18 +442,12 @@ class Extractor:
 
     def run(self, entries: list[Entry]) -> Result:
         entries = self._check_names(entries)
-        if os.path.lexists(self.output) and not os.path.isdir(self.output):
-            raise BadInput(f"{self.output}: is not a folder", path=self.output)
-        try:
-            os.makedirs(self.output, exist_ok=True)
-        except OSError as e:
-            raise os_error(self.output, e, "make the output folder") from None
-        try:
-            root_fd = os.open(self.output, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            if e.errno == errno.ENOTDIR:
-                raise BadInput(f"{self.output}: is not a folder", path=self.output) from None
-            raise os_error(self.output, e, "open the output folder") from None
+        files = [e for e in entries if e.type == "file"]
+        shared = sharing(files)
+        self.result.shared = shared.files
+        root_fd = open_output(
+            self.output, before_making=lambda fd: self._check_space(fd, files, shared.note())
+        )
         dirs = _Dirs(root_fd, self.output)
         try:
             self._extract(entries, dirs)
@@ -304,9 +456,27 @@ class Extractor:
             os.close(root_fd)
         return self.result
 
+    def _check_space(self, fd: int, files: list[Entry], shared: str) -> None:
+        """Refused (exit 4), before anything is made, when FILES cannot fit in the file
+        system of the folder FD (the space an unprivileged user may fill)."""
+        st = os.fstatvfs(fd)
+        if not st.f_blocks:  # a file system that does not say
+            return
+        unit = st.f_frsize or 4096
+        need = sum(-(-e.size // unit) * unit for e in files)
+        free = st.f_bavail * unit
+        if need <= free:
+            return
+        raise Refused(
+            f"{self.output}: needs {human_size(need)} ({need} bytes) for {len(files)} files, "
+            f"{human_size(free)} ({free} bytes) free there; nothing was extracted"
+            + (f" ({shared})" if shared else ""),
+            path=self.output,
+        )
+
     def _extract(self, entries: list[Entry], dirs: _Dirs) -> None:
         folders = [e for e in entries if e.type == "dir"]
-        files = sorted((e for e in entries if e.type == "file"), key=lambda e: e.first_offset)
+        files = [e for e in entries if e.type == "file"]
         links = [e for e in entries if e.type == "symlink"]
         meter = Meter("extract", sum(e.size for e in files), self.progress)
         made: list[Entry] = []
@@ -315,11 +485,7 @@ class Extractor:
                 made.append(e)
                 self.result.dirs += 1
                 self.done(e)
-        for e in files:
-            if self._guard(e, lambda e=e: self._file(e, dirs, meter)):  # type: ignore[misc]
-                self.result.files += 1
-                self.result.bytes += e.size
-                self.done(e)
+        _Files(self, dirs, meter).write(files)
         for e in links:
             if self._guard(e, lambda e=e: self._symlink(e, dirs)):  # type: ignore[misc]
                 self.result.symlinks += 1
@@ -350,26 +516,6 @@ class Extractor:
             return False
         return True
 
-    def _file(self, e: Entry, dirs: _Dirs, meter: Meter) -> None:
-        dfd = dirs.open(e.parts[:-1])
-        name = e.parts[-1]
-        self._check_existing(name, dfd, dirs.shown(e.parts))
-        tmp = _temp_name(name)
-        with _name_refused(dirs.shown(e.parts)):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o666, dir_fd=dfd)  # fmt: skip
-        try:
-            try:
-                self._copy(e, fd, meter)
-                _keep_attributes(fd, e, 0o777)
-            finally:
-                os.close(fd)
-            self._place(tmp, name, dfd, dirs.shown(e.parts))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dfd)
-            raise
-
     def _place(self, tmp: str, name: str, dfd: int, shown: str) -> None:
         """Give the finished TMP its NAME; a file made there meanwhile is kept (and a
         folder is never replaced, overwrite or not)."""
@@ -390,29 +536,6 @@ class Extractor:
             raise _Skip(f"{shown} is a folder (not replaced)")
         if not self.overwrite:
             raise _Skip(f"{shown} {EXISTS}")
-
-    def _copy(self, e: Entry, fd: int, meter: Meter) -> None:
-        data = self.iso.data
-        for offset, length in e.extents:
-            done = 0
-            while done < length:
-                if self.cancel.is_set():
-                    raise Cancelled("interrupted")
-                n = min(CHUNK, length - done)
-                b = bytes(n) if offset < 0 else data.pread(offset + done, n)
-                if len(b) < n:
-                    raise BadImage(
-                        f"{self.iso.path}: truncated: {e.path} is cut short at byte "
-                        f"{offset + done + len(b)} of the image",
-                        path=self.iso.path,
-                        offset=offset + done + len(b),
-                    )
-                view = memoryview(b)
-                while view:
-                    w = os.write(fd, view)
-                    view = view[w:]
-                done += n
-                meter.advance(n)
 
     def _symlink(self, e: Entry, dirs: _Dirs) -> None:
         why = unsafe_target(len(e.parts) - 1, e.target or "")
@@ -438,6 +561,210 @@ class Extractor:
     def _folder_times(self, e: Entry, dirs: _Dirs) -> None:
         fd = dirs.open(e.parts)
         _keep_attributes(fd, e, 0o1777)
+
+
+@dataclass(eq=False)
+class _Out:
+    """A file of the image, written under a temporary name until whole."""
+
+    entry: Entry
+    pieces: int = 0  # its extents not written yet
+    tmp: str | None = None
+    fd: int | None = None  # None while closed (too many open) or not started
+    inode: tuple[int, int] = (0, 0)
+    dead: bool = False  # refused or failed: the rest of its bytes are dropped
+
+
+#: an extent being copied: its start and end in the image, where it goes in the file
+_Piece = tuple[int, int, int, _Out]
+
+
+class _Files:
+    """The files of one extraction, written in one forward pass over the image: each run
+    of the image's bytes is read once and written to every file that holds it."""
+
+    def __init__(self, x: Extractor, dirs: _Dirs, meter: Meter) -> None:
+        self.x, self.dirs, self.meter = x, dirs, meter
+        self.outs: list[_Out] = []
+        self.open: OrderedDict[_Out, None] = OrderedDict()  # least recently written first
+
+    def write(self, files: list[Entry]) -> None:
+        pieces: list[_Piece] = []
+        for e in files:
+            out = _Out(e)
+            self.outs.append(out)
+            at = 0
+            for offset, length in e.extents:
+                if offset >= 0 and length:  # ZEROS extents stay holes
+                    pieces.append((offset, offset + length, at, out))
+                    out.pieces += 1
+                at += length
+        pieces.sort(key=lambda p: p[0])
+        try:
+            for out in self.outs:
+                if not out.pieces:
+                    self._start(out)
+                    self._finish(out)
+            self._sweep(pieces)
+        finally:
+            for out in self.outs:
+                self._drop(out)
+
+    def _sweep(self, pieces: list[_Piece]) -> None:
+        i, pos = 0, 0
+        active: list[_Piece] = []
+        while i < len(pieces) or active:
+            if self.x.cancel.is_set():
+                raise Cancelled("interrupted")
+            if not active:
+                pos = max(pos, pieces[i][0])
+            while i < len(pieces) and pieces[i][0] <= pos:
+                piece = pieces[i]
+                i += 1
+                self._start(piece[3])
+                active.append(piece)
+            active = [p for p in active if not p[3].dead]  # refused: their bytes not read
+            if not active:
+                continue
+            end = min(pos + CHUNK, *(p[1] for p in active))
+            if i < len(pieces):
+                end = min(end, pieces[i][0])
+            data = self._read(pos, end - pos, active)
+            for start, _, at, out in active:
+                if not out.dead:  # not failed by the read, nor by an earlier write
+                    self._write(out, data, at + pos - start)
+            pos = end
+            still: list[_Piece] = []
+            for piece in active:
+                out = piece[3]
+                if out.dead:
+                    continue
+                if piece[1] > pos:
+                    still.append(piece)
+                    continue
+                out.pieces -= 1
+                if not out.pieces:
+                    self._finish(out)
+            active = still
+
+    def _read(self, pos: int, n: int, active: list[_Piece]) -> bytes:
+        """N bytes of the image at POS; on failure, the files holding them fail."""
+        try:
+            b = self.x.iso.data.pread(pos, n)
+        except Cancelled:
+            raise
+        except UsbWriterError as err:
+            for p in active:
+                self._fail(p[3], err.message)
+            return b""
+        if len(b) < n:
+            cut = pos + len(b)
+            for p in active:
+                self._fail(p[3], f"{self.x.iso.path}: truncated: {p[3].entry.path} is cut "
+                                 f"short at byte {cut} of the image")  # fmt: skip
+        return b
+
+    def _fail(self, out: _Out, why: str) -> None:
+        if not out.dead:
+            self.x.fail(out.entry, why)
+            self._drop(out)
+
+    def _start(self, out: _Out) -> None:
+        if out.tmp is not None or out.dead:
+            return
+        e = out.entry
+
+        def step() -> None:
+            dfd = self.dirs.open(e.parts[:-1])
+            name = e.parts[-1]
+            self.x._check_existing(name, dfd, self.dirs.shown(e.parts))
+            tmp = _temp_name(name)
+            with _name_refused(self.dirs.shown(e.parts)):
+                fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=dfd)
+            out.tmp = tmp
+            st = os.fstat(fd)
+            out.inode = (st.st_dev, st.st_ino)
+            self._hold(out, fd)
+
+        if not self.x._guard(e, step):
+            self._drop(out)
+
+    def _hold(self, out: _Out, fd: int) -> None:
+        out.fd = fd
+        self.open[out] = None
+        while len(self.open) > MAX_OPEN_FILES:
+            oldest, _ = self.open.popitem(last=False)
+            self._close(oldest)
+
+    def _close(self, out: _Out) -> None:
+        self.open.pop(out, None)
+        if out.fd is not None:
+            os.close(out.fd)
+            out.fd = None
+
+    def _fd(self, out: _Out) -> int:
+        """OUT's descriptor, its temporary file opened again (and checked to be the one
+        made) if it was closed."""
+        if out.fd is not None:
+            self.open.move_to_end(out)
+            return out.fd
+        assert out.tmp is not None
+        dfd = self.dirs.open(out.entry.parts[:-1])
+        fd = os.open(out.tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != out.inode:
+            os.close(fd)
+            shown = self.dirs.shown((*out.entry.parts[:-1], out.tmp))
+            raise Refused(f"{shown}: replaced while it was written", path=shown)
+        self._hold(out, fd)
+        return fd
+
+    def _write(self, out: _Out, data: bytes, at: int) -> None:
+        def step() -> None:
+            fd = self._fd(out)
+            view = memoryview(data)
+            where = at
+            while view:
+                w = os.pwrite(fd, view, where)
+                view = view[w:]
+                where += w
+
+        if self.x._guard(out.entry, step):
+            self.meter.advance(len(data))
+        else:
+            self._drop(out)
+
+    def _finish(self, out: _Out) -> None:
+        if out.dead or out.tmp is None:
+            return
+        e = out.entry
+        tmp = out.tmp
+
+        def step() -> None:
+            fd = self._fd(out)
+            if os.fstat(fd).st_size < e.size:  # ends in a hole
+                os.ftruncate(fd, e.size)
+            _keep_attributes(fd, e, 0o777)
+            self._close(out)
+            self.x._place(tmp, e.parts[-1], self.dirs.open(e.parts[:-1]), self.dirs.shown(e.parts))
+            out.tmp = None
+
+        if self.x._guard(e, step):
+            self.x.result.files += 1
+            self.x.result.bytes += e.size
+            self.x.done(e)
+        else:
+            self._drop(out)
+
+    def _drop(self, out: _Out) -> None:
+        """OUT will not be written (failed, refused or interrupted): its temporary file
+        goes."""
+        out.dead = True
+        self._close(out)
+        if out.tmp is not None:
+            with contextlib.suppress(OSError, UsbWriterError, _Skip):
+                os.unlink(out.tmp, dir_fd=self.dirs.open(out.entry.parts[:-1]))
+            out.tmp = None
 
 
 def extract(
