@@ -580,3 +580,87 @@ def test_which_bios_images_get_a_boot_info_table() -> None:
     assert needs_boot_info_table(isolinux) and needs_boot_info_table(grub)
     assert not needs_boot_info_table(b"\xeb\x3c\x90MSDOS5.0" + bytes(57))  # a floppy image
     assert not needs_boot_info_table(grub[:8] + b"\x01" + grub[9:])  # bytes 8-63 in use
+
+
+# ---- the file made: its mode; the files read: descriptors --------------------------------
+
+
+def mkiso_with_umask(umask: int, *args: str) -> subprocess.CompletedProcess[str]:
+    e = dict(os.environ, LC_ALL="C.UTF-8", SOURCE_DATE_EPOCH=str(SDE))
+    return subprocess.run(
+        [sys.executable, "-m", "usbwriter", "mkiso", *args],
+        capture_output=True, text=True, timeout=120, env=e, check=False,
+        preexec_fn=lambda: os.umask(umask),
+    )  # fmt: skip
+
+
+def public_tree(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("a\n")
+    (root / "sub" / "b.txt").write_text("b\n")
+    for p in (root, root / "sub"):
+        os.chmod(p, 0o755)
+    for p in (root / "a.txt", root / "sub" / "b.txt"):
+        os.chmod(p, 0o644)
+    return root
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600),
+                                             (0o002, 0o664)])  # fmt: skip
+def test_the_image_mode_follows_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    tree = public_tree(tmp_path / "tree")
+    out = tmp_path / "o.iso"
+    p = mkiso_with_umask(umask, str(tree), "-o", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    result = json.loads(p.stdout)
+    assert result["mode"] == f"{mode:04o}" and result["private_because"] is None
+
+
+@pytest.mark.parametrize(
+    ("private", "chmod"), [("sub/b.txt", 0o600), ("sub/b.txt", 0o640), ("sub", 0o750),
+                           ("sub", 0o711), (".", 0o700)]
+)  # fmt: skip
+def test_the_image_is_no_wider_than_its_most_private_source(
+    tmp_path: Path, private: str, chmod: int
+) -> None:
+    """A file (or a folder) that not everyone may read makes the image readable by its
+    owner only, whatever the umask allows; the output says so and names it."""
+    tree = public_tree(tmp_path / "tree")
+    os.chmod(tree / private, chmod)
+    out = tmp_path / "o.iso"
+    p = mkiso_with_umask(0o002, str(tree), "-o", str(out))
+    os.chmod(tree / private, 0o755)  # let tmp_path be removed
+    assert p.returncode == 0, p.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    shown = tree if private == "." else tree / private
+    assert f"Mode 0600: only you can read {out}, as {shown} is not readable by everyone" in (
+        p.stdout
+    ), p.stdout
+    q = mkiso_with_umask(0o002, str(tree), "-o", str(out), "--overwrite", "--json")
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout)["mode"] == "0664"
+
+
+def test_many_files_with_few_descriptors(tmp_path: Path) -> None:
+    """Files are opened one at a time while the image is written: 3000 files go into an
+    image with a limit of 64 open descriptors."""
+    import resource
+
+    tree = tmp_path / "tree"
+    for d in range(30):
+        sub = tree / f"d{d:02}"
+        sub.mkdir(parents=True)
+        for f in range(100):
+            (sub / f"f{f:03}.txt").write_text(f"{d} {f}\n")
+    out = tmp_path / "many.iso"
+    e = dict(os.environ, LC_ALL="C.UTF-8", SOURCE_DATE_EPOCH=str(SDE))
+    p = subprocess.run(
+        [sys.executable, "-m", "usbwriter", "mkiso", str(tree), "-o", str(out), "--json"],
+        capture_output=True, text=True, timeout=300, env=e, check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["files"] == 3000
+    listed = tool("isoinfo", "-R", "-f", "-i", str(out)).split()
+    assert "/d29/f099.txt" in listed

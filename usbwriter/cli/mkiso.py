@@ -100,5 +100,10 @@ def run(ns: argparse.Namespace) -> int:
         )
     if result.skipped:
         print(f"Skipped {len(result.skipped)} special files (see the warnings above)")
+    if result.private_because is not None:
+        print(
+            f"Mode {result.mode:04o}: only you can read {result.output}, as "
+            f"{result.private_because} is not readable by everyone"
+        )
     print(f"blake3  {result.blake3}")
     return EXIT_OK

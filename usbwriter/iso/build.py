@@ -17,6 +17,20 @@ the building thread only, with the time being recorded (SOURCE_DATE_EPOCH or now
 volume, each file's mtime clamped to SOURCE_DATE_EPOCH) in UTC and a generator seeded from
 SOURCE_DATE_EPOCH (usbwriter.iso.pinned). The hybrid MBR (usbwriter.iso.hybrid) has no
 random field. Names: usbwriter.iso.names.
+
+The files read: the folder is held by a descriptor from the scan to the end of the write,
+and every file is reached through it without following a link (SourceTree); pycdlib gets
+file objects of ours (SourceFile), never a name it would open itself. A file must be, when
+its bytes are read, the inode the scan saw, still a regular file: otherwise the build is
+refused (Refused, exit 4: "changed since it was scanned"). It must give exactly its scanned
+size and keep its modification time: a file that shrank, grew or was modified meanwhile,
+or a pseudo file of /proc or /sys whose reads do not match its size, stops the build
+(BadImage, exit 1), naming it; the partial image is removed. Files are opened one at a
+time, so a folder of any size needs a few descriptors.
+
+The file made: created with 0666 less the umask, or 0600 less the umask when anything in
+the folder (the folder itself included) is not readable by everyone, so that the image
+does not let others read what the folder kept from them (BuildResult.private_because).
 """
 
 from __future__ import annotations
@@ -99,6 +113,10 @@ class Entry:
     target: str = ""
     iso: tuple[str, ...] = ()  # ISO 9660 components (files end in ";1")
     joliet: tuple[str, ...] = ()
+    #: a regular file as scanned: the inode it must still be, and its modification time
+    dev: int = 0
+    ino: int = 0
+    mtime_ns: int = 0
 
     @property
     def path(self) -> str:
@@ -122,6 +140,10 @@ class BuildResult:
     #: with boot entries: how the image boots written to a stick, by the boot report
     #: (the one `usbwriter inspect` gives): {"bios", "uefi", "reasons"}
     stick: dict[str, Any] | None = None
+    #: the image's permission bits: 0666 less the umask, or 0600 less the umask when
+    #: something in the folder is not readable by everyone (private_because names it)
+    mode: int = 0o644
+    private_because: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +160,8 @@ class BuildResult:
             "boot": self.boot,
             "hybrid": self.hybrid,
             "stick": self.stick,
+            "mode": f"{self.mode:04o}",
+            "private_because": self.private_because,
         }
 
 
@@ -166,61 +190,340 @@ def _check_name(path: str, name: str) -> None:
         ) from None
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: a FIFO opens without waiting for a writer, a terminal does not become ours
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _open_changed(shown: str, e: OSError, scanned: bool) -> Exception:
+    """An OSError opening a file or folder of the tree by the scan's name: the name no
+    longer leads to what the scan saw (Refused, 4), or the usual mapping."""
+    why = {
+        errno.ELOOP: "a symbolic link now stands in its place or in its path",
+        errno.ENOTDIR: "a folder of its path is no longer a folder",
+        errno.ENOENT: "it is gone",
+        errno.ENXIO: "it is now a socket or a device",
+        errno.ENODEV: "it is now a device",
+    }.get(e.errno or 0)
+    if why is None:
+        return _os_error(shown, e, "read it")
+    when = "since it was scanned" if scanned else "while it was scanned"
+    return Refused(f"{shown}: changed {when} ({why}); no image was made", path=shown,
+                   errno=e.errno)  # fmt: skip
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISREG, "a regular file")):  # fmt: skip
+        if test(mode):
+            return name
+    return "a device"
+
+
+def _not_public(st: os.stat_result) -> bool:
+    """Not everyone may read it: a file without read for others, a folder without read
+    and search for others."""
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+    return st.st_mode & need != need
+
+
+class SourceTree:
+    """The folder being put into the image, held by one descriptor from the scan to the
+    end of the write. Its files are reached only through that descriptor, one path
+    component at a time with O_NOFOLLOW, and must then be the very inode the scan saw
+    (a regular file of the scanned size and modification time): nothing a user who owns
+    a folder in the tree plants after the scan (a symbolic link to a file they may not
+    read, a FIFO, a folder swapped for a link) is followed, opened for long or waited on.
+
+    Files are opened when pycdlib reads them and closed when their last byte is read,
+    so a folder of any number of files needs a few descriptors (the root, the folder of
+    the file being read, the file)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        try:
+            self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise _os_error(folder, e, "read the folder") from None
+        self._dir: tuple[tuple[str, ...], int] | None = None  # the last folder walked to
+        self._files: list[SourceFile] = []
+
+    def shown(self, parts: tuple[str, ...]) -> str:
+        return os.path.join(self.folder, *parts)
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._drop_dir()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _drop_dir(self) -> None:
+        if self._dir is not None:
+            os.close(self._dir[1])
+            self._dir = None
+
+    def _folder_of(self, parts: tuple[str, ...]) -> int:
+        """A descriptor of the folder PARTS, walked to from the root without following
+        a link; kept until another folder is asked for."""
+        if not parts:
+            return self.fd
+        if self._dir is not None and self._dir[0] == parts:
+            return self._dir[1]
+        self._drop_dir()
+        fd = self.fd
+        try:
+            for name in parts:
+                nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                if fd != self.fd:
+                    os.close(fd)
+                fd = nxt
+        except BaseException:
+            if fd != self.fd:
+                os.close(fd)
+            raise
+        self._dir = (parts, fd)
+        return fd
+
+    def open_file(self, e: Entry) -> int:
+        """A descriptor of the regular file E as scanned; Refused (4) when its name now
+        leads elsewhere, BadImage (1) when its size or modification time changed."""
+        shown = self.shown(e.parts)
+        try:
+            fd = os.open(e.parts[-1], _FILE_FLAGS, dir_fd=self._folder_of(e.parts[:-1]))
+        except OSError as err:
+            raise _open_changed(shown, err, scanned=True) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (e.dev, e.ino):
+                now = "another file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
+                raise Refused(
+                    f"{shown}: changed since it was scanned (it is now {now}); no image was made",
+                    path=shown,
+                )
+            _check_unchanged(shown, e, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def source(self, e: Entry) -> SourceFile:
+        f = SourceFile(self, e)
+        self._files.append(f)
+        return f
+
+    def read_head(self, e: Entry, n: int) -> bytes:
+        fd = self.open_file(e)
+        try:
+            return os.pread(fd, n, 0)
+        except OSError as err:
+            raise _os_error(self.shown(e.parts), err, "read it") from None
+        finally:
+            os.close(fd)
+
+
+def _size_changed(shown: str, e: Entry, now: int) -> BadImage:
+    return BadImage(
+        f"{shown}: its size changed since it was scanned ({e.size} bytes when scanned, "
+        f"now {now}); no image was made",
+        path=shown,
+    )
+
+
+def _check_unchanged(shown: str, e: Entry, st: os.stat_result) -> None:
+    if st.st_size != e.size:
+        raise _size_changed(shown, e, st.st_size)
+    if st.st_mtime_ns != e.mtime_ns:
+        raise BadImage(f"{shown}: modified since it was scanned; no image was made", path=shown)
+
+
+class SourceFile:
+    """A regular file of the tree as pycdlib reads it (add_fp): opened through the
+    SourceTree at the first read of each pass, closed at its last byte. It gives exactly
+    the scanned size: a file that ends early, reads past its size or was modified
+    meanwhile stops the build (BadImage, naming it) instead of being stored padded with
+    zeros, cut, or mixed."""
+
+    mode = "rb"  # pycdlib checks for binary mode
+
+    def __init__(self, tree: SourceTree, e: Entry) -> None:
+        self.tree = tree
+        self.entry = e
+        self.pos = 0
+        self.fd = -1
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.entry.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        e = self.entry
+        want = e.size - self.pos if n < 0 else min(n, e.size - self.pos)
+        if want <= 0:
+            return b""
+        if self.fd < 0:
+            self.fd = self.tree.open_file(e)
+        shown = self.tree.shown(e.parts)
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            while got < want:
+                chunk = os.pread(self.fd, want - got, self.pos + got)
+                if not chunk:
+                    raise self._ended_early(shown, self.pos + got)
+                chunks.append(chunk)
+                got += len(chunk)
+            self.pos += got
+            if self.pos >= e.size:
+                self._last_byte_read(shown)
+        except OSError as err:
+            raise _os_error(shown, err, "read it") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _ended_early(self, shown: str, end: int) -> BadImage:
+        e = self.entry
+        now = os.fstat(self.fd).st_size
+        if now != e.size:
+            return _size_changed(shown, e, now)
+        return BadImage(  # its size unchanged: a pseudo file of /sys, say
+            f"{shown}: reads {end} bytes, not the {e.size} its size says, as the pseudo "
+            "files of /proc and /sys do; no image was made",
+            path=shown,
+        )
+
+    def _last_byte_read(self, shown: str) -> None:
+        """The whole file was read: nothing may follow, and it must still be as scanned."""
+        e = self.entry
+        more = os.pread(self.fd, 1, e.size)
+        st = os.fstat(self.fd)
+        self.close()
+        if more and st.st_size <= e.size:  # reads past its size, as /proc and /sys do
+            raise BadImage(
+                f"{shown}: reads more than its size ({e.size} bytes), as the pseudo files "
+                "of /proc and /sys do; no image was made",
+                path=shown,
+            )
+        _check_unchanged(shown, e, st)
+        if more:
+            raise _size_changed(shown, e, st.st_size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def scan(
-    folder: str, sde: int | None, cancel: threading.Event | None, warn: Warn
-) -> tuple[list[Entry], list[str]]:
-    """Every directory, regular file and symlink below FOLDER (symlinks not followed),
-    sorted, depth first; other kinds of file are skipped with a warning. Each regular file
-    is opened once to find an unreadable one now (BadInput naming it)."""
+    tree: SourceTree, sde: int | None, cancel: threading.Event | None, warn: Warn
+) -> tuple[list[Entry], list[str], str | None]:
+    """Every directory, regular file and symlink below the TREE (symlinks not followed),
+    sorted, depth first; other kinds of file are skipped with a warning. The walk goes
+    through folder descriptors with O_NOFOLLOW. Each regular file is opened once, to
+    find an unreadable one now (BadInput naming it), to pin the inode the write must
+    find again, and to refuse a pseudo file that reads more than its size (BadImage).
+    Also the first thing (the folder included) not everyone may read, or None."""
     entries: list[Entry] = []
     skipped: list[str] = []
+    private: list[str] = []
+    if _not_public(os.fstat(tree.fd)):
+        private.append(tree.folder)
 
-    def walk(dirpath: str, parts: tuple[str, ...]) -> None:
+    def walk(dir_fd: int, parts: tuple[str, ...]) -> None:
+        here_shown = tree.shown(parts)
         try:
-            with os.scandir(dirpath) as it:
+            with os.scandir(dir_fd) as it:
                 children = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as e:
-            raise _os_error(dirpath, e, "read the folder") from None
+            raise _os_error(here_shown, e, "read the folder") from None
         for child in children:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("mkiso: interrupted; nothing was written")
-            _check_name(child.path, child.name)
+            here = (*parts, child.name)
+            shown = tree.shown(here)
+            _check_name(shown, child.name)
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError as e:
-                raise _os_error(child.path, e, "stat it") from None
-            here = (*parts, child.name)
+                raise _os_error(shown, e, "stat it") from None
             mtime = _clamp(st.st_mtime, sde)
             if stat.S_ISLNK(st.st_mode):
                 try:
-                    target = os.readlink(child.path)
+                    target = os.readlink(child.name, dir_fd=dir_fd)
                 except OSError as e:
-                    raise _os_error(child.path, e, "read the link") from None
-                _check_name(child.path, target)
+                    raise _os_error(shown, e, "read the link") from None
+                _check_name(shown, target)
                 entries.append(Entry(here, "symlink", st.st_mode, mtime, target=target))
             elif stat.S_ISDIR(st.st_mode):
-                entries.append(Entry(here, "dir", st.st_mode, mtime))
-                walk(child.path, here)
-            elif stat.S_ISREG(st.st_mode):
                 try:
-                    fd = os.open(child.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                    os.close(fd)
+                    fd = os.open(child.name, _DIR_FLAGS, dir_fd=dir_fd)
                 except OSError as e:
-                    raise _os_error(child.path, e, "read it") from None
-                entries.append(Entry(here, "file", st.st_mode, mtime, size=st.st_size))
+                    if isinstance(e, PermissionError):
+                        raise _os_error(shown, e, "read the folder") from None
+                    raise _open_changed(shown, e, scanned=False) from None
+                try:
+                    fst = os.fstat(fd)
+                    if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                        raise Refused(
+                            f"{shown}: changed while it was scanned; no image was made",
+                            path=shown,
+                        )
+                    if _not_public(fst) and not private:
+                        private.append(shown)
+                    entries.append(Entry(here, "dir", fst.st_mode, mtime))
+                    walk(fd, here)
+                finally:
+                    os.close(fd)
+            elif stat.S_ISREG(st.st_mode):
+                entries.append(_scan_file(dir_fd, here, shown, st, mtime, private))
             else:
-                kind = (
-                    "FIFO"
-                    if stat.S_ISFIFO(st.st_mode)
-                    else "socket"
-                    if stat.S_ISSOCK(st.st_mode)
-                    else "device"
-                )
-                warn(f"{child.path}: skipped, a {kind} cannot be put in an ISO")
+                warn(f"{shown}: skipped, {_kind(st.st_mode)} cannot be put in an ISO")
                 skipped.append("/".join(here))
 
-    walk(folder, ())
-    return entries, skipped
+    walk(tree.fd, ())
+    return entries, skipped, (private[0] if private else None)
+
+
+def _scan_file(
+    dir_fd: int,
+    here: tuple[str, ...],
+    shown: str,
+    st: os.stat_result,
+    mtime: float,
+    private: list[str],
+) -> Entry:
+    try:
+        fd = os.open(here[-1], _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        if isinstance(e, PermissionError):
+            raise _os_error(shown, e, "read it") from None
+        raise _open_changed(shown, e, scanned=False) from None
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise Refused(f"{shown}: changed while it was scanned; no image was made",
+                          path=shown)  # fmt: skip
+        try:
+            more = os.pread(fd, 1, fst.st_size)
+        except OSError as e:
+            raise _os_error(shown, e, "read it") from None
+        if more:
+            raise BadImage(
+                f"{shown}: reads more than its size ({fst.st_size} bytes), as the pseudo "
+                "files of /proc and /sys do; no image was made",
+                path=shown,
+            )
+    finally:
+        os.close(fd)
+    if _not_public(fst) and not private:
+        private.append(shown)
+    return Entry(here, "file", fst.st_mode, mtime, size=fst.st_size, dev=fst.st_dev,
+                 ino=fst.st_ino, mtime_ns=fst.st_mtime_ns)  # fmt: skip
 
 
 def assign_names(entries: list[Entry], reserved_root: set[str]) -> None:
@@ -307,14 +610,6 @@ def _free_name(entries: list[Entry], real: str, iso: str, joliet: str) -> tuple[
     return r, i + ";1", j
 
 
-def _read_head(path: str, n: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(n)
-    except OSError as e:
-        raise os_error(path, e, "read") from None
-
-
 def build_iso(
     req: BuildRequest,
     *,
@@ -323,12 +618,28 @@ def build_iso(
     warn: Warn = lambda s: None,
 ) -> BuildResult:
     """Build the ISO req.output from req.folder (see the module's docstring)."""
+    folder, output = check_request(req)
+    tree = SourceTree(folder)
+    try:
+        return _build(req, tree, output, progress, cancel, warn)
+    finally:
+        tree.close()
+
+
+def _build(
+    req: BuildRequest,
+    tree: SourceTree,
+    output: str,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    warn: Warn,
+) -> BuildResult:
     import pycdlib
     from pycdlib.pycdlibexception import PyCdlibException
 
-    folder, output = check_request(req)
+    folder = tree.folder
     sde = req.source_date_epoch
-    entries, skipped = scan(folder, sde, cancel, warn)
+    entries, skipped, private = scan(tree, sde, cancel, warn)
     relocation_rr = RELOCATED[1]
     if any(len(e.parts) == 1 and e.parts[0] == relocation_rr for e in entries):
         relocation_rr = ".rr_moved_"
@@ -365,23 +676,26 @@ def build_iso(
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("mkiso: interrupted; nothing was written")
                 set_clock(e.mtime)
-                _add(iso, folder, e, udf)
+                _add(iso, tree, e, udf)
             set_clock(volume_time)
             if bios is not None or efi is not None:
-                boot_info = _add_eltorito(iso, entries, folder, bios, efi, udf)
+                boot_info = _add_eltorito(iso, entries, tree, bios, efi, udf)
+            # 0666 less the umask; owner only when something in the folder is private
+            want = 0o600 if private is not None else 0o666
             try:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o666)  # fmt: skip
+                             want)  # fmt: skip
                 made = True
             except OSError as e:
                 raise os_error(tmp, e, "create") from None
             with os.fdopen(fd, "w+b") as out:
+                mode = stat.S_IMODE(os.fstat(fd).st_mode)
                 _write(iso, out, output, progress, cancel)
                 size = out.seek(0, os.SEEK_END)
                 if not udf:
                     size = _pad(out, size)
                 if req.hybrid:
-                    hybrid_info = _make_hybrid(iso, out, bios, efi, folder, size, sde, warn)
+                    hybrid_info = _make_hybrid(iso, out, bios, efi, tree, size, sde, warn)
                 out.flush()
                 os.fsync(out.fileno())
         digest = hash_file(tmp, ["blake3"], progress=progress, cancel=cancel)["blake3"]
@@ -417,6 +731,8 @@ def build_iso(
         boot=boot_info,
         hybrid=hybrid_info,
         stick=stick,
+        mode=mode,
+        private_because=private,
     )
 
 
@@ -440,7 +756,7 @@ def _stick_verdict(path: str, req: BuildRequest, warn: Warn) -> dict[str, Any] |
     return {"bios": verdict.bios, "uefi": verdict.uefi, "reasons": list(verdict.reasons)}
 
 
-def _add(iso: Any, folder: str, e: Entry, udf: bool) -> None:
+def _add(iso: Any, tree: SourceTree, e: Entry, udf: bool) -> None:
     iso_path = "/" + "/".join(e.iso)
     joliet_path = "/" + "/".join(e.joliet)
     udf_path = "/" + e.path if udf else None
@@ -450,8 +766,9 @@ def _add(iso: Any, folder: str, e: Entry, udf: bool) -> None:
             udf_path=udf_path,
         )  # fmt: skip
     elif e.kind == "file":
-        iso.add_file(
-            os.path.join(folder, *e.parts), iso_path=iso_path, rr_name=e.parts[-1],
+        # a file object of ours, never a name pycdlib would open itself (following links)
+        iso.add_fp(
+            tree.source(e), e.size, iso_path=iso_path, rr_name=e.parts[-1],
             joliet_path=joliet_path, file_mode=e.mode, udf_path=udf_path,
         )  # fmt: skip
     else:
@@ -469,7 +786,12 @@ def _add(iso: Any, folder: str, e: Entry, udf: bool) -> None:
 
 
 def _add_eltorito(
-    iso: Any, entries: list[Entry], folder: str, bios: Entry | None, efi: Entry | None, udf: bool
+    iso: Any,
+    entries: list[Entry],
+    tree: SourceTree,
+    bios: Entry | None,
+    efi: Entry | None,
+    udf: bool,
 ) -> list[dict[str, Any]]:
     real, iso_name, joliet = _free_name(entries, "boot.cat", "BOOT.CAT", "boot.cat")
     cat = {
@@ -480,7 +802,7 @@ def _add_eltorito(
     }
     info: list[dict[str, Any]] = []
     if bios is not None:
-        head = _read_head(os.path.join(folder, *bios.parts), 0x44)
+        head = tree.read_head(bios, 0x44)
         isolinux = isolinux_hybrid_capable(head)
         table = needs_boot_info_table(head)
         # isolinux and GRUB load the rest of themselves (4 sectors, as their own tools
@@ -563,7 +885,7 @@ def _make_hybrid(
     out: Any,
     bios: Entry | None,
     efi: Entry | None,
-    folder: str,
+    tree: SourceTree,
     size: int,
     sde: int | None,
     warn: Warn,
@@ -577,7 +899,7 @@ def _make_hybrid(
     bios_extent = None
     code, loader = None, "isolinux"
     if bios is not None:
-        head = _read_head(os.path.join(folder, *bios.parts), 0x44)
+        head = tree.read_head(bios, 0x44)
         if isolinux_hybrid_capable(head):
             code = read_isohdpfx()
             missing = f"syslinux's isohybrid MBR ({ISOHDPFX}, Debian package isolinux)"
