@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ns = main_parser().parse_args(args)
             from usbwriter.cli import write as module
+
+            if not ns.device:
+                _check_app_wanted(ns)
         try:
             _setup_logging(ns.verbose, ns.log_file)
         except OSError as e:
@@ -149,6 +152,37 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("USBWRITER_DEBUG"):
             raise
         return fail(InternalError(f"internal error: {type(e).__name__}: {e}"), json_mode)
+
+
+#: What a script that ran usbwriter wrongly is shown: the commands of EPILOG.
+USAGE = "usage: usbwriter [COMMAND] [ARGS...]\n" + EPILOG.split("\n\nexit codes:")[0] + "\n"
+
+
+def _check_app_wanted(ns: argparse.Namespace) -> None:
+    """Without --device the main parser opens the app: refuse a word that is neither a
+    command nor a file (a typo, not an image to preselect), and refuse to start a
+    full-screen app with no terminal to draw on (cron, CI, `</dev/null >log`)."""
+    from usbwriter.errors import BadInput
+
+    word = ns.image_arg
+    if word is not None and not os.path.lexists(word):
+        import difflib
+
+        near = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise BadInput(
+            f"{word}: not a command, and no such file; {hint}(commands: "
+            f"{', '.join(SUBCOMMANDS)}; see 'usbwriter --help')",
+            path=word,
+        )
+    if ns.json or ns.yes:
+        return  # write.run says that --device is missing
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(USAGE, end="", file=sys.stderr)
+        raise BadInput(
+            "no command given, and no terminal for the interactive app: give a command, "
+            "or --image and --device to write (see 'usbwriter --help')"
+        )
 
 
 def fail(e: UsbWriterError, json_mode: bool) -> int:

@@ -192,8 +192,11 @@ def _description(cmds: list[tuple[str, argparse.ArgumentParser]]) -> list[str]:
         ".SH DESCRIPTION",
         escape(main.description or ""),
         escape(
-            "Without --device, usbwriter opens the interactive app (IMAGE, if given, is "
-            "preselected). With --image and --device, it checks that the drive is safe to "
+            "Without --device, on a terminal, usbwriter opens the interactive app (IMAGE, if "
+            "given, is preselected); with no terminal (stdin or stdout redirected, as under "
+            "cron or CI) it prints the usage and exits 2, and a word that is neither a command "
+            "nor an existing file is a usage error that names the commands (and the nearest "
+            "one, for a typo). With --image and --device, it checks that the drive is safe to "
             "write, says whether the image will boot on BIOS and on UEFI, asks for "
             "confirmation, writes the image, and reads the drive back, bypassing the page "
             "cache, to compare it with the image."
