@@ -93,13 +93,14 @@ class AskBackupFile(_Ask[tuple[str, bool]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="ask"):
-            yield Label("Back up a drive to an image file", id="dialog-title")
+            yield Label("Back up a drive to an image file", id="dialog-title", markup=False)
             yield Static(drive_line(self.disk), id="ask-drive", markup=False)
-            yield Label("Image file:", classes="lead")
+            yield Label("Image file:", classes="lead", markup=False)
             yield Input(self.default, id="backup-path")
             yield Static(
                 "Ending the name in .zst, .xz or .gz compresses it; .img keeps it raw.",
                 classes="ask-hint",
+                markup=False,
             )
             yield Checkbox("Replace the file if it exists", id="backup-replace")
             yield from self.compose_buttons("Next")
@@ -130,13 +131,13 @@ class RestoreOptions(_Ask[tuple[str, str]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="ask"):
-            yield Label("Restore as a normal stick", id="dialog-title")
+            yield Label("Restore as a normal stick", id="dialog-title", markup=False)
             yield Static(drive_line(self.disk), id="ask-drive", markup=False)
-            yield Label("File system:", classes="lead")
+            yield Label("File system:", classes="lead", markup=False)
             with RadioSet(id="restore-fs"):
                 for fs, words in FILESYSTEMS.items():
                     yield RadioButton(words, value=fs == self.fs, id=f"fs-{fs}")
-            yield Label("Label:", classes="lead")
+            yield Label("Label:", classes="lead", markup=False)
             yield Input(self.label, id="restore-label")
             yield from self.compose_buttons("Next")
 
@@ -170,10 +171,12 @@ class FolderPicker(PathBrowser):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="browser"):
-            yield Label("Choose a folder", id="dialog-title")
+            yield Label("Choose a folder", id="dialog-title", markup=False)
             yield Static(str(self.start), id="browser-folder", markup=False)
             yield FolderTree(self.start, id="folder-tree")
-            yield Static("↑ ↓ to move, Enter opens, Backspace goes up", id="browser-hint")
+            yield Static(
+                "↑ ↓ to move, Enter opens, Backspace goes up", id="browser-hint", markup=False
+            )
             with Horizontal(id="dialog-buttons"):
                 yield Button("Parent folder", id="parent")
                 yield Button("Cancel", id="cancel")

@@ -67,12 +67,13 @@ class FileBrowser(PathBrowser):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="browser"):
-            yield Label("Choose an image", id="dialog-title")
+            yield Label("Choose an image", id="dialog-title", markup=False)
             yield Static(str(self.start), id="browser-folder", markup=False)
             yield ImageTree(self.start, id="tree")
             yield Static(
                 ".iso .img .raw and compressed images; Enter opens, Backspace goes up",
                 id="browser-hint",
+                markup=False,
             )
             with Horizontal(id="dialog-buttons"):
                 yield Button("Parent folder", id="parent")

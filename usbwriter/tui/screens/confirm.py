@@ -83,10 +83,10 @@ class ConfirmDrive(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         d = self.disk
         with Vertical(id="dialog", classes="confirm" if self.DESTRUCTIVE else "question"):
-            yield Label(self.QUESTION, id="dialog-title")
+            yield Label(self.QUESTION, id="dialog-title", markup=False)
             with VerticalScroll(id="dialog-body"):
                 yield Static(self.lead(), classes="lead", markup=False)
-                yield Static(drive_card(d), id="confirm-drive")
+                yield Static(drive_card(d), id="confirm-drive", markup=False)
                 yield from self.compose_job()
                 if d.mounted and self.DESTRUCTIVE:
                     mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
@@ -97,6 +97,7 @@ class ConfirmDrive(ModalScreen[bool]):
                             "; it will be unmounted first.",
                         ),
                         id="confirm-mounted",
+                        markup=False,
                     )
                 yield from self.compose_warnings()
                 yield from self.compose_options()
@@ -137,15 +138,16 @@ class ConfirmWrite(ConfirmDrive):
         self.delta = delta  # the choice, read by the caller after the dialog closes
 
     def compose_job(self) -> ComposeResult:
-        yield Static("and replaced by the image:", classes="lead")
+        yield Static("and replaced by the image:", classes="lead", markup=False)
         yield Static(
             Content.assemble((human_size(self.image_size), "bold"), f"   {self.image}"),
             id="confirm-image",
+            markup=False,
         )
 
     def compose_warnings(self) -> ComposeResult:
         if not will_boot(self.report):
-            yield Static(not_bootable(self.report), id="confirm-warning")
+            yield Static(not_bootable(self.report), id="confirm-warning", markup=False)
 
     def compose_options(self) -> ComposeResult:
         yield Checkbox(self.DELTA, self.delta, id="delta")
@@ -186,7 +188,7 @@ class ConfirmStop(ModalScreen[bool]):
                 "not look bootable. You can write it again later.",
             )
         with Vertical(id="dialog", classes="confirm"):
-            yield Label(title, id="dialog-title")
+            yield Label(title, id="dialog-title", markup=False)
             yield Static(body, markup=False)
             with Horizontal(id="dialog-buttons"):
                 yield Button("Keep going", id="keep", variant="primary")

@@ -71,7 +71,7 @@ class ContentsTree(Tree["Entry"]):
         """The set of marked entries changed."""
 
     def __init__(self) -> None:
-        super().__init__("Reading the image…", id="contents-tree")
+        super().__init__(Text("Reading the image…"), id="contents-tree")
         self.contents: Contents | None = None
         self.marked: set[tuple[str, ...]] = set()
         self.widths: dict[tuple[str, ...], int] = {}  # a folder's name column
@@ -133,7 +133,7 @@ class ContentsTree(Tree["Entry"]):
         parts = entry.parts
         if parts not in self.marked and self.is_marked(parts):
             self.app.bell()
-            self.notify("It is inside a marked folder: unmark the folder first.")
+            self.notify("It is inside a marked folder: unmark the folder first.", markup=False)
             return
         if parts in self.marked:
             self.marked.discard(parts)
@@ -192,11 +192,11 @@ class ContentsScreen(Screen[None]):
         yield Static(f"Files in {self.image}: reading…", id="contents-title", markup=False)
         yield ContentsTree()
         with Horizontal(id="extract-to-bar"):
-            yield Label("Extract to:", id="extract-to-label")
+            yield Label("Extract to:", id="extract-to-label", markup=False)
             yield Input(self.default_folder(), id="extract-to")
             yield Button("Pick…", id="pick-folder", compact=True)
         with Horizontal(id="contents-actions"):
-            yield Static("Space marks a file or folder.", id="marked-summary")
+            yield Static("Space marks a file or folder.", id="marked-summary", markup=False)
             yield Button("Extract marked", id="extract-marked", variant="primary", disabled=True)
             yield Button("Extract all", id="extract-all", disabled=True)
         yield Footer()
@@ -236,7 +236,7 @@ class ContentsScreen(Screen[None]):
         tree = self.query_one(ContentsTree)
         if message.error is not None:
             title.update(f"Cannot list the files in {self.image}: {message.error}")
-            tree.root.set_label("No files")
+            tree.root.set_label(Text("No files"))
             return
         self.iso = message.iso
         contents: Contents = message.iso.contents
@@ -294,7 +294,7 @@ class ContentsScreen(Screen[None]):
         paths = self.query_one(ContentsTree).marked_paths()
         if not paths:
             self.app.bell()
-            self.notify("Mark files or folders with Space first (or extract all).")
+            self.notify("Mark files or folders with Space first (or extract all).", markup=False)
             return
         self.extract(paths)
 
@@ -306,12 +306,12 @@ class ContentsScreen(Screen[None]):
 
         if self.iso is None:
             self.app.bell()
-            self.notify("The image's files are not read yet.", severity="warning")
+            self.notify("The image's files are not read yet.", severity="warning", markup=False)
             return
         output = os.path.expanduser(self.query_one("#extract-to", Input).value.strip())
         if not output:
             self.app.bell()
-            self.notify("Type the folder to extract into.", severity="warning")
+            self.notify("Type the folder to extract into.", severity="warning", markup=False)
             self.query_one("#extract-to", Input).focus()
             return
         self.app.push_screen(ExtractScreen(self.services, self.iso, paths, os.path.abspath(output)))

@@ -67,7 +67,7 @@ def _highlighted(main: MainScreen, job: str) -> Disk | None:
     why = rules.drive_job_refusal(is_root=main.is_root, disk=disk, job=job)
     if why is not None:
         main.app.bell()
-        main.notify(why, severity="warning")
+        main.notify(why, severity="warning", markup=False)
         return None
     return disk
 
@@ -157,16 +157,19 @@ class ConfirmBackup(ConfirmDrive):
 
     def compose_job(self) -> ComposeResult:
         p = self.plan
-        yield Static("into the image file:", classes="lead")
+        yield Static("into the image file:", classes="lead", markup=False)
         words = FORMAT_WORDS.get(p.fmt, p.fmt)
-        yield Static(Content.assemble((words, "bold"), f"   {p.output}"), id="confirm-image")
+        yield Static(
+            Content.assemble((words, "bold"), f"   {p.output}"), id="confirm-image", markup=False
+        )
         if p.replace and os.path.lexists(p.output):
             yield Static(
                 Content.assemble(("It replaces the existing file", "bold $text-warning"), "."),
                 id="confirm-warning",
+                markup=False,
             )
         if p.shared_hold:
-            yield Static("It is mounted read-only: it is read beside the mount.")
+            yield Static("It is mounted read-only: it is read beside the mount.", markup=False)
 
 
 class ConfirmRestore(ConfirmDrive):
@@ -183,13 +186,14 @@ class ConfirmRestore(ConfirmDrive):
         return f"ALL DATA on {self.disk.path} will be erased:"
 
     def compose_job(self) -> ComposeResult:
-        yield Static("and replaced by one empty partition:", classes="lead")
+        yield Static("and replaced by one empty partition:", classes="lead", markup=False)
         yield Static(
             Content.assemble(
                 (FS_NAMES.get(self.fs, self.fs), "bold"),
                 f", label {self.label}, from 1 MiB to the end of the drive",
             ),
             id="confirm-image",
+            markup=False,
         )
 
 
@@ -326,7 +330,9 @@ class ReceiptScreen(OutcomeScreen):
         yield TitleBar()
         with Vertical(id="result-body", classes="ok" if self.ok else "failed"):
             style = "bold $text-success" if self.ok else "bold $text-error"
-            yield Static(Content.assemble((self.headline, style)), id="result-headline")
+            yield Static(
+                Content.assemble((self.headline, style)), id="result-headline", markup=False
+            )
             yield Static(self.next_text, id="result-next", markup=False)
             with VerticalScroll(id="receipt-scroll"):
                 yield Static(self.text, id="result-table", markup=False)

@@ -25,7 +25,7 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="error"):
-            yield Label(self.title_text, id="dialog-title")
+            yield Label(self.title_text, id="dialog-title", markup=False)
             yield Static(self.message, id="error-message", markup=False)
             if self.hint:
                 yield Static(self.hint, id="error-hint", markup=False)

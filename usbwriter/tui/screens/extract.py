@@ -117,10 +117,11 @@ class ExtractScreen(Screen[None]):
                     (self.output, "bold"),
                 ),
                 id="progress-title",
+                markup=False,
             )
-            yield Label("Starting…", id="phase")
+            yield Label("Starting…", id="phase", markup=False)
             yield ProgressBar(total=100, show_eta=False, id="progress-bar")
-            yield Static("", id="figures")
+            yield Static("", id="figures", markup=False)
             with VerticalScroll(id="extract-result"):
                 yield Static("", id="extract-report", markup=False)
             with Horizontal(id="result-buttons"):

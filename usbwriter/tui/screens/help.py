@@ -69,7 +69,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="help"):
-            yield Label("usbwriter: help", id="dialog-title")
+            yield Label("usbwriter: help", id="dialog-title", markup=False)
             with VerticalScroll(id="help-body"):
                 yield Markdown(HELP)
             yield Button("Close", id="help-close", variant="primary")

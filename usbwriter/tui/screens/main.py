@@ -87,7 +87,7 @@ class MainScreen(Screen[None]):
         yield BootPanel()
         yield DriveTable()
         with Horizontal(id="action-bar"):
-            yield Static("", id="summary")
+            yield Static("", id="summary", markup=False)
             yield Button("Write", id="write", variant="error", disabled=True)
         yield Footer()
 
@@ -227,19 +227,20 @@ class MainScreen(Screen[None]):
             gone = table.disks.get(event.path)
             table.drop(event.path)
             if gone is not None and rules.visible(gone, self.show_all):
-                self.notify(f"{drive_line(gone)}", title="Drive removed")
+                self.notify(f"{drive_line(gone)}", title="Drive removed", markup=False)
             if self.chosen is not None and self.chosen.path == event.path:
                 self.set_chosen(None)
                 self.notify(
                     f"The chosen drive {event.path} is gone: choose a drive again.",
                     severity="warning",
+                    markup=False,
                 )
         else:
             disk = event.disk
             known = disk.path in table.disks
             table.put(disk)
             if not known and rules.visible(disk, self.show_all):
-                self.notify(drive_line(disk), title="Drive added")
+                self.notify(drive_line(disk), title="Drive added", markup=False)
             if self.chosen is not None and self.chosen.path == disk.path:
                 self.set_chosen(disk if self._keeps_choice(disk) else None)
             if self.image is not None:
@@ -249,7 +250,7 @@ class MainScreen(Screen[None]):
         self.update_summary()
 
     def on_drives_failed(self, message: DrivesFailed) -> None:
-        self.notify(message.error, severity="warning", timeout=8)
+        self.notify(message.error, severity="warning", timeout=8, markup=False)
 
     def _keeps_choice(self, disk: Disk) -> bool:
         return self.chosen is not None and rules.keeps_choice(self.chosen, disk, self.image_size)
@@ -282,6 +283,7 @@ class MainScreen(Screen[None]):
             self.notify(
                 f"{disk.path} cannot be chosen: {rules.drive_status(disk, self.image_size)}",
                 severity="warning",
+                markup=False,
             )
             return False
         table.clear_marks()
@@ -303,7 +305,10 @@ class MainScreen(Screen[None]):
         table.rebuild()
         if self.chosen is not None and not rules.visible(self.chosen, self.show_all):
             self.set_chosen(None)
-        self.notify("Showing every disk" if self.show_all else "Showing removable and USB drives")
+        self.notify(
+            "Showing every disk" if self.show_all else "Showing removable and USB drives",
+            markup=False,
+        )
         self.update_summary()
 
     def action_refresh(self) -> None:
@@ -372,7 +377,7 @@ class MainScreen(Screen[None]):
         why = self.not_ready()
         if why is not None:
             self.app.bell()
-            self.notify(why, severity="warning")
+            self.notify(why, severity="warning", markup=False)
             return
         targets = self.targets()
         assert targets and self.image is not None and self.image_size is not None
@@ -450,7 +455,11 @@ class MainScreen(Screen[None]):
 
         if self.image is None or not rules.browsable(self.report):
             self.app.bell()
-            self.notify("Choose an ISO image first: its files can be browsed.", severity="warning")
+            self.notify(
+                "Choose an ISO image first: its files can be browsed.",
+                severity="warning",
+                markup=False,
+            )
             return
         self.app.push_screen(ContentsScreen(self.services, self.image))
 

@@ -126,26 +126,28 @@ class ProgressScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TitleBar()
         with Vertical(id="progress-body"):
-            yield Static(self.heading(), id="progress-title")
+            yield Static(self.heading(), id="progress-title", markup=False)
             yield from self.compose_steps()
-            yield Label("Starting…", id="phase")
+            yield Label("Starting…", id="phase", markup=False)
             yield ProgressBar(total=100, show_eta=False, id="progress-bar")
-            yield Static("", id="figures")
+            yield Static("", id="figures", markup=False)
             yield from self.compose_details()
-            yield Static(self.STOP_HINT, id="progress-hint")
+            yield Static(self.STOP_HINT, id="progress-hint", markup=False)
         yield Footer()
 
     def compose_details(self) -> ComposeResult:
         """Below the figures: the speed over time."""
-        yield Label("Speed", id="graph-label")
+        yield Label("Speed", id="graph-label", markup=False)
         yield Sparkline([], id="graph")
 
     def compose_steps(self) -> ComposeResult:
         with Horizontal(id="steps"):
             for n, (phase, label) in enumerate(self.STEPS, 1):
                 active = " active" if n == 1 else ""
-                yield Label(f"{n} {label}", id=f"step-{phase}", classes=f"step{active}")
-            yield Label(f"{len(self.STEPS) + 1} Done", id="step-done", classes="step")
+                yield Label(
+                    f"{n} {label}", id=f"step-{phase}", classes=f"step{active}", markup=False
+                )
+            yield Label(f"{len(self.STEPS) + 1} Done", id="step-done", classes="step", markup=False)
 
     def on_mount(self) -> None:
         if self._start:

@@ -134,6 +134,7 @@ class ResultScreen(OutcomeScreen):
                 yield Static(
                     Content.assemble(("✔ Written and verified", "bold $text-success")),
                     id="result-headline",
+                    markup=False,
                 )
                 yield Static(
                     f"{dev} holds the image, byte for byte. It is safe to remove the drive.",
@@ -144,6 +145,7 @@ class ResultScreen(OutcomeScreen):
                 yield Static(
                     Content.assemble(("✘ Verification FAILED", "bold $text-error")),
                     id="result-headline",
+                    markup=False,
                 )
                 wiped = r.get("wiped_first_mib")
                 what = (
@@ -163,6 +165,6 @@ class ResultScreen(OutcomeScreen):
             parts: list[str | Content | tuple[str, str]] = []
             for label, text in rows:
                 parts += [(f"{label:<{width}}  ", "bold"), text, "\n"]
-            yield Static(Content.assemble(*parts).rstrip(), id="result-table")
+            yield Static(Content.assemble(*parts).rstrip(), id="result-table", markup=False)
             yield from self.buttons("Write another")
         yield Footer()

@@ -133,9 +133,11 @@ class ConfirmSeveral(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         n = len(self.disks)
         with Vertical(id="dialog", classes="confirm"):
-            yield Label(f"Erase these {n} drives?", id="dialog-title")
+            yield Label(f"Erase these {n} drives?", id="dialog-title", markup=False)
             with VerticalScroll(id="dialog-body"):
-                yield Static(f"Everything on these {n} drives will be erased:", classes="lead")
+                yield Static(
+                    f"Everything on these {n} drives will be erased:", classes="lead", markup=False
+                )
                 for disk, unmounts in zip(self.disks, self.unmounts, strict=True):
                     card = drive_card(disk)
                     if unmounts:
@@ -143,14 +145,15 @@ class ConfirmSeveral(ModalScreen[bool]):
                         card += Content.assemble(
                             "\n", ("Mounted: ", "bold $text-warning"), mounts, "; unmounted first."
                         )
-                    yield Static(card, classes="confirm-drive-card")
-                yield Static("and each replaced by the image:", classes="lead")
+                    yield Static(card, classes="confirm-drive-card", markup=False)
+                yield Static("and each replaced by the image:", classes="lead", markup=False)
                 yield Static(
                     Content.assemble((human_size(self.image_size), "bold"), f"   {self.image}"),
                     id="confirm-image",
+                    markup=False,
                 )
                 if not rules.will_boot(self.report):
-                    yield Static(not_bootable(self.report), id="confirm-warning")
+                    yield Static(not_bootable(self.report), id="confirm-warning", markup=False)
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button(f"Erase and write {n}", id="confirm", variant="error")
@@ -207,7 +210,10 @@ class SeveralProgressScreen(ProgressScreen):
         for label, key, width in self.COLUMNS:
             table.add_column(label, key=key, width=width)
         for disk in self.several.disks:
-            table.add_row(disk.path, drive_name(disk), "waiting", "", "", key=disk.path)
+            # Text cells: a str cell of a DataTable is read as markup, and a drive's
+            # name is the drive's own (a loop device's backing file, say).
+            cells = (disk.path, drive_name(disk), "waiting", "", "")
+            table.add_row(*(Text(c) for c in cells), key=disk.path)
         super().on_mount()
 
     def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
@@ -234,8 +240,8 @@ class SeveralProgressScreen(ProgressScreen):
         table = self.query_one("#drive-rows", DataTable)
         if message.device in {str(k.value) for k in table.rows}:
             table.update_cell(message.device, "phase", Text("failed", style="bold red"))
-            table.update_cell(message.device, "done", "")
-            table.update_cell(message.device, "rate", "")
+            table.update_cell(message.device, "done", Text(""))
+            table.update_cell(message.device, "rate", Text(""))
         self.notify(message.text, title="A drive failed; the others go on", severity="error",
                     markup=False)  # fmt: skip
 
@@ -245,7 +251,7 @@ class SeveralProgressScreen(ProgressScreen):
         table = self.query_one("#drive-rows", DataTable)
         if device in {str(k.value) for k in table.rows}:
             rate = "" if p.phase == "sync" else human_rate(p.rate)
-            table.update_cell(device, "phase", PHASES.get(p.phase, p.phase))
+            table.update_cell(device, "phase", Text(PHASES.get(p.phase, p.phase)))
             table.update_cell(device, "done", Text(f"{100 * p.fraction:.0f}%", justify="right"))
             table.update_cell(device, "rate", Text(rate, justify="right"))
         self.set_phase(p.phase)
@@ -323,9 +329,9 @@ class SeveralResultScreen(OutcomeScreen):
                     "The drives that failed do not hold the image; those that could be "
                     "had their first MiB wiped. Try them again, or another drive."
                 )
-            yield Static(head, id="result-headline")
+            yield Static(head, id="result-headline", markup=False)
             yield Static(after, id="result-next", markup=False)
-            yield Static(self.table(), id="result-table")
+            yield Static(self.table(), id="result-table", markup=False)
             yield from self.buttons("Write another")
         yield Footer()
 

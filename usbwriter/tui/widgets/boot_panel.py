@@ -58,8 +58,8 @@ class BootPanel(Horizontal):
         self.report: Mapping[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Choose an image to see how it will boot.", id="boot-details")
-        yield Static("", id="boot-verdict")
+        yield Static("Choose an image to see how it will boot.", id="boot-details", markup=False)
+        yield Static("", id="boot-verdict", markup=False)
 
     def show_loading(self, path: str) -> None:
         self.report = None

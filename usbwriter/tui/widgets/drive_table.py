@@ -137,7 +137,7 @@ class DriveTable(DataTable[Text]):
         else:
             self.app.bell()
             why = drive_status(disk, self.image_size)
-            self.notify(f"{disk.path} cannot be marked: {why}", severity="warning")
+            self.notify(f"{disk.path} cannot be marked: {why}", severity="warning", markup=False)
             return
         self.rebuild()
         self.post_message(self.MarksChanged())

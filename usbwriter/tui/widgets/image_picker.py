@@ -63,7 +63,7 @@ class ImagePicker(Horizontal):
         self._cursor_blink = cursor_blink
 
     def compose(self) -> ComposeResult:
-        yield Label("Image", id="image-label")
+        yield Label("Image", id="image-label", markup=False)
         field = Input(
             self._initial,
             placeholder="path to an .iso or .img file (→ completes, Enter opens)",
