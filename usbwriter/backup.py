@@ -4,7 +4,8 @@
 drive (or partition) that is not mounted read-write, the output a new file (or one
 to replace, when asked) that does not live on the drive being read. ``run_backup``
 opens the resolved node once (O_RDONLY | O_DIRECT, and O_EXCL unless a read-only
-mount holds it), checks it is the device planned, reads it on a thread into aligned
+mount holds it), checks on that descriptor that it is the device and medium planned
+(the pinned ``Identity``, disk sequence included, as a write checks), reads it on a thread into aligned
 buffers, hashes the bytes with blake3 and writes the file (raw, sparse or compressed).
 
 An optical disc is read to the end of its ISO 9660 volume (the volume descriptor's
@@ -32,11 +33,13 @@ from usbwriter.blockio import (
     drop_cache,
     fd_size,
     logical_block_size,
+    open_held,
     pread_into,
     round_up,
 )
-from usbwriter.devices import read_snapshot
+from usbwriter.devices import disk_from_info, read_block_info, read_snapshot, sys_path_of
 from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.identity import Identity
 from usbwriter.job.facts import block_size_of, look_at_target
 from usbwriter.job.model import TargetFacts
 from usbwriter.outputs import Output, check_output_file, format_of
@@ -69,6 +72,9 @@ class BackupPlan:
     optical: bool
     shared_hold: bool  # mounted read-only: read without O_EXCL
     info: dict[str, Any] = field(default_factory=dict)
+    #: what the drive (or partition) was when planned: device number, disk sequence,
+    #: size, serial, loop backing file; checked again on the descriptor that reads it
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True)
@@ -169,11 +175,12 @@ def plan_backup(device: str, output: str, *, overwrite: bool = False) -> BackupP
     if target.kind not in ("block", "partition"):
         raise not_a_drive(device, target.kind)
     if target.kind == "partition":
-        target = _partition_facts(target)
+        target = _partition_facts(target, snapshot)
     _check_output(output, target, snapshot, overwrite)
     shared = _check_mounts(target)
     name = os.path.basename(target.node)
     disk = target.disk
+    identity = Identity.from_disk(disk, requested=device) if disk is not None else None
     info: dict[str, Any] = {"path": device, "node": target.node}
     if disk is not None:
         for key in ("vendor", "model", "serial", "bus", "size", "description"):
@@ -191,11 +198,18 @@ def plan_backup(device: str, output: str, *, overwrite: bool = False) -> BackupP
         optical=name.startswith("sr"),
         shared_hold=shared,
         info=info,
+        identity=identity,
     )
 
 
-def _partition_facts(target: TargetFacts) -> TargetFacts:
-    return replace(target, size=block_size_of(target.rdev))
+def _partition_facts(target: TargetFacts, snapshot: Any) -> TargetFacts:
+    """A partition as the disk layer reads it (its size, its disk's sequence number)."""
+    devno = f"{os.major(target.rdev)}:{os.minor(target.rdev)}"
+    try:
+        part = disk_from_info(read_block_info(sys_path_of(devno)), snapshot)
+    except DeviceFault as e:
+        raise DeviceFault(f"{target.requested}: cannot read it in sysfs: {e}") from None
+    return replace(target, size=block_size_of(target.rdev), disk=part)
 
 
 def _check_output(output: str, target: TargetFacts, snapshot: Any, overwrite: bool) -> None:
@@ -388,17 +402,8 @@ def run_backup(
     cancel: threading.Event | None = None,
 ) -> BackupReceipt:
     cancel = cancel or threading.Event()
-    flags = os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC | os.O_NOFOLLOW
-    if not plan.shared_hold:
-        flags |= os.O_EXCL
+    fd = _open_drive(plan)
     try:
-        fd = os.open(plan.node, flags)
-    except OSError as e:
-        raise os_error(plan.device, e, "open for reading") from None
-    try:
-        st = os.fstat(fd)
-        if st.st_rdev != plan.rdev:
-            raise Refused(f"{plan.device}: changed since it was checked; try again")
         drop_cache(fd)
         block = logical_block_size(fd)
         device_size = fd_size(fd)
@@ -431,6 +436,31 @@ def run_backup(
         )
     finally:
         os.close(fd)
+
+
+def _open_drive(plan: BackupPlan) -> int:
+    """The drive held as a write holds it (blockio.open_held: O_DIRECT, O_EXCL, the node
+    not followed), or beside its read-only mount without O_EXCL; then checked, on that
+    descriptor, to be the device and medium planned (Identity.check_descriptor: device
+    number, disk sequence, size, serial, loop backing file): a disc or card swapped in
+    the same drive since the plan is refused, not read."""
+    try:
+        if plan.shared_hold:
+            flags = os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(plan.node, flags)
+        else:
+            fd = open_held(plan.node, os.O_RDONLY, block=True)
+    except OSError as e:
+        raise os_error(plan.device, e, "open for reading") from None
+    try:
+        if plan.identity is not None:
+            plan.identity.check_descriptor(fd, for_writing=False)
+        elif os.fstat(fd).st_rdev != plan.rdev:
+            raise Refused(f"{plan.device}: changed since it was checked; try again")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _size(path: str) -> int:

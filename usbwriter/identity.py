@@ -79,14 +79,16 @@ class Identity:
         d["unmounted"] = list(self.unmounted)
         return d
 
-    def check_descriptor(self, fd: int) -> None:
+    def check_descriptor(self, fd: int, *, for_writing: bool = True) -> None:
         """Raise ``Refused`` unless the open descriptor FD is this device (or file), still
-        fit to write. Run once the target is open and held, before the first byte."""
+        fit to write. Run once the target is open and held, before the first byte. Not
+        FOR_WRITING (a backup reads the drive): only that it is the same device and
+        medium; a read-only, optical or mounted drive may be read."""
         st = os.fstat(fd)
         if self.kind == "file":
             self._check_file(st)
         else:
-            self._check_block(fd, st)
+            self._check_block(fd, st, for_writing)
 
     def _check_file(self, st: os.stat_result) -> None:
         changes = []
@@ -106,7 +108,7 @@ class Identity:
                 path=self.path,
             )
 
-    def _check_block(self, fd: int, st: os.stat_result) -> None:
+    def _check_block(self, fd: int, st: os.stat_result, for_writing: bool = True) -> None:
         if not stat.S_ISBLK(st.st_mode):
             raise Refused(f"{self.path}: no longer a block device; choose the device again")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -142,6 +144,8 @@ class Identity:
                 "choose the device again",
                 path=self.path,
             )
+        if not for_writing:
+            return
         if disk.reasons:
             raise Refused(
                 f"{self.path}: refused since it was chosen: {'; '.join(disk.reasons)}",

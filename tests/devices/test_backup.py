@@ -284,3 +284,80 @@ def test_a_cancel_is_heard_between_two_retries_of_a_bad_sector(
         assert time.monotonic() - start < 2.0
     finally:
         os.close(fd)
+
+
+def _swap_backing(dev: str, other: Path) -> None:
+    """Detach DEV and attach OTHER at the same node: the same device number, a new
+    disk sequence (as a disc swapped in the same drive)."""
+    run(["losetup", "-d", dev])
+    for _ in range(50):  # the kernel may take a moment to let the node go
+        p = subprocess.run(["losetup", dev, str(other)], capture_output=True, text=True)
+        if p.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(p.stderr)
+
+
+def test_a_medium_swapped_after_the_plan_is_refused(loop: LoopFactory, tmp_path: Path) -> None:
+    from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.errors import Refused
+
+    first = random_file(tmp_path / "first.img", 4 * MiB, seed=11)
+    second = random_file(tmp_path / "second.img", 4 * MiB, seed=12)  # the same size
+    dev = loop(0, backing=first)
+    out = tmp_path / "b.img"
+    plan = plan_backup(dev, str(out))
+    _swap_backing(dev, second)
+    with pytest.raises(Refused) as caught:
+        run_backup(plan)
+    message = caught.value.message
+    assert dev in message and "disk sequence" in message and "\n" not in message
+    assert caught.value.exit_code == 4
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+#: `usbwriter backup` with the medium swapped right after its plan (as a person would
+#: swap a disc between the check and the read)
+SWAP_DRIVER = """
+import subprocess, sys, time
+import usbwriter.backup as backup
+
+dev, other = sys.argv[1:3]
+real = backup.plan_backup
+
+def plan_then_swap(*args, **kwargs):
+    plan = real(*args, **kwargs)
+    subprocess.run(["losetup", "-d", dev], check=True)
+    for _ in range(50):
+        if subprocess.run(["losetup", dev, other]).returncode == 0:
+            break
+        time.sleep(0.1)
+    return plan
+
+backup.plan_backup = plan_then_swap
+from usbwriter.cli import main
+
+sys.argv = ["usbwriter", *sys.argv[3:]]
+raise SystemExit(main())
+"""
+
+
+def test_the_command_refuses_a_swapped_medium_in_one_line(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    first = random_file(tmp_path / "first.img", 4 * MiB, seed=11)
+    second = random_file(tmp_path / "second.img", 4 * MiB, seed=12)
+    dev = loop(0, backing=first)
+    out = tmp_path / "b.img.zst"
+    p = subprocess.run(
+        [sys.executable, "-c", SWAP_DRIVER, dev, str(second), "backup", dev, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 4, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert dev in lines[0] and "choose the device again" in lines[0]
+    assert not out.exists() and leftovers(tmp_path) == []
