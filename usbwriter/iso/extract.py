@@ -470,7 +470,7 @@ class Extractor:
         raise Refused(
             f"{self.output}: needs {human_size(need)} ({need} bytes) for {len(files)} files, "
             f"{human_size(free)} ({free} bytes) free there; nothing was extracted"
-            + (f" ({shared})" if shared else ""),
+            + (f"; {shared}" if shared else ""),
             path=self.output,
         )
 
