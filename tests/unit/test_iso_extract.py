@@ -478,3 +478,21 @@ def test_bidi_and_escape_names_reach_the_terminal_escaped(tmp_path: Path) -> Non
     p = usbwriter("extract", str(iso_path), "-o", str(out), "--json")
     skipped = [e["path"] for e in events(p) if e["event"] == "skipped"]
     assert sorted(skipped) == sorted("/" + n for n in names)
+
+
+def test_more_files_at_once_than_are_kept_open(tmp_path: Path) -> None:
+    """Eighty names for one extent: more files being written at once than descriptors
+    are kept; those closed are opened again by name (and checked) and come out whole."""
+    from tests.helpers.shared_extents import pattern, shared_extent_iso
+    from usbwriter.iso.extract import MAX_OPEN_FILES
+
+    links = MAX_OPEN_FILES + 16
+    iso = shared_extent_iso(tmp_path / "s.iso", pad=4096, shared=3 << 20, links=links)
+    out = tmp_path / "out"
+    p = usbwriter("extract", str(iso), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert f"note: {links + 2} files share their bytes" in p.stderr
+    want = pattern(3 << 20)
+    for name in ["s.bin", *(f"s{i}.bin" for i in range(1, links + 1))]:
+        assert (out / name).read_bytes() == want, name
+    assert not list(out.glob(".*usbw-*"))
