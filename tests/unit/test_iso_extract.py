@@ -365,7 +365,7 @@ def test_output_of_the_wrong_kind_is_a_usage_error(rr_iso: Path, tmp_path: Path)
     p = usbwriter("extract", str(rr_iso), "-o", "/dev/null")
     assert (p.returncode, p.stderr) == (
         2,
-        "usbwriter: /dev/null: is not a folder (a device node)\n",
+        "usbwriter: /dev/null: is a character device, not a folder\n",
     )
     for system in ("/proc/usbw-extract", "/dev/usbw-extract", "/sys"):
         p = usbwriter("extract", str(rr_iso), "-o", system)

@@ -46,6 +46,7 @@ from typing import Any
 
 from usbwriter.errors import BadInput, Cancelled, Refused, UsbWriterError, os_error
 from usbwriter.iso.contents import Contents, Entry, IsoImage, sharing, split_path
+from usbwriter.outputs import KERNEL_TREES, kind_of
 from usbwriter.placing import place_new
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.units import human_size
@@ -56,7 +57,6 @@ CHUNK = 1 << 20
 MAX_OPEN_DIRS = 256
 MAX_OPEN_FILES = 64  # files written at once (only a crafted image needs more): others reopened
 MAX_LINKS = 40  # symbolic links followed on the output folder's path, as the kernel's walk
-SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -171,23 +171,10 @@ def _refuse_system(output: str, fd: int, name: str = "") -> None:
         path = os.path.join(os.readlink(f"/proc/self/fd/{fd}"), name)
     except OSError:  # no /proc: nothing under it either
         return
-    for top in SYSTEM_FOLDERS:
+    for top in KERNEL_TREES:
         if path == top or path.startswith(top + "/"):
-            raise Refused(f"{output}: is under {top}, which holds no files; choose another folder",
-                          path=output)  # fmt: skip
-
-
-def _kind(st: os.stat_result) -> str:
-    m = st.st_mode
-    if stat.S_ISREG(m):
-        return "a file"
-    if stat.S_ISFIFO(m):
-        return "a FIFO"
-    if stat.S_ISSOCK(m):
-        return "a socket"
-    if stat.S_ISBLK(m) or stat.S_ISCHR(m):
-        return "a device node"
-    return "not a folder"
+            raise Refused(f"{output}: is under {top}, which holds devices and kernel files: "
+                          "refusing to extract there", path=output)  # fmt: skip
 
 
 def _owner(uid: int) -> str:
@@ -248,7 +235,7 @@ def open_output(
                     fd, nfd, where = nfd, fd, shown  # the old one closed below
                     continue
                 if not stat.S_ISLNK(st.st_mode):
-                    raise BadInput(f"{shown}: is not a folder ({_kind(st)})", path=shown)
+                    raise BadInput(f"{shown}: is {kind_of(st.st_mode)}, not a folder", path=shown)
                 if st.st_uid not in owners:
                     raise Refused(
                         f"{shown}: a symbolic link owned by {_owner(st.st_uid)}, not followed "
