@@ -5,8 +5,9 @@ drive (or partition) that is not mounted read-write, the output a new file (or o
 to replace, when asked) that does not live on the drive being read. ``run_backup``
 opens the resolved node once (O_RDONLY | O_DIRECT, and O_EXCL unless a read-only
 mount holds it), checks on that descriptor that it is the device and medium planned
-(the pinned ``Identity``, disk sequence included, as a write checks), reads it on a thread into aligned
-buffers, hashes the bytes with blake3 and writes the file (raw, sparse or compressed).
+(the pinned ``Identity``, disk sequence included, as a write checks), reads it on a
+thread into aligned buffers, hashes the bytes with blake3 and writes the file (raw,
+sparse or compressed).
 
 An optical disc is read to the end of its ISO 9660 volume (the volume descriptor's
 size, as ``isosize`` reads it), not to the drive's reported end. A read that fails is
@@ -420,7 +421,15 @@ def run_backup(
             out.finish()
             checked = None
             if verify:
-                checked = _verify(fd, plan, size, digest, tuple(bad), progress, cancel, out.temp)
+                try:
+                    checked = _verify(
+                        fd, plan, size, digest, tuple(bad), progress, cancel, out.temp
+                    )
+                except Cancelled:
+                    raise Cancelled(
+                        f"backup of {plan.device} interrupted while reading it again "
+                        "(--verify); no image file was left"
+                    ) from None
             out.commit()
             output_size = os.stat(plan.output).st_blocks * 512 if sparse else _size(plan.output)
         return BackupReceipt(

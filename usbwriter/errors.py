@@ -38,7 +38,8 @@ EXIT_CODES: dict[int, str] = {
     "no boot records, or boot records that cannot be read; an output path that is a symbolic "
     "link (never followed), an existing file without --overwrite, under /dev, /proc or /sys, "
     "on the drive being read, or a file that appeared at its name meanwhile",
-    EXIT_INTERRUPTED: "interrupted: Ctrl-C, SIGTERM, or not confirmed",
+    EXIT_INTERRUPTED: "interrupted: Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a dropped "
+    "ssh session), each cleaned up the same way, or not confirmed",
 }
 
 

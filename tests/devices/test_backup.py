@@ -361,3 +361,28 @@ def test_the_command_refuses_a_swapped_medium_in_one_line(
     assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
     assert dev in lines[0] and "choose the device again" in lines[0]
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_interrupted_during_verify_says_so_and_leaves_nothing(
+    stick: tuple[str, Path], tmp_path: Path
+) -> None:
+    import threading
+
+    from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.errors import Cancelled
+    from usbwriter.progress import Progress
+
+    dev, _ = stick
+    out = tmp_path / "v.img.zst"
+    cancel = threading.Event()
+
+    def stop_in_the_verify(p: Progress) -> None:
+        if p.phase == "verify":
+            cancel.set()
+
+    with pytest.raises(Cancelled) as caught:
+        run_backup(plan_backup(dev, str(out)), verify=True, progress=stop_in_the_verify,
+                   cancel=cancel)  # fmt: skip
+    assert "while reading it again" in caught.value.message
+    assert "no image file was left" in caught.value.message
+    assert not out.exists() and leftovers(tmp_path) == []

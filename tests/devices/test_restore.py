@@ -138,3 +138,23 @@ def test_a_label_mkfs_would_refuse_is_refused_before_anything_changes(
     assert label in error["message"] and "Traceback" not in done.stderr
     assert run(["findmnt", "-n", str(mnt)]).returncode == 0  # still mounted
     assert signatures(dev) == before
+
+
+def test_interrupted_while_reading_back_says_written_but_not_verified(used_stick: str) -> None:
+    import threading
+
+    from usbwriter.errors import Cancelled
+    from usbwriter.job.restore import plan_restore, run_restore
+    from usbwriter.progress import Progress
+
+    cancel = threading.Event()
+
+    def stop_in_the_read_back(p: Progress) -> None:
+        if p.phase == "verify":
+            cancel.set()
+
+    plan = plan_restore(used_stick)
+    with pytest.raises(Cancelled) as caught:
+        run_restore(plan, fs="fat32", progress=stop_in_the_read_back, cancel=cancel)
+    assert "written but not verified" in caught.value.message
+    assert "partly erased" not in caught.value.message

@@ -119,9 +119,19 @@ def _setup_logging(verbose: int, log_file: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    from usbwriter.cli import output
+
+    with output.interrupt_on_signals():
+        try:
+            return _main(sys.argv[1:] if argv is None else argv)
+        finally:
+            output.settle()
+
+
+def _main(args: list[str]) -> int:
     json_mode = "--json" in args
     logging.basicConfig(level=logging.WARNING, format="usbwriter: %(message)s")
+    module: Any = None
     try:
         if args and args[0] in SUBCOMMANDS:
             ns = subcommand_parser(args[0]).parse_intermixed_args(args[1:])
@@ -142,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except UsbWriterError as e:
         log.debug("%s", e, exc_info=True)
-        return fail(e, json_mode)
+        return fail(_interrupted(e, module), json_mode)
     except KeyboardInterrupt:
-        return fail(Cancelled("interrupted"), json_mode)
+        return fail(_interrupted(Cancelled("interrupted"), module), json_mode)
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # a bug: one line, never a traceback (unless asked for)
@@ -183,13 +193,34 @@ def _check_app_wanted(ns: argparse.Namespace) -> None:
             "no command given, and no terminal for the interactive app: give a command, "
             "or --image and --device to write (see 'usbwriter --help')"
         )
+    from usbwriter.cli.output import default_signals
+
+    default_signals()  # the app handles (or not) SIGTERM and SIGHUP itself, as before
+
+
+def _interrupted(e: UsbWriterError, module: Any) -> UsbWriterError:
+    """An interruption's error, saying what it left: a write stopped while reading the
+    drive back left it written but not verified; and what interrupted (SIGHUP...)."""
+    from usbwriter.cli import output, write
+
+    if not isinstance(e, Cancelled):
+        return e
+    if module is write and output.SESSION.phase == "verify":
+        e = e.with_note(
+            "the drive was written but not verified (usbwriter verify --image IMG --device "
+            "DEV reads it back)"
+        )
+    words = output.signal_words()
+    if words is not None:
+        e = e.with_note(words)
+    return e
 
 
 def fail(e: UsbWriterError, json_mode: bool) -> int:
     """Print one error: a line on stderr, and a JSON object on stdout with --json."""
-    from usbwriter.cli.output import emit
+    from usbwriter.cli.output import emit, say
 
     if json_mode:
         emit({"event": "error", **e.to_dict()})
-    print(f"usbwriter: {e.message}", file=sys.stderr)
+    say(f"usbwriter: {e.message}")
     return e.exit_code

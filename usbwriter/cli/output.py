@@ -1,8 +1,20 @@
-"""What the command line prints and asks: NDJSON, progress, confirmation, signals."""
+"""What the command line prints and asks: NDJSON, progress, confirmation, signals.
+
+Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal, a dropped ssh
+session) interrupt every command the same way: inside a job they ask the engine to
+stop and clean up (``cancel_on_signals``), elsewhere they raise KeyboardInterrupt
+(``interrupt_on_signals``); either way the command exits 130 with one error. After a
+hangup the terminal is gone: writing to it fails (EIO, or EPIPE on a pipe whose reader
+went with the session), so every write here tolerates that and sends what follows to
+/dev/null, and the cleanup runs to its end. A second SIGINT or SIGTERM interrupts at
+once; a second SIGHUP (a shell forwards the hangup to its jobs) changes nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,24 +24,91 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from usbwriter.progress import Progress
 
 
+class _Session:
+    """What the command has been through: the signal that interrupted it (the first),
+    whether the terminal hung up, the last phase progress was shown for."""
+
+    interrupted_by: int | None = None
+    hung_up = False
+    phase = ""
+
+
+SESSION = _Session()
+
+
+def _note_signal(signum: int) -> None:
+    if SESSION.interrupted_by is None:
+        SESSION.interrupted_by = signum
+    if signum == signal.SIGHUP:
+        SESSION.hung_up = True
+
+
+def signal_words() -> str | None:
+    """What interrupted the command, for its error message (None for nothing or Ctrl-C)."""
+    if SESSION.interrupted_by == signal.SIGHUP:
+        return "SIGHUP: the terminal or the session was closed"
+    if SESSION.interrupted_by == signal.SIGTERM:
+        return "SIGTERM"
+    return None
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """TEXT to STREAM, flushed. After a hangup a write that fails (the terminal is
+    gone) is dropped, and the stream sent to /dev/null, so that the cleanup and the
+    exit code are not lost to it."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        if not SESSION.hung_up:
+            raise
+        _to_devnull(stream)
+
+
+def _to_devnull(stream: TextIO) -> None:
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()  # what was left in the buffer goes to /dev/null now
+
+
+def settle() -> None:
+    """At the end of a command that hung up: stdout and stderr flushed, or sent to
+    /dev/null (Python would otherwise exit 120 failing to flush them)."""
+    if not SESSION.hung_up:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            _to_devnull(stream)
+
+
 def emit(obj: dict[str, Any], out: TextIO | None = None) -> None:
-    stream = out or sys.stdout
-    stream.write(json.dumps(obj, sort_keys=False) + "\n")
-    stream.flush()
+    _write(out or sys.stdout, json.dumps(obj, sort_keys=False) + "\n")
 
 
 def say(text: str) -> None:
     """TEXT on stderr, each line as a terminal shows it (no escape sequences from
     names in it: see errors.terminal_safe)."""
-    print(_safe_lines(text), file=sys.stderr, flush=True)
+    _write(sys.stderr, _safe_lines(text) + "\n")
 
 
 def tell(text: str) -> None:
     """A result in words (a receipt) on stdout, each line as a terminal shows it."""
-    print(_safe_lines(text), flush=True)
+    _write(sys.stdout, _safe_lines(text) + "\n")
 
 
 def _safe_lines(text: str) -> str:
@@ -43,7 +122,7 @@ def interactive() -> bool:
 
 
 def confirm(question: str) -> bool:
-    print(question, end="", file=sys.stderr, flush=True)
+    _write(sys.stderr, question)
     try:
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
@@ -51,12 +130,53 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+#: The signals that interrupt a command (SIGINT is Python's KeyboardInterrupt already).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """Outside a job, SIGTERM and SIGHUP interrupt as Ctrl-C does (KeyboardInterrupt:
+    exit 130 with one error, an NDJSON error event with --json); a repeated SIGHUP is
+    ignored. Around a whole command; what it went through (SESSION) starts afresh."""
+    global SESSION
+    SESSION = _Session()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        repeated = signum == signal.SIGHUP and SESSION.hung_up
+        _note_signal(signum)
+        if not repeated:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def default_signals() -> None:
+    """SIGTERM and SIGHUP as the system handles them (the interactive app's own way)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @contextmanager
 def cancel_on_signals() -> Iterator[threading.Event]:
-    """First Ctrl-C (or SIGTERM) asks the engine to stop; a second one interrupts at once."""
+    """First Ctrl-C, SIGTERM or SIGHUP asks the engine to stop (it cleans up: the
+    drive's head wiped, temporary files removed); a second Ctrl-C or SIGTERM interrupts
+    at once. A second SIGHUP does not: a shell forwards the hangup to its jobs."""
     cancel = threading.Event()
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _note_signal(signum)
+        if signum == signal.SIGHUP:
+            cancel.set()
+            return
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
@@ -64,13 +184,12 @@ def cancel_on_signals() -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield cancel
         return
-    old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield cancel
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 class ProgressPrinter:
@@ -93,13 +212,13 @@ class ProgressPrinter:
 
     def end_line(self) -> None:
         if self._open_line:
-            self.stream.write("\n")
-            self.stream.flush()
             self._open_line = False
+            _write(self.stream, "\n")
 
     def __call__(self, p: Progress) -> None:
         from usbwriter.units import human_duration, human_rate, human_size
 
+        SESSION.phase = p.phase
         now = time.monotonic()
         finished = p.done >= p.total
         interval = 0.25 if (self.json_mode or self.tty) else 2.0
@@ -125,9 +244,8 @@ class ProgressPrinter:
             return
         if p.phase == "sync":
             if self.tty:
-                self.stream.write("\r\033[KFlushing the drive's cache...")
                 self._open_line = True
-                self.stream.flush()
+                _write(self.stream, "\r\033[KFlushing the drive's cache...")
             return
         pct = 100.0 * p.fraction
         label = {
@@ -149,11 +267,7 @@ class ProgressPrinter:
             width = 24
             filled = int(width * p.fraction)
             bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r\033[K[{bar}] {text}")
-            self._open_line = True
-            if finished:
-                self.stream.write("\n")
-                self._open_line = False
+            self._open_line = not finished
+            _write(self.stream, f"\r\033[K[{bar}] {text}" + ("\n" if finished else ""))
         else:
-            self.stream.write(f"usbwriter: {text}\n")
-        self.stream.flush()
+            _write(self.stream, f"usbwriter: {text}\n")

@@ -254,11 +254,13 @@ def run_restore(
         pieces.append((0, min(layout.start, size), layout.table, 0))
         total = sum(p[1] for p in pieces)
         checked = pieces[2:]  # what the drive must now hold: the layout's bytes
+        written = False
         try:
             meter = Meter("write", total, progress)
             for piece in pieces:
                 _copy(tgt.fd, piece, block, meter, cancel, name)
             os.fsync(tgt.fd)
+            written = True
             meter.finish()
             drop_cache(tgt.fd)
             meter = Meter("verify", sum(p[1] for p in checked), progress)
@@ -269,6 +271,11 @@ def run_restore(
                 "the drive is partly erased; run restore again"
             ) from None
         except Cancelled:
+            if written:
+                raise Cancelled(
+                    f"{name}: restore interrupted while reading the drive back: the new "
+                    "layout was written but not verified; run restore again to be sure"
+                ) from None
             raise Cancelled(
                 f"{name}: restore interrupted; the drive is partly erased: run restore again"
             ) from None
