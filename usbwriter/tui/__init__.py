@@ -46,12 +46,15 @@ def run_app(image: str | None = None, show_all: bool = False) -> int:
 def run(app: UsbWriterApp, *, headless: bool = False) -> int:
     """Run APP; the exit code. A bug in it ends with one line on stderr (``crash``)."""
     from usbwriter.tui import crash
+    from usbwriter.tui.hangup import exit_on_hangup
 
     root = logging.getLogger()
     saved = root.handlers[:]
     root.handlers = [_LogToApp(app)]
     try:
-        app.run(headless=headless)
+        # The terminal closed: the jobs stop as Stop stops them, then the process ends.
+        with exit_on_hangup(app.jobs):
+            app.run(headless=headless)
     finally:
         root.handlers = saved
     traceback = app.crash_text()

@@ -12,6 +12,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from usbwriter.tui.hangup import Jobs
 from usbwriter.tui.messages import LogNotice
 from usbwriter.tui.screens.help import HelpScreen
 from usbwriter.tui.screens.main import MainScreen
@@ -58,6 +59,7 @@ class UsbWriterApp(App[int]):
         self.show_all = show_all
         self.live_updates = live_updates
         self.cursor_blink = cursor_blink
+        self.jobs = Jobs()  # the jobs on drives running now: a hangup stops them
         self.settings = Settings.load(settings_path)
         if self.settings.theme and self.settings.theme in self.available_themes:
             self.theme = self.settings.theme

@@ -22,6 +22,7 @@ from textual.widgets import Button, Footer, Label, ProgressBar, Static
 
 from usbwriter.errors import Cancelled
 from usbwriter.tui.format import one_line
+from usbwriter.tui.hangup import Jobs, jobs_of
 from usbwriter.tui.messages import ExtractFinished, JobProgress
 from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
@@ -102,6 +103,7 @@ class ExtractScreen(Screen[None]):
         self.tally = Tally()
         self.finished: ExtractFinished | None = None
         self._start = start
+        self.jobs = Jobs()  # the app's, once mounted: a hangup stops the job (hangup.py)
 
     def compose(self) -> ComposeResult:
         what = f"{len(self.paths)} marked entries" if self.paths else "every file"
@@ -132,20 +134,22 @@ class ExtractScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#extract-back").display = False
         self.query_one("#extract-result").display = False
+        self.jobs = jobs_of(self.app)
         if self._start:
             self.run()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="extract", description="extract")
     def run(self) -> None:
         try:
-            result = self.services.extract(
-                self.iso,
-                self.paths,
-                self.output,
-                on_event=self.tally.on_event,
-                progress=lambda p: self.post_message(JobProgress(p)),
-                cancel=self.cancel_event,
-            )
+            with self.jobs.running(self.cancel_event):
+                result = self.services.extract(
+                    self.iso,
+                    self.paths,
+                    self.output,
+                    on_event=self.tally.on_event,
+                    progress=lambda p: self.post_message(JobProgress(p)),
+                    cancel=self.cancel_event,
+                )
         except Cancelled as e:
             self.post_message(ExtractFinished(None, str(e), cancelled=True))
         except Exception as e:

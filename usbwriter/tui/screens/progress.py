@@ -24,6 +24,7 @@ from textual.widgets import Footer, Label, ProgressBar, Sparkline, Static
 from usbwriter.errors import Cancelled, Refused, UsbWriterError
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_line
+from usbwriter.tui.hangup import Jobs, jobs_of
 from usbwriter.tui.messages import JobFinished, JobProgress
 from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
@@ -113,6 +114,7 @@ class ProgressScreen(Screen[None]):
         self._sample_phase = ""
         self._start = start
         self.finished: JobFinished | None = None
+        self.jobs = Jobs()  # the app's, once mounted: a hangup stops the job (hangup.py)
 
     def heading(self) -> Content:
         return Content.assemble(
@@ -150,6 +152,7 @@ class ProgressScreen(Screen[None]):
             yield Label(f"{len(self.STEPS) + 1} Done", id="step-done", classes="step", markup=False)
 
     def on_mount(self) -> None:
+        self.jobs = jobs_of(self.app)
         if self._start:
             self.run()
 
@@ -162,7 +165,8 @@ class ProgressScreen(Screen[None]):
     )
     def run(self) -> None:
         try:
-            receipt = self.execute(self.post_message_progress, self.cancel_event)
+            with self.jobs.running(self.cancel_event):
+                receipt = self.execute(self.post_message_progress, self.cancel_event)
         except Cancelled as e:
             self.post_message(JobFinished(None, str(e), cancelled=True))
         except UsbWriterError as e:

@@ -1,0 +1,95 @@
+"""What a hangup does to the jobs the app runs (usbwriter.tui.hangup), without a terminal:
+the running jobs are stopped and waited for, then the process would exit; a job that
+would start after the hangup does not. (tests/tui/test_hangup.py closes a real terminal
+on the app.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.tui.helpers import wait_for
+from tests.tui.recorded import DISKS, REPORTS
+from usbwriter.errors import Cancelled
+from usbwriter.tui.app import UsbWriterApp
+from usbwriter.tui.hangup import HANGUP_EXIT, Hangup, Jobs
+from usbwriter.tui.screens.progress import Job, ProgressScreen
+from usbwriter.tui.services import Services
+
+
+def test_the_exit_comes_after_the_running_jobs_ended() -> None:
+    jobs = Jobs()
+    cancel = threading.Event()
+    started = threading.Event()
+    order: list[object] = []
+
+    def job() -> None:
+        with jobs.running(cancel):
+            started.set()
+            cancel.wait(10)
+            time.sleep(0.2)  # the wipe
+            order.append("wiped")
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    started.wait(10)
+    hangup = Hangup(jobs, exit=order.append, detach=lambda: order.append("detached"))
+    hangup()
+    hangup()  # a second SIGHUP changes nothing
+    hangup.wait()
+    worker.join()
+    assert order == ["detached", "wiped", HANGUP_EXIT]
+    assert HANGUP_EXIT == 130
+
+
+def test_a_job_does_not_start_after_the_hangup() -> None:
+    jobs = Jobs()
+    exits: list[int] = []
+    hangup = Hangup(jobs, exit=exits.append, detach=lambda: None)
+    hangup()
+    hangup.wait()
+    assert exits == [HANGUP_EXIT]
+    cancel = threading.Event()
+    with pytest.raises(Cancelled), jobs.running(cancel):
+        pytest.fail("the job started")
+    assert cancel.is_set()
+
+
+async def test_the_app_s_write_is_stopped_by_a_hangup() -> None:
+    """The progress screen's job is one of the app's jobs: a hangup stops it, and the
+    exit waits until the engine returned."""
+    order: list[object] = []
+
+    def run(plan: Any, *, progress: Any, cancel: threading.Event) -> Any:
+        order.append("writing")
+        cancel.wait(10)
+        order.append("wiped")
+        raise Cancelled("interrupted: first MiB wiped")
+
+    def never(*args: object, **kw: object) -> Any:
+        raise AssertionError("not called")
+
+    services = Services(
+        list_disks=lambda include_all, image: list(DISKS),
+        watch_disks=None,
+        inspect_image=lambda path: REPORTS["grub-hybrid"],
+        plan=never,
+        run=run,
+        is_root=lambda: True,
+    )
+    app = UsbWriterApp(services, show_all=True, live_updates=False, cursor_blink=False)
+    plan = SimpleNamespace(request=SimpleNamespace(delta=False))
+    job = Job("/srv/stick.img", 1 << 20, DISKS[0], plan)  # type: ignore[arg-type]
+    async with app.run_test() as pilot:
+        screen = ProgressScreen(services, job)
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: order == ["writing"], "the write")
+        hangup = Hangup(app.jobs, exit=order.append, detach=lambda: None)
+        hangup()
+        await wait_for(pilot, lambda: HANGUP_EXIT in order, "the exit")
+        assert order == ["writing", "wiped", HANGUP_EXIT]
+        assert screen.cancel_event.is_set()
