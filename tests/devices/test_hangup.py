@@ -268,3 +268,26 @@ def test_a_second_hangup_does_not_cut_the_cleanup_short(loop: LoopFactory, tmp_p
     assert ended.returncode == 130, ended
     assert "first MiB was wiped" in the_error(ended)["message"]
     assert read_dev(dev, 0, MiB) == bytes(MiB)
+
+
+def test_a_closed_output_during_a_write_is_an_interruption_not_a_success(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    """`ssh host usbwriter ... --json` with no terminal: a dropped session sends no
+    SIGHUP, the NDJSON reader is simply gone (EPIPE). The write stops and cleans up as
+    for SIGHUP, and the exit code says so (it was 0)."""
+    image = random_file(tmp_path / "large.img", 2 * MiB)
+    with open(image, "r+b") as f:
+        f.truncate(160 * MiB)
+    dev = loop(192 * MiB)
+    argv = [*USBWRITER, "--image", str(image), "--device", dev, "--yes", "--force", "--json"]
+    with slow(dev, write=16 * MiB) as group:
+        cmd = Command(argv, group, terminal=False)
+        cmd.wait_for("write", 8 * MiB)
+        assert cmd.proc.stdout is not None
+        cmd.proc.stdout.close()  # the reader is gone
+        _, err = cmd.proc.communicate(timeout=20)
+    assert cmd.proc.returncode == 130, err
+    line = err.decode().strip().splitlines()[-1]
+    assert "first MiB was wiped" in line and "output was closed" in line, line
+    assert read_dev(dev, 0, MiB) == bytes(MiB)

@@ -13,6 +13,7 @@ once; a second SIGHUP (a shell forwards the hangup to its jobs) changes nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -35,7 +36,9 @@ class _Session:
 
     interrupted_by: int | None = None
     hung_up = False
+    output_lost = False  # stdout or stderr closed under a running job (EPIPE, EIO)
     phase = ""
+    job: threading.Event | None = None  # the running job's cancel, while one runs
 
 
 SESSION = _Session()
@@ -50,6 +53,8 @@ def _note_signal(signum: int) -> None:
 
 def signal_words() -> str | None:
     """What interrupted the command, for its error message (None for nothing or Ctrl-C)."""
+    if SESSION.output_lost and SESSION.interrupted_by is None:
+        return "the output was closed (a broken pipe: the reader or the session is gone)"
     if SESSION.interrupted_by == signal.SIGHUP:
         return "SIGHUP: the terminal or the session was closed"
     if SESSION.interrupted_by == signal.SIGTERM:
@@ -60,13 +65,20 @@ def signal_words() -> str | None:
 def _write(stream: TextIO, text: str) -> None:
     """TEXT to STREAM, flushed. After a hangup a write that fails (the terminal is
     gone) is dropped, and the stream sent to /dev/null, so that the cleanup and the
-    exit code are not lost to it."""
+    exit code are not lost to it. While a job runs, an output that fails (EPIPE: its
+    reader is gone, as a dropped ssh session without a terminal leaves it; EIO) is
+    taken as a hangup: the job is asked to stop and clean up, as on SIGHUP."""
     try:
         stream.write(text)
         stream.flush()
-    except (OSError, ValueError):
-        if not SESSION.hung_up:
+    except (OSError, ValueError) as e:
+        lost = isinstance(e, OSError) and e.errno in (errno.EPIPE, errno.EIO)
+        if not SESSION.hung_up and not (lost and SESSION.job is not None):
             raise
+        if not SESSION.hung_up:
+            SESSION.hung_up = SESSION.output_lost = True
+            assert SESSION.job is not None
+            SESSION.job.set()
         _to_devnull(stream)
 
 
@@ -185,9 +197,13 @@ def cancel_on_signals() -> Iterator[threading.Event]:
         yield cancel
         return
     old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    outer, SESSION.job = SESSION.job, cancel
     try:
+        if SESSION.hung_up:  # (a hangup before this job: it does not start)
+            cancel.set()
         yield cancel
     finally:
+        SESSION.job = outer
         for sig, previous in old.items():
             signal.signal(sig, previous)
 
