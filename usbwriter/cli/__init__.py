@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+import textwrap
 from typing import Any
 
 from usbwriter import __version__
@@ -50,7 +51,10 @@ commands:
 
 exit codes:
 """
-    + "\n".join(f"  {code:<4}{text}" for code, text in EXIT_CODES.items())
+    + "\n".join(
+        textwrap.fill(text, 88, initial_indent=f"  {code:<4}", subsequent_indent=" " * 6)
+        for code, text in EXIT_CODES.items()
+    )
     + "\n"
 )
 

@@ -109,6 +109,8 @@ def settle() -> None:
 
 
 def emit(obj: dict[str, Any], out: TextIO | None = None) -> None:
+    if obj.get("event") == "progress":
+        SESSION.phase = str(obj.get("phase", ""))
     _write(out or sys.stdout, json.dumps(obj, sort_keys=False) + "\n")
 
 
