@@ -133,16 +133,32 @@ def _quote(s: str) -> str:
 def hang_up(term: Terminal, out: Path, timeout: float = 15) -> tuple[int, float]:
     """Close the terminal; (the app's exit code, seconds until its process was gone)."""
     pid = int((out / "pid").read_text())
+    family = [pid, *children(pid)]  # the app and what it started (a compressor, say)
     start = time.monotonic()
     term.tmux("kill-session", "-t", "app")
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() - start < timeout:
+    while any(os.path.exists(f"/proc/{p}") for p in family):
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"still running {timeout} s on: {family}")
         time.sleep(0.05)
     gone = time.monotonic() - start
-    assert not os.path.exists(f"/proc/{pid}"), f"the app (pid {pid}) still runs {timeout} s on"
     rc = out / "rc"
     while not rc.exists() and time.monotonic() - start < timeout:
         time.sleep(0.05)
     return int(rc.read_text()), gone
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is PID."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
 
 
 def choose(term: Terminal, dev: str) -> None:
@@ -192,27 +208,36 @@ def test_hangup_during_a_write_stops_it_and_exits(loop: Callable[..., str], tmp_
     assert head == bytes(MiB) or read_device(dev, len(data)) == data
 
 
+@pytest.mark.parametrize("suffix", ["img", "zst"])
 def test_hangup_during_a_backup_removes_the_unfinished_file(
-    loop: Callable[..., str], tmp_path: Path
+    loop: Callable[..., str], tmp_path: Path, suffix: str
 ) -> None:
+    """Raw, or compressed by zstd in a process of its own, which goes too."""
     dev = loop(192 * MiB)
     with open(dev, "r+b") as f:
         f.write(os.urandom(MiB))
+    small = random_file(tmp_path / "small.img", MiB)
     out = tmp_path / "out"
     out.mkdir()
     with (
         blkio_group(dev, 400_000_000, 16_000_000) as group,
-        app_in_terminal(out, group, str(random_file(tmp_path / "small.img", MiB)), "--all") as term,
+        app_in_terminal(out, group, str(small), "--all") as term,
     ):
         highlight(term, dev)
         term.keys("k")
         term.wait("Back up a drive to an image file")
-        term.keys("Enter")  # the suggested file, in the home folder
+        # the suggested file, in the home folder: .img, or made .zst
+        if suffix != "img":
+            term.keys("End", "BSpace", "BSpace", "BSpace", *suffix)
+        term.keys("Enter")
         term.wait("Back up this drive?")
         term.keys("Tab", "Enter")
         term.wait("Backing up")
         term.wait(" MiB of ")
-        assert [p.name for p in out.iterdir() if "usbwriter-backup" in p.name]
+        assert [p.name for p in out.iterdir() if f".{suffix}.usbwriter-" in p.name]  # unfinished
+        if suffix == "zst":
+            app = int((out / "pid").read_text())
+            assert "zstd" in [Path(f"/proc/{c}/comm").read_text().strip() for c in children(app)]
         time.sleep(1)
         rc, gone = hang_up(term, out)
     print(f"the app exited {rc}, {gone:.2f} s after the terminal closed")
