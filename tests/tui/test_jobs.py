@@ -17,6 +17,7 @@ from tests.tui.recorded import DISKS, REPORTS
 from usbwriter.errors import Cancelled
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.hangup import HANGUP_EXIT, Hangup, Jobs
+from usbwriter.tui.screens.extract import ExtractScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
 from usbwriter.tui.services import Services
 
@@ -93,3 +94,35 @@ async def test_the_app_s_write_is_stopped_by_a_hangup() -> None:
         await wait_for(pilot, lambda: HANGUP_EXIT in order, "the exit")
         assert order == ["writing", "wiped", HANGUP_EXIT]
         assert screen.cancel_event.is_set()
+
+
+async def test_the_app_s_extraction_is_stopped_by_a_hangup() -> None:
+    order: list[object] = []
+
+    def extract(iso: Any, paths: list[str], output: str, **kw: Any) -> Any:
+        order.append("extracting")
+        kw["cancel"].wait(10)
+        order.append("temporary file removed")
+        raise Cancelled("interrupted")
+
+    def never(*args: object, **kw: object) -> Any:
+        raise AssertionError("not called")
+
+    services = Services(
+        list_disks=lambda include_all, image: list(DISKS),
+        watch_disks=None,
+        inspect_image=lambda path: REPORTS["grub-hybrid"],
+        plan=never,
+        run=never,
+        is_root=lambda: True,
+        extract=extract,
+    )
+    app = UsbWriterApp(services, show_all=True, live_updates=False, cursor_blink=False)
+    iso = SimpleNamespace(path="/srv/tools.iso", close=lambda: None)
+    async with app.run_test() as pilot:
+        await app.push_screen(ExtractScreen(services, iso, [], "/srv/tools"))  # type: ignore[arg-type]
+        await wait_for(pilot, lambda: order == ["extracting"], "the extraction")
+        hangup = Hangup(app.jobs, exit=order.append, detach=lambda: None)
+        hangup()
+        await wait_for(pilot, lambda: HANGUP_EXIT in order, "the exit")
+        assert order == ["extracting", "temporary file removed", HANGUP_EXIT]
