@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 from textual.pilot import Pilot
+from textual.widgets import DirectoryTree
 from textual.widgets._toast import Toast
 
 from tests.conftest import ROOT_ONLY, LoopFactory
@@ -33,6 +34,8 @@ from tests.tui.recorded import DISKS, REPORTS
 from usbwriter.devices import Disk, DiskEvent
 from usbwriter.errors import BadImage, DeviceFault
 from usbwriter.tui.app import UsbWriterApp
+from usbwriter.tui.screens.ask import FolderPicker
+from usbwriter.tui.screens.browse import FileBrowser
 from usbwriter.tui.screens.confirm import ConfirmWrite
 from usbwriter.tui.screens.contents import ContentsScreen, ContentsTree
 from usbwriter.tui.screens.error import ErrorScreen
@@ -351,6 +354,25 @@ async def test_real_loop_device_over_a_markup_name(loop: LoopFactory, tmp_path: 
         assert_notified(app, f"loop: {CLICK}, 24.0 MiB, {dev}")
         await click_each(pilot, app, assert_shown_plain(app, CLICK))
     assert app.return_code is None
+
+
+async def test_file_and_folder_browsers_name_files_as_they_are(tmp_path: Path) -> None:
+    folder = tmp_path / "[b]bold["
+    folder.mkdir()
+    (folder / CLICK).write_bytes(b"")
+    (folder / BROKEN_FILE).write_bytes(b"")
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await listed(pilot, app)
+        for browser in (FileBrowser(folder), FolderPicker(tmp_path)):
+            await app.push_screen(browser)
+            tree = browser.query_one(DirectoryTree)
+            await wait_for(pilot, lambda: bool(tree.root.children), "the folder")  # noqa: B023
+            await pilot.pause(0.2)
+            # (a click on a file here chooses it, as it should: no click)
+            names = [CLICK, BROKEN_FILE] if isinstance(browser, FileBrowser) else []
+            assert_shown_plain(app, folder.name, *names)
+            app.pop_screen()
 
 
 # ---- an ISO whose names are markup, browsed and extracted (xorriso builds it)
