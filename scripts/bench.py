@@ -26,13 +26,25 @@ it, and the peak RSS of the usbwriter process and of the decompressor it runs (V
 polled from /proc). --skip-compressed leaves these cases out, --compressed-only runs
 only them.
 
+Memory speed (`memory`): the CPU-bound setup against dd alone, with its target
+(usbwriter's whole command at most 1.5 x `dd ... oflag=direct conv=fsync` + `dd ...
+iflag=direct`) and usbwriter's time to first byte: from process start to the first
+NDJSON write progress event with done > 0, read from the pipe as it comes.
+
 The write modes, each on throttled loop devices (scripts/bench_modes.py): bmap (a 1 GiB
 ext4 image 30% used: usbwriter --bmap against bmaptool copy --bmap and against a whole
-write), delta (--delta over the same image, 5% changed, all changed, against a plain
-write) and several (--device x4 against one drive: each drive's rate, peak RSS).
+write), bmap-cache (the same with the image on a disk in --work-dir, evicted from the
+page cache before a run and read just before it), delta (--delta over the same image,
+5% changed, all changed, against a plain write), several (--device x4 against one
+drive: each drive's rate, peak RSS) and mixed (three drives at 200, 100 and 50 MB/s:
+each drive's write phase with the others against alone, raw and .zst).
 
-Cases: cpu-bound, device-bound, compressed, bmap, delta, several. All run by default;
-`--only CASE` (repeatable) runs only those, `--skip-CASE` leaves one out.
+Cases: cpu-bound, device-bound, memory, compressed, bmap, bmap-cache, delta, several,
+mixed. All run by default; `--only CASE` (repeatable) runs only those, `--skip-CASE`
+leaves one out. `--tree DIR` runs the usbwriter of another source tree (a git worktree
+of an older commit) for before/after figures: every usbwriter command runs as
+`python -m usbwriter` in that folder, and the report names the package it imported.
+Each report gives the load average beside its figures.
 """
 
 from __future__ import annotations
@@ -48,7 +60,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -94,14 +106,19 @@ def loop_device(backing: Path, size: int) -> Iterator[str]:
 
 
 @contextmanager
-def throttled(*devs: str) -> Iterator[Path]:
-    """A cgroup that limits each of DEVS to a stick's speed (the limits are per device)."""
+def throttled(*devs: str, rates: Sequence[tuple[int, int]] = ()) -> Iterator[Path]:
+    """A cgroup that limits each of DEVS to a stick's speed (the limits are per device):
+    RATES[i] is (write, read) bytes per second for DEVS[i], a fast USB 3 stick's when
+    not given."""
     majmins = [sh(["lsblk", "-dno", "MAJ:MIN", dev]).strip() for dev in devs]
+    limits = list(rates) or [(WRITE_BPS, READ_BPS)] * len(devs)
+    if len(limits) != len(devs):
+        raise ValueError("throttled: one (write, read) rate a device")
     CGROUP.mkdir(exist_ok=True)
     try:
-        for majmin in majmins:
-            (CGROUP / "blkio.throttle.write_bps_device").write_text(f"{majmin} {WRITE_BPS}")
-            (CGROUP / "blkio.throttle.read_bps_device").write_text(f"{majmin} {READ_BPS}")
+        for majmin, (write_bps, read_bps) in zip(majmins, limits, strict=True):
+            (CGROUP / "blkio.throttle.write_bps_device").write_text(f"{majmin} {write_bps}")
+            (CGROUP / "blkio.throttle.read_bps_device").write_text(f"{majmin} {read_bps}")
         yield CGROUP
     finally:
         for majmin in majmins:
@@ -129,16 +146,65 @@ def usbwriter_run(image: Path, dev: str, cgroup: Path | None) -> dict[str, float
         "--force",
         "--json",
     ]
-    seconds, rss, out = timed_rss(argv, cgroup)
+    seconds, rss, out, first = timed_ndjson(argv, cgroup)
     result = json.loads(out.strip().splitlines()[-1])
     if not result.get("verified"):
         raise SystemExit(f"bench: usbwriter did not verify: {result}")
-    return {
+    run = {
         "total": seconds,
         "write": result["write_seconds"],
         "verify": result["verify_seconds"],
         "rss": rss,
     }
+    if first is not None:
+        run["first"] = first
+    return run
+
+
+def first_written(line: bytes) -> bool:
+    """Whether LINE of usbwriter's NDJSON is a write progress event with bytes written."""
+    if b'"progress"' not in line:
+        return False
+    event = json.loads(line)
+    return bool(event.get("phase") == "write" and event.get("done", 0) > 0)
+
+
+def timed_ndjson(argv: list[str], cgroup: Path | None) -> tuple[float, int, str, float | None]:
+    """Like timed_rss() for usbwriter --json, its stdout read from a pipe as it comes: also
+    the seconds from process start to the first write progress event with done > 0 (the
+    first chunk of the image written), None if there was none."""
+
+    def enter() -> None:
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    lines: list[bytes] = []
+    first: float | None = None
+    start = time.perf_counter()
+    p = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=enter,
+        env=dict(os.environ, LC_ALL="C"),
+    )
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if first is None and first_written(line):
+                first = time.perf_counter() - start
+            lines.append(line)
+        _, status, usage = os.wait4(p.pid, 0)
+    except BaseException:
+        stop(p)
+        raise
+    seconds = time.perf_counter() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stdout.close()
+    out = b"".join(lines).decode()
+    if p.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed ({p.returncode}): {out[-400:]}")
+    return seconds, usage.ru_maxrss * 1024, out, first
 
 
 def timed_rss(argv: list[str], cgroup: Path | None) -> tuple[float, int, str]:
@@ -259,6 +325,16 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def verdict(value: float, target: float, at_most: bool = True) -> str:
+    ok = value <= target if at_most else value >= target
+    return f"(target {'≤' if at_most else '≥'} {target:.2f}): {'PASS' if ok else 'MISS'}"
+
+
+def load() -> str:
+    """The load average (1, 5, 15 min), as uptime prints it."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def scenario(
     name: str,
     image: Path,
@@ -291,6 +367,7 @@ def report(
 ) -> list[str]:
     mb = size / 1e6
     lines = [f"\n## {name} ({size // MiB} MiB image, medians of {len(runs['usbwriter'])})", ""]
+    lines += [f"load average (1, 5, 15 min) after the runs: {load()}", ""]
     lines.append("| tool | write s | write MB/s | read-back s | read MB/s | total s |")
     lines.append("|---|---|---|---|---|---|")
     for tool, rs in runs.items():
@@ -313,6 +390,45 @@ def report(
             f"{median(runs['usbwriter'], 'write') / bw:.3f} x"
         )
     rss = max(r["rss"] for r in runs["usbwriter"])
+    lines.append(f"usbwriter peak RSS: {rss / MiB:.1f} MiB")
+    return lines
+
+
+def memory_report(runs: dict[str, list[dict[str, float]]], size: int, before: str) -> list[str]:
+    """Memory speed: usbwriter's whole command against dd's write and read, the 1.5 x
+    target, and usbwriter's time to the first chunk written."""
+    uw, dd = runs["usbwriter"], runs["dd"]
+    n = len(uw)
+    lines = [
+        f"\n## memory speed: {size // MiB} MiB random image, loop over /dev/shm, unthrottled, "
+        f"medians of {n}",
+        "",
+        f"load average (1, 5, 15 min) before {before}, after {load()}",
+        "",
+        "| run | write s | read-back s | total s | CPU s (whole machine) |",
+        "|---|---|---|---|---|",
+        f"| usbwriter --image IMG --device DEV --yes --force --json | {median(uw, 'write'):.2f} "
+        f"| {median(uw, 'verify'):.2f} | {median(uw, 'total'):.2f} | {median(uw, 'cpu'):.2f} |",
+        f"| dd bs=4M oflag=direct conv=fsync, then dd bs=4M iflag=direct "
+        f"| {median(dd, 'write'):.2f} | {median(dd, 'verify'):.2f} | {median(dd, 'total'):.2f} "
+        f"| {median(dd, 'cpu'):.2f} |",
+        "",
+    ]
+    r = median(uw, "total") / median(dd, "total")
+    per = ", ".join(f"{a['total'] / b['total']:.3f}" for a, b in zip(uw, dd, strict=True))
+    lines.append(
+        f"usbwriter write+verify (whole command) / dd write + dd read: {r:.3f} x "
+        f"{verdict(r, 1.5)}; per round {per}"
+    )
+    firsts = [x["first"] for x in uw if "first" in x]
+    if firsts:
+        lines.append(
+            f"usbwriter time to first byte written (process start to the first NDJSON write "
+            f"progress event with done > 0, read from the pipe): median "
+            f"{statistics.median(firsts):.3f} s, {min(firsts):.3f}-{max(firsts):.3f} s; "
+            f"per round {', '.join(f'{x:.3f}' for x in firsts)}"
+        )
+    rss = max(x["rss"] for x in uw)
     lines.append(f"usbwriter peak RSS: {rss / MiB:.1f} MiB")
     return lines
 
@@ -510,7 +626,8 @@ def compressed_report(
     lines = [
         f"\n## compressed: 1 GiB ext4 image (half /usr files), throttled device, medians of {n}",
         "",
-        f"device write limit: {limit:.2f} s (1 GiB at {WRITE_BPS / 1e6:.0f} MB/s)",
+        f"device write limit: {limit:.2f} s (1 GiB at {WRITE_BPS / 1e6:.0f} MB/s); load "
+        f"average (1, 5, 15 min) after the runs: {load()}",
         "",
         "| file | size MB | decompress alone s | dd pipeline write s | usbwriter write s "
         "| write / pipeline | usbwriter verify s | usbwriter total s | usbwriter RSS MiB "
@@ -545,7 +662,18 @@ def compressed_report(
     return [*lines, "", *verdicts]
 
 
-CASES = ("cpu-bound", "device-bound", "compressed", "bmap", "delta", "several")
+CASES = (
+    "cpu-bound",
+    "device-bound",
+    "memory",
+    "compressed",
+    "bmap",
+    "bmap-cache",
+    "delta",
+    "several",
+    "mixed",
+)
+MODES = ("bmap", "bmap-cache", "delta", "several", "mixed")  # in bench_modes.py
 
 
 def selected_cases(args: argparse.Namespace) -> list[str]:
@@ -563,14 +691,17 @@ def selected_cases(args: argparse.Namespace) -> list[str]:
     return [c for c in CASES if c in chosen]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--device-rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of cpu-bound and memory")
+    ap.add_argument("--device-rounds", type=int, default=3, help="rounds of device-bound")
     ap.add_argument("--compressed-rounds", type=int, default=3)
     ap.add_argument(
-        "--modes-rounds", type=int, default=3, help="rounds of the bmap, delta and several cases"
+        "--modes-rounds",
+        type=int,
+        default=3,
+        help="rounds of the bmap, bmap-cache, delta, several and mixed cases",
     )
     ap.add_argument(
         "--only",
@@ -586,13 +717,30 @@ def main() -> int:
     ap.add_argument("--skip-bmap", action="store_true", help="no bmap write")
     ap.add_argument("--skip-delta", action="store_true", help="no delta writes")
     ap.add_argument("--skip-several", action="store_true", help="no write to several drives")
+    ap.add_argument("--skip-memory", action="store_true", help="no memory-speed run against dd")
+    ap.add_argument(
+        "--skip-bmap-cache", action="store_true", help="no bmap write from a cold and a warm cache"
+    )
+    ap.add_argument("--skip-mixed", action="store_true", help="no drives of mixed speeds")
     ap.add_argument(
         "--work-dir",
         type=Path,
         default=Path("/var/tmp/usbwriter-bench"),
-        help="where the ext4 image and its compressed files are kept between runs",
+        help="where the ext4 image and its compressed files are kept between runs (on a disk, "
+        "not tmpfs: the bmap-cache case evicts an image from the page cache there)",
     )
-    args = ap.parse_args()
+    ap.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="the source tree whose usbwriter runs (python -m usbwriter from that folder, "
+        "e.g. a git worktree of an older commit); default: this one",
+    )
+    return ap
+
+
+def main() -> int:
+    args = parser().parse_args()
     cases = selected_cases(args)
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (loop devices, cgroups)")
@@ -601,6 +749,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(143))  # clean up as on Ctrl-C
     size = args.size_mib * MiB
     shm = Path("/dev/shm")
+    work = args.work_dir.resolve()
+    imported = use_tree(args.tree.resolve())
 
     def emit(lines: list[str]) -> None:
         print("\n".join(lines), flush=True)
@@ -611,10 +761,24 @@ def main() -> int:
             "",
             f"kernel {os.uname().release}, {os.cpu_count()} cores; loop device over /dev/shm; "
             f"cases: {', '.join(cases)}",
+            f"usbwriter from {imported} ({tree_commit(args.tree.resolve())}); "
+            f"load average (1, 5, 15 min) at the start: {load()}",
         ]
     )
+    if "memory" in cases:
+        image = shm / f"usbwriter-bench-{os.getpid()}.iso"
+        try:
+            print(f"bench: building a {args.size_mib} MiB random image", file=sys.stderr)
+            make_image(image, size)
+            stick = shm / f"usbwriter-bench-{os.getpid()}.stick"
+            with loop_device(stick, size + 64 * MiB) as dev:
+                before = load()
+                runs = scenario("memory", image, dev, size, args.rounds, None, False)
+            emit(memory_report(runs, size, before))
+        finally:
+            image.unlink(missing_ok=True)
     if "compressed" in cases:
-        files = compressed_files(args.work_dir)
+        files = compressed_files(work)
         stick = shm / f"usbwriter-bench-{os.getpid()}.stick"
         with loop_device(stick, FS_SIZE + 64 * MiB) as dev, throttled(dev) as cg:
             runs = compressed_scenario(files, dev, args.compressed_rounds, cg)
@@ -646,12 +810,42 @@ def main() -> int:
                     )
         finally:
             image.unlink(missing_ok=True)
-    modes = [c for c in cases if c in ("bmap", "delta", "several")]
+    modes = [c for c in cases if c in MODES]
     if modes:
         from bench_modes import run_cases
 
-        run_cases(modes, args.modes_rounds, emit)
+        run_cases(modes, args.modes_rounds, emit, work)
     return 0
+
+
+def use_tree(tree: Path) -> str:
+    """Run every usbwriter of this bench from TREE (`python -m usbwriter` finds the
+    package in the working folder before the installed one); its modules compiled first
+    (with PYTHONDONTWRITEBYTECODE set, each run would compile them again, ~0.1 s). The
+    path of the usbwriter package that imports there."""
+    if not (tree / "usbwriter" / "__main__.py").is_file():
+        raise SystemExit(f"bench: {tree} has no usbwriter package")
+    os.chdir(tree)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [str(PYTHON), "-m", "compileall", "-q", "usbwriter"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return sh([str(PYTHON), "-c", "import usbwriter; print(usbwriter.__file__)"]).strip()
+
+
+def tree_commit(tree: Path) -> str:
+    """TREE's commit, and whether its files differ from it."""
+    try:
+        head = sh(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"]).strip()
+        dirty = sh(
+            ["git", "--no-optional-locks", "-C", str(tree), "status", "--porcelain", "usbwriter"]
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"commit {head}" + (", with changes not committed" if dirty.strip() else "")
 
 
 if __name__ == "__main__":

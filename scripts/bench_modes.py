@@ -1,12 +1,13 @@
 """Bench cases for the write modes that write less or write to several drives.
 
-Run through scripts/bench.py (`--only bmap`, `--only delta`, `--only several`, or
-`--skip-bmap` and the like). Every case runs on loop devices over /dev/shm throttled to
-a fast USB 3 stick (200 MB/s write, 400 MB/s read, one cgroup with a limit per device),
-rounds interleaved, medians printed with ratios, the target beside each and PASS or
-MISS. usbwriter runs as the real command with `--yes --force --json`; its write and
-verify phases are the receipt's `write_seconds` and `verify_seconds`, "wall" is the
-whole command (process start, planning and boot report included).
+Run through scripts/bench.py (`--only bmap`, `--only bmap-cache`, `--only delta`,
+`--only several`, `--only mixed`, or `--skip-bmap` and the like). Every case runs on
+loop devices over /dev/shm throttled to a fast USB 3 stick (200 MB/s write, 400 MB/s
+read, one cgroup with a limit per device; mixed: three speeds), rounds interleaved,
+medians printed with ratios, the target beside each and PASS or MISS. usbwriter runs
+as the real command with `--yes --force --json`; its write and verify phases are the
+receipt's `write_seconds` and `verify_seconds`, "wall" is the whole command (process
+start, planning and boot report included).
 
 - bmap: a 1 GiB ext4 image about 30% used (random files, `mkfs.ext4 -d`), its bmap from
   `bmaptool create`. usbwriter `--bmap F` (write phase) against `bmaptool copy --bmap F
@@ -20,9 +21,20 @@ whole command (process start, planning and boot report included).
   same command with one of them; each drive's rate (image bytes / its write+verify
   seconds) over the single drive's, and the peak RSS of the usbwriter process (VmHWM
   polled from /proc).
+- bmap-cache: the bmap image copied to a disk (`--work-dir`, removed afterwards), its
+  bmap made again there. Each run either cold (`posix_fadvise(POSIX_FADV_DONTNEED)` on
+  the image and the bmap just before; checked first with fincore and by timing a cold
+  read of the file against a warm one) or warm (both read just before): usbwriter
+  `--bmap F --no-verify` (write phase) against `bmaptool copy --bmap F`, and usbwriter
+  `--bmap F` write+verify against a warm `--no-bmap` write+verify.
+- mixed: three loop devices throttled to 200, 100 and 50 MB/s write (400, 200 and
+  100 MB/s read), a 128 MiB random image and its .zst (`zstd -T0`): usbwriter writing
+  each drive alone, and the three in one command; each drive's write phase with the
+  others (its own result object's `write_seconds`) over its write phase alone.
 
-Everything is made in a temporary directory in /dev/shm and removed afterwards, loop
-devices and the cgroup included, also on Ctrl-C or an error.
+Everything is made in a temporary directory in /dev/shm (bmap-cache's image in one in
+--work-dir) and removed afterwards, loop devices and the cgroup included, also on
+Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -49,12 +61,15 @@ from bench import (
     READ_BPS,
     WRITE_BPS,
     MiB,
+    load,
     loop_device,
+    make_image,
     run_polled,
     sh,
     stop,
     throttled,
     timed_rss,
+    verdict,
 )
 
 Run = dict[str, float]
@@ -146,11 +161,18 @@ def usbwriter_argv(image: Path, devs: list[str], *extra: str) -> list[str]:
     return [*argv, *extra, "--yes", "--force", "--json"]
 
 
-def receipt_run(result: dict[str, Any], wall: float, rss: int) -> Run:
-    if not result.get("verified"):
+def receipt_run(result: dict[str, Any], wall: float, rss: int, verify: bool = True) -> Run:
+    """The phases of a usbwriter run from its result object (one that read back must have
+    verified; with --no-verify the verify phase is 0)."""
+    if verify and not result.get("verified"):
         raise SystemExit(f"bench: usbwriter did not verify: {result}")
-    w, v = float(result["write_seconds"]), float(result["verify_seconds"])
-    run: Run = {"write": w, "verify": v, "phases": w + v, "total": wall, "rss": rss}
+    if result.get("event") != "result" or result.get("write_seconds") is None:
+        raise SystemExit(f"bench: usbwriter did not write: {result}")
+    w = float(result["write_seconds"])
+    run: Run = {"write": w, "total": wall, "rss": rss}
+    if verify:
+        run["verify"] = float(result["verify_seconds"])
+        run["phases"] = w + run["verify"]
     cov = result.get("coverage")
     if cov is not None:
         run["written"] = cov["written"]
@@ -163,11 +185,12 @@ def receipt_run(result: dict[str, Any], wall: float, rss: int) -> Run:
 
 def usbwriter_one(image: Path, dev: str, cgroup: Path, *extra: str) -> Run:
     wall, rss, out = timed_rss(usbwriter_argv(image, [dev], *extra), cgroup)
-    return receipt_run(json.loads(out.strip().splitlines()[-1]), wall, rss)
+    result = json.loads(out.strip().splitlines()[-1])
+    return receipt_run(result, wall, rss, verify="--no-verify" not in extra)
 
 
-def bmaptool_copy(images: Images, dev: str, cgroup: Path) -> Run:
-    argv = ["bmaptool", "-q", "copy", "--bmap", str(images.bmap), str(images.base), dev]
+def bmaptool_copy(image: Path, bmap: Path, dev: str, cgroup: Path) -> Run:
+    argv = ["bmaptool", "-q", "copy", "--bmap", str(bmap), str(image), dev]
     wall, rss, _ = timed_rss(argv, cgroup)
     return {"write": wall, "total": wall, "rss": rss}
 
@@ -195,17 +218,8 @@ def med(runs: list[Run], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def verdict(value: float, target: float, at_most: bool = True) -> str:
-    ok = value <= target if at_most else value >= target
-    return f"(target {'≤' if at_most else '≥'} {target:.2f}): {'PASS' if ok else 'MISS'}"
-
-
 def per_round(a: list[Run], b: list[Run], key_a: str, key_b: str) -> str:
     return ", ".join(f"{x[key_a] / y[key_b]:.3f}" for x, y in zip(a, b, strict=True))
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def row(name: str, rs: list[Run]) -> str:
@@ -255,7 +269,7 @@ def bmap_case(images: Images, rounds: int) -> list[str]:
             "usbwriter --bmap": lambda: usbwriter_one(
                 images.base, dev, cg, "--bmap", str(images.bmap)
             ),
-            "bmaptool copy --bmap": lambda: bmaptool_copy(images, dev, cg),
+            "bmaptool copy --bmap": lambda: bmaptool_copy(images.base, images.bmap, dev, cg),
             "usbwriter --no-bmap": lambda: usbwriter_one(images.base, dev, cg, "--no-bmap"),
         }
         runs = rounds_of("bmap", cases, rounds)
@@ -503,19 +517,260 @@ def several_case(images: Images, rounds: int) -> list[str]:
     return lines
 
 
-CASES: dict[str, Callable[[Images, int], list[str]]] = {
-    "bmap": bmap_case,
-    "delta": delta_case,
-    "several": several_case,
+# --- drives of mixed speeds -------------------------------------------------------------
+
+MIXED_SIZE = 128 * MiB
+MIXED = ((200_000_000, 400_000_000), (100_000_000, 200_000_000), (50_000_000, 100_000_000))
+
+
+def zstd_copy(src: Path, dst: Path) -> None:
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        subprocess.run(["zstd", "-T0", "-q", "-c"], stdin=fi, stdout=fo, check=True)
+
+
+def mixed_case(ctx: Context) -> list[str]:
+    """Three drives of different speeds: each drive's write phase alone and with the
+    other two in the same command (its own result object's write_seconds)."""
+    before = load()
+    kinds = ("raw", ".zst")
+    with ExitStack() as stack:
+        tmp = stack.enter_context(scratch())
+        print(
+            f"bench: a {MIXED_SIZE // MiB} MiB random image and its .zst for drives of mixed "
+            "speeds",
+            file=sys.stderr,
+        )
+        raw = tmp / "random.img"
+        make_image(raw, MIXED_SIZE)
+        zst = tmp / "random.img.zst"
+        zstd_copy(raw, zst)
+        images = dict(zip(kinds, (raw, zst), strict=True))
+        devs = [
+            stack.enter_context(loop_device(tmp / f"stick{i}", MIXED_SIZE + 64 * MiB))
+            for i in range(len(MIXED))
+        ]
+        cg = stack.enter_context(throttled(*devs, rates=MIXED))
+        together: dict[str, list[dict[str, Run]]] = {k: [] for k in kinds}
+
+        def alone(image: Path, dev: str) -> Callable[[], Run]:
+            return lambda: usbwriter_one(image, dev, cg)
+
+        def many(kind: str) -> Callable[[], Run]:
+            def go() -> Run:
+                wall, rss, out = timed_rss(usbwriter_argv(images[kind], devs), cg)
+                together[kind].append(several_result(out, wall, rss, devs))
+                return {"total": wall, "rss": rss}
+
+            return go
+
+        cases: dict[str, Callable[[], Run]] = {}
+        for kind in kinds:
+            for d in devs:
+                cases[f"{kind} {d} alone"] = alone(images[kind], d)
+            cases[f"{kind} together"] = many(kind)
+        runs = rounds_of("mixed", cases, ctx.rounds)
+        zst_size = zst.stat().st_size
+    speeds = ", ".join(f"{w / 1e6:.0f}/{r / 1e6:.0f}" for w, r in MIXED)
+    lines = [
+        f"\n## mixed speeds: {MIXED_SIZE // MiB} MiB random image (raw, and .zst of the same "
+        f"bytes: {zst_size / 1e6:.0f} MB) to {len(devs)} drives of different speeds, alone and "
+        f"together, medians of {ctx.rounds}",
+        "",
+        f"throttled to {speeds} MB/s write/read; load average (1, 5, 15 min) before {before}, "
+        f"after {load()}",
+        "",
+        "| image | drive (write MB/s) | device floor write s | alone write s "
+        "| together write s | together / alone | alone verify s | together verify s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for kind in kinds:
+        for d, (wbps, _) in zip(devs, MIXED, strict=True):
+            one = runs[f"{kind} {d} alone"]
+            all3 = [m[d] for m in together[kind]]
+            r = med(all3, "write") / med(one, "write")
+            lines.append(
+                f"| {kind} | {d} ({wbps / 1e6:.0f}) | {MIXED_SIZE / wbps:.2f} "
+                f"| {med(one, 'write'):.2f} | {med(all3, 'write'):.2f} | {r:.3f} "
+                f"| {med(one, 'verify'):.2f} | {med(all3, 'verify'):.2f} |"
+            )
+            verdicts.append(
+                f"{kind}, {d} at {wbps / 1e6:.0f} MB/s: write together / alone {r:.3f} x "
+                f"{verdict(r, 1.15)}; per round {per_round(all3, one, 'write', 'write')}"
+            )
+        slowest = med(runs[f"{kind} {devs[-1]} alone"], "total")
+        wall = med(runs[f"{kind} together"], "total")
+        verdicts.append(
+            f"{kind}: wall of the command for all {len(devs)} {wall:.2f} s, the slowest "
+            f"drive's alone {slowest:.2f} s"
+        )
+    rss = max(r["rss"] for k in kinds for r in runs[f"{k} together"]) / MiB
+    return [*lines, "", *verdicts, f"peak RSS of usbwriter for {len(devs)} drives: {rss:.1f} MiB"]
+
+
+# --- bmap from a cold and a warm page cache ---------------------------------------------------
+
+
+def evict(*paths: Path) -> None:
+    """Drop PATHS' pages from the page cache (written back first: dirty pages stay)."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def read_through(path: Path) -> float:
+    """Read PATH through the page cache (so it is cached afterwards); the seconds taken."""
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.read(4 * MiB):
+            pass
+    return time.perf_counter() - start
+
+
+def resident(path: Path) -> int:
+    """Bytes of PATH in the page cache (util-linux fincore)."""
+    return int(sh(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)]).strip())
+
+
+def bmap_cache_case(ctx: Context) -> list[str]:
+    """A bmap write with the image cold (evicted from the page cache) and warm, against
+    bmaptool copy in the same state; the image on a disk, not in tmpfs, so it can be
+    evicted."""
+    images = ctx.images
+    before = load()
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        tmp = stack.enter_context(scratch())
+        disk = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=ctx.work)))
+        image, bmap = disk / "fs30.img", disk / "fs30.bmap"
+        sh(["cp", "--sparse=always", str(images.base), str(image)])
+        sh(["bmaptool", "-q", "create", "-o", str(bmap), str(image)])
+        mapped = int(_bmap_field(bmap, "MappedBlocksCount")) * int(_bmap_field(bmap, "BlockSize"))
+        # Eviction works here? A cold read of the file must be slower than a warm one, and
+        # fincore must see none of it cached.
+        evict(image, bmap)
+        left = resident(image)
+        cold_read = read_through(image)
+        warm_read = read_through(image)
+        if left > mapped // 100:
+            raise SystemExit(
+                f"bench: {left} bytes of {image} stay cached after POSIX_FADV_DONTNEED "
+                "(is --work-dir on tmpfs?)"
+            )
+        dev = stack.enter_context(loop_device(tmp / "stick", STICK))
+        cg = stack.enter_context(throttled(dev))
+
+        def cold(run: Callable[[], Run]) -> Callable[[], Run]:
+            def go() -> Run:
+                evict(image, bmap)
+                return run()
+
+            return go
+
+        def warm(run: Callable[[], Run]) -> Callable[[], Run]:
+            def go() -> Run:
+                read_through(image)
+                read_through(bmap)
+                return run()
+
+            return go
+
+        def uw(*extra: str) -> Callable[[], Run]:
+            return lambda: usbwriter_one(image, dev, cg, *extra)
+
+        bmap_args = ("--bmap", str(bmap))
+        cases: dict[str, Callable[[], Run]] = {}
+        for state, prepare in (("cold", cold), ("warm", warm)):
+            cases[f"usbwriter --bmap --no-verify, {state}"] = prepare(uw(*bmap_args, "--no-verify"))
+            cases[f"bmaptool copy --bmap, {state}"] = prepare(
+                lambda: bmaptool_copy(image, bmap, dev, cg)
+            )
+            cases[f"usbwriter --bmap, {state}"] = prepare(uw(*bmap_args))
+        cases["usbwriter --no-bmap, warm"] = warm(uw("--no-bmap"))
+        runs = rounds_of("bmap-cache", cases, ctx.rounds)
+        fs_type = sh(["findmnt", "-no", "FSTYPE", "-T", str(disk)]).strip()
+    lines = header(
+        f"bmap from a cold and a warm page cache: {FS_SIZE // MiB} MiB ext4 image on "
+        f"{fs_type} in {ctx.work}, {mapped / MiB:.0f} MiB mapped",
+        ctx.rounds,
+        before,
+    )
+    lines += [
+        f"cold: POSIX_FADV_DONTNEED on the image and the bmap before the run (fincore: "
+        f"{left} bytes of the image cached after it; reading the image file: cold "
+        f"{cold_read:.2f} s, warm {warm_read:.2f} s); warm: both read just before the run",
+        "",
+        *TABLE,
+    ]
+    lines += [row(name, rs) for name, rs in runs.items()]
+    lines.append("")
+    for state in ("cold", "warm"):
+        lines.append(
+            ratio_line(
+                f"{state}: usbwriter --bmap --no-verify write phase / bmaptool copy wall",
+                runs[f"usbwriter --bmap --no-verify, {state}"],
+                runs[f"bmaptool copy --bmap, {state}"],
+                1.05,
+                "write",
+                "write",
+            )
+        )
+    full = runs["usbwriter --no-bmap, warm"]
+    for state in ("cold", "warm"):
+        lines.append(
+            ratio_line(
+                f"{state}: usbwriter --bmap write+verify / warm --no-bmap write+verify",
+                runs[f"usbwriter --bmap, {state}"],
+                full,
+                0.35,
+                "phases",
+                "phases",
+            )
+        )
+    lines.append(
+        f"(device floor for the mapped bytes: write {mapped / WRITE_BPS:.2f} s, read-back "
+        f"{mapped / READ_BPS:.2f} s)"
+    )
+    return lines
+
+
+@dataclass
+class Context:
+    """What a case is given: its rounds, a folder on a disk (WORK) and the ext4 images in
+    /dev/shm, built when a case first asks for them."""
+
+    rounds: int
+    tmp: Path
+    work: Path
+    built: Images | None = None
+
+    @property
+    def images(self) -> Images:
+        if self.built is None:
+            self.built = build_images(self.tmp)
+        return self.built
+
+
+CASES: dict[str, Callable[[Context], list[str]]] = {
+    "bmap": lambda c: bmap_case(c.images, c.rounds),
+    "bmap-cache": bmap_cache_case,
+    "delta": lambda c: delta_case(c.images, c.rounds),
+    "several": lambda c: several_case(c.images, c.rounds),
+    "mixed": mixed_case,
 }
 
 
-def run_cases(names: list[str], rounds: int, emit: Callable[[list[str]], None]) -> None:
-    """Build the images once, run each named case and hand its report lines to EMIT."""
+def run_cases(names: list[str], rounds: int, emit: Callable[[list[str]], None], work: Path) -> None:
+    """Run each named case and hand its report lines to EMIT; the ext4 images are built
+    once, when first needed. WORK is a folder on a disk."""
     with scratch() as tmp:
-        images = build_images(tmp)
+        ctx = Context(rounds, tmp, work)
         for name in names:
-            emit(CASES[name](images, rounds))
+            emit(CASES[name](ctx))
 
 
 __all__ = ["CASES", "run_cases"]
