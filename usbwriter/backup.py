@@ -28,6 +28,7 @@ from typing import Any
 import blake3
 
 from usbwriter.blockio import (
+    CHUNK_SIZE,
     Prefetcher,
     ReadError,
     aligned_buffer,
@@ -39,6 +40,7 @@ from usbwriter.blockio import (
     round_up,
 )
 from usbwriter.devices import disk_from_info, read_block_info, read_snapshot, sys_path_of
+from usbwriter.engine.readback import Drive, VerifyResult, device_read_error, read_back_against
 from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.identity import Identity
 from usbwriter.job.facts import block_size_of, look_at_target
@@ -47,7 +49,6 @@ from usbwriter.outputs import Output, check_output_file, format_of
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.sources import not_a_drive
 from usbwriter.units import human_size
-from usbwriter.verify import Reader, VerifyResult, device_read_error, verify_fd
 
 log = logging.getLogger(__name__)
 
@@ -371,19 +372,19 @@ def _overlaps(ranges: tuple[BadRange, ...], offset: int, n: int) -> bool:
     return any(b.offset < offset + n and offset < b.offset + b.length for b in ranges)
 
 
-class _SalvagingReader(Reader):
+class _SalvagingDrive(Drive):
     """The drive read again for --verify after a backup with unreadable sectors: those
     read as zeros, as in the file, without being tried again; a sector that fails now
     is zero-filled and listed by ``new_bad``."""
 
     def __init__(self, fd: int, path: str, size: int, known: tuple[BadRange, ...]) -> None:
-        super().__init__(fd, path, size, limit=size)
+        super().__init__(fd, path, limit=size)
         self.known = known
         self._reads: list[_Salvager] = []
 
-    def chunks(self, start: int, end: int, chunk_size: int) -> Prefetcher:
-        assert start == 0, "the salvaging reader reads from the start"
-        salvager = _Salvager(self.fd, self.path, end, self.block, 1, True, self.known)
+    def chunks(self, segments: list[tuple[int, int]], chunk_size: int = CHUNK_SIZE) -> Prefetcher:
+        assert len(segments) == 1 and segments[0][0] == 0, "read from the start, whole"
+        salvager = _Salvager(self.fd, self.path, segments[0][1], self.block, 1, True, self.known)
         self._reads.append(salvager)
         return salvager
 
@@ -530,14 +531,15 @@ def _verify(
     again; one that fails only now fails the verify at its offset."""
     from usbwriter.sources import open_image
 
-    reader = (
-        _SalvagingReader(fd, plan.device, size, bad)
+    drive = (
+        _SalvagingDrive(fd, plan.device, size, bad)
         if bad
-        else Reader(fd, plan.device, size, limit=size)  # a disc: not past its ISO volume
+        else Drive(fd, plan.device, limit=size)  # a disc: not past its ISO volume
     )
+    drive.check_fits(size)
     with open_image(written) as src:
-        result = verify_fd(reader, size, None, image=src, progress=progress, cancel=cancel)
-    new_bad = reader.new_bad if isinstance(reader, _SalvagingReader) else []
+        result = read_back_against(drive, src, progress=progress, cancel=cancel)
+    new_bad = drive.new_bad if isinstance(drive, _SalvagingDrive) else []
     if new_bad:
         first = new_bad[0].offset
         if result.mismatch_offset is None or first < result.mismatch_offset:

@@ -169,24 +169,30 @@ class Prefetcher:
 
     The source is a descriptor (read with pread at each offset) or a sequential reader
     with ``readfull(view)`` (a decompressing stream, already at ``start``; with
-    ``end=None`` it is read to its end). Iterating yields Chunks in order; each must be
+    ``end=None`` it is read to its end). A descriptor may be read over SEGMENTS instead,
+    (start, end) pairs in order (the spans of a ranged write, read back by one thread).
+    Iterating yields Chunks in order, never across a segment's end; each must be
     released `users` times before its buffer is reused. Descriptor reads are rounded up
-    to `block` (for O_DIRECT); chunk lengths never pass `end`. An error in the reader
-    is raised by the iteration: an OSError as ``ReadError`` with its offset.
+    to `block` (for O_DIRECT); chunk lengths never pass `end`. An error in the reader is
+    raised by the iteration: an OSError as ``ReadError`` with its offset.
     """
 
     def __init__(
         self,
         source: int | Sequential,
-        start: int,
-        end: int | None,
+        start: int = 0,
+        end: int | None = None,
         *,
         chunk_size: int = CHUNK_SIZE,
         buffers: int = 3,
         users: int = 1,
         block: int = 512,
+        segments: list[tuple[int, int]] | None = None,
     ) -> None:
         self.source, self.start, self.end = source, start, end
+        self.segments: list[tuple[int, int | None]] = (
+            list(segments) if segments is not None else [(start, end)]
+        )
         self.chunk_size, self.users, self.block = chunk_size, users, block
         self._free: queue.Queue[mmap.mmap] = queue.Queue()
         self._bufs = [aligned_buffer(chunk_size) for _ in range(buffers)]
@@ -203,37 +209,44 @@ class Prefetcher:
         return self.source.readfull(view[:want])
 
     def _run(self) -> None:
-        offset = self.start
         try:
-            while (self.end is None or offset < self.end) and not self._stop.is_set():
-                try:
-                    buf = self._free.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                left = self.chunk_size if self.end is None else self.end - offset
-                want = min(self.chunk_size, left)
-                view = memoryview(buf)
-                try:
-                    got = min(self._read(view, want, offset), want)
-                except OSError as e:
-                    self._out.put(ReadError(offset, e))
+            for start, end in self.segments:
+                if not self._segment(start, end):
                     return
-                except BaseException as e:  # a decoder's error: the consumer raises it
-                    self._out.put(e)
-                    return
-                finally:
-                    view.release()
-                if got == 0:
-                    if self.end is not None:
-                        self._out.put(
-                            ReadError(offset, OSError(errno.EIO, "unexpected end of data"))
-                        )
-                    self._free.put(buf)
-                    return
-                self._out.put(Chunk(offset, got, buf, self._free, self.users))
-                offset += got
         finally:
             self._out.put(None)
+
+    def _segment(self, offset: int, end: int | None) -> bool:
+        """Read one segment; False when the reading stopped (an error, the end of a
+        sequential source, or close)."""
+        while end is None or offset < end:
+            if self._stop.is_set():
+                return False
+            try:
+                buf = self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            left = self.chunk_size if end is None else end - offset
+            want = min(self.chunk_size, left)
+            view = memoryview(buf)
+            try:
+                got = min(self._read(view, want, offset), want)
+            except OSError as e:
+                self._out.put(ReadError(offset, e))
+                return False
+            except BaseException as e:  # a decoder's error: the consumer raises it
+                self._out.put(e)
+                return False
+            finally:
+                view.release()
+            if got == 0:
+                if end is not None:
+                    self._out.put(ReadError(offset, OSError(errno.EIO, "unexpected end of data")))
+                self._free.put(buf)
+                return False
+            self._out.put(Chunk(offset, got, buf, self._free, self.users))
+            offset += got
+        return True
 
     def __iter__(self) -> Iterator[Chunk]:
         while True:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from usbwriter.checksums import ChecksumCheck
+from usbwriter.engine.readback import COMPARED, VerifyResult
+from usbwriter.engine.target import WriteResult
 from usbwriter.sources import SourceInfo
 from usbwriter.units import human_duration, human_rate, human_size
-from usbwriter.verify import VerifyResult
 
 if TYPE_CHECKING:
-    from usbwriter.ranged import Coverage
-from usbwriter.writer import WriteResult
+    from usbwriter.engine.selectors import Coverage
 
 
 def _mbps(n: int, s: float) -> float:
@@ -68,6 +68,7 @@ class Receipt:
             "image": self._image_json(),
             "device": dict(self.device),
             "device_blake3": v.device_blake3 if v else None,
+            "verify_proof": v.proof if v else None,
             "bytes_written": w.bytes_written if w else None,
             "direct_io": w.direct_io if w else None,
             "write_seconds": round(w.seconds, 3) if w else None,
@@ -125,9 +126,8 @@ class Receipt:
                 f"  image   {human_size(self.image_size)} decompressed  blake3 {self.image_blake3}"
             )
         else:
-            lines.append(
-                f"  image   {img}  {human_size(self.image_size)}  blake3 {self.image_blake3}"
-            )
+            digest = self.image_blake3 or "(read only where its bmap maps)"
+            lines.append(f"  image   {img}  {human_size(self.image_size)}  blake3 {digest}")
         if self.checksum is not None:
             lines.append(f"  check   {self.checksum.describe()}")
         lines.append(f"  device  {describe_device(self.device)}")
@@ -150,9 +150,17 @@ class Receipt:
                 f"  verify  read back ({how}) in {human_duration(v.seconds)} ({human_rate(v.rate)})"
             )
             if v.verified and self.coverage is not None:
+                how = (
+                    "compared byte for byte with the image"
+                    if v.proof == COMPARED
+                    else f"blake3 of their digests {v.device_blake3}"
+                )
                 lines.append(
-                    f"          the {len(self.coverage.spans)} span(s) written match"
-                    f" (blake3 of their digests {v.device_blake3})"
+                    f"          the {len(self.coverage.spans)} span(s) written match ({how})"
+                )
+            elif v.verified and v.proof == COMPARED:
+                lines.append(
+                    f"          blake3 {v.device_blake3}: compared byte for byte with the image"
                 )
             elif v.verified:
                 lines.append(f"          blake3 {v.device_blake3} matches")

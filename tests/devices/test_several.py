@@ -120,20 +120,20 @@ def test_each_drive_re_reads_its_partitions_and_an_odd_read_back_error_stays_its
     """Each written drive has the kernel re-read its partition table, as a single write
     does. A read-back that fails with an error of no known kind (here a RuntimeError on
     one drive) is that drive's failure, its head wiped; the other drive is verified."""
-    import usbwriter.fanout as fanout
+    import usbwriter.job.runner as runner
+    from usbwriter.engine.readback import read_back as real
     from usbwriter.job import Request
     from usbwriter.job.many import plan_many, run_many
-    from usbwriter.verify import verify_fd as real
 
     image = random_file(tmp_path / "a.img", 6 * MiB + 5, seed=9)
     good, odd = loop(16 * MiB, partscan=True), loop(16 * MiB, partscan=True)
 
-    def verify(reader: object, *args: object, **kw: object) -> object:
-        if getattr(reader, "path", "") == odd:
+    def verify(drive: object, *args: object, **kw: object) -> object:
+        if getattr(drive, "path", "") == odd:
             raise RuntimeError("something no one foresaw")
-        return real(reader, *args, **kw)  # type: ignore[arg-type]
+        return real(drive, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fanout, "verify_fd", verify)
+    monkeypatch.setattr(runner, "read_back", verify)
     plans = plan_many(Request(str(image), good, force=True), [good, odd])
     results = {r.path: r for r in run_many(plans)}
     ok = results[good].receipt

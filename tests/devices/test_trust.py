@@ -106,12 +106,43 @@ def test_changed_between_plan_and_run_is_refused_and_wiped(
     dev = loop(16 * MiB)
     fill(dev, 16 * MiB)
     plan = _plan(image, dev, **extra)
-    # in a hole the bmap does not map: only the file's checksum can see it
-    tamper(image, offset=6 * MiB, n=4096)
-    with pytest.raises(Refused, match="changed since its checksum was checked") as info:
-        job.run(plan)
-    assert "sha256 of the bytes written is" in str(info.value)
+    if mode == "bmap":  # read only where mapped: the bmap's range checksums see it
+        tamper(image, offset=2 * MiB, n=4096)
+        with pytest.raises(Refused, match="does not match its bmap"):
+            job.run(plan)
+    else:  # in the zeros past 3 MiB: only the file's checksum can see it
+        tamper(image, offset=6 * MiB, n=4096)
+        with pytest.raises(Refused, match="changed since its checksum was checked") as info:
+            job.run(plan)
+        assert "sha256 of the bytes written is" in str(info.value)
     assert read_dev(dev, 0, MiB) == ZEROS
+
+
+def test_bmap_write_reads_only_mapped_ranges_and_says_what_proves_them(
+    loop: LoopFactory, tmp_path: Path
+) -> None:
+    """An image whose bmap has a checksum for every range is read only where it maps:
+    a change in a hole is neither read nor written, and the receipt does not claim the
+    sums' digest was confirmed on bytes it never read."""
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    image = folder / "disk.img"
+    with open(image, "wb") as f:
+        f.write(os.urandom(3 * MiB))
+        f.truncate(8 * MiB)
+    bmap = folder / "disk.img.bmap"
+    run(["bmaptool", "create", "-o", str(bmap), str(image)])
+    sums_for(folder, image.name)
+    dev = loop(16 * MiB)
+    fill(dev, 16 * MiB)
+    plan = _plan(image, dev, bmap=str(bmap))
+    tamper(image, offset=6 * MiB, n=4096)
+    receipt = job.run(plan)
+    assert receipt.verified and receipt.coverage is not None
+    assert receipt.coverage.read_only_mapped and receipt.image_blake3 is None
+    assert receipt.checksum is not None and not receipt.checksum.confirmed
+    assert read_dev(dev, 0, 3 * MiB) == image.read_bytes()[: 3 * MiB]
+    assert read_dev(dev, 6 * MiB, 4096) == OLD[:4096]  # unmapped: left as it was
 
 
 def test_compressed_file_changed_in_place_is_refused(loop: LoopFactory, tmp_path: Path) -> None:

@@ -120,6 +120,10 @@ for name in faulty scratched; do
         --keep-going --verify --json
     step $name-keep-file facts $O/$name-keep/disc.iso
 done
+# verify reads the image beside the drive: an unreadable image (the faulty drive given
+# as the image) is blamed, not the drive (a file holding the clean drive's bytes)
+dd if="$C" of=$O/clean-drive.img bs=2048 iflag=direct status=none
+step verify-bad-image python -m usbwriter verify --image "$F" --device $O/clean-drive.img --json
 # Ctrl-C while a bad sector is being retried, a million times if need be
 mkdir -p $O/cancel
 step faulty-cancel timeout --preserve-status -s INT 4 \
@@ -313,3 +317,12 @@ def test_ctrl_c_stops_the_retries_of_a_bad_sector(optical_run: OpticalRun) -> No
     st = _step(optical_run, "faulty-cancel", rc=130)
     assert st.seconds < 7, f"took {st.seconds:.1f} s to stop after SIGINT at 4 s"
     assert optical_run.result.files.get("faulty-cancel.ls", "").strip() == ""
+
+
+def test_verify_blames_an_unreadable_image_not_the_drive(optical_run: OpticalRun) -> None:
+    faulty = optical_run.devices["faulty"]
+    _step(optical_run, "verify-bad-image", rc=1)
+    event = _last_event(optical_run, "verify-bad-image")
+    assert event["event"] == "error" and event["fault"] == "image", event
+    assert event["path"] == faulty and f"reading '{faulty}'" in event["message"]
+    assert "clean-drive.img" not in event["message"]

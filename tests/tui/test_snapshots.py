@@ -26,6 +26,8 @@ from textual.widgets import DirectoryTree
 from tests.tui.helpers import wait_for
 from tests.tui.recorded import DISKS, REPORTS
 from usbwriter.devices import Disk
+from usbwriter.engine.readback import VerifyResult
+from usbwriter.engine.target import WriteResult
 from usbwriter.progress import Progress
 from usbwriter.receipt import Receipt
 from usbwriter.tui.app import UsbWriterApp
@@ -39,8 +41,6 @@ from usbwriter.tui.screens.result import ResultScreen
 from usbwriter.tui.screens.several import ConfirmSeveral
 from usbwriter.tui.services import Services
 from usbwriter.tui.widgets.drive_table import DriveTable
-from usbwriter.verify import VerifyResult
-from usbwriter.writer import WriteResult
 
 SIZE = (100, 30)
 HERE = Path(__file__).resolve().parent

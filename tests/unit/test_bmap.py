@@ -22,6 +22,10 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from usbwriter.job.model import TargetFacts
 
 import pytest
 
@@ -39,7 +43,6 @@ from usbwriter.errors import (
 from usbwriter.sources.bmap import (
     BmapRange,
     RangeHasher,
-    check_against_image,
     find_bmap,
     mapped_parts,
     read_bmap,
@@ -727,17 +730,38 @@ def test_find_bmap_beside_the_real_image(sparse: Path) -> None:
     assert find_bmap(str(sparse)) == str(sparse) + ".bmap"
 
 
-def test_check_against_image(sparse: Path) -> None:
-    bmap = read_bmap(str(sparse) + ".bmap")
-    check_against_image(bmap, SPARSE_SIZE, "sparse.img")
-    check_against_image(bmap, None, "sparse.img.xz")  # size unknown until decompressed
-    with pytest.raises(Refused) as info:
-        check_against_image(bmap, SPARSE_SIZE + 512, "other.img")
-    assert exit_code_of(info.value) == EXIT_REFUSED
-    assert str(info.value) == (
-        f"other.img: its bmap {bmap.path} says the image is {SPARSE_SIZE} bytes, "
-        f"but it is {SPARSE_SIZE + 512} bytes; wrong bmap?"
-    )
+def test_the_image_size_a_bmap_gives_is_checked_as_the_format_records_it(sparse: Path) -> None:
+    """gzip records the size modulo 4 GiB, zstd and lz4 the first frame's: a correct bmap
+    of a 5 GiB image beside its .img.gz is not refused; a wrong size is."""
+    from usbwriter.job import Request, decide
+    from usbwriter.job.model import ImageFacts
+    from usbwriter.sources import SourceInfo
+
+    bmap = dataclasses.replace(read_bmap(str(sparse) + ".bmap"), image_size=5 << 30)
+    cases = {
+        ("gzip", (5 << 30) % (1 << 32), "about"): True,
+        ("gzip", ((5 << 30) + 512) % (1 << 32), "about"): False,
+        ("zstd", 1 << 30, "at least"): True,
+        ("zstd", 6 << 30, "at least"): False,
+        ("xz", 5 << 30, "exact"): True,
+        ("xz", (5 << 30) - 512, "exact"): False,
+    }
+    for (fmt, size, kind), fits in cases.items():
+        info = SourceInfo("x.img." + fmt, fmt, 1 << 20, size, "header", size_is=kind)
+        assert info.may_be(5 << 30) is fits, (fmt, size, kind)
+        image = ImageFacts("x.img", "/x.img", "file", size=size, source=info)
+        target = _stick_facts()
+        plan = decide(Request("x.img", "/dev/sda"), image, target, None, bmap=bmap)
+        refused = [b for b in plan.blockers if "its bmap" in b.message]
+        assert bool(refused) is not fits, (fmt, size, kind, plan.blockers)
+        if refused:
+            assert exit_code_of(refused[0].error) == EXIT_REFUSED
+
+
+def _stick_facts() -> TargetFacts:
+    from tests.unit.test_plan import stick
+
+    return stick()
 
 
 # ------------------------------------------------------------ mapped_parts

@@ -62,7 +62,7 @@ def test_core_sources_do_not_import_the_ui() -> None:
 
 def test_importing_the_core_loads_no_textual() -> None:
     modules = core_modules()
-    assert {"usbwriter.cli", "usbwriter.writer", "usbwriter.verify"} <= set(modules)
+    assert {"usbwriter.cli", "usbwriter.engine.write", "usbwriter.engine.readback"} <= set(modules)
     code = (
         "import importlib, json, sys\n"
         "for name in sys.argv[1:]:\n"

@@ -117,7 +117,8 @@ def _check_bmap(
     if isinstance(bmap, UsbWriterError):
         block(bmap)
         return None
-    if image.size is not None and image.size != bmap.image_size:
+    fits = image.source.may_be(bmap.image_size) if image.source else image.size == bmap.image_size
+    if image.size is not None and not fits:
         block(
             Refused(
                 f"{image.requested}: its bmap {bmap.path} says the image is "

@@ -3,9 +3,11 @@
 ``plan_many`` plans each drive as for a single write (the checksum of the image is
 taken once and shared), and refuses two names for the same drive. ``run_many``
 unmounts what each plan says, opens every drive once (O_EXCL, identity checked on the
-descriptor), streams the image once to all of them (usbwriter.fanout), reads each back
-on its own thread, and returns one result per drive: its receipt, or the error that
-took it out. One drive failing does not stop the others.
+descriptor), and writes and reads back each drive on a thread of its own, as a single
+write does (``runner.carry_out``): each reads the image at its own pace (a raw image by
+position, a compressed one decoded for each drive), so a fast drive never waits for a
+slow one. One result per drive: its receipt, or the error that took it out. One drive
+failing does not stop the others.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
-from usbwriter.errors import BadInput, Cancelled, UsbWriterError
-from usbwriter.fanout import DriveFailed, DriveProgress, Outcome, verify_many, write_many
+from usbwriter.engine.target import Target, wipe_note
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, InternalError, UsbWriterError
 from usbwriter.job.model import Plan, Request
 from usbwriter.job.mounts import unmount_planned
-from usbwriter.job.runner import open_source, open_target, receipt_for
-from usbwriter.progress import ProgressCallback
+from usbwriter.job.runner import carry_out, mismatch_message, open_source, open_target
+from usbwriter.progress import Progress, ProgressCallback
 from usbwriter.receipt import Receipt
-from usbwriter.sources import SourceInfo
-from usbwriter.writer import Target
+
+#: drive path, its progress
+DriveProgress = Callable[[str, Progress], None]
+#: drive path, what went wrong and what was done about it (said as it happens)
+DriveFailed = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,6 @@ def plan_many(
 
     if len(set(devices)) != len(devices):
         raise BadInput("the same --device is given twice")
-    if request.delta or request.bmap:
-        raise BadInput("--delta and --bmap write one drive at a time; give one --device")
-    request = replace(request, no_bmap=True)  # several drives are written whole
     first = plan(replace(request, device=devices[0]), progress=progress, cancel=cancel)
     plans = [first]
     for dev in devices[1:]:
@@ -82,6 +84,10 @@ def run_many(
     notify: Callable[[str], None] | None = None,
     on_failed: DriveFailed | None = None,
 ) -> list[DriveResult]:
+    """Write and read back every drive at once, each on its own thread at its own pace,
+    each reading the image for itself (a fast drive never waits for a slow one); one
+    result per drive, in order. A drive that fails is wiped and named at once through
+    ON_FAILED; the others go on."""
     for p in plans:
         p.raise_if_blocked()
     cancel = cancel or threading.Event()
@@ -91,24 +97,43 @@ def run_many(
     with ExitStack() as stack:
         src = stack.enter_context(open_source(plans[0].image, plans[0].checksum))
         targets: list[Target] = [stack.enter_context(open_target(p)) for p in plans]
-        outcomes = write_many(
-            src, targets, on_progress=progress, on_failed=on_failed, cancel=cancel
-        )
-        if plans[0].request.verify:
-            outcomes = verify_many(
-                src, outcomes, targets, on_progress=progress, on_failed=on_failed, cancel=cancel
-            )
-        return [
-            _result(p, o, u, src.info) for p, o, u in zip(plans, outcomes, unmounted, strict=True)
+        results: list[DriveResult | None] = [None] * len(plans)
+
+        def one(i: int) -> None:
+            plan, tgt = plans[i], targets[i]
+            report = (lambda pr: progress(tgt.path, pr)) if progress is not None else None
+            try:
+                receipt = carry_out(plan, src, tgt, unmounted[i], progress=report, cancel=cancel)
+            except BaseException as e:
+                error = e if isinstance(e, UsbWriterError) else _unexpected(tgt, e)
+                results[i] = DriveResult(tgt.path, None, error)
+                if on_failed is not None and not isinstance(error, Cancelled):
+                    on_failed(tgt.path, error.message)
+                return
+            results[i] = DriveResult(tgt.path, receipt, None)
+            if on_failed is not None and receipt.verify is not None and not receipt.verified:
+                on_failed(tgt.path, mismatch_message(receipt))
+
+        threads = [
+            threading.Thread(target=one, args=(i,), name=f"usbwriter-drive-{i}", daemon=True)
+            for i in range(len(plans))
         ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return [r if r is not None else _lost(targets[i]) for i, r in enumerate(results)]
 
 
-def _result(plan: Plan, out: Outcome, unmounted: tuple[str, ...], info: SourceInfo) -> DriveResult:
-    if out.error is not None and out.write is None:
-        return DriveResult(out.path, None, out.error)
-    assert out.write is not None
-    receipt = receipt_for(plan, out.write, out.verify, unmounted, out.wiped, info)
-    return DriveResult(out.path, receipt, out.error)
+def _unexpected(tgt: Target, e: BaseException) -> UsbWriterError:
+    """An error of no known kind on one drive's thread: that drive's failure, its head
+    wiped (a write wipes it itself; this is past the write)."""
+    wiped = tgt.wipe_head()
+    return DeviceFault(f"{tgt.path}: {e}; {wipe_note(wiped)}", path=tgt.path)
 
 
-__all__ = ["DriveResult", "plan_many", "run_many"]
+def _lost(tgt: Target) -> DriveResult:
+    return DriveResult(tgt.path, None, InternalError(f"{tgt.path}: no result", path=tgt.path))
+
+
+__all__ = ["DriveFailed", "DriveProgress", "DriveResult", "plan_many", "run_many"]

@@ -20,25 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from usbwriter.blockio import open_held
 from usbwriter.devices import DEV, read_snapshot
-from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.engine.readback import Drive, VerifyResult, read_back, read_back_against
+from usbwriter.engine.selectors import BmapSelector, Coverage, DeltaSelector, Selector
+from usbwriter.engine.target import Target, WriteResult, wipe_note
+from usbwriter.engine.write import write_drive
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
 from usbwriter.identity import Identity
 from usbwriter.job.decide import check_image
 from usbwriter.job.facts import look_at_image, look_at_target
 from usbwriter.job.model import ImageFacts, Plan, TargetFacts
 from usbwriter.job.mounts import unmount_planned
 from usbwriter.progress import ProgressCallback
-from usbwriter.ranged import (
-    BmapSelector,
-    Coverage,
-    DeltaSelector,
-    Selector,
-    verify_spans,
-    write_ranged,
-)
 from usbwriter.receipt import Receipt
 from usbwriter.sources import ImageSource, SourceInfo, not_a_drive, open_image
-from usbwriter.verify import Reader, VerifyResult, verify_fd
-from usbwriter.writer import Target, WriteResult, wipe_note, write_to
 
 if TYPE_CHECKING:
     from usbwriter.checksums import ChecksumCheck
@@ -124,37 +118,52 @@ def run(
     unmounted = unmount_planned(plan.unmounts, notify=notify) if plan.unmounts else ()
     with open_source(plan.image, plan.checksum) as src, open_target(plan) as tgt:
         log.info("writing %s to %s (held exclusively)", src.path, tgt.path)
-        selector = _selector(plan, notify)
-        coverage = None
-        if selector is None:
-            written = write_to(src, tgt, progress=progress, cancel=cancel)
-        else:
-            written, coverage = write_ranged(src, tgt, selector, progress=progress, cancel=cancel)
-        checked = None
-        wiped = None
-        if plan.request.verify:
-            try:
-                if coverage is not None:
-                    checked = verify_spans(tgt, coverage, src, progress=progress, cancel=cancel)
-                else:
-                    reader = Reader(tgt.fd, tgt.path, written.image_size)
-                    checked = verify_fd(
-                        reader,
-                        written.image_size,
-                        written.blake3,
-                        image=src,
-                        progress=progress,
-                        cancel=cancel,
-                    )
-            except DeviceFault as e:
-                wiped = tgt.wipe_head()
-                raise e.with_note(wipe_note(wiped)) from None
-            if not checked.verified:
-                wiped = tgt.wipe_head()
-        receipt = receipt_for(plan, written, checked, unmounted, wiped, src.info, coverage)
+        receipt = carry_out(
+            plan, src, tgt, unmounted, progress=progress, cancel=cancel, notify=notify
+        )
         if on_result is not None:
             on_result(receipt)
         return receipt
+
+
+def carry_out(
+    plan: Plan,
+    src: ImageSource,
+    tgt: Target,
+    unmounted: tuple[str, ...] = (),
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    notify: Notify | None = None,
+) -> Receipt:
+    """Write one drive held on TGT from SRC and read it back: the receipt. A failed write
+    has wiped the drive's head already; a read-back that fails, or finds a difference,
+    wipes it here (a cancel during the read-back leaves the written drive as it is)."""
+    written = write_drive(src, tgt, _selector(plan, notify), progress=progress, cancel=cancel)
+    checked = None
+    wiped = None
+    if plan.request.verify:
+        try:
+            checked = read_back(
+                Drive(tgt.fd, tgt.path),
+                written.spans,
+                image=src,
+                image_blake3=written.result.blake3,
+                progress=progress,
+                cancel=cancel,
+            )
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except BaseException as e:
+            wiped = tgt.wipe_head()
+            if isinstance(e, UsbWriterError):
+                raise e.with_note(wipe_note(wiped)) from None
+            raise DeviceFault(
+                f"{tgt.path}: the read-back failed ({e}); {wipe_note(wiped)}", path=tgt.path
+            ) from e
+        if not checked.verified:
+            wiped = tgt.wipe_head()
+    return receipt_for(plan, written.result, checked, unmounted, wiped, src.info, written.coverage)
 
 
 def receipt_for(
@@ -176,7 +185,11 @@ def receipt_for(
         unmounted=unmounted,
         wiped_first_mib=wiped,
         source=source,
-        checksum=plan.checksum.confirmed_on_write() if plan.checksum is not None else None,
+        checksum=(
+            plan.checksum.confirmed_on_write()
+            if plan.checksum is not None and written.checksum_confirmed
+            else plan.checksum
+        ),
         coverage=coverage,
     )
 
@@ -239,8 +252,9 @@ def verify_only(
         ):
             raise Refused(f"{device}: changed since it was checked; try again", path=device)
         with open_source(facts) as src:
-            reader = Reader(fd, device, src.size)
-            checked = verify_fd(reader, src.size, image=src, progress=progress, cancel=cancel)
+            drive = Drive(fd, device)
+            drive.check_fits(src.size)
+            checked = read_back_against(drive, src, progress=progress, cancel=cancel)
             identity = Identity.from_disk(target.disk, requested=device) if target.disk else None
             info = _describe(target, identity)
             receipt = Receipt(

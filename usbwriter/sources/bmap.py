@@ -523,16 +523,6 @@ def find_bmap(image: str) -> str | None:
     return None
 
 
-def check_against_image(bmap: Bmap, image_size: int | None, image_name: str) -> None:
-    """Refused when the image's size is known and is not the size the bmap gives."""
-    if image_size is not None and image_size != bmap.image_size:
-        raise Refused(
-            f"{image_name}: its bmap {bmap.path} says the image is {bmap.image_size} bytes, "
-            f"but it is {image_size} bytes; wrong bmap?",
-            path=image_name,
-        )
-
-
 def mapped_parts(ranges: Sequence[BmapRange], offset: int, length: int) -> list[tuple[int, int]]:
     """The (offset, length) parts of [OFFSET, OFFSET+LENGTH) that RANGES (sorted, not
     overlapping) map, in order; parts that touch are joined into one."""
@@ -579,7 +569,11 @@ class RangeHasher:
         self._hash: Any = None  # the hash of the range at _index once it has begun
 
     def feed(self, offset: int, data: memoryview | bytes) -> None:
-        if offset != self.position:
+        """The image's bytes at OFFSET: in order, and only unmapped bytes may be skipped
+        (an image read only where its bmap maps)."""
+        if offset != self.position and (
+            offset < self.position or self._maps(self.position, offset)
+        ):
             raise InternalError(
                 f"{self.image_name}: bytes at offset {offset} given to the bmap check, "
                 f"which expected offset {self.position}",
@@ -612,6 +606,13 @@ class RangeHasher:
             self._complete(r)
             pos = hi
         self.position = end
+
+    def _maps(self, lo: int, hi: int) -> bool:
+        """Whether a range not yet complete has bytes in [lo, hi)."""
+        if self._index >= len(self._ranges):
+            return False
+        r = self._ranges[self._index]
+        return r.first < hi and r.end > lo
 
     def _complete(self, r: BmapRange) -> None:
         digest = self._hash.hexdigest() if self._hash is not None else None

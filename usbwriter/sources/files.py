@@ -67,6 +67,8 @@ class ImageSource:
     st_dev: int = 0
     st_ino: int = 0
     st_rdev: int = 0
+    st_mtime_ns: int = 0  # the file's times when opened: a read-back comparing with it
+    st_ctime_ns: int = 0  # checks the file is still the one written
     #: digests the file as downloaded must have: every stream confirms them at its end
     expect: tuple[Expected, ...] = ()
 
@@ -79,10 +81,11 @@ class ImageSource:
         """The image's size, None when only decompressing it tells."""
         return self.info.size
 
-    def stream(self) -> Stream:
+    def stream(self, *, confirm: bool = True) -> Stream:
         """A fresh reader of the image's bytes from the first (decompressed); read to its
-        end, it refuses a file whose digests are not those expected."""
-        return open_stream(self.fd, self.info, self.expect)
+        end, it refuses a file whose digests are not those expected (unless CONFIRM is
+        false: a partial re-read that locates a difference)."""
+        return open_stream(self.fd, self.info, self.expect if confirm else ())
 
     def close(self) -> None:
         os.close(self.fd)
@@ -163,4 +166,6 @@ def open_image(path: str, *, member: str | None = None) -> ImageSource:
         st_dev=st.st_dev,
         st_ino=st.st_ino,
         st_rdev=st.st_rdev,
+        st_mtime_ns=st.st_mtime_ns,
+        st_ctime_ns=st.st_ctime_ns,
     )

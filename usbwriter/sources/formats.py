@@ -43,6 +43,18 @@ class SourceInfo:
     def size_exact(self) -> bool:
         return self.size_is == "exact"
 
+    def may_be(self, size: int) -> bool:
+        """Whether the image may be SIZE bytes, as far as its records tell: the same
+        size when exact, the same modulo 4 GiB for gzip's trailer, no less for a size
+        that is "at least"; any size when none is recorded."""
+        if self.size is None:
+            return True
+        if self.size_is == "about":
+            return size % (1 << 32) == self.size % (1 << 32)
+        if self.size_is == "at least":
+            return size >= self.size
+        return size == self.size
+
     def surely_larger_than(self, limit: int) -> bool:
         """The image is known to be larger than LIMIT bytes."""
         return self.size is not None and self.size > limit and self.size_is != "about"

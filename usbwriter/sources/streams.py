@@ -124,6 +124,13 @@ class Stream:
         """blake3 of the file as downloaded, once it has been read to its end."""
         return None
 
+    check: FileCheck | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """The expected digests were found again on the bytes read (read to the end)."""
+        return self.check is not None and self.check.done
+
     def close(self) -> None:
         pass
 
@@ -360,7 +367,7 @@ class DecoderStream(Stream):
     """Decompressed in this process (on the thread that reads the stream)."""
 
     def __init__(self, fd: int, info: SourceInfo, check: FileCheck | None = None) -> None:
-        self.info = info
+        self.info, self.check = info, check
         self.raw = _HashingFile(fd, info.file_size, check)
         if info.format == "zip":
             self.zip = zipfile.ZipFile(self.raw)  # reads the directory
@@ -409,7 +416,7 @@ class ToolStream(Stream):
     def __init__(
         self, fd: int, info: SourceInfo, argv: list[str], check: FileCheck | None = None
     ) -> None:
-        self.info = info
+        self.info, self.check = info, check
         self.tool = os.path.basename(argv[0])
         self.raw = _HashingFile(fd, info.file_size, check)
         self.proc = subprocess.Popen(

@@ -1,10 +1,8 @@
-"""The write engine: image -> device, hashing the source with blake3 on the way.
+"""The drive being written, held on one descriptor, and what a write of it reports.
 
-Synchronous and thread-friendly: it takes a progress callback and a threading.Event
-to cancel, and knows nothing of any UI. The order of writes is chosen so that an
-interrupted write never leaves a stick that looks bootable: the first and last MiB
-are zeroed first, everything after the first MiB is written, and the first MiB
-(MBR/GPT) goes last. A failed or cancelled write wipes the first MiB again.
+``Target`` opens the drive (or a regular file) once, exclusively (O_EXCL for a drive, a
+flock for a file), writes O_DIRECT where it can, and wipes its first MiB when a write
+fails so that no half-written stick looks bootable.
 """
 
 from __future__ import annotations
@@ -12,48 +10,37 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import queue
 import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import blake3
-
 from usbwriter.blockio import (
-    CHUNK_SIZE,
     Chunk,
     MiB,
-    Prefetcher,
-    ReadError,
     aligned_buffer,
     fd_size,
     is_block_device,
     logical_block_size,
     open_held,
     pwrite_all,
-    reread_partitions,
     set_direct,
 )
 from usbwriter.errors import BadImage, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
-from usbwriter.progress import Meter, Progress, ProgressCallback
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from usbwriter.sources import ImageSource, Stream
+    from usbwriter.sources import ImageSource
 
 log = logging.getLogger(__name__)
-
-SYNC_EVERY = 64 * MiB
 
 
 @dataclass(frozen=True)
 class WriteResult:
     image_path: str
     image_size: int
-    blake3: str
+    blake3: str | None  # None: the image was read only where its bmap maps
     device: str
     bytes_written: int
     seconds: float
@@ -61,6 +48,7 @@ class WriteResult:
     partitions_reread: bool
     format: str = "raw"  # the file as downloaded: raw or its compression
     file_blake3: str | None = None  # blake3 of the compressed file as downloaded
+    checksum_confirmed: bool = False  # the sums' digest found again on the bytes read
 
     @property
     def rate(self) -> float:
@@ -173,34 +161,6 @@ def _fcntl_flags(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_GETFL)
 
 
-class Hasher:
-    """blake3 over chunks handed to it in order, on its own thread."""
-
-    def __init__(self) -> None:
-        self.hash = blake3.blake3()
-        self._q: queue.Queue[Chunk | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="usbwriter-hash", daemon=True)
-        self._thread.start()
-
-    def update(self, data: memoryview) -> None:
-        self.hash.update(data)
-
-    def submit(self, chunk: Chunk) -> None:
-        self._q.put(chunk)
-
-    def _run(self) -> None:
-        while (chunk := self._q.get()) is not None:
-            try:
-                self.hash.update(chunk.data)
-            finally:
-                chunk.release()
-
-    def finish(self) -> str:
-        self._q.put(None)
-        self._thread.join()
-        return str(self.hash.hexdigest())
-
-
 def wipe_note(wiped: bool) -> str:
     """What a failed write did about the stick's head, in words."""
     return (
@@ -242,136 +202,10 @@ def check_chunk_fits(tgt: Target, image: str, chunk: Chunk) -> None:
         )
 
 
-def image_read_error(image: str, e: ReadError) -> BadImage:
-    return BadImage(
-        f"error reading '{image}' at offset {e.offset}: {e.error.strerror}",
-        path=image,
-        offset=e.offset,
-        errno=e.error.errno,
-    )
-
-
-def zero_ends(tgt: Target, head_len: int) -> None:
-    """Zero the first and last MiB: no stale partition table (or GPT backup) survives."""
-    zeros = aligned_buffer(MiB)
-    tgt.write(
-        memoryview(zeros)[: min(MiB, tgt.size if tgt.is_block else max(tgt.size, head_len))], 0
-    )
-    if tgt.size > 2 * MiB:
-        last = last_mib(tgt, MiB)
-        tgt.write(memoryview(zeros)[: tgt.size - last], last)
-    tgt.sync()
-
-
 def last_mib(tgt: Target, floor: int) -> int:
     """Where the drive's last MiB starts (on a block boundary), not before FLOOR: where
     a stale backup GPT would be."""
     return max(floor, (tgt.size - MiB) // tgt.block * tgt.block)
-
-
-def write_to(
-    src: ImageSource,
-    tgt: Target,
-    *,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-    chunk_size: int = CHUNK_SIZE,
-    sync_every: int = SYNC_EVERY,
-) -> WriteResult:
-    """Write the image SRC holds (decompressed as it is read) to the open target TGT;
-    what was written, with the blake3 of the image's bytes (and of the file as
-    downloaded, when compressed). On failure or cancel the first MiB is wiped."""
-    cancel = cancel or threading.Event()
-    check_fits(src, tgt, cancel)
-    start = time.monotonic()
-    with src.stream() as stream:
-        try:
-            digest, size = _write(stream, src, tgt, progress, cancel, chunk_size, sync_every)
-        except BaseException as e:
-            raise failed_write(e, tgt.path, wipe_note(tgt.wipe_head())) from None
-        file_digest = stream.file_blake3 if src.info.compressed else None
-    seconds = time.monotonic() - start
-    reread = tgt.is_block and reread_partitions(tgt.fd)
-    return WriteResult(
-        image_path=src.path,
-        image_size=size,
-        blake3=digest,
-        device=tgt.path,
-        bytes_written=size,
-        seconds=seconds,
-        direct_io=tgt.direct,
-        partitions_reread=reread,
-        format=src.info.format,
-        file_blake3=file_digest,
-    )
-
-
-def _write(
-    stream: Stream,
-    src: ImageSource,
-    tgt: Target,
-    progress: ProgressCallback | None,
-    cancel: threading.Event,
-    chunk_size: int,
-    sync_every: int,
-) -> tuple[str, int]:
-    image, size = src.path, src.size
-    # Without the image's size up front, progress follows the file as downloaded.
-    by_file = size is None
-    meter = Meter("write", src.file_size if by_file else size or 0, progress, by_file=by_file)
-    head = aligned_buffer(MiB)
-    head_len = read_head(stream, memoryview(head)[:MiB], image)
-    hasher = Hasher()
-    hasher.update(memoryview(head)[:head_len])
-
-    unsynced, end = 0, head_len
-    # The reader starts now: it fills its buffers while the head and tail are zeroed
-    # (reading the image changes nothing on the target).
-    prefetch = Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2)
-    try:
-        zero_ends(tgt, head_len)
-        for chunk in prefetch:
-            hasher.submit(chunk)
-            try:
-                if cancel.is_set():
-                    raise Cancelled("cancelled")
-                check_chunk_fits(tgt, image, chunk)
-                tgt.write(chunk.data, chunk.offset)
-            finally:
-                chunk.release()
-            end = chunk.offset + chunk.length
-            unsynced += chunk.length
-            if unsynced >= sync_every:
-                tgt.sync()
-                unsynced = 0
-            meter.advance(stream.consumed - meter.done if by_file else chunk.length)
-    except ReadError as e:
-        raise image_read_error(image, e) from None
-    finally:
-        prefetch.close()
-        digest = hasher.finish()
-    if cancel.is_set():
-        raise Cancelled("cancelled")
-    check_declared_size(src, end)
-    tgt.write(memoryview(head)[:head_len], 0)
-    meter.advance((src.file_size if by_file else head_len) - (meter.done if by_file else 0))
-    meter.finish()
-    if progress is not None:
-        progress(Progress("sync", end, end, 0.0, 0.0))
-    tgt.sync()
-    return digest, end
-
-
-def read_head(stream: Stream, view: memoryview, image: str) -> int:
-    try:
-        n = stream.readfull(view)
-    except OSError as e:
-        raise BadImage(
-            f"error reading '{image}' at offset 0: {e.strerror}", path=image, errno=e.errno
-        ) from None
-    if n == 0:
-        raise BadImage(f"{image}: the image is empty", path=image)
-    return n
 
 
 def check_declared_size(src: ImageSource, actual: int) -> None:
