@@ -31,7 +31,7 @@ import stat
 import subprocess
 from typing import IO, Any
 
-from usbwriter.blockio import same_bytes
+from usbwriter.engine.blockio import same_bytes
 from usbwriter.errors import BadInput, Refused, UsbWriterError, os_error
 from usbwriter.placing import give_name
 

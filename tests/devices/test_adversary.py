@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import ROOT_ONLY, LoopFactory, MiB, fill, random_file, read_dev, run
 from tests.devices.test_cli import ndjson, one_line_error, usbwriter
 from tests.helpers.throttle import CGROUP_ROOT, blkio_group, enter
-from usbwriter import job
+from usbwriter import jobs
 from usbwriter.errors import Refused
 
 pytestmark = ROOT_ONLY
@@ -160,11 +160,11 @@ def test_symlink_retargeted_after_the_plan_writes_the_device_chosen(
     fill(other, 16 * MiB)
     link = tmp_path / "stick"
     link.symlink_to(chosen)
-    plan = job.plan(job.Request(str(iso), str(link)))
+    plan = jobs.plan(jobs.Request(str(iso), str(link)))
     assert plan.ready, plan.blockers
     link.unlink()
     link.symlink_to(other)
-    job.run(plan)
+    jobs.run(plan)
     assert read_dev(chosen, 0, iso.stat().st_size) == iso.read_bytes()
     assert read_dev(other, 0, MiB) == b"\xaa" * MiB
 
@@ -182,7 +182,7 @@ def test_node_replaced_after_the_plan_is_refused(
 
     node = tmp_path / "node"
     node_for(chosen, node)
-    plan = job.plan(job.Request(str(iso), str(node)))
+    plan = jobs.plan(jobs.Request(str(iso), str(node)))
     assert plan.ready, plan.blockers
     node.unlink()
     if swap == "symlink":
@@ -190,7 +190,7 @@ def test_node_replaced_after_the_plan_is_refused(
     else:
         node_for(other, node)
     with pytest.raises(Refused):
-        job.run(plan)
+        jobs.run(plan)
     assert read_dev(other, 0, MiB) == b"\xaa" * MiB
     assert read_dev(chosen, 0, MiB) == bytes(MiB)
 
@@ -198,12 +198,12 @@ def test_node_replaced_after_the_plan_is_refused(
 def test_file_target_replaced_after_the_plan_is_refused(tmp_path: Path, iso: Path) -> None:
     target = tmp_path / "disk.img"
     target.write_bytes(b"old" * 1000)
-    plan = job.plan(job.Request(str(iso), str(target), to_file=True))
+    plan = jobs.plan(jobs.Request(str(iso), str(target), to_file=True))
     assert plan.ready, plan.blockers
     target.rename(tmp_path / "disk.img.old")
     target.write_bytes(b"new" * 1000)
     with pytest.raises(Refused, match="not the file that was chosen"):
-        job.run(plan)
+        jobs.run(plan)
     assert target.read_bytes() == b"new" * 1000
 
 
@@ -364,7 +364,7 @@ def test_image_changed_after_the_plan_is_refused(
 ) -> None:
     dev = loop(16 * MiB)
     fill(dev, 16 * MiB)
-    plan = job.plan(job.Request(str(iso), dev))
+    plan = jobs.plan(jobs.Request(str(iso), dev))
     assert plan.ready, plan.blockers
     if change == "truncated":
         os.truncate(iso, iso.stat().st_size // 2)
@@ -376,7 +376,7 @@ def test_image_changed_after_the_plan_is_refused(
         iso.rename(tmp_path / "old.iso")
         iso.write_bytes(data)
     with pytest.raises(Refused, match="changed since it was checked"):
-        job.run(plan)
+        jobs.run(plan)
     assert read_dev(dev, 0, MiB) == b"\xaa" * MiB
 
 
@@ -385,7 +385,7 @@ def test_image_truncated_during_the_write_wipes_the_head(loop: LoopFactory, tmp_
 
     image = random_file(tmp_path / "big.img", 24 * MiB)
     dev = loop(32 * MiB)
-    plan = job.plan(job.Request(str(image), dev, force=True))
+    plan = jobs.plan(jobs.Request(str(image), dev, force=True))
     assert plan.ready, plan.blockers
 
     def shrink(p: object) -> None:
@@ -393,6 +393,6 @@ def test_image_truncated_during_the_write_wipes_the_head(loop: LoopFactory, tmp_
             os.truncate(image, 6 * MiB)
 
     with pytest.raises(BadImage, match="first MiB was wiped") as e:
-        job.run(plan, progress=shrink)
+        jobs.run(plan, progress=shrink)
     assert e.value.exit_code == 1 and e.value.offset is not None
     assert read_dev(dev, 0, MiB) == bytes(MiB)

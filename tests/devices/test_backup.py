@@ -99,7 +99,7 @@ def test_sparse_backup_leaves_holes(stick: tuple[str, Path], tmp_path: Path) -> 
 def test_verify_catches_a_byte_changed_between_the_reads(
     stick: tuple[str, Path], tmp_path: Path
 ) -> None:
-    from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.jobs.backup import plan_backup, run_backup
     from usbwriter.progress import Progress
 
     dev, backing = stick
@@ -234,8 +234,8 @@ def test_an_output_made_while_reading_keeps_both_files(
     """The output's name is taken between the check and the naming: their file stays,
     and the backup too, under the temporary name the error gives (exit 4)."""
     import usbwriter.placing as placing
-    from usbwriter.backup import plan_backup, run_backup
     from usbwriter.errors import Refused
+    from usbwriter.jobs.backup import plan_backup, run_backup
 
     backing = random_file(tmp_path / "src.img", 4 * MiB, seed=4)
     dev = loop(0, backing=backing)
@@ -263,7 +263,7 @@ def test_a_cancel_is_heard_between_two_retries_of_a_bad_sector(
     import errno
     import threading
 
-    import usbwriter.backup as backup
+    import usbwriter.jobs.backup as backup
     from usbwriter.errors import Cancelled
 
     def failing(fd: int, view: memoryview, offset: int) -> int:
@@ -299,8 +299,8 @@ def _swap_backing(dev: str, other: Path) -> None:
 
 
 def test_a_medium_swapped_after_the_plan_is_refused(loop: LoopFactory, tmp_path: Path) -> None:
-    from usbwriter.backup import plan_backup, run_backup
     from usbwriter.errors import Refused
+    from usbwriter.jobs.backup import plan_backup, run_backup
 
     first = random_file(tmp_path / "first.img", 4 * MiB, seed=11)
     second = random_file(tmp_path / "second.img", 4 * MiB, seed=12)  # the same size
@@ -320,7 +320,7 @@ def test_a_medium_swapped_after_the_plan_is_refused(loop: LoopFactory, tmp_path:
 #: swap a disc between the check and the read)
 SWAP_DRIVER = """
 import subprocess, sys, time
-import usbwriter.backup as backup
+import usbwriter.jobs.backup as backup
 
 dev, other = sys.argv[1:3]
 real = backup.plan_backup
@@ -368,8 +368,8 @@ def test_interrupted_during_verify_says_so_and_leaves_nothing(
 ) -> None:
     import threading
 
-    from usbwriter.backup import plan_backup, run_backup
     from usbwriter.errors import Cancelled
+    from usbwriter.jobs.backup import plan_backup, run_backup
     from usbwriter.progress import Progress
 
     dev, _ = stick

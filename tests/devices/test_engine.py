@@ -16,9 +16,9 @@ import pytest
 
 from tests.conftest import ROOT_ONLY, LoopFactory, MiB, fill, random_file, read_dev, run
 from tests.devices.test_cli import ndjson, usbwriter
-from usbwriter import job
+from usbwriter import jobs
 from usbwriter.errors import BadImage
-from usbwriter.job.many import plan_many, run_many
+from usbwriter.jobs.several import plan_many, run_many
 from usbwriter.progress import Progress
 
 pytestmark = ROOT_ONLY
@@ -34,7 +34,7 @@ def test_several_drives_from_an_image_of_unknown_size_show_real_progress(
     image.write_bytes(bz2.compress(data))
     devs = [loop(16 * MiB), loop(16 * MiB)]
     seen: dict[str, list[Progress]] = {d: [] for d in devs}
-    plans = plan_many(job.Request(str(image), devs[0], force=True), devs)
+    plans = plan_many(jobs.Request(str(image), devs[0], force=True), devs)
     results = run_many(plans, progress=lambda d, p: seen[d].append(p))
     for d, r in zip(devs, results, strict=True):
         assert r.receipt is not None and r.receipt.verified, r
@@ -53,7 +53,7 @@ def test_an_odd_error_in_the_read_back_wipes_the_head(
 ) -> None:
     """Not only a drive's I/O error: whatever fails in the read-back of one drive leaves
     no stick that looks bootable."""
-    import usbwriter.job.runner as runner
+    import usbwriter.jobs.write as runner
 
     image = random_file(tmp_path / "disk.img", 3 * MiB)
     dev = loop(16 * MiB)
@@ -63,7 +63,7 @@ def test_an_odd_error_in_the_read_back_wipes_the_head(
 
     monkeypatch.setattr(runner, "read_back", failing)
     with pytest.raises(BadImage, match="first MiB was wiped"):
-        job.run(job.plan(job.Request(str(image), dev, force=True)))
+        jobs.run(jobs.plan(jobs.Request(str(image), dev, force=True)))
     assert read_dev(dev, 0, MiB) == bytes(MiB)
 
 
@@ -79,7 +79,7 @@ def test_a_stream_that_cannot_start_fails_every_drive_without_a_hang(
     devs = [loop(16 * MiB), loop(16 * MiB)]
     for d in devs:
         fill(d, 16 * MiB)
-    plans = plan_many(job.Request(str(image), devs[0], force=True), devs)
+    plans = plan_many(jobs.Request(str(image), devs[0], force=True), devs)
     data = bytearray(image.read_bytes())
     assert data[30:38] == b"disk.img"  # the member's name in its local header
     data[30:31] = b"X"  # zipfile finds the names in the directory and the header differ

@@ -144,7 +144,7 @@ def test_interrupted_while_reading_back_says_written_but_not_verified(used_stick
     import threading
 
     from usbwriter.errors import Cancelled
-    from usbwriter.job.restore import plan_restore, run_restore
+    from usbwriter.jobs.restore import plan_restore, run_restore
     from usbwriter.progress import Progress
 
     cancel = threading.Event()

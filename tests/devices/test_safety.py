@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import LoopFactory, fill, random_file, read_dev, run
-from usbwriter import job
+from usbwriter import jobs
 from usbwriter.devices import parse_mountinfo
 from usbwriter.errors import BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
-from usbwriter.job import Blocker, Plan, Request
+from usbwriter.jobs import Blocker, Plan, Request
 
 pytestmark = pytest.mark.root
 
@@ -47,7 +47,7 @@ def is_mounted(mountpoint: Path) -> bool:
 def plan(image: Path | str, device: Path | str, **kw: Any) -> Plan:
     """A plan with --force: a test image that will not boot is not what is tested here."""
     kw.setdefault("force", True)
-    return job.plan(Request(str(image), str(device), **kw))
+    return jobs.plan(Request(str(image), str(device), **kw))
 
 
 def refusal(p: Plan) -> Blocker:
@@ -66,7 +66,7 @@ def refused(p: Plan, pattern: str, code: int = 4) -> UsbWriterError:
     blocker = refusal(p)
     assert blocker.exit_code == code, blocker.message
     with pytest.raises(UsbWriterError, match=pattern) as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value is blocker.error
     return blocker.error
 
@@ -82,7 +82,7 @@ def test_root_disk_is_refused(tmp_path: Path) -> None:
     p = plan(image, "/dev/vda", unmount=True)
     assert "system disk" in refusal(p).message and p.unmounts == ()
     with pytest.raises(Refused, match="system disk"):
-        job.run(p)
+        jobs.run(p)
     assert mountpoints() == before
 
 
@@ -139,7 +139,7 @@ def test_loop_is_accepted_and_pinned(loop: Callable[..., str], tmp_path: Path) -
     data = json.loads(json.dumps(ident.to_dict()))
     assert data["path"] == dev and data["diskseq"] == ident.diskseq
     # nothing changed: the run finds the same device on its descriptor and writes it
-    receipt = job.run(p)
+    receipt = jobs.run(p)
     assert receipt.verified
     assert receipt.device["diskseq"] == ident.diskseq
     assert read_dev(dev, 0, MiB) == image.read_bytes()
@@ -159,7 +159,7 @@ def test_symlinked_target_is_resolved_once(loop: Callable[..., str], tmp_path: P
     link.unlink()
     link.symlink_to(b)
     # the run opens the device that was resolved and pinned, never the link's new target
-    receipt = job.run(p)
+    receipt = jobs.run(p)
     assert receipt.verified and receipt.device["path"] == str(link)
     assert receipt.device["major"] == p.identity.major
     assert receipt.device["minor"] == p.identity.minor
@@ -198,7 +198,7 @@ def test_disk_holding_the_image_is_refused(
         assert p.blockers[0].exit_code == 4
         assert p.blockers[0].message.startswith(f"{dev}: refused: it overlaps the image")
         with pytest.raises(Refused, match=overlap):
-            job.run(p)
+            jobs.run(p)
         assert is_mounted(mnt)  # refused before anything was unmounted
     assert image.read_bytes() == b"x" * 4096
 
@@ -248,7 +248,7 @@ def test_mounted_partitions_refused_then_unmounted(
     assert all(is_mounted(m) for m in every)  # planning unmounted nothing
 
     told: list[str] = []
-    receipt = job.run(p, notify=told.append)
+    receipt = jobs.run(p, notify=told.append)
     assert receipt.verified
     assert receipt.unmounted == p.unmount_points
     assert receipt.device["unmounted"] == list(p.unmount_points)
@@ -277,7 +277,7 @@ def test_mount_appearing_after_the_unmounts_is_refused(
         run(["mount", f"{dev}p1", str(mnt)])
 
     with pytest.raises(Refused, match=f"^{dev}: .*(busy|mounted since it was chosen)") as e:
-        job.run(p, notify=automounter)
+        jobs.run(p, notify=automounter)
     assert e.value.exit_code == 4
     assert is_mounted(mnt)
     assert (read_dev(dev, 0, MiB), read_dev(dev, 63 * MiB, MiB)) == (head, tail)
@@ -298,7 +298,7 @@ def test_busy_mount_cannot_be_unmounted(
         assert p.ready and p.unmount_points == (str(mnt),)
         before = read_dev(dev, 0, 2 * MiB)
         with pytest.raises(Refused, match=f"^{mnt}: could not unmount: .*busy") as e:
-            job.run(p)
+            jobs.run(p)
         assert e.value.exit_code == 4
         assert is_mounted(mnt)
         assert read_dev(dev, 0, 2 * MiB) == before
@@ -318,7 +318,7 @@ def test_swapped_backing_file_is_detected(loop: LoopFactory, tmp_path: Path) -> 
         pytest.skip(f"{dev} was taken by another process between detach and attach")
     loop.devices.append(dev)
     with pytest.raises(Refused) as e:
-        job.run(p)
+        jobs.run(p)
     msg = e.value.message
     assert e.value.exit_code == 4
     assert msg.startswith(f"{dev}: ")
@@ -337,7 +337,7 @@ def test_resized_loop_is_detected(loop: LoopFactory, tmp_path: Path) -> None:
     os.truncate(img, 32 * MiB)
     run(["losetup", "-c", dev])
     with pytest.raises(Refused, match=f"{16 * MiB} -> {32 * MiB} bytes") as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value.exit_code == 4
     assert read_dev(dev, 0, 16 * MiB) == b"\xaa" * (16 * MiB)
     assert read_dev(dev, 16 * MiB, 16 * MiB) == bytes(16 * MiB)
@@ -351,7 +351,7 @@ def test_detached_target_is_refused_when_run(loop: LoopFactory, tmp_path: Path) 
     assert p.ready
     loop.detach(dev)
     with pytest.raises(Refused, match="choose the device again") as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value.exit_code == 4
     assert backing.read_bytes() == bytes(16 * MiB)
 
@@ -371,7 +371,7 @@ def test_regular_file_target(loop: Callable[..., str], tmp_path: Path) -> None:
     assert ident.kind == "file" and ident.size == 64 * MiB
     assert (ident.file_device, ident.file_inode) == (st.st_dev, st.st_ino)
     assert json.loads(json.dumps(ident.to_dict()))["kind"] == "file"
-    receipt = job.run(p)
+    receipt = jobs.run(p)
     assert receipt.verified and receipt.device["kind"] == "file"
     assert target.read_bytes()[:MiB] == image.read_bytes()
 
@@ -391,7 +391,7 @@ def test_regular_file_target(loop: Callable[..., str], tmp_path: Path) -> None:
     other.write_bytes(b"\x55" * (64 * MiB))
     other.rename(target)
     with pytest.raises(Refused, match="not the file that was chosen") as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value.exit_code == 4
     assert target.read_bytes() == b"\x55" * (64 * MiB)
 

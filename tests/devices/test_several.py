@@ -120,10 +120,10 @@ def test_each_drive_re_reads_its_partitions_and_an_odd_read_back_error_stays_its
     """Each written drive has the kernel re-read its partition table, as a single write
     does. A read-back that fails with an error of no known kind (here a RuntimeError on
     one drive) is that drive's failure, its head wiped; the other drive is verified."""
-    import usbwriter.job.runner as runner
+    import usbwriter.jobs.write as runner
     from usbwriter.engine.readback import read_back as real
-    from usbwriter.job import Request
-    from usbwriter.job.many import plan_many, run_many
+    from usbwriter.jobs import Request
+    from usbwriter.jobs.several import plan_many, run_many
 
     image = random_file(tmp_path / "a.img", 6 * MiB + 5, seed=9)
     good, odd = loop(16 * MiB, partscan=True), loop(16 * MiB, partscan=True)

@@ -21,9 +21,9 @@ from tests.conftest import ROOT_ONLY, LoopFactory, MiB, fill, random_file, read_
 from tests.devices.test_cli import ndjson, one_line_error, usbwriter
 from tests.helpers.gpg import Gpg, key_pair
 from tests.helpers.terminal import run_on_terminal
-from usbwriter import job
+from usbwriter import jobs
 from usbwriter.errors import Refused
-from usbwriter.job.many import plan_many, run_many
+from usbwriter.jobs.several import plan_many, run_many
 
 pytestmark = ROOT_ONLY
 
@@ -80,8 +80,8 @@ def test_image_changed_while_the_prompt_waits_is_refused(
     assert read_dev(dev, 0, MiB) == ZEROS  # wiped: nothing that looks bootable
 
 
-def _plan(image: Path, dev: str, **kw: object) -> job.Plan:
-    plan = job.plan(job.Request(str(image), dev, force=True, **kw))  # type: ignore[arg-type]
+def _plan(image: Path, dev: str, **kw: object) -> jobs.Plan:
+    plan = jobs.plan(jobs.Request(str(image), dev, force=True, **kw))  # type: ignore[arg-type]
     assert plan.ready, plan.blockers
     assert plan.checksum is not None and plan.checksum.status == "matched"
     return plan
@@ -109,11 +109,11 @@ def test_changed_between_plan_and_run_is_refused_and_wiped(
     if mode == "bmap":  # read only where mapped: the bmap's range checksums see it
         tamper(image, offset=2 * MiB, n=4096)
         with pytest.raises(Refused, match="does not match its bmap"):
-            job.run(plan)
+            jobs.run(plan)
     else:  # in the zeros past 3 MiB: only the file's checksum can see it
         tamper(image, offset=6 * MiB, n=4096)
         with pytest.raises(Refused, match="changed since its checksum was checked") as info:
-            job.run(plan)
+            jobs.run(plan)
         assert "sha256 of the bytes written is" in str(info.value)
     assert read_dev(dev, 0, MiB) == ZEROS
 
@@ -137,7 +137,7 @@ def test_bmap_write_reads_only_mapped_ranges_and_says_what_proves_them(
     fill(dev, 16 * MiB)
     plan = _plan(image, dev, bmap=str(bmap))
     tamper(image, offset=6 * MiB, n=4096)
-    receipt = job.run(plan)
+    receipt = jobs.run(plan)
     assert receipt.verified and receipt.coverage is not None
     assert receipt.coverage.read_only_mapped and receipt.image_blake3 is None
     assert receipt.checksum is not None and not receipt.checksum.confirmed
@@ -159,7 +159,7 @@ def test_compressed_file_changed_in_place_is_refused(loop: LoopFactory, tmp_path
     plan = _plan(image, dev)
     tamper(image, offset=3 * MiB + 1000, n=16)  # inside a raw block, not its header
     with pytest.raises(Refused, match="changed since its checksum was checked"):
-        job.run(plan)
+        jobs.run(plan)
     assert read_dev(dev, 0, MiB) == ZEROS
 
 
@@ -171,7 +171,7 @@ def test_several_drives_refuse_a_changed_image(loop: LoopFactory, tmp_path: Path
     devs = [loop(16 * MiB), loop(16 * MiB)]
     for d in devs:
         fill(d, 16 * MiB)
-    plans = plan_many(job.Request(str(image), devs[0], force=True), devs)
+    plans = plan_many(jobs.Request(str(image), devs[0], force=True), devs)
     tamper(image)
     results = run_many(plans)
     for d, r in zip(devs, results, strict=True):

@@ -13,9 +13,9 @@ import blake3
 import pytest
 
 from tests.conftest import PATTERN, ROOT_ONLY, MiB, fill, random_file, read_dev, run
-from usbwriter import job
+from usbwriter import jobs
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused
-from usbwriter.job import Plan, Request
+from usbwriter.jobs import Plan, Request
 from usbwriter.progress import Progress
 
 pytestmark = ROOT_ONLY
@@ -28,7 +28,7 @@ def file_blake3(path: Path) -> str:
 def plan(image: Path | str, device: Path | str, **kw: Any) -> Plan:
     """A plan with --force: these images are random bytes that boot nowhere."""
     kw.setdefault("force", True)
-    return job.plan(Request(str(image), str(device), **kw))
+    return jobs.plan(Request(str(image), str(device), **kw))
 
 
 def flip(dev: str, offset: int) -> None:
@@ -53,7 +53,7 @@ def test_write_and_verify_sizes(loop: Callable[..., str], tmp_path: Path, size: 
 
     p = plan(image, dev)
     assert p.ready
-    receipt = job.run(p, progress=seen.append)
+    receipt = jobs.run(p, progress=seen.append)
 
     written = receipt.write
     assert written is not None
@@ -81,7 +81,7 @@ def test_write_and_verify_sizes(loop: Callable[..., str], tmp_path: Path, size: 
     assert checked.device_blake3 == written.blake3
     assert receipt.wiped_first_mib is None
 
-    again = job.verify_only(str(image), dev)
+    again = jobs.verify_only(str(image), dev)
     assert again.verified and again.write is None
     assert again.image_blake3 == written.blake3
 
@@ -93,12 +93,12 @@ def test_flipped_byte_is_found_at_its_offset(
     size = 6 * MiB
     dev = loop(8 * MiB)
     image = random_file(tmp_path / "image.bin", size)
-    receipt = job.run(plan(image, dev))
+    receipt = jobs.run(plan(image, dev))
     assert receipt.verified and receipt.write is not None
     flip(dev, offset)
 
     # verify only: the image is read beside the device and compared
-    by_compare = job.verify_only(str(image), dev)
+    by_compare = jobs.verify_only(str(image), dev)
     assert not by_compare.verified and by_compare.mismatch_offset == offset
     assert by_compare.verify is not None
     assert by_compare.verify.expected_blake3 == receipt.write.blake3
@@ -109,7 +109,7 @@ def test_flipped_byte_is_found_at_its_offset(
         if x.phase == "sync":  # every byte is written, nothing read back yet
             flip(dev, offset)
 
-    bad = job.run(plan(image, dev), progress=flip_before_read_back)
+    bad = jobs.run(plan(image, dev), progress=flip_before_read_back)
     assert not bad.verified and bad.mismatch_offset == offset
     assert bad.verify is not None and bad.write is not None
     assert bad.verify.expected_blake3 == bad.write.blake3 == receipt.write.blake3
@@ -129,7 +129,7 @@ def test_image_larger_than_device_is_refused_untouched(
     p = plan(image, dev)
     assert [b.exit_code for b in p.blockers] == [4]
     with pytest.raises(Refused, match="does not fit"):
-        job.run(p)
+        jobs.run(p)
     assert read_dev(dev, 0, 4 * MiB) == PATTERN * (4 * MiB)
 
 
@@ -140,7 +140,7 @@ def test_mounted_device_is_refused(mounted_ext4: tuple[str, Path], tmp_path: Pat
     p = plan(image, dev)
     assert [b.exit_code for b in p.blockers] == [4]
     with pytest.raises(Refused, match=f"mounted: {dev} on {mnt}; .*--unmount"):
-        job.run(p)
+        jobs.run(p)
     assert os.path.ismount(mnt)
     assert read_dev(dev, 0, 2 * MiB) == before
 
@@ -159,7 +159,7 @@ def test_device_mounted_after_the_plan_is_busy(
     cleanup.append(["umount", str(mnt)])
     before = read_dev(dev, 0, 2 * MiB)
     with pytest.raises(Refused, match="busy") as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value.exit_code == 4
     assert read_dev(dev, 0, 2 * MiB) == before
 
@@ -175,7 +175,7 @@ def test_cancel_wipes_the_first_mib(loop: Callable[..., str], tmp_path: Path) ->
 
     results: list[object] = []
     with pytest.raises(Cancelled, match="first MiB was wiped") as e:
-        job.run(plan(image, dev), progress=stop_midway, cancel=cancel, on_result=results.append)
+        jobs.run(plan(image, dev), progress=stop_midway, cancel=cancel, on_result=results.append)
     assert e.value.exit_code == 130
     assert results == []
     assert read_dev(dev, 0, MiB) == bytes(MiB)
@@ -188,14 +188,14 @@ def test_cancel_before_the_run_changes_nothing(loop: Callable[..., str], tmp_pat
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled, match="before anything was changed"):
-        job.run(plan(image, dev), cancel=cancel)
+        jobs.run(plan(image, dev), cancel=cancel)
     assert read_dev(dev, 0, 8 * MiB) == PATTERN * (8 * MiB)
 
 
 def test_io_error_names_the_offset_and_device(failing_loop: str, tmp_path: Path) -> None:
     image = random_file(tmp_path / "image.bin", 32 * MiB)
     with pytest.raises(DeviceFault) as info:
-        job.run(plan(image, failing_loop))
+        jobs.run(plan(image, failing_loop))
     message = str(info.value)
     assert failing_loop in message
     assert "error while writing bytes" in message
@@ -215,14 +215,14 @@ def test_regular_file_target(tmp_path: Path) -> None:
             f.truncate(8 * MiB)
         image = random_file(tmp_path / "image.bin", 3 * MiB + 100)
         with pytest.raises(Refused, match="add --to-file"):
-            job.run(plan(image, shm))
+            jobs.run(plan(image, shm))
         assert shm.read_bytes() == bytes(8 * MiB)
 
-        receipt = job.run(plan(image, shm, to_file=True))
+        receipt = jobs.run(plan(image, shm, to_file=True))
         assert shm.read_bytes()[: 3 * MiB + 100] == image.read_bytes()
         assert receipt.verified and receipt.write is not None and receipt.verify is not None
         assert receipt.verify.page_cache_bypassed == receipt.write.direct_io
-        assert job.verify_only(str(image), str(shm)).verified
+        assert jobs.verify_only(str(image), str(shm)).verified
     finally:
         shm.unlink(missing_ok=True)
 
@@ -231,9 +231,9 @@ def test_to_file_creates_a_missing_file(tmp_path: Path) -> None:
     image = random_file(tmp_path / "image.bin", MiB + 3)
     target = tmp_path / "new.img"
     with pytest.raises(BadInput, match=r"no such device.*--to-file"):
-        job.run(plan(image, target))
+        jobs.run(plan(image, target))
     assert not target.exists()
-    receipt = job.run(plan(image, target, to_file=True))
+    receipt = jobs.run(plan(image, target, to_file=True))
     assert receipt.verified
     assert target.read_bytes() == image.read_bytes()
 
@@ -244,13 +244,13 @@ def test_missing_image_and_device_are_bad_input(loop: Callable[..., str], tmp_pa
     p = plan(tmp_path / "nope.iso", dev)
     assert [b.exit_code for b in p.blockers] == [2]
     with pytest.raises(BadInput, match="no such file") as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value.exit_code == 2
     image = random_file(tmp_path / "image.bin", 4096)
     p = plan(image, "/dev/does-not-exist")
     assert [b.exit_code for b in p.blockers] == [2]
     with pytest.raises(BadInput, match="no such device") as e:
-        job.run(p)
+        jobs.run(p)
     assert e.value.exit_code == 2
     assert read_dev(dev, 0, 4 * MiB) == PATTERN * (4 * MiB)
 
@@ -264,15 +264,15 @@ def test_a_drive_with_4096_byte_blocks(loop: Callable[..., str], tmp_path: Path,
     assert run(["blockdev", "--getss", dev]).stdout.strip() == "4096"
     fill(dev, 16 * MiB)
     image = random_file(tmp_path / "image.bin", size, seed=size + 1)
-    receipt = job.run(plan(image, dev))
+    receipt = jobs.run(plan(image, dev))
     assert receipt.verified and receipt.write is not None and receipt.write.direct_io
     assert read_dev(dev, 0, size) == image.read_bytes()
 
     flip(dev, size - 1)
-    found = job.verify_only(str(image), dev)
+    found = jobs.verify_only(str(image), dev)
     assert not found.verified and found.mismatch_offset == size - 1
 
-    again = job.run(plan(image, dev, delta=True))
+    again = jobs.run(plan(image, dev, delta=True))
     assert again.verified and again.coverage is not None
     assert again.coverage.written > 0  # the block with the flipped byte
     assert read_dev(dev, 0, size) == image.read_bytes()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from usbwriter.job.model import TargetFacts
+    from usbwriter.jobs.model import TargetFacts
 
 import pytest
 
@@ -733,8 +733,8 @@ def test_find_bmap_beside_the_real_image(sparse: Path) -> None:
 def test_the_image_size_a_bmap_gives_is_checked_as_the_format_records_it(sparse: Path) -> None:
     """gzip records the size modulo 4 GiB, zstd and lz4 the first frame's: a correct bmap
     of a 5 GiB image beside its .img.gz is not refused; a wrong size is."""
-    from usbwriter.job import Request, decide
-    from usbwriter.job.model import ImageFacts
+    from usbwriter.jobs import Request, decide
+    from usbwriter.jobs.model import ImageFacts
     from usbwriter.sources import SourceInfo
 
     bmap = dataclasses.replace(read_bmap(str(sparse) + ".bmap"), image_size=5 << 30)

@@ -206,7 +206,7 @@ def test_inspect_json_on_a_compressed_image() -> None:
 
 
 def test_job_facts_of_a_compressed_image_are_those_of_the_image_inside(tmp_path: Path) -> None:
-    from usbwriter.job import Request, plan
+    from usbwriter.jobs import Request, plan
 
     packed = _xz(build_image("raw-pi"))
     board = plan(Request(str(packed), str(tmp_path / "out.img"), to_file=True))

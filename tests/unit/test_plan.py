@@ -17,7 +17,7 @@ import pytest
 from tests.unit.test_devices import disk, usb_stick
 from usbwriter.devices import BlockNode, MountEntry, Snapshot, disk_from_info
 from usbwriter.errors import BadInput
-from usbwriter.job import BootFacts, ImageFacts, Plan, Request, TargetFacts, decide
+from usbwriter.jobs import BootFacts, ImageFacts, Plan, Request, TargetFacts, decide
 
 MiB = 1 << 20
 BOOTS = BootFacts("yes", "yes", ("BIOS: GRUB in the MBR", "UEFI: BOOTX64.EFI on the ESP"))
@@ -277,7 +277,7 @@ RESTORE_CASES = [
     ids=[c[0] for c in RESTORE_CASES],
 )
 def test_restore_plan(target: TargetFacts, exits: tuple[int, ...], words: str) -> None:
-    from usbwriter.job.decide import decide_target
+    from usbwriter.jobs.decide import decide_target
 
     plan = decide_target(Request("", target.requested), target)
     assert tuple(b.error.exit_code for b in plan.blockers) == exits
@@ -286,7 +286,7 @@ def test_restore_plan(target: TargetFacts, exits: tuple[int, ...], words: str) -
 
 
 def test_restore_plan_unmounts_like_a_write() -> None:
-    from usbwriter.job.decide import decide_target
+    from usbwriter.jobs.decide import decide_target
 
     target = stick(STICK_MOUNT, NESTED)
     plan = decide_target(Request("", target.requested, unmount=True), target)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from usbwriter.errors import BadInput
-from usbwriter.job.restore import check_label
+from usbwriter.jobs.restore import check_label
 
 FAT_REFUSED = list('*?.,;:/\\|+=<>[]"')
 EXFAT_REFUSED = list('"*/:<>?\\|')

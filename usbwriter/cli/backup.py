@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from usbwriter.backup import plan_backup, run_backup
+    from usbwriter.jobs.backup import plan_backup, run_backup
     from usbwriter.outputs import format_of
 
     if ns.retries < 1:

@@ -36,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.cli.write import refusal_for
-    from usbwriter.job.restore import DEFAULT_LABEL, check_label, plan_restore, run_restore
-    from usbwriter.job.runner import device_info
+    from usbwriter.jobs.restore import DEFAULT_LABEL, check_label, plan_restore, run_restore
+    from usbwriter.jobs.write import device_info
     from usbwriter.receipt import describe_device
 
     label = check_label(ns.fs, ns.label or DEFAULT_LABEL)

@@ -22,7 +22,7 @@ from usbwriter.cli.output import (
 from usbwriter.errors import Cancelled, Refused
 
 if TYPE_CHECKING:
-    from usbwriter.job import Plan, Request
+    from usbwriter.jobs import Plan, Request
     from usbwriter.progress import Progress
 
 
@@ -77,8 +77,8 @@ class _AllDrives:
 
 def write_several(request: Request, devices: list[str], *, yes: bool, json_mode: bool) -> int:
     from usbwriter.cli.write import boot_summary, refusal_for
-    from usbwriter.job.many import plan_many, run_many
-    from usbwriter.job.runner import device_info, mismatch_message
+    from usbwriter.jobs.several import plan_many, run_many
+    from usbwriter.jobs.write import device_info, mismatch_message
     from usbwriter.receipt import describe_device
 
     asking = not yes and interactive()

@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from usbwriter.job import verify_only
-    from usbwriter.job.runner import mismatch_message
+    from usbwriter.jobs import verify_only
+    from usbwriter.jobs.write import mismatch_message
 
     with cancel_on_signals() as cancel, ProgressPrinter(ns.json) as show:
         receipt = verify_only(ns.image, ns.device, member=ns.member, progress=show, cancel=cancel)

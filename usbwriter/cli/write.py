@@ -17,7 +17,7 @@ from usbwriter.cli.output import (
 from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput, Cancelled, Refused, UsbWriterError
 
 if TYPE_CHECKING:
-    from usbwriter.job import Plan, Request
+    from usbwriter.jobs import Plan, Request
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,7 +98,7 @@ def run(ns: argparse.Namespace) -> int:
     image = ns.image or ns.image_arg
     if image is None:
         raise BadInput("--image is required with --device")
-    from usbwriter.job import Request
+    from usbwriter.jobs import Request
 
     request = Request(
         image,
@@ -149,13 +149,13 @@ def refusal_for(plan: Plan, *, asking: bool) -> UsbWriterError | None:
 
 
 def write(request: Request, *, yes: bool, json_mode: bool) -> int:
-    from usbwriter import job
-    from usbwriter.job.runner import device_info, mismatch_message
+    from usbwriter import jobs
+    from usbwriter.jobs.write import device_info, mismatch_message
     from usbwriter.receipt import describe_device
 
     image, device = request.image, request.device
     with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
-        plan = job.plan(request, progress=show, cancel=cancel)
+        plan = jobs.plan(request, progress=show, cancel=cancel)
     check = plan.checksum
     if check is not None and not any(check.describe() in w for w in plan.warnings):
         say(f"Checksum: {check.describe()}")  # (otherwise the warning says it)
@@ -194,7 +194,7 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
             show.end_line()
             say(f"usbwriter: {text}")
 
-        receipt = job.run(plan, progress=show, cancel=cancel, notify=notify)
+        receipt = jobs.run(plan, progress=show, cancel=cancel, notify=notify)
     if json_mode:
         emit(receipt.to_json())
     else:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import blake3
 
-from usbwriter.blockio import (
+from usbwriter.engine.blockio import (
     CHUNK_SIZE,
     Chunk,
     Prefetcher,

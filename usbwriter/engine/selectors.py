@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from usbwriter.blockio import (
+from usbwriter.engine.blockio import (
     Chunk,
     MiB,
     Prefetcher,

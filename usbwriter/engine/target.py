@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from usbwriter.blockio import (
+from usbwriter.engine.blockio import (
     Chunk,
     MiB,
     aligned_buffer,

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, Protocol
 
 import blake3
 
-from usbwriter.blockio import pread_into
+from usbwriter.engine.blockio import pread_into
 from usbwriter.errors import BadImage, Refused
 from usbwriter.sources.formats import SourceInfo
 

@@ -9,7 +9,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk, DiskEvent
-    from usbwriter.job import Plan
+    from usbwriter.jobs import Plan
     from usbwriter.progress import Progress
 
 

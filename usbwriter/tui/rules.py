@@ -17,7 +17,7 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
-    from usbwriter.job import Plan
+    from usbwriter.jobs import Plan
 
 
 # --------------------------------------------------------------------------- drives

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from usbwriter.backup import BackupPlan, BackupReceipt
     from usbwriter.devices import Disk, DiskEvent
     from usbwriter.iso.contents import IsoImage
-    from usbwriter.job import Plan, Request
-    from usbwriter.job.many import DriveResult
-    from usbwriter.job.restore import RestoreReceipt
+    from usbwriter.jobs import Plan, Request
+    from usbwriter.jobs.backup import BackupPlan, BackupReceipt
+    from usbwriter.jobs.restore import RestoreReceipt
+    from usbwriter.jobs.several import DriveResult
     from usbwriter.receipt import Receipt
     from usbwriter.tui.rules import Layout
 
@@ -42,37 +42,37 @@ def _extract(iso: IsoImage, paths: list[str], output: str, **kw: Any) -> Any:
 
 
 def _plan_backup(device: str, output: str, **kw: Any) -> BackupPlan:
-    from usbwriter.backup import plan_backup
+    from usbwriter.jobs.backup import plan_backup
 
     return plan_backup(device, output, **kw)
 
 
 def _run_backup(plan: BackupPlan, **kw: Any) -> BackupReceipt:
-    from usbwriter.backup import run_backup
+    from usbwriter.jobs.backup import run_backup
 
     return run_backup(plan, **kw)
 
 
 def _plan_restore(device: str, **kw: Any) -> Plan:
-    from usbwriter.job.restore import plan_restore
+    from usbwriter.jobs.restore import plan_restore
 
     return plan_restore(device, **kw)
 
 
 def _run_restore(plan: Plan, **kw: Any) -> RestoreReceipt:
-    from usbwriter.job.restore import run_restore
+    from usbwriter.jobs.restore import run_restore
 
     return run_restore(plan, **kw)
 
 
 def _plan_many(request: Request, devices: list[str], **kw: Any) -> list[Plan]:
-    from usbwriter.job.many import plan_many
+    from usbwriter.jobs.several import plan_many
 
     return plan_many(request, devices, **kw)
 
 
 def _run_many(plans: list[Plan], **kw: Any) -> list[DriveResult]:
-    from usbwriter.job.many import run_many
+    from usbwriter.jobs.several import run_many
 
     return run_many(plans, **kw)
 
@@ -82,7 +82,7 @@ def _read_layout(disk: Disk) -> Layout:
     whole disk (its primary volume descriptor). Reads 34 KiB of the drive; changes
     nothing. What cannot be read is left out (the rule then does not suggest a delta
     write)."""
-    from usbwriter.backup import iso_volume_size
+    from usbwriter.jobs.backup import iso_volume_size
     from usbwriter.tui.rules import Extent, layout_of
 
     starts = {p.name: p.start for p in disk.partitions if p.start is not None}
@@ -157,12 +157,12 @@ def _inspect_image(path: str) -> Mapping[str, Any]:
 
 
 def _plan(request: Request, **kw: Any) -> Plan:
-    from usbwriter.job import plan
+    from usbwriter.jobs import plan
 
     return plan(request, **kw)
 
 
 def _run(plan: Plan, **kw: Any) -> Receipt:
-    from usbwriter.job import run
+    from usbwriter.jobs import run
 
     return run(plan, **kw)

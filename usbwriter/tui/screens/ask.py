@@ -29,7 +29,7 @@ from usbwriter.tui.screens.browse import PathBrowser, shown
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
 
-#: file system -> what the radio button says (usbwriter.job.restore.FILESYSTEMS keys)
+#: file system -> what the radio button says (usbwriter.jobs.restore.FILESYSTEMS keys)
 FILESYSTEMS = {
     "fat32": "FAT32: every computer, camera and TV; files up to 4 GiB",
     "exfat": "exFAT: large files; Windows, macOS and recent Linux",
@@ -147,7 +147,7 @@ class RestoreOptions(_Ask[tuple[str, str]]):
 
     def answer(self) -> tuple[str, str]:
         from usbwriter.errors import UsbWriterError
-        from usbwriter.job.restore import check_label
+        from usbwriter.jobs.restore import check_label
 
         fs = self.chosen_fs()
         try:

@@ -3,7 +3,7 @@
 Each is one flow (an async worker on the main screen): the question (file, or file
 system and label), the plan made in a thread (a refusal is a one-line modal, as for a
 write), the confirmation naming the drive, then the job on the progress screen and its
-receipt. The core does the work: ``usbwriter.backup`` and ``usbwriter.job.restore``.
+receipt. The core does the work: ``usbwriter.jobs.backup`` and ``usbwriter.jobs.restore``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
-    from usbwriter.backup import BackupPlan
     from usbwriter.devices import Disk
-    from usbwriter.job import Plan
+    from usbwriter.jobs import Plan
+    from usbwriter.jobs.backup import BackupPlan
     from usbwriter.progress import ProgressCallback
     from usbwriter.tui.screens.main import MainScreen
     from usbwriter.tui.services import Services

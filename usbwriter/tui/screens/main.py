@@ -393,7 +393,7 @@ class MainScreen(Screen[None]):
         """The job's plan, as the command line makes it. Mounted file systems are
         unmounted (after the confirmation, which names them) when the job runs. A drive
         that seems to hold an image of this size already is planned as a delta write."""
-        from usbwriter.job import Request
+        from usbwriter.jobs import Request
 
         try:
             delta = rules.delta_suggested(self.services.read_layout(disk), size)

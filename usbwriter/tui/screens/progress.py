@@ -31,7 +31,7 @@ from usbwriter.units import human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
-    from usbwriter.job import Plan
+    from usbwriter.jobs import Plan
     from usbwriter.progress import Progress, ProgressCallback
     from usbwriter.tui.services import Services
 

@@ -36,8 +36,8 @@ from usbwriter.units import human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
-    from usbwriter.job import Plan
-    from usbwriter.job.many import DriveResult
+    from usbwriter.jobs import Plan
+    from usbwriter.jobs.several import DriveResult
     from usbwriter.progress import Progress, ProgressCallback
     from usbwriter.tui.screens.main import MainScreen
     from usbwriter.tui.services import Services
@@ -62,7 +62,7 @@ def start_several(main: MainScreen, disks: list[Disk]) -> None:
 
 
 async def _several_flow(main: MainScreen, disks: list[Disk]) -> None:
-    from usbwriter.job import Request
+    from usbwriter.jobs import Request
 
     app, services = main.app, main.services
     image, size, report = main.image, main.image_size, main.report

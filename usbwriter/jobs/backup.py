@@ -27,7 +27,8 @@ from typing import Any
 
 import blake3
 
-from usbwriter.blockio import (
+from usbwriter.devices import disk_from_info, read_block_info, read_snapshot, sys_path_of
+from usbwriter.engine.blockio import (
     CHUNK_SIZE,
     Prefetcher,
     ReadError,
@@ -39,12 +40,11 @@ from usbwriter.blockio import (
     pread_into,
     round_up,
 )
-from usbwriter.devices import disk_from_info, read_block_info, read_snapshot, sys_path_of
 from usbwriter.engine.readback import Drive, VerifyResult, device_read_error, read_back_against
 from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.identity import Identity
-from usbwriter.job.facts import block_size_of, look_at_target
-from usbwriter.job.model import TargetFacts
+from usbwriter.jobs.facts import block_size_of, look_at_target
+from usbwriter.jobs.model import TargetFacts
 from usbwriter.outputs import Output, check_output_file, format_of
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.sources import not_a_drive

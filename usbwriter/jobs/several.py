@@ -4,7 +4,7 @@
 taken once and shared), and refuses two names for the same drive. ``run_many``
 unmounts what each plan says, opens every drive once (O_EXCL, identity checked on the
 descriptor), and writes and reads back each drive on a thread of its own, as a single
-write does (``runner.carry_out``): each reads the image at its own pace (a raw image by
+write does (``jobs.write.carry_out``): each reads the image at its own pace (a raw image by
 position, a compressed one decoded for each drive), so a fast drive never waits for a
 slow one. One result per drive: its receipt, or the error that took it out. One drive
 failing does not stop the others.
@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 
 from usbwriter.engine.target import Target, wipe_note
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, InternalError, UsbWriterError
-from usbwriter.job.model import Plan, Request
-from usbwriter.job.mounts import unmount_planned
-from usbwriter.job.runner import carry_out, mismatch_message, open_source, open_target
+from usbwriter.jobs.model import Plan, Request
+from usbwriter.jobs.mounts import unmount_planned
+from usbwriter.jobs.write import carry_out, mismatch_message, open_source, open_target
 from usbwriter.progress import Progress, ProgressCallback
 from usbwriter.receipt import Receipt
 
@@ -57,7 +57,7 @@ def plan_many(
     cancel: threading.Event | None = None,
 ) -> list[Plan]:
     """A plan for each device (the image's checksum computed once)."""
-    from usbwriter.job import plan
+    from usbwriter.jobs import plan
 
     if len(set(devices)) != len(devices):
         raise BadInput("the same --device is given twice")

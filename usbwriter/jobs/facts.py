@@ -21,7 +21,7 @@ from usbwriter.devices import (
     sys_path_of,
 )
 from usbwriter.errors import BadImage, Cancelled, DeviceFault, UsbWriterError, os_error
-from usbwriter.job.model import BootFacts, Footprint, ImageFacts, Request, TargetFacts
+from usbwriter.jobs.model import BootFacts, Footprint, ImageFacts, Request, TargetFacts
 from usbwriter.progress import ProgressCallback
 from usbwriter.sources import kind_of, open_image
 

@@ -14,9 +14,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from usbwriter.errors import UsbWriterError
-from usbwriter.job.decide import decide
-from usbwriter.job.facts import check_checksum, look
-from usbwriter.job.model import (
+from usbwriter.jobs.decide import decide
+from usbwriter.jobs.facts import check_checksum, look
+from usbwriter.jobs.model import (
     Blocker,
     BootFacts,
     ImageFacts,
@@ -24,7 +24,7 @@ from usbwriter.job.model import (
     Request,
     TargetFacts,
 )
-from usbwriter.job.runner import run, verify_only
+from usbwriter.jobs.write import run, verify_only
 from usbwriter.progress import ProgressCallback
 
 if TYPE_CHECKING:

@@ -18,18 +18,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from usbwriter.blockio import open_held
 from usbwriter.devices import DEV, read_snapshot
+from usbwriter.engine.blockio import open_held
 from usbwriter.engine.readback import Drive, VerifyResult, read_back, read_back_against
 from usbwriter.engine.selectors import BmapSelector, Coverage, DeltaSelector, Selector
 from usbwriter.engine.target import Target, WriteResult, wipe_note
 from usbwriter.engine.write import write_drive
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
 from usbwriter.identity import Identity
-from usbwriter.job.decide import check_image
-from usbwriter.job.facts import look_at_image, look_at_target
-from usbwriter.job.model import ImageFacts, Plan, TargetFacts
-from usbwriter.job.mounts import unmount_planned
+from usbwriter.jobs.decide import check_image
+from usbwriter.jobs.facts import look_at_image, look_at_target
+from usbwriter.jobs.model import ImageFacts, Plan, TargetFacts
+from usbwriter.jobs.mounts import unmount_planned
 from usbwriter.progress import ProgressCallback
 from usbwriter.receipt import Receipt
 from usbwriter.sources import ImageSource, SourceInfo, not_a_drive, open_image

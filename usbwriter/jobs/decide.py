@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from usbwriter.devices import DEV
 from usbwriter.errors import BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
-from usbwriter.job.model import (
+from usbwriter.jobs.model import (
     Blocker,
     BootFacts,
     Footprint,

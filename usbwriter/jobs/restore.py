@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from usbwriter.blockio import (
+from usbwriter.engine.blockio import (
     aligned_buffer,
     drop_cache,
     fd_size,
@@ -35,11 +35,11 @@ from usbwriter.blockio import (
     round_up,
 )
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, UsbWriterError, os_error
-from usbwriter.job.decide import decide_target
-from usbwriter.job.facts import look_at_target
-from usbwriter.job.model import Plan, Request
-from usbwriter.job.mounts import unmount_planned
-from usbwriter.job.runner import device_info, open_target
+from usbwriter.jobs.decide import decide_target
+from usbwriter.jobs.facts import look_at_target
+from usbwriter.jobs.model import Plan, Request
+from usbwriter.jobs.mounts import unmount_planned
+from usbwriter.jobs.write import device_info, open_target
 from usbwriter.progress import Meter, ProgressCallback
 
 MIB = 1 << 20
