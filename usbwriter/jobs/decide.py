@@ -21,6 +21,7 @@ from usbwriter.jobs.model import (
     Request,
     TargetFacts,
 )
+from usbwriter.outputs import KERNEL_TREES
 from usbwriter.sources import not_a_drive, not_an_image
 from usbwriter.units import human_size
 
@@ -395,15 +396,11 @@ def _check_target(request: Request, image: ImageFacts, target: TargetFacts, bloc
     return True
 
 
-#: Where a file is never made or written: device nodes and the kernel's own files. A
-#: mistyped /dev/sdX must not become a file in /dev. /dev/shm holds ordinary files.
-NO_FILES_UNDER = ("/dev", "/proc", "/sys")
-
-
 def _file_target_refusal(target: TargetFacts) -> Refused | None:
     """Why a regular file (or a new one) may not be written at this path: it is reached
     through a symbolic link (whoever could plant it would choose what root writes), or
-    it lies under /dev, /proc or /sys."""
+    it lies under /dev, /proc or /sys (a mistyped /dev/sdX must not become a file in
+    /dev): the rule of every output usbwriter makes."""
     name = target.requested
     if target.link is not None:
         return Refused(
@@ -412,8 +409,8 @@ def _file_target_refusal(target: TargetFacts) -> Refused | None:
             path=name,
         )
     node = target.node
-    for top in NO_FILES_UNDER:
-        if (node == top or node.startswith(top + "/")) and not node.startswith("/dev/shm/"):
+    for top in KERNEL_TREES:
+        if node == top or node.startswith(top + "/"):
             what = "no such device" if target.kind == "missing" else "not a device"
             return Refused(
                 f"{name}: {what}, and a file is never written under {top}; check the name",
