@@ -16,6 +16,7 @@ import blake3
 import pytest
 
 from tests.conftest import ROOT_ONLY, MiB, fill, random_file, read_dev, run
+from tests.helpers.terminal import run_on_terminal
 from tests.helpers.throttle import CGROUP_ROOT, blkio_group, enter
 
 pytestmark = ROOT_ONLY
@@ -237,37 +238,6 @@ def test_io_error_exit_1_names_offset(failing_loop: str, tmp_path: Path) -> None
     assert "error while writing bytes" in line and failing_loop in line
 
 
-def _run_on_terminal(argv: list[str], answer: bytes) -> tuple[int, str]:
-    """Run argv with stdin and stderr on a pseudo-terminal, answer the prompt."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, LC_ALL="C")
-    )
-    os.close(slave)
-    seen = b""
-    answered = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            seen += chunk
-            if not answered and b"Type 'yes' to continue" in seen:
-                os.write(master, answer)
-                answered = True
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, seen.decode(errors="replace")
-
-
 @pytest.mark.parametrize(("answer", "code"), [(b"yes\n", 0), (b"no\n", 130)])
 def test_terminal_confirmation_names_the_drive(
     loop: Callable[..., str], tmp_path: Path, answer: bytes, code: int
@@ -276,7 +246,7 @@ def test_terminal_confirmation_names_the_drive(
     dev = loop(8 * MiB)
     fill(dev, 2 * MiB)
     argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev, "--force"]
-    rc, screen = _run_on_terminal(argv, answer)
+    rc, screen = run_on_terminal(argv, answer)
     assert rc == code, screen
     assert f"ALL DATA on {dev}" in screen and "8.0 MiB" in screen and "stick" in screen
     if code == 0:
@@ -316,7 +286,7 @@ def test_unmount_waits_for_the_confirmation(
     dev, mnt = mounted_ext4
     image = random_file(tmp_path / "image.img", MiB)
     argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev]
-    rc, screen = _run_on_terminal([*argv, "--force", "--unmount"], answer)
+    rc, screen = run_on_terminal([*argv, "--force", "--unmount"], answer)
     assert rc == code, screen
     assert f"({mnt} will be unmounted first)" in " ".join(screen.split())
     assert os.path.ismount(mnt) == (code != 0)

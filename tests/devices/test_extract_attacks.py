@@ -14,35 +14,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT_ONLY
 from tests.helpers.isotrees import xorriso_iso
+from tests.helpers.users import NOBODY, as_nobody
 from usbwriter.tui import suggest
 
 pytestmark = ROOT_ONLY
-
-NOBODY = 65534
-
-
-def as_nobody(step: Callable[[], None]) -> None:
-    """Run STEP in a forked child that is really `nobody` (uid and gid, no groups)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            step()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the step as nobody failed"
 
 
 def usbwriter(*args: str, sudo_uid: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -17,16 +17,15 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT_ONLY, LoopFactory, MiB, random_file
+from tests.helpers.users import as_nobody
 
 pytestmark = ROOT_ONLY
-
-NOBODY = 65534
 
 
 def usbwriter(
@@ -226,7 +225,7 @@ def test_log_file_planted_symlink_is_not_followed(
         os.symlink(victim, log)
         os.symlink(missing, log2)
 
-    _as_nobody(plant)
+    as_nobody(plant)
     for path in (log, log2):
         p = usbwriter("completion", "bash", "--log-file", str(path), "-v", timeout=20)
         assert p.returncode == 4, p.stderr
@@ -247,19 +246,3 @@ def test_log_file_under_dev_and_a_regular_file_appended(place: Path, under_dev: 
     p = usbwriter("completion", "bash", "--log-file", str(place / "file"), timeout=20)
     assert p.returncode == 0, p.stderr
     assert (place / "file").read_text().startswith("precious")
-
-
-def _as_nobody(step: Callable[[], None]) -> None:
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            step()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the step as nobody failed"
