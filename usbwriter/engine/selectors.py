@@ -1,15 +1,19 @@
-"""Which parts of the image a drive gets: all of it, the ranges a bmap maps, or the
-blocks that differ from what the drive holds.
+"""Which parts of the image a drive gets: all of it, the ranges a bmap maps, the blocks
+that differ from what the drive holds, or the data ranges of a sparse file.
 
 A selector is asked, chunk by chunk of the image, which (offset, length) pieces to
 write; it may check the bytes as they go by (a bmap's range checksums) and says what
 the write covered. ``reads`` says which parts of an uncompressed image need reading at
-all: a bmap whose every range carries a checksum reads only its mapped ranges.
+all: a bmap whose every range carries a checksum reads only its mapped ranges, a sparse
+file only its data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import bisect
+import errno
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,11 +44,11 @@ MOSTLY_DIFFERENT = 0.9
 class Coverage:
     """What a ranged write did with each part of the image."""
 
-    mode: str  # "bmap" or "delta"
+    mode: str  # "bmap", "delta" or "sparse"
     image_size: int
     spans: tuple[Span, ...]  # written, and read back by the verify
     unchanged: int = 0  # delta: bytes the compare found equal (not written)
-    untouched: int = 0  # bmap: unmapped bytes left as they were
+    untouched: int = 0  # bmap: unmapped bytes left as they were; sparse: the holes
     switched_at: int | None = None  # delta: from here on written plainly
     bmap: dict[str, Any] | None = None
     read_only_mapped: bool = False  # bmap: the image was read only where it maps
@@ -80,6 +84,11 @@ class Coverage:
                     " bmap's range checksums name"
                 )
             return lines
+        if self.mode == "sparse":
+            return [
+                f"  sparse  {written}; {human_size(self.untouched)} of holes left as they were"
+                " (not written, not read back)"
+            ]
         lines = [
             f"  delta   {written}; {human_size(self.unchanged)} already equal (confirmed by"
             f" the compare read); flash wear saved: {human_size(self.unchanged)}"
@@ -95,7 +104,7 @@ class Coverage:
 class Selector(Protocol):
     """Which parts of each chunk of image bytes get written."""
 
-    mode: str  # "full", "bmap" or "delta"
+    mode: str  # "full", "bmap", "delta" or "sparse"
 
     def reads(self, head_len: int) -> list[tuple[int, int]] | None:
         """The parts of an uncompressed image past its head to read, or None for all."""
@@ -350,4 +359,124 @@ class DeltaSelector:
     def coverage(self, size: int, spans: list[Span]) -> Coverage:
         return Coverage(
             "delta", size, tuple(spans), unchanged=self.unchanged, switched_at=self.switched_at
+        )
+
+
+# --- sparse ---------------------------------------------------------------------------
+
+SPARSE_BLOCK = 4096  # data ranges are widened to it: every drive's logical block divides it
+
+
+def data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
+    """The (start, end) ranges of the file open at FD, up to SIZE, that hold data rather
+    than holes, as SEEK_DATA and SEEK_HOLE find them (a file system that keeps no holes
+    calls it all data)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole is left
+                break
+            raise
+        if start >= size:
+            break
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        out.append((start, end))
+        pos = end
+    return out
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _clipped(ranges: Iterable[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    return [(max(a, lo), min(b, hi)) for a, b in ranges if max(a, lo) < min(b, hi)]
+
+
+def _without(ranges: list[tuple[int, int]], cut: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """RANGES less CUT (both merged)."""
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        pos = a
+        for c, d in cut:
+            if c < b and d > pos:
+                if c > pos:
+                    out.append((pos, c))
+                pos = d
+        if pos < b:
+            out.append((pos, b))
+    return out
+
+
+class SparseSelector:
+    """The data ranges of an uncompressed sparse image file (SEEK_DATA, SEEK_HOLE): only
+    they are read and written; the holes are neither, and the drive keeps what it holds
+    there (``untouched`` in the coverage). FIRST ranges are written whatever the file
+    holds there (zeros in a hole), before the rest: an image as large as the drive puts
+    the drive's last MiB there, where an old backup GPT is wiped before anything else
+    changes. Ranges are widened to whole 4 KiB blocks (O_DIRECT) of the file's bytes."""
+
+    mode = "sparse"
+    last_write_end = None
+
+    def __init__(self, fd: int, size: int, *, first: Sequence[tuple[int, int]] = ()) -> None:
+        self.size = size
+        self.first = _merged(self._widened(r) for r in first)
+        data = (self._widened(r) for r in data_ranges(fd, size))
+        self.ranges = _merged([*data, *self.first])
+        self._ends = [b for _, b in self.ranges]
+        self.read_only_data = False
+
+    def _widened(self, r: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = max(0, r[0]), min(self.size, r[1])
+        return lo // SPARSE_BLOCK * SPARSE_BLOCK, min(self.size, round_up(hi, SPARSE_BLOCK))
+
+    @property
+    def image_size(self) -> int:
+        return self.size
+
+    def reads(self, head_len: int) -> list[tuple[int, int]] | None:
+        """The FIRST ranges, then the other data ranges, past the head."""
+        self.read_only_data = True
+        first = _clipped(self.first, head_len, self.size)
+        return first + _without(_clipped(self.ranges, head_len, self.size), first)
+
+    def start(self, tgt: Target, head: memoryview) -> bool:
+        return True
+
+    def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
+        lo, hi = chunk.offset, chunk.offset + chunk.length
+        out: list[tuple[int, int]] = []
+        for a, b in self.ranges[bisect.bisect_right(self._ends, lo) :]:
+            if a >= hi:
+                break
+            out.append((max(a, lo), min(b, hi) - max(a, lo)))
+        return out
+
+    def check(self, offset: int, data: memoryview) -> None:
+        pass
+
+    def finish(self, end: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def coverage(self, size: int, spans: list[Span]) -> Coverage:
+        written = sum(s.length for s in spans)
+        return Coverage(
+            "sparse",
+            size,
+            tuple(spans),
+            untouched=max(0, size - written),
+            read_only_mapped=self.read_only_data,
         )
