@@ -4,6 +4,7 @@ becomes a normal stick that the standard tools accept."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT_ONLY, LoopFactory, MiB, run
+from tests.conftest import ROOT_ONLY, LoopFactory, MiB, read_dev, run
+from usbwriter.errors import DeviceFault
+from usbwriter.jobs.restore import plan_restore, run_restore
+from usbwriter.progress import Progress
 
 pytestmark = [pytest.mark.root, ROOT_ONLY]
 
@@ -144,8 +148,6 @@ def test_interrupted_while_reading_back_says_written_but_not_verified(used_stick
     import threading
 
     from usbwriter.errors import Cancelled
-    from usbwriter.jobs.restore import plan_restore, run_restore
-    from usbwriter.progress import Progress
 
     cancel = threading.Event()
 
@@ -158,3 +160,87 @@ def test_interrupted_while_reading_back_says_written_but_not_verified(used_stick
         run_restore(plan, fs="fat32", progress=stop_in_the_read_back, cancel=cancel)
     assert "written but not verified" in caught.value.message
     assert "partly erased" not in caught.value.message
+
+
+def flip(dev: str, offset: int) -> None:
+    """Change one byte of DEV, beside the descriptor the restore holds."""
+    with open(dev, "r+b", buffering=0) as f:
+        f.seek(offset)
+        old = f.read(1)
+        f.seek(offset)
+        f.write(bytes([old[0] ^ 0x01]))
+        os.fsync(f.fileno())
+
+
+def test_only_the_layout_is_written_and_exactly_that_is_read_back(used_stick: str) -> None:
+    """The new layout is written through the engine as a sparse image: its data and the
+    drive's last MiB, far fewer bytes than the drive holds; the read-back reads exactly
+    the bytes written (the receipt's count). The holes are left as they were."""
+    dev = used_stick
+    inside = SIZE // 2  # in the partition, where a fresh exFAT writes nothing
+    with open(dev, "r+b", buffering=0) as f:
+        f.seek(inside)
+        f.write(b"OLD BYTES")
+        os.fsync(f.fileno())
+    seen: list[Progress] = []
+    receipt = run_restore(plan_restore(dev), fs="exfat", progress=seen.append)
+    assert 2 * MiB < receipt.written < SIZE // 32, receipt.written
+    for phase in ("write", "verify"):
+        last = [p for p in seen if p.phase == phase][-1]
+        assert last.done == last.total == receipt.written, (phase, last)
+    phases = [p.phase for p in seen]
+    assert "sync" in phases
+    sync = phases.index("sync")
+    assert set(phases[:sync]) == {"write"} and set(phases[sync + 1 :]) == {"verify"}
+    assert read_dev(dev, SIZE - MiB, MiB) == bytes(MiB)  # the old backup GPT is gone
+    assert read_dev(dev, inside, 9) == b"OLD BYTES"  # a hole of the layout: not written
+
+
+@pytest.mark.parametrize(
+    "offset", [MiB + 3, SIZE - 1], ids=["in the file system", "in the last MiB"]
+)
+def test_a_byte_changed_before_the_read_back_fails_at_its_offset(
+    used_stick: str, offset: int
+) -> None:
+    """Written, then changed beside the held descriptor before the read-back: the
+    restore fails naming the byte, and the drive's first MiB (the new table) is wiped."""
+    dev = used_stick
+    flipped: list[int] = []
+
+    def flip_before_read_back(p: Progress) -> None:
+        if p.phase == "sync" and not flipped:  # every byte written, none read back yet
+            flip(dev, offset)
+            flipped.append(offset)
+
+    with pytest.raises(DeviceFault) as caught:
+        run_restore(plan_restore(dev), fs="exfat", progress=flip_before_read_back)
+    assert flipped == [offset]
+    assert caught.value.offset == offset
+    assert f"different bytes at byte {offset}" in caught.value.message
+    assert "first MiB was wiped" in caught.value.message
+    assert read_dev(dev, 0, MiB) == bytes(MiB)
+
+
+def test_interrupted_while_writing_leaves_neither_table_at_either_end(used_stick: str) -> None:
+    """Stopped once the first bytes are written: the first MiB is wiped and the old
+    backup GPT at the end is gone already (the drive's last MiB goes before the file
+    system), so no tool finds the old table and offers to bring it back."""
+    import threading
+
+    from usbwriter.errors import Cancelled
+
+    dev = used_stick
+    cancel = threading.Event()
+
+    def stop_after_the_first_write(p: Progress) -> None:
+        if p.phase == "write":
+            cancel.set()
+
+    with pytest.raises(Cancelled) as caught:
+        run_restore(
+            plan_restore(dev), fs="exfat", progress=stop_after_the_first_write, cancel=cancel
+        )
+    assert "partly erased" in caught.value.message and "run restore again" in caught.value.message
+    assert read_dev(dev, 0, MiB) == bytes(MiB)
+    assert read_dev(dev, SIZE - MiB, MiB) == bytes(MiB)
+    assert signatures(dev) == []

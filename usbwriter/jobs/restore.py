@@ -2,13 +2,16 @@
 
 The plan is a write's plan without an image: the same refusals (system disk, stacked,
 mounted unless --unmount, partition node, read-only), the same unmounts and the same
-pinned identity. The run builds the new layout with the standard tools on a sparse
-file of the drive's size (``sfdisk`` for an MBR table with one partition from 1 MiB to
-the end, ``mkfs.vfat``/``mkfs.exfat``/``mkfs.ext4`` on a file the partition's size),
-then writes it through the one descriptor held with O_EXCL: the first and last MiB are
-zeroed (the old signatures: MBR, GPT and its backup at the end, ISO 9660 at 32 KiB), the
-file system's written blocks are copied to the partition, the partition table goes
-last, and every byte written is read back with O_DIRECT and compared. Nothing opens
+pinned identity. The run builds the new layout with the standard tools as one sparse
+file of the drive's size (``sfdisk`` writes an MBR table with one partition from 1 MiB
+to the end; ``mkfs.vfat``/``mkfs.exfat``/``mkfs.ext4`` make the file system on a file
+the partition's size, whose data is placed at the partition's offset), and writes that
+file as an image through the engine, on the one descriptor held with O_EXCL: only the
+file's data ranges and the drive's last MiB are written (a ``SparseSelector``), the
+first MiB zeroed before anything else changes and written last (the table), the last
+MiB (an old backup GPT) before the file system; exactly those spans are read back with
+O_DIRECT and compared with the file. The holes are not written: old bytes inside the
+partition that the new file system does not cover stay as they were. Nothing opens
 the drive by name while the run holds it.
 """
 
@@ -20,32 +23,26 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from usbwriter.engine.blockio import (
-    aligned_buffer,
-    drop_cache,
-    fd_size,
-    logical_block_size,
-    pread_into,
-    pwrite_all,
-    reread_partitions,
-    round_up,
-)
+from usbwriter.engine.blockio import reread_partitions
+from usbwriter.engine.readback import Drive, read_back
+from usbwriter.engine.selectors import SparseSelector, data_ranges
+from usbwriter.engine.target import Target
+from usbwriter.engine.write import Written, write_drive
 from usbwriter.errors import BadInput, Cancelled, DeviceFault, UsbWriterError, os_error
 from usbwriter.jobs.decide import decide_target
 from usbwriter.jobs.facts import look_at_target
 from usbwriter.jobs.model import Plan, Request
 from usbwriter.jobs.mounts import unmount_planned
 from usbwriter.jobs.write import device_info, open_target
-from usbwriter.progress import Meter, ProgressCallback
+from usbwriter.progress import ProgressCallback
+from usbwriter.sources import ImageSource, open_image
 
 MIB = 1 << 20
-#: a piece of the new layout: (drive offset, length, source file or None for zeros, its offset)
-_Piece = tuple[int, int, "str | None", int]
-CHUNK = 4 * MIB
+COPY = 4 * MIB  # the file system's data is placed in the layout this much at a time
 
 #: file system -> (MBR partition type, mkfs argv before the label, label option, longest label)
 #: The longest label counts characters for FAT (ASCII), UTF-16 code units for exFAT (its
@@ -158,14 +155,13 @@ def plan_restore(device: str, *, unmount: bool = False) -> Plan:
     return decide_target(request, look_at_target(device, read_snapshot()))
 
 
-# --- the layout, built with the standard tools on sparse files ----------------------
+# --- the layout, built with the standard tools as one sparse file --------------------
 
 
 @dataclass(frozen=True)
 class _Layout:
-    table: str  # a file the drive's size holding the partition table
-    part: str  # a file the partition's size holding the new file system
-    start: int
+    path: str  # a sparse file the drive's size: the partition table, the file system
+    start: int  # the partition's offset and size
     size: int
     uuid: str
 
@@ -184,16 +180,18 @@ def _tool(argv: list[str], what: str, stdin: str | None = None) -> str:
 
 
 def _build_layout(tmp: str, size: int, fs: str, label: str) -> _Layout:
+    """The drive as it will be, in TMP: a sparse file of SIZE holding the table and,
+    at the partition's offset, the new file system's data."""
     part_type, mkfs, label_opt, _ = FILESYSTEMS[fs]
-    table = os.path.join(tmp, "disk.img")
-    with open(table, "wb") as f:
+    disk = os.path.join(tmp, "disk.img")
+    with open(disk, "wb") as f:
         f.truncate(size)
     _tool(
-        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "always", table],
+        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "always", disk],
         "write the partition table",
         stdin=f"label: dos\nstart=2048, type={part_type}\n",
     )
-    layout = json.loads(_tool(["sfdisk", "--json", table], "read the partition table back"))
+    layout = json.loads(_tool(["sfdisk", "--json", disk], "read the partition table back"))
     entry = layout["partitiontable"]["partitions"][0]
     sector = int(layout["partitiontable"].get("sectorsize", 512))
     start, psize = int(entry["start"]) * sector, int(entry["size"]) * sector
@@ -202,20 +200,18 @@ def _build_layout(tmp: str, size: int, fs: str, label: str) -> _Layout:
         f.truncate(psize)
     _tool([*mkfs, label_opt, label, part], f"make the {fs} file system")
     uuid = _tool(["blkid", "-o", "value", "-s", "UUID", part], "read the new file system").strip()
-    return _Layout(table, part, start, psize, uuid)
+    _place(part, disk, start, psize)
+    os.unlink(part)
+    return _Layout(disk, start, psize, uuid)
 
 
-def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """The written (non-hole) ranges of a sparse file, as (offset, length)."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: only a hole is left
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end - start
-        pos = end
+def _place(part: str, disk: str, at: int, size: int) -> None:
+    """Copy the data ranges of PART (its holes stay holes) into DISK at offset AT."""
+    with open(part, "rb") as src, open(disk, "r+b") as dst:
+        for start, end in data_ranges(src.fileno(), size):
+            for pos in range(start, end, COPY):
+                data = os.pread(src.fileno(), min(COPY, end - pos), pos)
+                os.pwrite(dst.fileno(), data, at + pos)
 
 
 # --- run ----------------------------------------------------------------------------
@@ -239,47 +235,17 @@ def run_restore(
     unmounted = unmount_planned(plan.unmounts, notify=notify) if plan.unmounts else ()
     name = plan.target.requested
     with open_target(plan) as tgt, tempfile.TemporaryDirectory(prefix="usbwriter-") as tmp:
-        size = fd_size(tgt.fd)
-        block = logical_block_size(tgt.fd)
-        layout = _build_layout(tmp, size, fs, label)
-        # What goes where, in order: both ends zeroed, the file system, the table last.
-        tail = max(MIB, size - MIB)
-        pieces: list[_Piece] = [
-            (0, min(MIB, size), None, 0),
-            (tail, size - tail, None, 0),
-        ]
-        with open(layout.part, "rb") as part:
-            for off, length in _data_ranges(part.fileno(), layout.size):
-                pieces.append((layout.start + off, length, layout.part, off))
-        pieces.append((0, min(layout.start, size), layout.table, 0))
-        total = sum(p[1] for p in pieces)
-        checked = pieces[2:]  # what the drive must now hold: the layout's bytes
-        written = False
         try:
-            meter = Meter("write", total, progress)
-            for piece in pieces:
-                _copy(tgt.fd, piece, block, meter, cancel, name)
-            os.fsync(tgt.fd)
-            written = True
-            meter.finish()
-            drop_cache(tgt.fd)
-            meter = Meter("verify", sum(p[1] for p in checked), progress)
-            for piece in checked:
-                _check(tgt.fd, piece, block, meter, cancel, name)
+            layout = _build_layout(tmp, tgt.size, fs, label)
         except OSError as e:
-            raise os_error(name, e, "restore the drive").with_note(
-                "the drive is partly erased; run restore again"
+            raise os_error(tmp, e, "build the new layout").with_note(
+                "nothing on the drive was changed"
             ) from None
-        except Cancelled:
-            if written:
-                raise Cancelled(
-                    f"{name}: restore interrupted while reading the drive back: the new "
-                    "layout was written but not verified; run restore again to be sure"
-                ) from None
-            raise Cancelled(
-                f"{name}: restore interrupted; the drive is partly erased: run restore again"
-            ) from None
-        meter.finish()
+        if cancel.is_set():
+            raise Cancelled(f"{name}: restore interrupted; nothing on the drive was changed")
+        with open_image(layout.path) as src:
+            written = _write(tgt, src, name, progress, cancel)
+            _read_back(tgt, src, written, name, progress, cancel)
         reread = _show_partition(tgt.fd, plan.target.node)
         return RestoreReceipt(
             device=device_info(plan, unmounted),
@@ -288,11 +254,75 @@ def run_restore(
             partition_start=layout.start,
             partition_size=layout.size,
             uuid=layout.uuid,
-            written=total,
+            written=written.result.bytes_written,
             seconds=time.monotonic() - started,
             unmounted=unmounted,
             partitions_reread=reread,
         )
+
+
+def _write(
+    tgt: Target,
+    src: ImageSource,
+    name: str,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+) -> Written:
+    """The layout's data, and the drive's last MiB whatever the layout holds there (an
+    old backup GPT), through the engine: the first MiB zeroed first and written last;
+    the first MiB wiped if the write fails."""
+    tail = max(MIB, tgt.size - MIB)
+    selector = SparseSelector(src.fd, tgt.size, first=[(tail, tgt.size)])
+    try:
+        return write_drive(src, tgt, selector, progress=progress, cancel=cancel)
+    except (Cancelled, KeyboardInterrupt):
+        raise Cancelled(
+            f"{name}: restore interrupted; the drive may be partly erased: run restore again"
+        ) from None
+    except UsbWriterError as e:
+        raise e.with_note("run restore again") from None
+
+
+def _read_back(
+    tgt: Target,
+    src: ImageSource,
+    written: Written,
+    name: str,
+    progress: ProgressCallback | None,
+    cancel: threading.Event,
+) -> None:
+    """Every span written read back with O_DIRECT and compared with the layout; on a
+    difference or a failed read the first MiB is wiped and the error raised."""
+    try:
+        checked = read_back(
+            Drive(tgt.fd, tgt.path), written.spans, image=src, progress=progress, cancel=cancel
+        )
+    except (Cancelled, KeyboardInterrupt):
+        raise Cancelled(
+            f"{name}: restore interrupted while reading the drive back: the new layout was "
+            "written but not verified; run restore again to be sure"
+        ) from None
+    except BaseException as e:
+        note = _wiped(tgt.wipe_head())
+        if isinstance(e, UsbWriterError):
+            raise e.with_note(note) from None
+        raise DeviceFault(f"{name}: the read-back failed ({e}); {note}", path=name) from e
+    if not checked.verified:
+        at = checked.mismatch_offset
+        raise DeviceFault(
+            f"{name}: reads back different bytes at byte {at} after the restore; the drive "
+            f"may be failing; {_wiped(tgt.wipe_head())}",
+            path=name,
+            offset=at,
+        )
+
+
+def _wiped(wiped: bool) -> str:
+    return (
+        "its first MiB was wiped: run restore again"
+        if wiped
+        else "its first MiB could not be wiped: run restore again"
+    )
 
 
 def _show_partition(fd: int, node: str) -> bool:
@@ -319,70 +349,6 @@ def _has_partition(sysdir: str) -> bool:
     except OSError:
         return False
     return any(os.path.exists(os.path.join(sysdir, n, "partition")) for n in names)
-
-
-def _steps(
-    fd: int,
-    offset: int,
-    length: int,
-    src: str | None,
-    src_off: int,
-    block: int,
-    meter: Meter,
-    cancel: threading.Event,
-    name: str,
-) -> Iterator[tuple[int, int, memoryview, bytes]]:
-    """(drive offset, length, aligned buffer of the whole blocks, the source's bytes)
-    for each step of at most CHUNK of a piece; the meter advanced after each step."""
-    view = memoryview(aligned_buffer(CHUNK))
-    sfd = None if src is None else os.open(src, os.O_RDONLY)
-    try:
-        pos, end = offset, offset + length
-        while pos < end:
-            if cancel.is_set():
-                raise Cancelled(name)
-            n = min(CHUNK, end - pos)
-            want = (
-                bytes(round_up(n, block))
-                if sfd is None
-                else _read(sfd, src_off + pos - offset, round_up(n, block))
-            )
-            yield pos, n, view[: round_up(n, block)], want
-            meter.advance(n)
-            pos += n
-    finally:
-        if sfd is not None:
-            os.close(sfd)
-        # (the buffer goes with its last view: the caller may still hold the last step's)
-
-
-def _copy(
-    fd: int, piece: _Piece, block: int, meter: Meter, cancel: threading.Event, name: str
-) -> None:
-    for pos, _, io, data in _steps(fd, *piece, block, meter, cancel, name):
-        io[:] = data
-        pwrite_all(fd, io, pos)
-
-
-def _check(
-    fd: int, piece: _Piece, block: int, meter: Meter, cancel: threading.Event, name: str
-) -> None:
-    for pos, n, io, data in _steps(fd, *piece, block, meter, cancel, name):
-        if pread_into(fd, io, pos) < n:
-            raise DeviceFault(f"{name}: short read at byte {pos}", path=name, offset=pos)
-        if io[:n] != data[:n]:
-            at = pos + next(i for i in range(n) if io[i] != data[i])
-            raise DeviceFault(
-                f"{name}: reads back different bytes at byte {at} after the restore; "
-                "the drive may be failing",
-                path=name,
-                offset=at,
-            )
-
-
-def _read(fd: int, offset: int, n: int) -> bytes:
-    data = os.pread(fd, n, offset)
-    return data + bytes(n - len(data))
 
 
 __all__ = ["DEFAULT_LABEL", "FILESYSTEMS", "RestoreReceipt", "plan_restore", "run_restore"]
