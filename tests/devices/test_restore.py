@@ -244,3 +244,19 @@ def test_interrupted_while_writing_leaves_neither_table_at_either_end(used_stick
     assert read_dev(dev, 0, MiB) == bytes(MiB)
     assert read_dev(dev, SIZE - MiB, MiB) == bytes(MiB)
     assert signatures(dev) == []
+
+
+def test_a_drive_with_4096_byte_sectors_is_refused_unchanged(loop: LoopFactory) -> None:
+    """sfdisk and the mkfs tools, working on files, lay a table and a file system out in
+    512-byte sectors: on a drive with 4096-byte logical sectors the partition would
+    start at 8 MiB and end far past the drive. Refused before anything changes."""
+    dev = loop(SIZE, sector_size=4096)
+    run(["sfdisk", "-q", "--wipe", "always", dev], input="label: gpt\n,64M\n,\n")
+    subprocess.run(["partx", "-d", dev], check=False, capture_output=True)
+    before = signatures(dev)
+    done = usbwriter("restore", dev, "--fs", "fat32", "--yes", "--json")
+    subprocess.run(["partx", "-d", dev], check=False, capture_output=True)
+    assert done.returncode == 4, done.stdout + done.stderr
+    error = json.loads(done.stdout.strip().splitlines()[-1])
+    assert error["event"] == "error" and "4096-byte sectors" in error["message"], error
+    assert signatures(dev) == before

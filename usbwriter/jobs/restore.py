@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from usbwriter.engine.blockio import reread_partitions
@@ -32,16 +32,17 @@ from usbwriter.engine.readback import Drive, read_back
 from usbwriter.engine.selectors import SparseSelector, data_ranges
 from usbwriter.engine.target import Target
 from usbwriter.engine.write import Written, write_drive
-from usbwriter.errors import BadInput, Cancelled, DeviceFault, UsbWriterError, os_error
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
 from usbwriter.jobs.decide import decide_target
 from usbwriter.jobs.facts import look_at_target
-from usbwriter.jobs.model import Plan, Request
+from usbwriter.jobs.model import Blocker, Plan, Request
 from usbwriter.jobs.mounts import unmount_planned
 from usbwriter.jobs.write import device_info, open_target
 from usbwriter.progress import ProgressCallback
 from usbwriter.sources import ImageSource, open_image
 
 MIB = 1 << 20
+SECTOR = 512  # the sector size sfdisk and mkfs lay a file out in
 COPY = 4 * MIB  # the file system's data is placed in the layout this much at a time
 
 #: file system -> (MBR partition type, mkfs argv before the label, label option, longest label)
@@ -148,11 +149,28 @@ def check_label(fs: str, label: str) -> str:
 
 
 def plan_restore(device: str, *, unmount: bool = False) -> Plan:
-    """The checks a write makes of its target, with no image: changes nothing."""
+    """The checks a write makes of its target, with no image, and a drive whose sectors
+    are not 512 bytes refused: changes nothing."""
     from usbwriter.devices import read_snapshot
 
     request = Request(image="", device=device, unmount=unmount)
-    return decide_target(request, look_at_target(device, read_snapshot()))
+    plan = decide_target(request, look_at_target(device, read_snapshot()))
+    disk = plan.target.disk
+    if disk is not None and disk.logical_block_size != SECTOR:
+        refusal = _sector_refusal(device, disk.logical_block_size)
+        plan = replace(plan, blockers=(*plan.blockers, Blocker(refusal)))
+    return plan
+
+
+def _sector_refusal(device: str, sector: int) -> Refused:
+    """sfdisk and mkfs, working on a file, lay the table and the file system out in
+    512-byte sectors: on a drive with larger ones the partition would start at 8 MiB
+    and end past the drive, and no system would mount the file system."""
+    return Refused(
+        f"{device}: the drive has {sector}-byte sectors; restore lays out the table and "
+        "the file system for 512-byte sectors only; nothing was changed",
+        path=device,
+    )
 
 
 # --- the layout, built with the standard tools as one sparse file --------------------
@@ -235,6 +253,8 @@ def run_restore(
     unmounted = unmount_planned(plan.unmounts, notify=notify) if plan.unmounts else ()
     name = plan.target.requested
     with open_target(plan) as tgt, tempfile.TemporaryDirectory(prefix="usbwriter-") as tmp:
+        if tgt.block != SECTOR:
+            raise _sector_refusal(name, tgt.block)
         try:
             layout = _build_layout(tmp, tgt.size, fs, label)
         except OSError as e:
