@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 from xml.parsers import expat
 
+from usbwriter.compression import SUFFIXES
 from usbwriter.errors import BadImage, BadInput, InternalError, Refused, os_error
 from usbwriter.sources.files import KIND_WORDS, kind_of, open_without_blocking
 
@@ -42,8 +43,6 @@ MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 64 << 20
 #: hashlib names a bmap may use (bmaptool writes sha256; 1.x files sha1)
 CHECKSUM_TYPES = ("sha1", "sha224", "sha256", "sha384", "sha512")
-#: the suffixes ``find_bmap`` takes off an image's name
-COMPRESSION_SUFFIXES = (".xz", ".gz", ".bz2", ".zst", ".lz4", ".zip")
 
 _NUMBER = re.compile(r"\d{1,20}")
 _VERSION = re.compile(r"(\d{1,4})\.(\d{1,4})")
@@ -504,11 +503,12 @@ def _file_digests(data: bytes) -> tuple[tuple[str, str], ...]:
 
 def find_bmap(image: str) -> str | None:
     """The bmap beside IMAGE as bmaptool looks for it: IMAGE.bmap, then, for a
-    compressed name, the name without its compression suffix and with .bmap
-    (disk.img.xz: disk.img.xz.bmap, then disk.img.bmap). Only a regular file (or a
+    compressed name, the name without its compression suffix (any format's in
+    ``usbwriter.compression``, spelt in lower case) and with .bmap (disk.img.xz:
+    disk.img.xz.bmap, then disk.img.bmap). Only a regular file (or a
     symbolic link to one) counts; None when there is none."""
     candidates = [image + ".bmap"]
-    for suffix in COMPRESSION_SUFFIXES:
+    for suffix in SUFFIXES:
         stem = image[: -len(suffix)]
         if image.endswith(suffix) and stem and not stem.endswith("/"):
             candidates.append(stem + ".bmap")

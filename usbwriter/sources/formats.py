@@ -1,30 +1,22 @@
 """What an image file is: raw, or compressed (by its magic bytes, never its name), and
 how large the image inside is, where the format says so without decompressing.
 
-xz: the stream index at the end of the file; zstd and lz4: the frame header's content
-size; gzip: the trailer's ISIZE (the size modulo 4 GiB, so only for files under
-4 GiB); zip: the member's entry. bzip2 does not record it.
+The formats and where each records the size are in ``usbwriter.compression``: xz: the
+stream index at the end of the file; zstd and lz4: the frame header's content size;
+gzip: the trailer's ISIZE (the size modulo 4 GiB, so only for files under 4 GiB); zip:
+the member's entry. bzip2 does not record it.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 import zipfile
 from dataclasses import dataclass
 
+from usbwriter.compression import NAMES, ZIP, by_magic, by_name, first_frame, xz_size
 from usbwriter.errors import BadImage, BadInput, UsbWriterError
 
-MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\x04\x22\x4d\x18", "lz4"),
-    (b"PK\x03\x04", "zip"),
-)
-COMPRESSED = tuple(name for _, name in MAGIC)
-FOUR_GIB = 1 << 32
+COMPRESSED = NAMES
 
 
 @dataclass(frozen=True)
@@ -32,7 +24,7 @@ class SourceInfo:
     """The file as downloaded and the image it holds."""
 
     path: str
-    format: str  # "raw" or one of COMPRESSED
+    format: str  # "raw" or a compression format's name (usbwriter.compression)
     file_size: int
     size: int | None  # the image's size; None when only decompressing tells
     size_from: str = ""  # where the size came from ("file", "xz index", ...)
@@ -69,7 +61,8 @@ class SourceInfo:
     def member_problem(self, name: str) -> UsbWriterError | None:
         """Why no image can be read from this zip archive (named NAME) as asked: no
         file in it, several and none chosen (--member), or the one chosen missing."""
-        if self.format != "zip" or (self.member is not None and self.size is not None):
+        fmt = by_name(self.format)
+        if fmt is None or not fmt.members or (self.member is not None and self.size is not None):
             return None
         if not self.members:
             return BadImage(f"{name}: the zip archive holds no file", path=name)
@@ -107,67 +100,26 @@ class SourceInfo:
 
 
 def detect_format(head: bytes) -> str:
-    for magic, name in MAGIC:
-        if head.startswith(magic):
-            return name
-    return "raw"
-
-
-def _is_skippable(head: bytes) -> bool:
-    """A zstd/lz4 skippable frame (magic 0x184D2A50-5F, little-endian), as pzstd
-    writes first."""
-    return len(head) >= 8 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
-
-
-def _first_frame(fd: int) -> tuple[str, int]:
-    """(format, offset of the first real frame), past leading skippable frames."""
-    offset = 0
-    for _ in range(16):
-        head = _pread(fd, 64, offset)
-        if not _is_skippable(head):
-            return detect_format(head), offset
-        offset += 8 + struct.unpack_from("<I", head, 4)[0]
-    return "raw", 0
-
-
-def _pread(fd: int, n: int, offset: int) -> bytes:
-    return os.pread(fd, n, offset) if offset >= 0 else b""
+    fmt = by_magic(head)
+    return "raw" if fmt is None else fmt.name
 
 
 def describe(fd: int, path: str, file_size: int, *, member: str | None = None) -> SourceInfo:
     """Read the magic bytes and the size records of the file open at FD."""
-    fmt, first = _first_frame(fd)
-    if fmt not in ("zstd", "lz4"):
-        first = 0
-    if fmt == "raw":
+    fmt, first = first_frame(fd)
+    if fmt is None:
         return SourceInfo(path, "raw", file_size, file_size, "file")
-    if fmt == "zip":
+    if fmt.members:
         return _describe_zip(path, file_size, member)
-    size, size_from = None, ""
+    if fmt.read_size is None:
+        return SourceInfo(path, fmt.name, file_size, None)
     try:
-        if fmt == "xz":
-            size = xz_size(fd, file_size)
-            size_from = "xz index"
-        elif fmt == "zstd":
-            import zstandard
-
-            n = zstandard.frame_content_size(_pread(fd, 18, first))
-            if n < 0:
-                return SourceInfo(path, fmt, file_size, None)
-            return SourceInfo(path, fmt, file_size, n, "zstd frame header", size_is="at least")
-        elif fmt == "lz4":
-            import lz4.frame
-
-            n = int(lz4.frame.get_frame_info(_pread(fd, 19, first)).get("content_size") or 0)
-            if n <= 0:
-                return SourceInfo(path, fmt, file_size, None)
-            return SourceInfo(path, fmt, file_size, n, "lz4 frame header", size_is="at least")
-        elif fmt == "gzip" and file_size < FOUR_GIB and file_size >= 18:
-            size = struct.unpack("<I", _pread(fd, 4, file_size - 4))[0]
-            return SourceInfo(path, fmt, file_size, size, "gzip trailer", size_is="about")
+        size = fmt.read_size(fd, file_size, first)
     except (ValueError, RuntimeError, struct.error, OSError) as e:
-        raise BadImage(f"{path}: not a valid {fmt} file ({e})", path=path) from None
-    return SourceInfo(path, fmt, file_size, size, size_from)
+        raise BadImage(f"{path}: not a valid {fmt.name} file ({e})", path=path) from None
+    if size is None:
+        return SourceInfo(path, fmt.name, file_size, None)
+    return SourceInfo(path, fmt.name, file_size, size, fmt.size_from, size_is=fmt.size_is)
 
 
 def _describe_zip(path: str, file_size: int, member: str | None) -> SourceInfo:
@@ -182,51 +134,14 @@ def _describe_zip(path: str, file_size: int, member: str | None) -> SourceInfo:
     chosen = next((i for i in infos if i.filename == member), None)
     size = chosen.file_size if chosen is not None else None
     return SourceInfo(
-        path, "zip", file_size, size, "zip entry" if chosen else "", member=member, members=names
+        path,
+        ZIP.name,
+        file_size,
+        size,
+        ZIP.size_from if chosen else "",
+        member=member,
+        members=names,
     )
 
 
-# --- the xz index ---------------------------------------------------------------------
-
-
-def _varint(b: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(b) or shift > 63:
-            raise ValueError("bad variable-length integer in the index")
-        byte = b[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def xz_size(fd: int, file_size: int) -> int:
-    """The uncompressed size of an .xz file: every stream's index, read from the end
-    (stream padding and concatenated streams included)."""
-    end, total = file_size, 0
-    while end > 0:
-        while end >= 4 and _pread(fd, 4, end - 4) == b"\0\0\0\0":  # stream padding
-            end -= 4
-        if end == 0:
-            break
-        footer = _pread(fd, 12, end - 12)
-        if len(footer) != 12 or footer[10:12] != b"YZ":
-            raise ValueError("no xz stream footer at the end of the file")
-        index_size = (struct.unpack("<I", footer[4:8])[0] + 1) * 4
-        index_start = end - 12 - index_size
-        index = _pread(fd, index_size, index_start)
-        if len(index) != index_size or index[0] != 0:
-            raise ValueError("no xz index before the stream footer")
-        count, pos = _varint(index, 1)
-        blocks = 0
-        for _ in range(count):
-            unpadded, pos = _varint(index, pos)
-            uncompressed, pos = _varint(index, pos)
-            blocks += (unpadded + 3) // 4 * 4
-            total += uncompressed
-        end = index_start - blocks - 12  # the stream header
-        if end < 0 or _pread(fd, 6, end) != b"\xfd7zXZ\x00":
-            raise ValueError("the xz index does not match the stream")
-    return total
+__all__ = ["COMPRESSED", "SourceInfo", "describe", "detect_format", "xz_size"]

@@ -2,11 +2,11 @@
 
 A ``Stream`` is read sequentially with ``readinto`` (filled completely except at the
 end). A raw file is read with pread. A compressed one is decompressed by the fastest
-well-kept decoder at hand: ``xz -dc -T0`` (multi-threaded) where the xz tool exists,
-else the standard library; gzip, bzip2 and zip members with the standard library;
-zstd and lz4 with their bindings. While decompressing, the file as downloaded is
-hashed with blake3 (``file_blake3``) and its read position kept (``consumed``) for
-progress when the image's size is not known.
+well-kept decoder at hand, as its entry in ``usbwriter.compression`` says: the standard
+tool where installed (``xz -dc -T0``, multi-threaded, and ``zstd``), else the standard
+library (xz, gzip, bzip2, zip members) or the bindings (zstd, lz4). While decompressing,
+the file as downloaded is hashed with blake3 (``file_blake3``) and its read position
+kept (``consumed``) for progress when the image's size is not known.
 
 A stream opened with ``expect`` (the digests a checksum check found the file to have)
 also hashes the file as downloaded with those algorithms while it is read, and at its
@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Protocol
 
 import blake3
 
+from usbwriter.compression import FORMATS, Format, by_name
 from usbwriter.engine.blockio import pread_into
 from usbwriter.errors import BadImage, Refused
 from usbwriter.sources.formats import SourceInfo
@@ -295,41 +296,17 @@ class _Frames(io.RawIOBase):
         return bytes(self.dec.decompress(data))  # zstd: bounded by the small feed
 
 
-def _decoder(fmt: str, raw: _HashingFile) -> BinaryIO:
-    import bz2
-    import gzip
-    import lzma
-
-    if fmt == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    if fmt == "bzip2":
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
-    if fmt == "xz":
-        return _Frames(  # type: ignore[return-value]
-            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ), FEED, padding=True
-        )
-    if fmt == "zstd":
-        import zstandard
-
-        # A frame's blocks decompress to at most 128 KiB each, from as little as 4 bytes:
-        # 8 KiB of input is at most 256 MiB of output at once.
-        return _Frames(  # type: ignore[return-value]
-            raw, lambda: zstandard.ZstdDecompressor().decompressobj(), 8 << 10, padding=False
-        )
-    if fmt == "lz4":
-        import lz4.frame
-
-        return lz4.frame.LZ4FrameFile(raw)  # type: ignore[no-any-return]
-    raise ValueError(fmt)
+def _decoder(fmt: Format, raw: _HashingFile) -> BinaryIO:
+    """The format's library decoder over RAW."""
+    if fmt.new_decompressor is not None:
+        frames = _Frames(raw, fmt.new_decompressor, fmt.feed or FEED, fmt.padding)
+        return frames  # type: ignore[return-value]
+    if fmt.open_decoder is not None:
+        return fmt.open_decoder(raw)  # type: ignore[arg-type]
+    raise ValueError(fmt.name)
 
 
-_BASE_ERRORS: tuple[type[BaseException], ...] = (
-    EOFError,
-    OSError,
-    ValueError,
-    RuntimeError,
-    zipfile.BadZipFile,
-)
+_BASE_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, ValueError, RuntimeError)
 
 
 def decode_errors() -> tuple[type[BaseException], ...]:
@@ -337,12 +314,11 @@ def decode_errors() -> tuple[type[BaseException], ...]:
     loaded so far (a module never imported raised nothing), so that looking needs no
     import of zstandard for an xz or a raw image."""
     errors = list(_BASE_ERRORS)
-    lzma = sys.modules.get("lzma")
-    if lzma is not None:
-        errors.append(lzma.LZMAError)
-    zstandard = sys.modules.get("zstandard")
-    if zstandard is not None:
-        errors.append(zstandard.ZstdError)
+    for fmt in FORMATS:
+        if fmt.decode_error is not None:
+            module = sys.modules.get(fmt.decode_error[0])
+            if module is not None:
+                errors.append(getattr(module, fmt.decode_error[1]))
     return tuple(errors)
 
 
@@ -369,13 +345,16 @@ class DecoderStream(Stream):
     def __init__(self, fd: int, info: SourceInfo, check: FileCheck | None = None) -> None:
         self.info, self.check = info, check
         self.raw = _HashingFile(fd, info.file_size, check)
-        if info.format == "zip":
+        fmt = by_name(info.format)
+        if fmt is None:
+            raise ValueError(info.format)
+        if fmt.members:
             self.zip = zipfile.ZipFile(self.raw)  # reads the directory
             zinfo = self.zip.getinfo(info.member or "")
             self.raw.restart_at(zinfo.header_offset)
             self.file: BinaryIO = self.zip.open(zinfo)  # type: ignore[assignment]
         else:
-            self.file = _decoder(info.format, self.raw)
+            self.file = _decoder(fmt, self.raw)
 
     @property
     def consumed(self) -> int:  # type: ignore[override]
@@ -401,17 +380,10 @@ class DecoderStream(Stream):
             log.debug("closing the decoder of %s: %s", self.info.path, e)
 
 
-#: The standard tools preferred where installed: ``xz -T0`` decompresses multi-block
-#: files on every core; both report a truncated or damaged file by their exit status.
-TOOLS = {
-    "xz": ["xz", "--decompress", "--stdout", "--threads=0", "--quiet"],
-    "zstd": ["zstd", "--decompress", "--stdout", "--quiet"],
-}
-
-
 class ToolStream(Stream):
-    """Decompressed by the format's standard tool, fed from this process (so the file
-    is hashed on the way) by a feeder thread."""
+    """Decompressed by the format's standard tool (its ``decode_tool``), fed from this
+    process (so the file is hashed on the way) by a feeder thread; the tool reports a
+    truncated or damaged file by its exit status."""
 
     def __init__(
         self, fd: int, info: SourceInfo, argv: list[str], check: FileCheck | None = None
@@ -494,7 +466,8 @@ def open_stream(fd: int, info: SourceInfo, expect: Sequence[Expected] = ()) -> S
     check = FileCheck(info.path, expect) if expect else None
     if not info.compressed:
         return RawStream(fd, info.file_size, check)
-    argv = TOOLS.get(info.format)
+    fmt = by_name(info.format)
+    argv = fmt.decode_tool if fmt is not None else ()
     tool = shutil.which(argv[0]) if argv else None
     if argv and tool:
         return ToolStream(fd, info, [tool, *argv[1:]], check)
