@@ -4,9 +4,10 @@ An output is written under a temporary name in its folder and given its final na
 only by ``commit()``; ``discard()`` (or leaving the ``with`` block on an error) removes
 it, so an interrupted or failed backup never leaves a file that looks complete. The
 final name is taken with ``link`` (which fails if something appeared there meanwhile)
-unless replacing was asked for. Compression runs in the standard tool (``zstd -T0``,
-``xz -T0``, ``pigz`` or ``gzip``) on its own process, fed through a pipe; without the
-tool, in the library (zstandard, lzma, gzip).
+unless replacing was asked for. The suffix chooses the compression (a writable format
+of ``usbwriter.compression``: .zst, .xz, .gz); it runs in the standard tool (``zstd
+-T0``, ``xz -T0``, ``pigz`` or ``gzip``) on its own process, fed through a pipe;
+without the tool, in the library (zstandard, lzma, gzip).
 
 ``check_output_file`` is the one rule for a path usbwriter is asked to write a file to
 (backup -o, mkiso -o, --log-file): the wrong kind of thing is a usage error (BadInput,
@@ -22,26 +23,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import gzip
-import lzma
 import os
 import secrets
 import shutil
 import stat
 import subprocess
-from typing import IO, Any
+from typing import IO
 
+from usbwriter.compression import by_name, by_suffix
 from usbwriter.engine.blockio import same_bytes
-from usbwriter.errors import BadInput, Refused, UsbWriterError, os_error
+from usbwriter.errors import BadInput, InternalError, Refused, UsbWriterError, os_error
 from usbwriter.placing import give_name
 
-#: suffix -> format; anything else is written raw.
-SUFFIXES = {".zst": "zst", ".zstd": "zst", ".xz": "xz", ".gz": "gz"}
-TOOLS = {
-    "zst": (["zstd", "-q", "-T0", "-c"],),
-    "xz": (["xz", "-q", "-T0", "-c"],),
-    "gz": (["pigz", "-q", "-c"], ["gzip", "-q", "-c"]),
-}
 SPARSE_BLOCK = 64 * 1024
 _ZEROS = memoryview(bytearray(SPARSE_BLOCK))  # writable, for memcmp
 
@@ -157,11 +150,16 @@ def open_log(path: str) -> int:
 
 
 def format_of(path: str) -> str:
-    """The compression an output path asks for by its suffix ("raw" for none)."""
-    for suffix, fmt in SUFFIXES.items():
-        if path.lower().endswith(suffix):
-            return fmt
-    return "raw"
+    """The compression an output path asks for by its suffix: a writable format's name
+    ("zstd", "xz", "gzip"), or "raw" for any other name."""
+    fmt = by_suffix(path)
+    return fmt.name if fmt is not None and fmt.writable else "raw"
+
+
+def file_word(fmt: str) -> str:
+    """FMT as a backup names the file written: "raw", "zst", "xz", "gz"."""
+    compression = by_name(fmt)
+    return fmt if compression is None else compression.short_name
 
 
 class Output:
@@ -169,7 +167,11 @@ class Output:
 
     def __init__(self, path: str, *, fmt: str, sparse: bool = False, replace: bool = False):
         if sparse and fmt != "raw":
-            raise BadInput(f"{path}: --sparse is for a raw image, not a {fmt} file")
+            raise BadInput(f"{path}: --sparse is for a raw image, not a {file_word(fmt)} file")
+        compression = by_name(fmt)
+        if fmt != "raw" and (compression is None or not compression.writable):
+            raise InternalError(f"{path}: usbwriter does not write {fmt} files")
+        self.compression = compression
         self.path, self.fmt, self.sparse, self.replace = path, fmt, sparse, replace
         folder, name = os.path.split(os.path.abspath(path))
         self.temp = os.path.join(folder, f".{name[:200]}.usbwriter-{secrets.token_hex(4)}")
@@ -194,23 +196,16 @@ class Output:
             raise
 
     def _start_compressor(self) -> None:
-        for argv in TOOLS[self.fmt]:
+        fmt = self.compression
+        assert fmt is not None and fmt.open_compressor is not None
+        for argv in fmt.compress_tools:
             if shutil.which(argv[0]):
                 self._proc = subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=self.fd, stderr=subprocess.PIPE
                 )
                 return
         raw = self._raw = os.fdopen(os.dup(self.fd), "wb")
-        lib: Any
-        if self.fmt == "zst":
-            import zstandard
-
-            lib = zstandard.ZstdCompressor(threads=-1).stream_writer(raw, closefd=True)
-        elif self.fmt == "xz":
-            lib = lzma.LZMAFile(raw, "wb")  # noqa: SIM115 (closed by discard or finish)
-        else:
-            lib = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
-        self._lib = lib
+        self._lib = fmt.open_compressor(raw)  # closed by discard or finish
 
     def write(self, data: memoryview) -> None:
         try:
@@ -317,4 +312,4 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[n:]
 
 
-__all__ = ["Output", "check_output_file", "format_of", "kind_of", "open_log"]
+__all__ = ["Output", "check_output_file", "file_word", "format_of", "kind_of", "open_log"]

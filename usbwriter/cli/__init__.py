@@ -33,8 +33,7 @@ SUBCOMMANDS = {
     "completion": "completion",
 }
 
-EPILOG = (
-    """\
+COMMANDS = """\
 commands:
   usbwriter [IMAGE] [--all]                       open the interactive app
   usbwriter --image IMG --device DEV [--yes]      write IMG to DEV and verify it
@@ -45,18 +44,28 @@ commands:
   usbwriter ls IMAGE [PATH] [-R] [--json]         list the files inside an ISO
   usbwriter extract IMAGE [PATH ...] -o DIR       copy files out of an ISO
   usbwriter mkiso DIR -o OUT.iso [--label L]      build an ISO from a folder
-  usbwriter backup DEVICE -o IMAGE[.zst|.xz|.gz]  read a stick or disc into an image
+  {backup:<46}  read a stick or disc into an image
   usbwriter restore DEVICE [--fs FS]              make a stick a normal stick again
   usbwriter completion bash|zsh                   print a shell completion script
-
-exit codes:
 """
-    + "\n".join(
+
+
+def commands() -> str:
+    """COMMANDS, the backup line naming the suffixes a backup compresses by (from
+    usbwriter.compression, imported only when the text is shown)."""
+    from usbwriter.compression import WRITABLE
+
+    backup = f"usbwriter backup DEVICE -o IMAGE[{'|'.join(f.suffix for f in WRITABLE)}]"
+    return COMMANDS.format(backup=backup)
+
+
+def epilog() -> str:
+    """What --help shows after the options: the commands and the exit codes."""
+    codes = "\n".join(
         textwrap.fill(text, 88, initial_indent=f"  {code:<4}", subsequent_indent=" " * 6)
         for code, text in EXIT_CODES.items()
     )
-    + "\n"
-)
+    return f"{commands()}\nexit codes:\n{codes}\n"
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -85,7 +94,7 @@ def main_parser() -> argparse.ArgumentParser:
     p = ArgParser(
         prog="usbwriter",
         description="Write a bootable image to a USB stick and verify it by reading it back.",
-        epilog=EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"usbwriter {__version__}")
@@ -168,10 +177,6 @@ def _main(args: list[str]) -> int:
         return fail(InternalError(f"internal error: {type(e).__name__}: {e}"), json_mode)
 
 
-#: What a script that ran usbwriter wrongly is shown: the commands of EPILOG.
-USAGE = "usage: usbwriter [COMMAND] [ARGS...]\n" + EPILOG.split("\n\nexit codes:")[0] + "\n"
-
-
 def _check_app_wanted(ns: argparse.Namespace) -> None:
     """Without --device the main parser opens the app: refuse a word that is neither a
     command nor a file (a typo, not an image to preselect), and refuse to start a
@@ -192,7 +197,8 @@ def _check_app_wanted(ns: argparse.Namespace) -> None:
     if ns.json or ns.yes:
         return  # write.run says that --device is missing
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print(USAGE, end="", file=sys.stderr)
+        # what a script that ran usbwriter wrongly is shown: the commands
+        print(f"usage: usbwriter [COMMAND] [ARGS...]\n{commands()}", end="", file=sys.stderr)
         raise BadInput(
             "no command given, and no terminal for the interactive app: give a command, "
             "or --image and --device to write (see 'usbwriter --help')"

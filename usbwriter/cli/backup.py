@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, emit, say, tell
+from usbwriter.compression import WRITABLE
 from usbwriter.errors import EXIT_MISMATCH, EXIT_OK, BadInput
 
 DESCRIPTION = (
     "Read a drive (USB stick, SD card, optical disc) into an image file, raw or "
-    "compressed by its suffix (.zst, .xz, .gz), with a blake3 receipt."
+    f"compressed by its suffix ({', '.join(f.suffix for f in WRITABLE)}), with a blake3 receipt."
 )
 
 
@@ -34,13 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.jobs.backup import plan_backup, run_backup
-    from usbwriter.outputs import format_of
+    from usbwriter.outputs import file_word, format_of
 
     if ns.retries < 1:
         raise BadInput("--retries must be 1 or more")
     fmt = format_of(ns.output)
     if ns.sparse and fmt != "raw":
-        raise BadInput(f"{ns.output}: --sparse is for a raw image, not a {fmt} file")
+        raise BadInput(f"{ns.output}: --sparse is for a raw image, not a {file_word(fmt)} file")
     plan = plan_backup(ns.device, ns.output, overwrite=ns.overwrite)
     with cancel_on_signals() as cancel, ProgressPrinter(ns.json) as show:
         receipt = run_backup(

@@ -45,7 +45,7 @@ from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused
 from usbwriter.identity import Identity
 from usbwriter.jobs.facts import block_size_of, look_at_target
 from usbwriter.jobs.model import TargetFacts
-from usbwriter.outputs import Output, check_output_file, format_of
+from usbwriter.outputs import Output, check_output_file, file_word, format_of
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.sources import not_a_drive
 from usbwriter.units import human_size
@@ -69,7 +69,7 @@ class BackupPlan:
     rdev: int
     description: str
     output: str
-    fmt: str  # "raw", "zst", "xz" or "gz"
+    fmt: str  # "raw" or a writable format's name (usbwriter.compression): "zstd", "xz"...
     replace: bool
     optical: bool
     shared_hold: bool  # mounted read-only: read without O_EXCL
@@ -107,7 +107,7 @@ class BackupReceipt:
             "device": p.device,
             "device_info": p.info,
             "output": p.output,
-            "format": p.fmt,
+            "format": file_word(p.fmt),  # "raw", "zst", "xz", "gz", as it always was
             "size": self.size,
             "size_from": self.size_from,
             "blake3": self.blake3,
@@ -140,7 +140,7 @@ class BackupReceipt:
             f"Backed up {p.device} ({p.description}) to {p.output}",
             f"  Image:     {human_size(self.size)} ({self.size} bytes, {extent})",
             f"  blake3:    {self.blake3}",
-            f"  File:      {p.fmt}{', sparse' if self.sparse else ''}, "
+            f"  File:      {file_word(p.fmt)}{', sparse' if self.sparse else ''}, "
             f"{human_size(self.output_size)}",
             f"  Read:      {self.seconds:.1f} s, {human_size(self.rate)}/s",
         ]
