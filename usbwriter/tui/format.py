@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from usbwriter.compression import SUFFIXES
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
 
-#: Names the file browser and the path completion offer.
+#: Names the file browser and the path completion offer, also with any compression
+#: format's suffix (``usbwriter.compression.SUFFIXES``) after them.
 IMAGE_SUFFIXES = (".iso", ".img", ".raw", ".bin", ".dd")
-#: Compressed images: listed, but they must be decompressed before writing.
-COMPRESSED_SUFFIXES = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".zip")
 
 
 def one_line(e: BaseException) -> str:
@@ -35,7 +35,7 @@ def one_line(e: BaseException) -> str:
 def is_image_name(name: str) -> bool:
     """'x.iso', 'x.img.xz' -> True; 'notes.txt' -> False."""
     lower = name.lower()
-    for suffix in COMPRESSED_SUFFIXES:
+    for suffix in SUFFIXES:
         if lower.endswith(suffix):
             lower = lower[: -len(suffix)]
             return lower.endswith(IMAGE_SUFFIXES) or "." not in lower
@@ -43,7 +43,7 @@ def is_image_name(name: str) -> bool:
 
 
 def is_compressed(path: str) -> bool:
-    return path.lower().endswith(COMPRESSED_SUFFIXES)
+    return path.lower().endswith(SUFFIXES)
 
 
 def start_folder(environ: Mapping[str, str] | None = None) -> Path:

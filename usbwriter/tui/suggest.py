@@ -16,7 +16,8 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from usbwriter.tui.format import COMPRESSED_SUFFIXES, IMAGE_SUFFIXES
+from usbwriter.compression import SUFFIXES
+from usbwriter.tui.format import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
@@ -46,7 +47,7 @@ def user_home(environ: Mapping[str, str] | None = None) -> Path:
 def image_stem(path: str) -> str:
     """'debian-12.iso' and 'debian-12.iso.xz' -> 'debian-12'."""
     name = os.path.basename(path)
-    for suffix in COMPRESSED_SUFFIXES:
+    for suffix in SUFFIXES:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break

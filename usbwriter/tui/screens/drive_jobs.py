@@ -47,8 +47,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 FS_NAMES = {"fat32": "FAT32", "exfat": "exFAT", "ext4": "ext4"}
-FORMAT_WORDS = {"raw": "raw image", "zst": "zstd-compressed", "xz": "xz-compressed",
-                "gz": "gzip-compressed"}  # fmt: skip
+
+
+def format_words(fmt: str) -> str:
+    """'raw image', 'zstd-compressed': a backup plan's format in words."""
+    return "raw image" if fmt == "raw" else f"{fmt}-compressed"
 
 
 async def in_thread(node: DOMNode, fn: Callable[[], T], description: str) -> T:
@@ -158,7 +161,7 @@ class ConfirmBackup(ConfirmDrive):
     def compose_job(self) -> ComposeResult:
         p = self.plan
         yield Static("into the image file:", classes="lead", markup=False)
-        words = FORMAT_WORDS.get(p.fmt, p.fmt)
+        words = format_words(p.fmt)
         yield Static(
             Content.assemble((words, "bold"), f"   {p.output}"), id="confirm-image", markup=False
         )
@@ -221,7 +224,7 @@ class BackupScreen(ProgressScreen):
             (drive_line(self.job.disk), "bold"),
             "\ninto ",
             (self.plan.output, "bold"),
-            f" ({FORMAT_WORDS.get(self.plan.fmt, self.plan.fmt)})",
+            f" ({format_words(self.plan.fmt)})",
         )
 
     def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
