@@ -293,3 +293,45 @@ def test_unmount_waits_for_the_confirmation(
     if code == 0:
         assert f"unmounted {dev} from {mnt}" in screen
         assert read_dev(dev, 0, MiB) == image.read_bytes()
+
+
+# Near misses: a command line that is almost the write gets the right form, nothing more.
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ["{img}", "{dev}"],
+        ["{img}", "{dev}", "--yes"],
+        ["write", "{img}", "{dev}"],
+        ["write", "--image", "{img}", "--device", "{dev}"],
+        ["{img}", "--device", "{dev}"],
+        ["{img}", "-d", "{dev}", "--yes"],
+        ["write", "{img}", "--device", "{dev}"],
+    ],
+)
+def test_a_near_miss_gets_the_right_form(
+    loop: Callable[..., str], tmp_path: Path, shape: list[str]
+) -> None:
+    dev = loop(16 * MiB)
+    img = random_file(tmp_path / "disk.img", MiB)
+    before = read_dev(dev, 0, 2 * MiB)
+    args = [a.format(img=img, dev=dev) for a in shape]
+    p = usbwriter(*args)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    yes = " --yes" if "--yes" in args else ""
+    assert lines[0] == (
+        f"usbwriter: to write {img} to {dev}: usbwriter --image {img} --device {dev}{yes}"
+    )
+    assert read_dev(dev, 0, 2 * MiB) == before  # nothing was written
+
+
+def test_two_words_that_are_not_an_image_and_a_drive_are_a_plain_usage_error(
+    tmp_path: Path,
+) -> None:
+    p = usbwriter("nosuchthing", "another", "--yes")
+    assert p.returncode == 2, p.stderr
+    assert "unrecognized arguments: another" in p.stderr
+    assert "to write" not in p.stderr

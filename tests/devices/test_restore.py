@@ -1,5 +1,6 @@
-"""usbwriter restore on real loop devices: a stick that held a hybrid ISO with a GPT
-becomes a normal stick that the standard tools accept."""
+"""usbwriter format (once `restore DEVICE`) on real loop devices: a stick that held a
+hybrid ISO with a GPT becomes a normal stick that the standard tools accept; and
+`usbwriter restore IMAGE DEVICE` writes a backup back."""
 
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("fs", ["fat32", "exfat", "ext4"])
-def test_restore_makes_a_normal_stick(used_stick: str, tmp_path: Path, fs: str) -> None:
+def test_format_makes_a_normal_stick(used_stick: str, tmp_path: Path, fs: str) -> None:
     dev = used_stick
-    done = usbwriter("restore", dev, "--fs", fs, "--label", "MyStick", "--yes", "--json")
+    done = usbwriter("format", dev, "--fs", fs, "--label", "MyStick", "--yes", "--json")
     assert done.returncode == 0, done.stderr
     receipt = json.loads(done.stdout.strip().splitlines()[-1])
     assert receipt["event"] == "restore" and receipt["verified"] is True
@@ -260,3 +261,60 @@ def test_a_drive_with_4096_byte_sectors_is_refused_unchanged(loop: LoopFactory) 
     error = json.loads(done.stdout.strip().splitlines()[-1])
     assert error["event"] == "error" and "4096-byte sectors" in error["message"], error
     assert signatures(dev) == before
+
+
+RENAMED = "usbwriter: 'restore DEVICE' is now 'format DEVICE'"
+
+
+def test_restore_device_still_formats_and_says_its_new_name(used_stick: str) -> None:
+    dev = used_stick
+    done = usbwriter("restore", dev, "--fs", "exfat", "--label", "Old", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == RENAMED, done.stderr
+    receipt = json.loads(done.stdout.strip().splitlines()[-1])
+    assert receipt["event"] == "restore" and receipt["verified"] is True
+    assert "TYPE=exfat" in run(["blkid", "-o", "export", f"{dev}p1"]).stdout
+    formatted = usbwriter("format", dev, "--yes")
+    assert formatted.returncode == 0 and RENAMED not in formatted.stderr, formatted.stderr
+
+
+def test_restore_image_device_writes_a_backup_back(loop: LoopFactory, tmp_path: Path) -> None:
+    """A backup made by `usbwriter backup`, written back onto another stick by
+    `usbwriter restore IMAGE DEVICE`: the write job (plan, run, verify, receipt)."""
+    size = 32 * MiB
+    first = loop(size)
+    data = os.urandom(4 * MiB)
+    with open(first, "r+b", buffering=0) as f:
+        f.write(data)
+        f.seek(size - len(data))
+        f.write(data[::-1])
+    image = tmp_path / "stick.img"
+    backup = usbwriter("backup", first, "-o", str(image))
+    assert backup.returncode == 0, backup.stderr
+    second = loop(size)
+    done = usbwriter("restore", str(image), second, "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "is now 'format" not in done.stderr
+    receipt = json.loads(done.stdout.strip().splitlines()[-1])
+    assert receipt["event"] == "result" and receipt["verified"] is True, receipt
+    assert receipt["device"]["path"] == second, receipt["device"]
+    assert read_dev(second, 0, size) == read_dev(first, 0, size)
+    # The write's protections hold: no --yes and no terminal, a format option.
+    asked = usbwriter("restore", str(image), loop(size))
+    assert asked.returncode == 4 and "no --yes" in asked.stderr, asked.stderr
+    wrong = usbwriter("restore", str(image), second, "--fs", "ext4", "--yes")
+    assert wrong.returncode == 2 and "usbwriter format" in wrong.stderr, wrong.stderr
+    # --no-verify: written, not read back.
+    quick = usbwriter("restore", str(image), second, "--yes", "--json", "--no-verify")
+    assert quick.returncode == 0, quick.stderr
+    quick_receipt = json.loads(quick.stdout.strip().splitlines()[-1])
+    assert quick_receipt["verified"] is False and quick_receipt["verify_seconds"] is None
+
+
+def test_restore_image_device_refuses_a_missing_image(loop: LoopFactory, tmp_path: Path) -> None:
+    dev = loop(32 * MiB)
+    before = read_dev(dev, 0, MiB)
+    done = usbwriter("restore", str(tmp_path / "gone.img"), dev, "--yes")
+    assert done.returncode == 2, done.stderr
+    assert "gone.img" in done.stderr and "Traceback" not in done.stderr
+    assert read_dev(dev, 0, MiB) == before

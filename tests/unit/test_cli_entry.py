@@ -79,7 +79,10 @@ def test_an_unknown_word_names_the_commands(tmp_path: Path) -> None:
     line = last_line(p.stderr)
     assert "frobnicate: not a command, and no such file" in line
     assert "did you mean" not in line
-    assert "commands: list, inspect, verify, hash, ls, extract, mkiso, backup, restore" in line
+    assert (
+        "commands: list, inspect, verify, hash, ls, extract, mkiso, backup, format, restore,"
+        in (line)
+    )
 
 
 def test_an_unknown_word_with_json_is_an_error_event(tmp_path: Path) -> None:

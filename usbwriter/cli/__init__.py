@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "extract": "extract",
     "mkiso": "mkiso",
     "backup": "backup",
+    "format": "format",
     "restore": "restore",
     "completion": "completion",
 }
@@ -45,7 +46,8 @@ commands:
   usbwriter extract IMAGE [PATH ...] -o DIR       copy files out of an ISO
   usbwriter mkiso DIR -o OUT.iso [--label L]      build an ISO from a folder
   {backup:<46}  read a stick or disc into an image
-  usbwriter restore DEVICE [--fs FS]              make a stick a normal stick again
+  usbwriter format DEVICE [--fs FS] [--label L]   make a stick a normal stick again
+  usbwriter restore IMAGE DEVICE [--yes]          write a backup back onto a drive
   usbwriter completion bash|zsh                   print a shell completion script
 """
 
@@ -150,7 +152,13 @@ def _main(args: list[str]) -> int:
             ns = subcommand_parser(args[0]).parse_intermixed_args(args[1:])
             module = importlib.import_module(f"usbwriter.cli.{SUBCOMMANDS[args[0]]}")
         else:
-            ns = main_parser().parse_args(args)
+            parser = main_parser()
+            ns, extras = parser.parse_known_args(args)
+            near = _near_miss(args, ns, extras)
+            if near is not None:
+                raise near
+            if extras:
+                parser.error(f"unrecognized arguments: {' '.join(extras)}")
             from usbwriter.cli import write as module
 
             if not ns.device:
@@ -175,6 +183,70 @@ def _main(args: list[str]) -> int:
         if os.environ.get("USBWRITER_DEBUG"):
             raise
         return fail(InternalError(f"internal error: {type(e).__name__}: {e}"), json_mode)
+
+
+def _near_miss(args: list[str], ns: argparse.Namespace, extras: list[str]) -> Any:
+    """The BadInput that shows the right form of a command line that is almost the
+    write: `usbwriter IMG DEV` (an existing file, then a block device), `usbwriter
+    write IMG DEV` (there is no write command) and `usbwriter IMG --device DEV` (the
+    image without --image); None for anything else."""
+    import shlex
+
+    from usbwriter.errors import BadInput
+
+    words = [] if ns.image_arg is None else [ns.image_arg]
+    words += [e for e in extras if not e.startswith("-")]
+    if len(words) != len(extras) + (ns.image_arg is not None):
+        return None  # an unknown option: argparse's own error says which
+    said_write = bool(words) and words[0] == "write" and not os.path.lexists("write")
+    if said_write:
+        words = words[1:]
+    image, devices = ns.image, list(ns.device or [])
+    if image is None and devices and len(words) == 1:
+        image = words.pop()
+    elif image is None and not devices and len(words) == 2:
+        if not (said_write or (os.path.isfile(words[0]) and _is_block(words[1]))):
+            return None
+        image, devices = words[0], [words[1]]
+        words = []
+    elif not (said_write and image is not None and devices):
+        return None
+    if words:
+        return None
+    rest = _without(args, ["write"] if said_write else [], [image, *devices])
+    right = ["usbwriter", "--image", image]
+    for device in devices:
+        right += ["--device", device]
+    return BadInput(
+        f"to write {image} to {', '.join(devices)}: {shlex.join(right + rest)}", path=image
+    )
+
+
+def _is_block(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _without(args: list[str], words: list[str], values: list[str]) -> list[str]:
+    """ARGS less --image/--device and their values, the first occurrence of each of
+    WORDS, and the positional VALUES: the options the user gave besides."""
+    rest: list[str] = []
+    drop = [*words, *values]
+    it = iter(args)
+    for arg in it:
+        if arg in ("--image", "-i", "--device", "-d"):
+            next(it, None)
+        elif arg.startswith(("--image=", "--device=")):
+            continue
+        elif arg in drop:
+            drop.remove(arg)
+        else:
+            rest.append(arg)
+    return rest
 
 
 def _check_app_wanted(ns: argparse.Namespace) -> None:

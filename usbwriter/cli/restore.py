@@ -1,77 +1,63 @@
-"""usbwriter restore DEVICE: make a used stick a normal, empty stick again."""
+"""usbwriter restore IMAGE DEVICE: write a backup back onto a drive, the write of
+`usbwriter --image IMAGE --device DEVICE`. `restore DEVICE` alone is the old name of
+`usbwriter format DEVICE`: it still formats, and says the new name on stderr."""
 
 from __future__ import annotations
 
 import argparse
 
-from usbwriter.cli.output import (
-    ProgressPrinter,
-    cancel_on_signals,
-    confirm,
-    emit,
-    interactive,
-    say,
-    tell,
-)
-from usbwriter.errors import EXIT_OK, Cancelled, Refused
+from usbwriter.cli import format as format_command
+from usbwriter.cli.output import say
+from usbwriter.errors import BadInput
 
 DESCRIPTION = (
-    "Return a stick to normal use: wipe old signatures at both ends, write one partition "
-    "spanning the disk and make a file system on it."
+    "Write a backup (an image made by 'usbwriter backup') back onto a drive, plan, "
+    "confirmation and verification as 'usbwriter --image IMAGE --device DEVICE'. With "
+    "DEVICE alone: the old name of 'usbwriter format DEVICE'."
 )
+
+RENAMED = "usbwriter: 'restore DEVICE' is now 'format DEVICE'"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("device", metavar="DEVICE", help="the whole drive, e.g. /dev/sdb")
     p.add_argument(
-        "--fs", choices=("fat32", "exfat", "ext4"), default="fat32", help="default fat32"
+        "image", nargs="?", metavar="IMAGE", help="the backup to write (raw or compressed)"
     )
-    p.add_argument("--label", metavar="L", help="the file system's label (default USB)")
+    p.add_argument("device", metavar="DEVICE", help="the whole drive, e.g. /dev/sdb")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--no-verify", action="store_true", help="skip reading the drive back")
     p.add_argument(
         "--unmount", action="store_true", help="unmount the drive's mounted file systems first"
     )
     p.add_argument("--json", action="store_true", help="NDJSON progress and result on stdout")
+    p.add_argument(
+        "--fs",
+        choices=("fat32", "exfat", "ext4"),
+        help="with DEVICE alone, as 'usbwriter format': the file system (default fat32)",
+    )
+    p.add_argument(
+        "--label", metavar="L", help="with DEVICE alone, as 'usbwriter format': the label"
+    )
 
 
 def run(ns: argparse.Namespace) -> int:
-    from usbwriter.cli.write import refusal_for
-    from usbwriter.jobs.restore import DEFAULT_LABEL, check_label, plan_restore, run_restore
-    from usbwriter.jobs.write import device_info
-    from usbwriter.receipt import describe_device
-
-    label = check_label(ns.fs, ns.label or DEFAULT_LABEL)
-    plan = plan_restore(ns.device, unmount=ns.unmount)
-    refusal = refusal_for(plan, asking=False)
-    if refusal is not None:
-        raise refusal
-    if not ns.yes:
-        if not interactive():
-            raise Refused(
-                f"{ns.device}: not on a terminal and no --yes: refusing to erase the drive"
+    if ns.image is None:
+        if ns.no_verify:
+            raise BadInput(
+                "--no-verify is for 'usbwriter restore IMAGE DEVICE'; "
+                "'usbwriter format DEVICE' always checks its work"
             )
-        then = (
-            f" ({', '.join(plan.unmount_points)} will be unmounted first)" if plan.unmounts else ""
+        say(RENAMED)
+        ns.fs = ns.fs or "fat32"
+        return format_command.run(ns)
+    if ns.fs is not None or ns.label is not None:
+        raise BadInput(
+            f"--fs and --label are for making an empty stick: usbwriter format {ns.device}"
         )
-        question = (
-            f"ALL DATA on {describe_device(device_info(plan))}{then} will be erased and "
-            f"replaced by one empty {ns.fs} partition labelled {label}.\n"
-            "Type 'yes' to continue: "
-        )
-        if not confirm(question):
-            raise Cancelled("not confirmed; nothing was changed")
-    with cancel_on_signals() as cancel, ProgressPrinter(ns.json) as show:
+    from usbwriter.cli.write import write
+    from usbwriter.jobs import Request
 
-        def notify(text: str) -> None:
-            show.end_line()
-            say(f"usbwriter: {text}")
-
-        receipt = run_restore(
-            plan, fs=ns.fs, label=label, progress=show, cancel=cancel, notify=notify
-        )
-    if ns.json:
-        emit(receipt.to_json())
-    else:
-        tell(receipt.to_text())
-        say("It is safe to remove the drive.")
-    return EXIT_OK
+    # A backup holds whatever the drive held: that it may boot on neither BIOS nor UEFI
+    # is no reason to refuse it (the write's --force), and the boot verdict is still shown.
+    request = Request(ns.image, ns.device, verify=not ns.no_verify, unmount=ns.unmount, force=True)
+    return write(request, yes=ns.yes, json_mode=ns.json)
