@@ -41,4 +41,23 @@ setup_venv() {
     fi
     .venv/bin/python -c "import usbwriter, blake3, pyudev, pycdlib" \
         || { echo "usbwriter: Python set-up failed" >&2; exit 1; }
+    setup_manpage
+}
+
+# `man usbwriter`: pip puts the page into the venv's share/man/man1, where man does not
+# look. As root, install it where man looks (USBWRITER_MANDIR, default
+# /usr/local/share/man) and update man's index; otherwise copy it into the venv and
+# say which MANPATH finds it.
+setup_manpage() {
+    local page=docs/usbwriter.1 mandir="${USBWRITER_MANDIR:-/usr/local/share/man}"
+    [ -f "$page" ] || return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        install -D -m 644 "$page" "$mandir/man1/usbwriter.1" || return 0
+        if command -v mandb >/dev/null 2>&1; then
+            mandb -q "$mandir" >/dev/null 2>&1 || true
+        fi
+        return 0
+    fi
+    install -D -m 644 "$page" .venv/share/man/man1/usbwriter.1 || return 0
+    echo "usbwriter: for 'man usbwriter': export MANPATH=\"$PWD/.venv/share/man:\""
 }
