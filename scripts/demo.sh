@@ -2,13 +2,13 @@
 # The main job on an embedded default, from a fresh machine: set up, build a small
 # bootable sample image (GRUB, BIOS + UEFI), attach a loop device as the "stick",
 # write and verify it with usbwriter, print the receipt and the boot report, detach.
-# Run as root: sudo scripts/demo.sh
+# Run as root (or with sudo): scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "demo: run as root (it attaches a loop device): sudo scripts/demo.sh" >&2
+    echo "demo: run as root (it attaches a loop device): sudo scripts/demo.sh, or scripts/demo.sh as root" >&2
     exit 4
 fi
 setup_system_packages demo
