@@ -18,13 +18,13 @@ from textual.widgets import (
     DirectoryTree,
     Input,
     Label,
-    RadioButton,
     RadioSet,
     Static,
 )
 
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.screens.browse import PathBrowser, shown
+from usbwriter.tui.widgets.toggles import TextCheckbox, TextRadioButton
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
@@ -102,7 +102,7 @@ class AskBackupFile(_Ask[tuple[str, bool]]):
                 classes="ask-hint",
                 markup=False,
             )
-            yield Checkbox("Replace the file if it exists", id="backup-replace")
+            yield TextCheckbox("Replace the file if it exists", id="backup-replace")
             yield from self.compose_buttons("Next")
 
     def answer(self) -> tuple[str, bool]:
@@ -136,7 +136,7 @@ class RestoreOptions(_Ask[tuple[str, str]]):
             yield Label("File system:", classes="lead", markup=False)
             with RadioSet(id="restore-fs"):
                 for fs, words in FILESYSTEMS.items():
-                    yield RadioButton(words, value=fs == self.fs, id=f"fs-{fs}")
+                    yield TextRadioButton(words, value=fs == self.fs, id=f"fs-{fs}")
             yield Label("Label:", classes="lead", markup=False)
             yield Input(self.label, id="restore-label")
             yield from self.compose_buttons("Next")

@@ -15,6 +15,7 @@ from textual.widgets import Button, Checkbox, Label, Static
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, verdict_of
 from usbwriter.tui.rules import will_boot
+from usbwriter.tui.widgets.toggles import TextCheckbox
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class ConfirmWrite(ConfirmDrive):
             yield Static(not_bootable(self.report), id="confirm-warning", markup=False)
 
     def compose_options(self) -> ComposeResult:
-        yield Checkbox(self.DELTA, self.delta, id="delta")
+        yield TextCheckbox(self.DELTA, self.delta, id="delta")
         hint = "Reads the drive first, writes only the MiB blocks that differ."
         if self.suggested:
             hint += " Suggested: the drive seems to hold an image of this size."
