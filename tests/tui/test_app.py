@@ -115,7 +115,7 @@ async def test_write_and_verify_flow(loop: Callable[..., str], tmp_path: Path) -
         shown = str(result.query_one("#result-next").render())
         assert "safe to remove" in shown
         # back to the main screen for another write
-        await pilot.press("n")
+        await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, MainScreen)
     assert read_device(dev, len(data)) == data

@@ -176,7 +176,7 @@ async def test_delta_rewrite_of_the_same_iso(loop: Callable[..., str], tmp_path:
         assert first.query_one("#delta", Checkbox).value is False  # an empty drive
         result = await finish(pilot, app)
         assert result.receipt["verified"] is True and "coverage" not in result.receipt
-        await pilot.press("n")
+        await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
         disk = table_of(app).disks[dev]
         layout = Services.real().read_layout(disk)
@@ -206,7 +206,7 @@ async def test_delta_chosen_in_the_confirmation(loop: Callable[..., str], tmp_pa
         await listed_with_image(pilot, app, dev)
         await write_one(pilot, app, dev, tick=False)
         await finish(pilot, app)
-        await pilot.press("n")
+        await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
         with open(dev, "r+b") as f:  # one MiB block of the drive changed since
             f.seek(3 * MiB + 100)

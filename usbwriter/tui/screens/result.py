@@ -112,7 +112,7 @@ class OutcomeScreen(Screen[None]):
 class ResultScreen(OutcomeScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "again", "Write another", show=False),
-        Binding("n", "again", "Write another"),
+        Binding("escape", "again", "Write another"),
         Binding("q", "quit", "Quit", show=False),
     ]
 

@@ -296,7 +296,7 @@ class SeveralResultScreen(OutcomeScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "again", "Write another", show=False),
-        Binding("n", "again", "Write another"),
+        Binding("escape", "again", "Write another"),
         Binding("q", "quit", "Quit", show=False),
     ]
 
