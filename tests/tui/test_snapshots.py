@@ -133,6 +133,20 @@ def test_main_no_image(snap_compare: SnapCompare) -> None:
     assert snap_compare(make_app(None), terminal_size=SIZE, run_before=settled)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_sizes(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    """An image typed in and opened, the sticks listed: at every size three drives show,
+    the boot report starts with its verdict (and scrolls), and the footer keeps Help and
+    Quit."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        await pilot.press(*str(HYBRID), "enter")
+        await settled(pilot)
+
+    assert snap_compare(make_app(None), terminal_size=size, run_before=run_before)
+
+
 def test_main_report_and_drive_chosen(snap_compare: SnapCompare) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await settled(pilot)

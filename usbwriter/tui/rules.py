@@ -97,6 +97,10 @@ def will_boot(report: Mapping[str, Any] | None) -> bool:
 # --------------------------------------------------------------------------- Write
 
 
+#: what the status says while no drive is listed
+NO_DRIVES = "No USB stick or SD card found. Plug one in, or press a to show every disk."
+
+
 def not_ready(
     *,
     is_root: bool,
@@ -104,6 +108,7 @@ def not_ready(
     image_size: int | None,
     image_error: str | None,
     chosen: Disk | None,
+    drives_shown: int = 1,
 ) -> str | None:
     """Why Write cannot start now, or None."""
     if not is_root:
@@ -112,6 +117,8 @@ def not_ready(
         return "Choose an image first (type its path, or ctrl+o)."
     if image_size is None:
         return image_error or "The image is still being read."
+    if chosen is None and drives_shown == 0:
+        return NO_DRIVES
     if chosen is None:
         return "Choose a drive first: highlight it and press Enter (Space marks several)."
     return None

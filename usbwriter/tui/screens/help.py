@@ -36,11 +36,11 @@ HELP = """\
 | b | browse the files inside an ISO image; extract them |
 | k | back up the highlighted drive to an image file |
 | n | restore the highlighted drive as a normal stick (erases it) |
-| a | show every disk (loop devices, the system disk) or only sticks |
+| a (alt+a in the image field) | show every disk (loop devices, the system disk) or only sticks |
 | r | list the drives again |
 | t | change the theme (saved for next time) |
 | ctrl+p | command palette: every action by name |
-| Esc | close a dialog; while writing: ask to stop |
+| Esc | close a dialog; while writing: ask to stop; after a write: back to write another |
 | ? or F1 | this help |
 | ctrl+q | quit |
 

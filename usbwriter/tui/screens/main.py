@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -45,10 +45,11 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "browse", "Open image", priority=True),
         Binding("w", "write", "Write"),
-        Binding("b", "browse_contents", "Contents"),
+        Binding("b", "browse_contents", "Contents", show=False),  # named on the report
         Binding("k", "backup", "Back up", show=False),  # named on the drives' frame
         Binding("n", "restore", "Restore", show=False),
-        Binding("a", "toggle_all", "All disks"),
+        # alt+a works from the image field too, where a is typed: the footer names it there
+        Binding("a,alt+a", "toggle_all", "All disks"),
         Binding("r", "refresh", "Refresh", show=False),  # drives come and go live
         Binding("i", "focus_image", "Image", show=False),
         Binding("d", "focus_drives", "Drives", show=False),
@@ -91,7 +92,25 @@ class MainScreen(Screen[None]):
             yield Button("Write", id="write", variant="error", disabled=True)
         yield Footer()
 
+    #: rows the rest of the screen needs: title 1, image 3, drives 6 (the header and
+    #: three drives), action bar 4, footer 1
+    ROWS_BESIDE_REPORT = 15
+    REPORT_ROWS = 14  # the boot report's most, border included
+
+    def fit_to_screen(self, width: int, height: int) -> None:
+        """The boot report gives up rows so that three drives and the footer stay on a
+        short screen: down to its frame and the two verdict lines, the rest scrolling.
+        Short or narrow, it is one column with the verdict first."""
+        room = height - self.ROWS_BESIDE_REPORT
+        panel = self.query_one(BootPanel)
+        panel.styles.max_height = max(4, min(self.REPORT_ROWS, room))
+        panel.set_compact(room < self.REPORT_ROWS or width < 90)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_to_screen(event.size.width, event.size.height)
+
     def on_mount(self) -> None:
+        self.fit_to_screen(self.size.width, self.size.height)
         table = self.query_one(DriveTable)
         table.show_all = self.show_all
         self.sub_title = "" if self.is_root else "not root: writing needs sudo"
@@ -331,6 +350,7 @@ class MainScreen(Screen[None]):
             image_size=self.image_size,
             image_error=self.image_error,
             chosen=targets[0] if targets else None,
+            drives_shown=len(self.query_one(DriveTable).shown()),
         )
 
     def update_summary(self) -> None:
@@ -353,8 +373,12 @@ class MainScreen(Screen[None]):
             parts.append((drive_line(targets[0], serial=False), "bold"))
         else:
             table = self.query_one(DriveTable)
-            count = rules.choosable_count(table.shown(), self.image_size)
-            parts.append((f"no drive chosen ({count} usable)", "dim"))
+            shown = table.shown()
+            if shown:
+                count = rules.choosable_count(shown, self.image_size)
+                parts.append((f"no drive chosen ({count} usable)", "dim"))
+            else:
+                parts.append(("no USB stick or SD card", "dim"))
         if why is not None:
             style = "$text-warning" if not self.is_root else "dim"
             parts += ["\n", (why, style)]

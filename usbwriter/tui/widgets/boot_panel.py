@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
@@ -49,8 +49,10 @@ def details_table(report: Mapping[str, Any]) -> Table:
     return table
 
 
-class BootPanel(Horizontal):
-    """Two columns: the image's structure, and the verdict per firmware."""
+class BootPanel(VerticalScroll):
+    """Two columns: the image's structure, and the verdict per firmware. Where the screen
+    is short (``compact``), one column with the verdict first; what does not fit scrolls,
+    with a scroll bar that says so."""
 
     def __init__(self) -> None:
         super().__init__(id="boot-panel")
@@ -58,8 +60,27 @@ class BootPanel(Horizontal):
         self.report: Mapping[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Choose an image to see how it will boot.", id="boot-details", markup=False)
-        yield Static("", id="boot-verdict", markup=False)
+        with Horizontal(id="boot-columns"):
+            yield Static(
+                "Choose an image to see how it will boot.",
+                id="boot-details",
+                classes="boot-part",
+                markup=False,
+            )
+            yield Static("", id="boot-verdict", classes="boot-part", markup=False)
+
+    def set_compact(self, compact: bool) -> None:
+        """One column, the verdict lines on top, or two side by side."""
+        if compact == self.has_class("compact"):
+            return
+        self.set_class(compact, "compact")
+        columns = self.query_one("#boot-columns")
+        verdict, details = self.query_one("#boot-verdict"), self.query_one("#boot-details")
+        if compact:
+            columns.move_child(verdict, before=details)
+        else:
+            columns.move_child(verdict, after=details)
+        self.scroll_home(animate=False)
 
     def show_loading(self, path: str) -> None:
         self.report = None
@@ -84,5 +105,6 @@ class BootPanel(Horizontal):
 
     def _set(self, details: str | Content | Table, verdict: str | Content) -> None:
         self.border_subtitle = ""
+        self.scroll_home(animate=False)
         self.query_one("#boot-details", Static).update(details)
         self.query_one("#boot-verdict", Static).update(verdict)

@@ -71,7 +71,7 @@ class DriveTable(DataTable[Text]):
     marked with Space ✔."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Choose drive", show=True),
+        Binding("enter", "select_cursor", "Choose drive", show=False),  # the status says so
         Binding("space", "toggle_mark", "Mark", show=False),  # named on the frame
     ]
 
