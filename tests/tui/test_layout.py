@@ -4,6 +4,7 @@ that means two things on screens that follow each other."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.screens.ask import AskBackupFile, RestoreOptions
 from usbwriter.tui.screens.confirm import ConfirmWrite
 from usbwriter.tui.screens.result import ResultScreen
+from usbwriter.tui.screens.several import SeveralJob, SeveralResultScreen
 from usbwriter.tui.widgets.boot_panel import BootPanel
 from usbwriter.tui.widgets.drive_table import DriveTable
 
@@ -175,20 +177,34 @@ async def test_check_boxes_and_radio_buttons_show_state_in_text() -> None:
             await pilot.pause()
 
 
-async def test_write_another_then_n_does_not_restore(tmp_path: Path) -> None:
-    """Pressing n twice on the result screen does not open Restore on the main screen."""
+def _one_result() -> ResultScreen:
     from tests.tui.test_snapshots import _receipt
 
+    return ResultScreen(_receipt(True))
+
+
+def _several_results() -> SeveralResultScreen:
+    from usbwriter.errors import DeviceFault
+    from usbwriter.jobs.several import DriveResult
+
+    job = SeveralJob("/tmp/x.iso", int(REPORTS["grub-hybrid"]["size"]), (DISKS[0],), ())
+    return SeveralResultScreen(job, [DriveResult(DISKS[0].path, None, DeviceFault("gone"))])
+
+
+@pytest.mark.parametrize("make_result", [_one_result, _several_results], ids=["one", "several"])
+async def test_write_another_then_n_does_not_restore(
+    make_result: Callable[[], Screen[Any]],
+) -> None:
+    """Pressing n twice on a result screen does not open Restore on the main screen."""
     app = make_app(watch=None)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: bool(app.main.query_one(DriveTable).disks), "the drives")
         app.main.query_one(DriveTable).focus()
-        await app.push_screen(ResultScreen(_receipt(True)))
+        await app.push_screen(make_result())
         await pilot.pause()
         await pilot.press("n", "n")
         await pilot.pause(0.3)
         assert not isinstance(app.screen, RestoreOptions), "n n opened Restore"
-        assert [type(s).__name__ for s in app.screen_stack] in (
-            ["MainScreen", "ResultScreen"],
-            ["MainScreen"],
-        )
+        await pilot.press("escape")  # Write another: back to the main screen
+        await pilot.pause()
+        assert app.screen is app.main
