@@ -1,4 +1,5 @@
-"""Snapshots of every screen at 100x30 (pytest-textual-snapshot).
+"""Snapshots of every screen at 100x30, and of the main screen at 80x24 and 160x50
+(pytest-textual-snapshot).
 
 Deterministic on any machine: the drives are disks recorded from the qemu guest and
 this machine kind (tests/unit/data/udev), turned into ``Disk`` values by the real
