@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from textual.app import App
 from textual.pilot import Pilot
 
 from tests.helpers.throttle import CGROUP_ROOT, blkio_group, enter
@@ -26,6 +27,13 @@ async def wait_for(
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await pilot.pause(0.05)
     return time.monotonic() - start
+
+
+def error_shown(app: App[Any]) -> bool:
+    """The error screen is up and composed (its message can be read): a job stopped."""
+    from usbwriter.tui.screens.error import ErrorScreen
+
+    return isinstance(app.screen, ErrorScreen) and bool(app.screen.query("#error-message"))
 
 
 def small_image(tmp: Path) -> Path:

@@ -19,7 +19,7 @@ from textual.widgets import Button, DirectoryTree, Input
 
 from tests.conftest import ROOT_ONLY, random_file, run
 from tests.helpers.throttle import CGROUP_ROOT
-from tests.tui.helpers import MiB, read_device, small_image, throttled, wait_for
+from tests.tui.helpers import MiB, error_shown, read_device, small_image, throttled, wait_for
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.messages import JobProgress
 from usbwriter.tui.screens.browse import FileBrowser
@@ -161,7 +161,7 @@ async def test_cancel_mid_write(loop: Callable[..., str], tmp_path: Path) -> Non
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStop), "stop question")
             asked = time.monotonic()
             await pilot.click("#stop")
-            await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "stopped", 20)
+            await wait_for(pilot, lambda: error_shown(app), "stopped", 20)
             stopped = time.monotonic() - asked
             message = str(app.screen.query_one("#error-message").render())
             assert "interrupted" in message and "wiped" in message

@@ -21,7 +21,7 @@ from textual.widgets import Input
 
 from tests.conftest import ROOT_ONLY, random_file, run
 from tests.helpers.throttle import CGROUP_ROOT
-from tests.tui.helpers import MiB, read_device, throttled, wait_for
+from tests.tui.helpers import MiB, error_shown, read_device, throttled, wait_for
 from tests.tui.recorded import DISKS
 from tests.tui.test_app import highlight, make_app, table_of
 from usbwriter.tui import rules, suggest
@@ -355,7 +355,7 @@ async def test_stop_a_backup_of_a_slow_drive(
             assert "Stop the backup?" in str(app.screen.query_one("#dialog-title").render())
             asked = time.monotonic()
             await pilot.click("#stop")
-            await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "stopped", 20)
+            await wait_for(pilot, lambda: error_shown(app), "stopped", 20)
             stopped = time.monotonic() - asked
             message = str(app.screen.query_one("#error-message").render())
     print(f"stopped {stopped:.2f} s after Stop")
