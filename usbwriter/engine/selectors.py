@@ -101,6 +101,22 @@ class Coverage:
         return lines
 
 
+def _leaving_the_rest(
+    mode: str, size: int, spans: list[Span], read_only: bool, **extra: Any
+) -> Coverage:
+    """The coverage of a write that leaves what it does not write as the drive held it
+    (a bmap's unmapped ranges, a sparse file's holes)."""
+    written = sum(s.length for s in spans)
+    return Coverage(
+        mode,
+        size,
+        tuple(spans),
+        untouched=max(0, size - written),
+        read_only_mapped=read_only,
+        **extra,
+    )
+
+
 class Selector(Protocol):
     """Which parts of each chunk of image bytes get written."""
 
@@ -240,14 +256,8 @@ class BmapSelector:
         pass
 
     def coverage(self, size: int, spans: list[Span]) -> Coverage:
-        written = sum(s.length for s in spans)
-        return Coverage(
-            "bmap",
-            size,
-            tuple(spans),
-            untouched=max(0, size - written),
-            bmap=self.bmap.to_dict(),
-            read_only_mapped=self.read_only_mapped,
+        return _leaving_the_rest(
+            "bmap", size, spans, self.read_only_mapped, bmap=self.bmap.to_dict()
         )
 
 
@@ -472,11 +482,4 @@ class SparseSelector:
         pass
 
     def coverage(self, size: int, spans: list[Span]) -> Coverage:
-        written = sum(s.length for s in spans)
-        return Coverage(
-            "sparse",
-            size,
-            tuple(spans),
-            untouched=max(0, size - written),
-            read_only_mapped=self.read_only_data,
-        )
+        return _leaving_the_rest("sparse", size, spans, self.read_only_data)
