@@ -7,7 +7,7 @@ DEMO_PACKAGES="python3-venv xorriso grub-pc-bin grub-efi-amd64-bin grub-common m
 TEST_PACKAGES="$DEMO_PACKAGES qemu-system-x86 ovmf linux-image-amd64 busybox-static udev kmod \
 syslinux syslinux-common syslinux-utils isolinux dosfstools fdisk gdisk tmux bmap-tools gpgv gpg gpg-agent grub-efi-ia32-bin isomd5sum \
 dmsetup lvm2 mdadm groff-base mandoc zsh e2fsprogs xz-utils zstd lz4 bzip2 zip pigz \
-exfatprogs genisoimage exfat-fuse fusefat"
+exfatprogs genisoimage exfat-fuse fusefat nbdkit nbdkit-plugin-python f3 wimtools"
 
 setup_system_packages() {
     local which="$1" pkgs missing=""
