@@ -163,3 +163,29 @@ def test_grub_hybrid_stick_boots_on_bios_and_uefi(tmp_path: Path, loop: Callable
     bios, uefi = write_and_boot(iso, loop)
     assert bios.marker == f"USBW-MARK {name} pc", "\n".join(bios.log.splitlines()[-15:])
     assert uefi.marker == f"USBW-MARK {name} efi", "\n".join(uefi.log.splitlines()[-15:])
+
+
+def test_an_extracted_grub_iso_built_again_boots(tmp_path: Path, loop: Callable[..., str]) -> None:
+    """Remastering: the grub-mkrescue test image extracted by usbwriter and built again
+    by mkiso with its own boot images (GRUB's eltorito.img, still carrying the first
+    disc's boot info table, and efi.img) boots as a stick on SeaBIOS and OVMF, and as a
+    disc on SeaBIOS."""
+    from tests.helpers.images import build_image
+
+    source = build_image("grub-hybrid")
+    folder = tmp_path / "tree"
+    p = usbwriter("extract", str(source), "-o", str(folder))
+    assert p.returncode == 0, p.stderr
+    iso = tmp_path / "again.iso"
+    p = usbwriter("mkiso", str(folder), "-o", str(iso), "--boot-bios", GRUB_BIOS_IMAGE,
+                  "--boot-efi", "efi.img", "--hybrid", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    made = json.loads(p.stdout)
+    assert (made["boot"][0]["boot_info_table"], made["boot"][0]["load_sectors"]) == (True, 4)
+    assert (made["stick"]["bios"], made["stick"]["uefi"]) == ("yes", "yes"), made["stick"]
+    want = "USBW-MARK grub-hybrid"
+    bios, uefi = write_and_boot(iso, loop)
+    assert bios.marker == f"{want} pc", "\n".join(bios.log.splitlines()[-15:])
+    assert uefi.marker == f"{want} efi", "\n".join(uefi.log.splitlines()[-15:])
+    disc = boot_stick(iso, "bios", disc=True)
+    assert disc.marker == f"{want} pc", "\n".join(disc.log.splitlines()[-15:])

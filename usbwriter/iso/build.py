@@ -596,6 +596,33 @@ def _boot_entry(entries: list[Entry], folder: str, rel: str, option: str) -> Ent
 # ---- the build ---------------------------------------------------------------------------
 
 
+#: the names boot images go by on the discs mkiso is asked to build again: isolinux,
+#: GRUB (grub-mkrescue), and the EFI images of grub-mkrescue, Debian, Fedora and others
+BIOS_NAMES = ("isolinux.bin", "eltorito.img")
+EFI_NAMES = ("efi.img", "efiboot.img")
+
+
+def _tell_boot_images(entries: list[Entry], tree: SourceTree, folder: str, warn: Warn) -> None:
+    """Without --boot-bios and --boot-efi the image does not boot: when the folder holds
+    boot images (an extracted disc, say), say so and give the options that use them."""
+
+    def found(names: tuple[str, ...], fits: Callable[[Entry, bytes], bool]) -> Entry | None:
+        seen = [e for e in entries if e.kind == "file" and e.parts[-1] in names and e.size]
+        for e in sorted(seen, key=lambda e: (len(e.parts), e.parts)):
+            if fits(e, tree.read_head(e, 512)):
+                return e
+        return None
+
+    bios = found(BIOS_NAMES, lambda e, h: needs_boot_info_table(_clean_head(h, e.size)))
+    efi = found(EFI_NAMES, lambda e, h: h[510:512] == b"\x55\xaa" and b"FAT" in h[0x36:0x5A])
+    options = [f"--boot-{kind} {e.path}" for kind, e in (("bios", bios), ("efi", efi)) if e]
+    if options:
+        warn(
+            f"{folder} holds boot images, but without --boot-bios or --boot-efi the image "
+            f"made will not boot; to make it bootable, add: {' '.join(options)} --hybrid"
+        )
+
+
 def _free_name(entries: list[Entry], real: str, iso: str, joliet: str) -> tuple[str, str, str]:
     """Names for the boot catalog in the root, not used by anything in the folder."""
     roots = [e for e in entries if len(e.parts) == 1]
@@ -648,6 +675,8 @@ def _build(
     efi = _boot_entry(entries, folder, req.boot_efi, "--boot-efi") if req.boot_efi else None
     if req.hybrid and bios is None and efi is None:
         raise BadInput("--hybrid needs a boot image: give --boot-efi or --boot-bios")
+    if bios is None and efi is None:
+        _tell_boot_images(entries, tree, req.folder, warn)
     big = [e for e in entries if e.kind == "file" and e.size >= UDF_THRESHOLD]
     udf = req.udf or bool(big)
     if big and not req.udf:
@@ -802,7 +831,7 @@ def _add_eltorito(
     }
     info: list[dict[str, Any]] = []
     if bios is not None:
-        head = tree.read_head(bios, 0x44)
+        head = _bios_head(tree, bios)
         isolinux = isolinux_hybrid_capable(head)
         table = needs_boot_info_table(head)
         # isolinux and GRUB load the rest of themselves (4 sectors, as their own tools
@@ -899,7 +928,7 @@ def _make_hybrid(
     bios_extent = None
     code, loader = None, "isolinux"
     if bios is not None:
-        head = tree.read_head(bios, 0x44)
+        head = _bios_head(tree, bios)
         if isolinux_hybrid_capable(head):
             code = read_isohdpfx()
             missing = f"syslinux's isohybrid MBR ({ISOHDPFX}, Debian package isolinux)"
@@ -933,18 +962,43 @@ def _make_hybrid(
     if bios_extent is not None and loader == "grub":
         _patch_grub_boot_info(out, bios_extent)
     stick_bios, stick_uefi = bios_extent is not None, efi_extent is not None
+    # the EFI image's entry, as fdisk and `usbwriter inspect` number it: 2 after the
+    # whole-image entry BIOS boots from, else 1 (see hybrid_mbr)
+    esp = 2 if stick_bios else 1
     if stick_uefi and not stick_bios:
-        summary = "an MBR for UEFI only: the EFI image as partition 1, no BIOS boot code"
+        summary = f"an MBR for UEFI only: the EFI image as partition {esp}, no BIOS boot code"
     elif stick_bios and not stick_uefi:
         summary = f"an MBR for BIOS only: {loader}'s boot code, no EFI partition"
     elif stick_bios:
-        summary = f"an MBR for BIOS and UEFI: {loader}'s boot code, the EFI image as partition 1"
+        summary = (
+            f"an MBR for BIOS and UEFI: {loader}'s boot code, the EFI image as partition {esp}"
+        )
     else:
         summary = "an MBR with neither boot code nor an EFI partition"
-    text = f"{summary} ({note})" if note else summary
+    text = f"{summary}; {note}" if note else summary
     if note:
         warn(f"--hybrid: {text}")
     return {"bios": stick_bios, "uefi": stick_uefi, "summary": text}
+
+
+def _bios_head(tree: SourceTree, e: Entry) -> bytes:
+    """The first 0x44 bytes of the BIOS boot image E as its own tool made it. An image
+    taken from a disc (`usbwriter extract` of a grub-mkrescue ISO) still holds the
+    boot info table that disc wrote into it: bytes 8-11 the primary volume descriptor's
+    block (16), 16-19 the image's length, 24-63 zero. Those bytes are read as the zeros
+    they were, so that GRUB's eltorito.img is known again (and gets a new table)."""
+    return _clean_head(tree.read_head(e, 0x44), e.size)
+
+
+def _clean_head(head: bytes, size: int) -> bytes:
+    if (
+        len(head) >= 64
+        and int.from_bytes(head[8:12], "little") == 16
+        and int.from_bytes(head[16:20], "little") == size
+        and not any(head[24:64])
+    ):
+        head = head[:8] + bytes(56) + head[64:]
+    return head
 
 
 def _patch_grub_boot_info(out: Any, extent: int) -> None:
