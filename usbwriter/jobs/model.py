@@ -41,6 +41,7 @@ class Request:
     bmap: str | None = None  # a bmaptool block map: write only the mapped ranges
     no_bmap: bool = False  # ignore a bmap found beside the image
     delta: bool = False  # compare the drive first, write only the chunks that differ
+    probe: bool = True  # test the drive for fake capacity before the first byte
 
 
 @dataclass(frozen=True)
