@@ -1,3 +1,3 @@
-from usbwriter.cli import main
+from usbwriter.cli import run
 
-raise SystemExit(main())
+run()
