@@ -14,7 +14,7 @@ from usbwriter.checksums import ChecksumCheck
 from usbwriter.engine.readback import COMPARED, VerifyResult
 from usbwriter.engine.target import WriteResult
 from usbwriter.sources import SourceInfo
-from usbwriter.units import human_duration, human_rate, human_size
+from usbwriter.units import count, human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
     from usbwriter.engine.selectors import Coverage
@@ -108,65 +108,140 @@ class Receipt:
                 f"holds the ranges of {img} its bmap maps ({human_size(self.coverage.written)} "
                 f"of {human_size(self.image_size)}; the rest was left as it was)"
             )
-        if self.verified:
+        d = self.to_json()
+        nothing = self.coverage is not None and not self.coverage.spans
+        if self.verified and nothing and w is not None:
+            lines = [f"Verified, nothing needed writing: {dev} already held {img}"]
+        elif self.verified:
             head = "Written and verified" if w else "Verified"
             lines = [f"{head}: {dev} {holds}"]
         elif v is not None:
             lines = [f"VERIFICATION FAILED: {dev} does not hold {img}"]
         else:
-            lines = [f"Written (not verified): {dev} {holds}"]
+            lines = [f"Written, not verified: {dev} {holds}"]
         src = self.source
         if src is not None and src.compressed:
             member = f", {src.member}" if src.member else ""
             lines.append(
                 f"  file    {img}  {src.format}{member}, {human_size(src.file_size)}"
-                f"  blake3 {self.file_blake3 or '(not read to its end)'}"
+                f"  blake3 {self.file_blake3 or 'not taken: the file was not read to its end'}"
             )
             lines.append(
                 f"  image   {human_size(self.image_size)} decompressed  blake3 {self.image_blake3}"
             )
         else:
-            digest = self.image_blake3 or "(read only where its bmap maps)"
+            digest = self.image_blake3 or "not taken: the image was read only where its bmap maps"
             lines.append(f"  image   {img}  {human_size(self.image_size)}  blake3 {digest}")
         if self.checksum is not None:
             lines.append(f"  check   {self.checksum.describe()}")
         lines.append(f"  device  {describe_device(self.device)}")
         if self.unmounted:
             lines.append(f"  unmounted first: {', '.join(self.unmounted)}")
-        if w is not None:
-            lines.append(
-                f"  write   {human_size(w.bytes_written)} in {human_duration(w.seconds)}"
-                f" ({human_rate(w.rate)})"
-            )
         if self.coverage is not None:
-            lines += self.coverage.describe()
-        if v is not None:
-            how = (
-                "O_DIRECT, page cache bypassed"
-                if v.page_cache_bypassed
-                else "page cache NOT bypassed"
-            )
-            lines.append(
-                f"  verify  read back ({how}) in {human_duration(v.seconds)} ({human_rate(v.rate)})"
-            )
-            if v.verified and self.coverage is not None:
-                how = (
-                    "compared byte for byte with the image"
-                    if v.proof == COMPARED
-                    else f"blake3 of their digests {v.device_blake3}"
-                )
+            label = f"{self.coverage.mode:7}"
+            for line in coverage_words(self.coverage.to_dict()):
+                lines.append(f"  {label} {line}")
+                label = " " * 7
+        if w is not None:
+            if w.bytes_written:
                 lines.append(
-                    f"          the {len(self.coverage.spans)} span(s) written match ({how})"
+                    f"  write   {human_size(w.bytes_written)} in {human_duration(w.seconds)}"
+                    f", {human_rate(w.rate)}"
                 )
-            elif v.verified and v.proof == COMPARED:
-                lines.append(
-                    f"          blake3 {v.device_blake3}: compared byte for byte with the image"
-                )
-            elif v.verified:
-                lines.append(f"          blake3 {v.device_blake3} matches")
             else:
-                lines.append(f"          first differing byte at offset {v.mismatch_offset}")
+                took = f"; the compare took {human_duration(w.seconds)}" if nothing else ""
+                lines.append(f"  write   nothing written{took}")
+        if v is not None:
+            if v.size:
+                what = (
+                    f"the {human_size(v.size)} written"
+                    if self.coverage is not None
+                    else human_size(v.size)
+                )
+                how = (
+                    "O_DIRECT: page cache bypassed"
+                    if v.page_cache_bypassed
+                    else ("through the page cache: NOT bypassed")
+                )
+                lines.append(
+                    f"  verify  {what} read back in {human_duration(v.seconds)}"
+                    f", {human_rate(v.rate)}, {how}"
+                )
+                lines.append(f"          {proof_words(d)}")
+            else:
+                lines.append(f"  verify  {proof_words(d)}")
         return "\n".join(lines)
+
+
+def coverage_words(c: Mapping[str, Any]) -> list[str]:
+    """What a bmap, delta or sparse write did with each part of the image, in words
+    (from Coverage.to_dict(); the receipt's text and the app's result say the same)."""
+    written, spans = int(c["written"]), int(c["spans"])
+    in_spans = f", in {count(spans, 'span')}" if written else ""
+    if c["mode"] == "bmap":
+        lines = [
+            f"{human_size(written)} that the bmap maps written{in_spans}; "
+            f"{human_size(c['untouched'])} unmapped left as it was: not written, not read back"
+        ]
+        if c.get("read_only_mapped"):
+            lines.append(
+                "the image was read only where mapped; its bytes are those the bmap's range "
+                "checksums name"
+            )
+        return lines
+    if c["mode"] == "sparse":
+        return [
+            f"{human_size(written)} of data written{in_spans}; {human_size(c['untouched'])} "
+            "of holes left as they were: not written, not read back"
+        ]
+    at = c.get("switched_to_full_at")
+    same = human_size(c["unchanged"])
+    if at is not None:
+        return [
+            f"the first {human_size(at)} compared with the drive MiB by MiB: {same} equal, "
+            "not written: flash wear saved;",
+            f"from byte {at} on nearly everything differed, so the rest was written without "
+            f"comparing; {human_size(written)} written{in_spans}",
+        ]
+    compared = human_size(c["image_size"])
+    if not written:
+        return [
+            f"{compared} compared with the drive MiB by MiB: all equal, so nothing was written: "
+            "no flash wear"
+        ]
+    return [
+        f"{compared} compared with the drive MiB by MiB: {same} equal, not written: "
+        f"flash wear saved;",
+        f"{human_size(written)} differed and were written{in_spans}",
+    ]
+
+
+def proof_words(r: Mapping[str, Any]) -> str:
+    """What the read-back proved, with the drive's hash next to what it equals (from
+    the receipt's JSON form)."""
+    cov = r.get("coverage")
+    if r.get("verify_seconds") is None:
+        return "not verified"
+    if not r.get("verified"):
+        return f"first differing byte at offset {r.get('mismatch_offset')}"
+    compared = r.get("verify_proof") == COMPARED
+    if cov is not None:
+        if not cov["written"]:
+            if cov["mode"] == "delta":
+                return (
+                    "nothing was written, so nothing was read back: the compare read found "
+                    "the drive equal to the image"
+                )
+            return "nothing was written, so nothing was read back"
+        if compared:
+            return "equal byte for byte to the image"
+        return (
+            f"blake3 of their digests {r.get('device_blake3')} = the blake3 of the digests "
+            "taken while writing"
+        )
+    if compared:
+        return f"drive blake3 {r.get('device_blake3')} = the image's: compared byte for byte"
+    return f"drive blake3 {r.get('device_blake3')} = the image's, taken while writing"
 
 
 def describe_device(device: Mapping[str, Any]) -> str:

@@ -12,6 +12,12 @@ def human_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """3 files, 1 file, 0 files: N with the word in the number it takes (MANY for a
+    plural other than ONE + 's')."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def human_rate(bps: float) -> str:
     """Bytes per second in MB/s (10^6), as drive speeds are quoted."""
     return f"{bps / 1e6:.1f} MB/s"

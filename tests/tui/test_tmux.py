@@ -85,7 +85,7 @@ def test_write_in_a_real_terminal(loop: Callable[..., str], tmp_path: Path) -> N
     shown = screens(out)
     assert p.returncode == 0, p.stderr + shown.get("timeout", "")
     assert dev in shown["confirm"] and "Cancel" in shown["confirm"]
-    assert "safe to remove" in shown["result"] and "(matches)" in shown["result"]
+    assert "safe to remove" in shown["result"] and "= the image's" in shown["result"]
     assert "[usbwriter exited 0]" in shown["exit"]
     data = image.read_bytes()
     assert read_device(dev, len(data)) == data

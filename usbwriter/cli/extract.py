@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.iso.contents import IsoImage, printable
     from usbwriter.iso.extract import EXISTS, Extractor, select
-    from usbwriter.units import human_size
+    from usbwriter.units import count, human_size
 
     def on_event(ev: dict[str, Any]) -> None:
         if ns.json:
@@ -78,15 +78,16 @@ def run(ns: argparse.Namespace) -> int:
         if result.failed:
             extra += f"; {len(result.failed)} failed"
         tell(
-            f"{ns.output}: {result.files} files ({human_size(result.bytes)}), "
-            f"{result.dirs} folders, {result.symlinks} symlinks extracted{extra}"
+            f"{ns.output}: {count(result.files, 'file')} ({human_size(result.bytes)}), "
+            f"{count(result.dirs, 'folder')}, {count(result.symlinks, 'symlink')} "
+            f"extracted{extra}"
         )
         kept = sum(1 for _, why in result.skipped if why.endswith(EXISTS))
         if kept:
-            say(f"usbwriter: {kept} existing file(s) kept (--overwrite replaces them)")
+            say(f"usbwriter: {count(kept, 'existing file')} kept (--overwrite replaces them)")
         if result.shared:
             say(
-                f"usbwriter: note: {result.shared} files share their bytes in the image; "
+                f"usbwriter: note: {count(result.shared, 'file')} share their bytes in the image; "
                 "each was written in full"
             )
     return EXIT_FAILED if result.failed else EXIT_OK

@@ -58,7 +58,7 @@ def run(ns: argparse.Namespace) -> int:
     from usbwriter.cli.output import ProgressPrinter, cancel_on_signals, say
     from usbwriter.errors import EXIT_OK
     from usbwriter.iso.build import BuildRequest, build_iso
-    from usbwriter.units import human_size
+    from usbwriter.units import count, human_size
 
     req = BuildRequest(
         folder=ns.folder,
@@ -84,8 +84,8 @@ def run(ns: argparse.Namespace) -> int:
     extras = ", with UDF" if result.udf else ""
     print(
         f"{result.output}: {human_size(result.size)}, label {result.label}, "
-        f"{result.files} files, {result.directories} folders, {result.symlinks} symlinks"
-        f"{extras}"
+        f"{count(result.files, 'file')}, {count(result.directories, 'folder')}, "
+        f"{count(result.symlinks, 'symlink')}{extras}"
     )
     for entry in result.boot:
         if "platform" in entry:
@@ -99,7 +99,7 @@ def run(ns: argparse.Namespace) -> int:
             f"UEFI {result.stick['uefi']} (usbwriter inspect tells why)"
         )
     if result.skipped:
-        print(f"Skipped {len(result.skipped)} special files (see the warnings above)")
+        print(f"Skipped {count(len(result.skipped), 'special file')}: see the warnings above")
     if result.private_because is not None:
         print(
             f"Mode {result.mode:04o}: only you can read {result.output}, as "

@@ -136,12 +136,14 @@ def interactive() -> bool:
 
 
 def confirm(question: str) -> bool:
+    """QUESTION (which asks for the word yes) on stderr; True only for that word, as
+    the question says: erasing a drive is not agreed to by a stray 'y'."""
     _write(sys.stderr, question)
     try:
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         return False
-    return answer.strip().lower() in ("y", "yes")
+    return answer.strip().lower() == "yes"
 
 
 #: The signals that interrupt a command (SIGINT is Python's KeyboardInterrupt already).

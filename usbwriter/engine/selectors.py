@@ -29,7 +29,7 @@ from usbwriter.engine.blockio import (
     same_bytes,
 )
 from usbwriter.engine.readback import Span, device_read_error
-from usbwriter.units import human_size
+from usbwriter.units import count, human_size
 
 if TYPE_CHECKING:
     from usbwriter.engine.target import Target
@@ -72,7 +72,7 @@ class Coverage:
         }
 
     def describe(self) -> list[str]:
-        written = f"{human_size(self.written)} written in {len(self.spans)} span(s)"
+        written = f"{human_size(self.written)} written in {count(len(self.spans), 'span')}"
         if self.mode == "bmap":
             lines = [
                 f"  bmap    {written}; {human_size(self.untouched)} unmapped left as it was"

@@ -34,7 +34,7 @@ from usbwriter.tui.screens.progress import Job, ProgressScreen
 from usbwriter.tui.screens.result import OutcomeScreen
 from usbwriter.tui.widgets.drive_table import DriveTable
 from usbwriter.tui.widgets.title_bar import TitleBar
-from usbwriter.units import human_size
+from usbwriter.units import count, human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
@@ -248,7 +248,7 @@ class BackupScreen(ProgressScreen):
         if r.unreadable:
             total = sum(b.length for b in r.unreadable)
             head = "✔ Backed up, with unreadable parts"
-            extra = f" {len(r.unreadable)} unreadable range(s), {total} bytes, are zeros."
+            extra = f" {count(len(r.unreadable), 'unreadable range')}, {total} bytes, are zeros."
         return ReceiptScreen(
             head,
             not r.unreadable,

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
-from usbwriter.receipt import describe_device
+from usbwriter.receipt import coverage_words, describe_device, proof_words
 from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
@@ -33,51 +33,73 @@ def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("Drive", describe_device(dev)))
     if dev.get("unmounted"):
         rows.append(("Unmounted", ", ".join(str(m) for m in dev["unmounted"])))
-    if r.get("device_blake3"):
-        same = " (matches)" if r.get("verified") else ""
-        rows.append(("Drive blake3", f"{r['device_blake3']}{same}"))
-    rows.append(
-        (
-            "Write",
-            f"{human_size(r['bytes_written'])} in {human_duration(r['write_seconds'])}"
-            f"  ({human_rate(r['write_mbps'] * 1e6)})",
+    cov = r.get("coverage")
+    rows += coverage_rows(cov)
+    if r.get("bytes_written"):
+        rows.append(
+            (
+                "Write",
+                f"{human_size(r['bytes_written'])} in {human_duration(r['write_seconds'])}"
+                f", {human_rate(r['write_mbps'] * 1e6)}",
+            )
         )
-    )
-    if r.get("verify_seconds") is not None:
+    elif r.get("write_seconds") is not None:
+        took = ""
+        if cov is not None and cov.get("mode") == "delta":
+            took = f"; the compare took {human_duration(r['write_seconds'])}"
+        rows.append(("Write", f"nothing written{took}"))
+    read = cov["written"] if cov is not None else img["size"]
+    if r.get("verify_seconds") is not None and read:
         how = (
-            "read back with O_DIRECT, page cache bypassed"
+            "with O_DIRECT: page cache bypassed"
             if r.get("page_cache_bypassed")
-            else "read back through the page cache"
+            else "through the page cache: NOT bypassed"
         )
+        what = f"the {human_size(read)} written" if cov is not None else human_size(read)
         rows.append(
             (
                 "Verify",
-                f"{human_duration(r['verify_seconds'])}  ({human_rate(r['verify_mbps'] * 1e6)})"
-                f", {how}",
+                f"{what} read back in {human_duration(r['verify_seconds'])}"
+                f", {human_rate(r['verify_mbps'] * 1e6)}, {how}",
             )
         )
-    rows += coverage_rows(r.get("coverage"))
+    if r.get("verify_seconds") is not None and r.get("mismatch_offset") is None:
+        rows.append(("Proof", proof_words(r)))
     if r.get("mismatch_offset") is not None:
         rows.append(
-            ("First difference", f"byte {r['mismatch_offset']} (0x{r['mismatch_offset']:x})")
+            ("First difference", f"byte {r['mismatch_offset']}, 0x{r['mismatch_offset']:x}")
         )
     return rows
+
+
+COVERAGE_LABELS = {"bmap": "Block map", "delta": "Compared", "sparse": "Sparse"}
 
 
 def coverage_rows(c: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """What a delta (or bmap) write did with the image: written, found equal, left alone."""
+    """What a delta (or bmap) write did with the image: compared, written, left alone."""
     if not c:
         return []
-    written = f"{human_size(c['written'])} written in {c['spans']} span(s)"
-    if c.get("mode") == "bmap":
-        left = human_size(c["untouched"])
-        return [("Block map", f"{written}; {left} unmapped left as it was")]
-    same = human_size(c["unchanged"])
-    rows = [("Compared", f"{written}; {same} already equal; flash wear saved: {same}")]
-    if c.get("switched_to_full_at") is not None:
-        at = c["switched_to_full_at"]
-        rows.append(("", f"nearly everything differed: written plainly from byte {at}"))
-    return rows
+    label = COVERAGE_LABELS.get(str(c.get("mode")), str(c.get("mode")))
+    return [(label if i == 0 else "", line) for i, line in enumerate(coverage_words(c))]
+
+
+def headline_words(r: Mapping[str, Any]) -> tuple[str, str]:
+    """The verified result's headline and what it means for the drive."""
+    dev = r["device"].get("path", "the drive")
+    cov = r.get("coverage")
+    safe = "It is safe to remove the drive."
+    if cov is not None and not cov["written"] and cov.get("mode") == "delta":
+        return (
+            "✔ Verified: nothing needed writing",
+            f"{dev} already held the image: every MiB compared equal. {safe}",
+        )
+    if cov is not None and cov.get("mode") == "bmap":
+        return (
+            "✔ Written and verified",
+            f"{dev} holds what the image's bmap maps, read back and checked; the rest was "
+            f"left as it was. {safe}",
+        )
+    return "✔ Written and verified", f"{dev} holds the image, byte for byte. {safe}"
 
 
 class OutcomeScreen(Screen[None]):
@@ -131,16 +153,13 @@ class ResultScreen(OutcomeScreen):
         yield TitleBar()
         with Vertical(id="result-body", classes="ok" if self.verified else "failed"):
             if self.verified:
+                headline, meaning = headline_words(r)
                 yield Static(
-                    Content.assemble(("✔ Written and verified", "bold $text-success")),
+                    Content.assemble((headline, "bold $text-success")),
                     id="result-headline",
                     markup=False,
                 )
-                yield Static(
-                    f"{dev} holds the image, byte for byte. It is safe to remove the drive.",
-                    id="result-next",
-                    markup=False,
-                )
+                yield Static(meaning, id="result-next", markup=False)
             else:
                 yield Static(
                     Content.assemble(("✘ Verification FAILED", "bold $text-error")),
@@ -154,8 +173,8 @@ class ResultScreen(OutcomeScreen):
                     else "Its first MiB could not be wiped: do not boot from it."
                 )
                 yield Static(
-                    f"{dev} does not hold the image (first difference at byte "
-                    f"{r.get('mismatch_offset')}). {what} The drive may be failing or "
+                    f"{dev} does not hold the image: the first difference is at byte "
+                    f"{r.get('mismatch_offset')}. {what} The drive may be failing or "
                     "fake-capacity: try another one.",
                     id="result-next",
                     markup=False,
