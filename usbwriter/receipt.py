@@ -17,6 +17,7 @@ from usbwriter.sources import SourceInfo
 from usbwriter.units import count, human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
+    from usbwriter.engine.probe import ProbeResult
     from usbwriter.engine.selectors import Coverage
 
 
@@ -36,6 +37,7 @@ class Receipt:
     source: SourceInfo | None = None  # the file as downloaded (raw or compressed)
     checksum: ChecksumCheck | None = None  # the file against its sums, before writing
     coverage: Coverage | None = None  # a bmap or delta write: what was written, read back
+    probe: ProbeResult | None = None  # the drive tested before the write (None: not probed)
 
     @property
     def file_blake3(self) -> str | None:
@@ -82,6 +84,10 @@ class Receipt:
             d["wiped_first_mib"] = self.wiped_first_mib
         if self.coverage is not None:
             d["coverage"] = self.coverage.to_dict()
+        if self.probe is not None:
+            d["probe"] = self.probe.to_dict()
+        if v is not None and v.explanation:
+            d["mismatch_explanation"] = v.explanation
         return d
 
     def _image_json(self) -> dict[str, Any]:
@@ -137,6 +143,8 @@ class Receipt:
         lines.append(f"  device  {describe_device(self.device)}")
         if self.unmounted:
             lines.append(f"  unmounted first: {', '.join(self.unmounted)}")
+        if self.probe is not None:
+            lines.append(f"  probe   {self.probe.describe()}")
         if self.coverage is not None:
             label = f"{self.coverage.mode:7}"
             for line in coverage_words(self.coverage.to_dict()):
