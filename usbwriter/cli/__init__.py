@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "backup": "backup",
     "format": "format",
     "restore": "restore",
+    "probe": "probe",
     "completion": "completion",
 }
 
@@ -49,6 +50,7 @@ commands:
   {backup:<46}  read a stick or disc into an image
   usbwriter format DEVICE [--fs FS] [--label L]   make a stick a normal stick again
   usbwriter restore IMAGE DEVICE [--yes]          write a backup back onto a drive
+  usbwriter probe DEVICE [--json]                 test a stick for fake capacity and speed
   usbwriter completion bash|zsh                   print a shell completion script
 """
 

@@ -44,6 +44,10 @@ EXAMPLES = (
         "Verify a drive against an image without writing:",
         "sudo usbwriter verify -i debian.iso -d /dev/sdb",
     ),
+    (
+        "Test a stick for fake capacity and dropped writes, putting back what is overwritten:",
+        "sudo usbwriter probe /dev/sdb",
+    ),
     ("Enable shell completion in the current bash:", "source <(usbwriter completion bash)"),
 )
 

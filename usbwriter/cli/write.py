@@ -31,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--no-verify", action="store_true", help="skip reading the drive back")
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the quick test for fake capacity before writing",
+    )
     p.add_argument("--json", action="store_true", help="NDJSON progress and result on stdout")
     p.add_argument(
         "--force", action="store_true", help="write an image that will not boot on BIOS or UEFI"
@@ -115,6 +120,7 @@ def run(ns: argparse.Namespace) -> int:
         bmap=ns.bmap,
         no_bmap=ns.no_bmap,
         delta=ns.delta,
+        probe=not ns.no_probe,
     )
     if len(ns.device) > 1:
         from usbwriter.cli.several import write_several

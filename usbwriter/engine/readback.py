@@ -45,6 +45,7 @@ from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.units import human_size
 
 if TYPE_CHECKING:
+    from usbwriter.engine.probe import ProbeResult
     from usbwriter.sources import ImageSource
 
 COMPARED = "compared"  # byte for byte with the image file
@@ -75,6 +76,7 @@ class VerifyResult:
     page_cache_bypassed: bool
     file_blake3: str | None = None  # a compressed image read beside the device: its file's
     proof: str = HASHED  # how the drive was proven: "compared" or "hashed"
+    explanation: str | None = None  # a mismatch: what came back instead (explain_mismatch)
 
     @property
     def rate(self) -> float:
@@ -431,3 +433,70 @@ def read_back_against(
         file_blake3=file_hash,
         proof=COMPARED,
     )
+
+
+def explain_mismatch(
+    drive: Drive, image: ImageSource | None, offset: int, probe: ProbeResult | None = None
+) -> str:
+    """What came back at the first differing byte OFFSET, in words: zeros (the writes
+    were dropped), the image's bytes from another offset (the drive wraps around), or
+    other bytes (the old content kept, or damage); with the probe's numbers."""
+    block = 4096
+    at = offset // block * block
+    try:
+        got = read_block(drive, at, block)
+    except OSError as e:
+        return f"the drive could not be read there ({e.strerror})"
+    raw = image is not None and not image.info.compressed
+    want = image_bytes(image, at, block) if image is not None and raw else None
+    words = None
+    if got.count(0) == len(got):
+        where = " where the image has data" if want is not None and any(want) else ""
+        words = f"zeros came back{where}: the drive dropped the writes"
+    elif raw and image is not None:
+        other = _alias(image, at, got, probe)
+        if other is not None:
+            words = (
+                f"the image's bytes from offset {other} came back: the drive wraps around "
+                f"(writes {human_size(abs(other - at))} apart land on the same blocks)"
+            )
+    if words is None:
+        words = (
+            "other bytes came back (neither the image's nor zeros): the drive dropped the "
+            "writes and kept its old content, or damaged them"
+        )
+    if probe is not None:
+        words += f"; the probe before writing found it {probe.describe()}"
+    return words
+
+
+def _alias(image: ImageSource, at: int, got: bytes, probe: ProbeResult | None) -> int | None:
+    """The offset of the image whose block GOT is, among where a drive that wraps at a
+    power of two (or the size the probe found) would have put it: the last alias
+    written above AT, the next one, the one below."""
+    size, block = image.size or 0, len(got)
+    steps = [1 << k for k in range(20, 44)]
+    if probe is not None and 0 < probe.usable_size < probe.reported_size:
+        steps.insert(0, probe.usable_size)
+    for step in steps:
+        last = at + (size - block - at) // step * step
+        for other in dict.fromkeys((last, at + step, at - step)):
+            inside = other != at and other >= 0 and other + block <= size
+            if inside and image_bytes(image, other, block) == got:
+                return other
+    return None
+
+
+def read_block(drive: Drive, offset: int, length: int) -> bytes:
+    """LENGTH bytes of the drive at OFFSET, through its descriptor (cache dropped)."""
+    drop_cache(drive.fd)
+    n = round_up(length, max(drive.block, 1))
+    buf = aligned_buffer(round_up(n, 4096))
+    try:
+        view = memoryview(buf)
+        got = pread_into(drive.fd, view[:n], offset)
+        data = bytes(view[: min(got, length)])
+        view.release()
+        return data
+    finally:
+        buf.close()

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from usbwriter.devices import DEV, read_snapshot
 from usbwriter.engine.blockio import open_held
-from usbwriter.engine.readback import Drive, VerifyResult, read_back, read_back_against
+from usbwriter.engine.readback import (
+    Drive,
+    VerifyResult,
+    explain_mismatch,
+    read_back,
+    read_back_against,
+)
 from usbwriter.engine.selectors import BmapSelector, Coverage, DeltaSelector, Selector
 from usbwriter.engine.target import Target, WriteResult, wipe_note
 from usbwriter.engine.write import write_drive
@@ -36,6 +42,7 @@ from usbwriter.sources import ImageSource, SourceInfo, not_a_drive, open_image
 
 if TYPE_CHECKING:
     from usbwriter.checksums import ChecksumCheck
+    from usbwriter.engine.probe import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,9 @@ def carry_out(
     """Write one drive held on TGT from SRC and read it back: the receipt. A failed write
     has wiped the drive's head already; a read-back that fails, or finds a difference,
     wipes it here (a cancel during the read-back leaves the written drive as it is)."""
+    from usbwriter.jobs.probe import before_write
+
+    probed = before_write(plan, tgt, cancel=cancel, notify=notify)
     written = write_drive(src, tgt, _selector(plan, notify), progress=progress, cancel=cancel)
     checked = None
     wiped = None
@@ -162,8 +172,26 @@ def carry_out(
                 f"{tgt.path}: the read-back failed ({e}); {wipe_note(wiped)}", path=tgt.path
             ) from e
         if not checked.verified:
+            checked = explained(Drive(tgt.fd, tgt.path), src, checked, probed)
             wiped = tgt.wipe_head()
-    return receipt_for(plan, written.result, checked, unmounted, wiped, src.info, written.coverage)
+    receipt = receipt_for(
+        plan, written.result, checked, unmounted, wiped, src.info, written.coverage
+    )
+    return replace(receipt, probe=probed)
+
+
+def explained(
+    drive: Drive, src: ImageSource, checked: VerifyResult, probed: ProbeResult | None = None
+) -> VerifyResult:
+    """A failed read-back with what came back at its first differing byte, in words."""
+    if checked.mismatch_offset is None:
+        return checked
+    try:
+        words = explain_mismatch(drive, src, checked.mismatch_offset, probed)
+    except UsbWriterError as e:
+        log.debug("could not explain the mismatch: %s", e)
+        return checked
+    return replace(checked, explanation=words)
 
 
 def receipt_for(
@@ -209,6 +237,8 @@ def mismatch_message(receipt: Receipt) -> str:
         f"{receipt.device.get('path')} differs from {receipt.image_path} at byte "
         f"{receipt.mismatch_offset}"
     )
+    if receipt.verify is not None and receipt.verify.explanation:
+        line += f": {receipt.verify.explanation}"
     if receipt.wiped_first_mib is not None:
         line += f"; {wipe_note(receipt.wiped_first_mib)}"
     return line
@@ -255,6 +285,8 @@ def verify_only(
             drive = Drive(fd, device)
             drive.check_fits(src.size)
             checked = read_back_against(drive, src, progress=progress, cancel=cancel)
+            if not checked.verified:
+                checked = explained(drive, src, checked)
             identity = Identity.from_disk(target.disk, requested=device) if target.disk else None
             info = _describe(target, identity)
             receipt = Receipt(
