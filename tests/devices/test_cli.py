@@ -279,6 +279,24 @@ def test_unbootable_image_needs_force(loop: Callable[..., str], tmp_path: Path, 
     assert read_dev(dev, 0, 2 * MiB) == b"\xaa" * (2 * MiB)
 
 
+def test_terminal_question_comes_after_the_plans_warnings(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """What a person says yes to is the plan: its warnings (here the bmap it writes by
+    and the missing checksum) are on the screen before the question, not after it."""
+    image = random_file(tmp_path / "image.img", 2 * MiB)
+    bmap = tmp_path / "image.img.bmap"
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(image)], check=True)
+    dev = loop(8 * MiB)
+    argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", dev, "--force"]
+    rc, screen = run_on_terminal(argv, b"no\n")
+    assert rc == 130, screen
+    question = screen.index("Type 'yes' to continue")
+    for words in (f"writing only the ranges mapped in {bmap}", "no checksum found"):
+        assert words in screen, screen
+        assert screen.index(words) < question, screen
+
+
 @pytest.mark.parametrize(("answer", "code"), [(b"no\n", 130), (b"yes\n", 0)])
 def test_unmount_waits_for_the_confirmation(
     mounted_ext4: tuple[str, Path], tmp_path: Path, answer: bytes, code: int

@@ -213,7 +213,7 @@ def test_job_facts_of_a_compressed_image_are_those_of_the_image_inside(tmp_path:
     assert board.ready, board.blockers
     assert board.boot is not None and board.boot.compression == "xz"
     assert board.boot.image_kind == "board:raspberry-pi"
-    assert any("this image is for a Raspberry Pi; it will not boot a PC" in w
+    assert any("this image is for a Raspberry Pi; it will not boot a PC" in w.message
                for w in board.warnings)  # fmt: skip
     data = tmp_path / "data.iso.xz"
     data.write_bytes(lzma.compress(build_image("data-only").read_bytes()))

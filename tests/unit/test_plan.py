@@ -215,7 +215,7 @@ def test_plan_decides(case: Case) -> None:
         assert plan.confirmed().ready == case.overridable
     assert plan.unmount_points == case.unmounts
     if case.warns:
-        assert any(case.warns in w for w in plan.warnings), plan.warnings
+        assert any(case.warns in w.message for w in plan.warnings), plan.warnings
     if plan.ready:
         assert plan.identity is not None
 
@@ -314,7 +314,7 @@ def test_a_key_expired_since_is_said_and_refused_with_strict_keys(tmp_path: Path
     assert "whose key has expired since" in check.describe()
     rings = (str(old.keyring),)
     plan = decide(Request("x.iso", "/dev/sda", keyrings=rings), image(), stick(), None, check)
-    assert plan.ready and any("expired since" in w for w in plan.warnings)
+    assert plan.ready and any("expired since" in w.message for w in plan.warnings)
     strict = Request("x.iso", "/dev/sda", keyrings=rings, strict_keys=True)
     plan = decide(strict, image(), stick(), None, check)
     assert not plan.ready and "--strict-keys" in plan.blockers[0].message

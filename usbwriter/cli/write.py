@@ -163,7 +163,7 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
     with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
         plan = jobs.plan(request, progress=show, cancel=cancel)
     check = plan.checksum
-    if check is not None and not any(check.describe() in w for w in plan.warnings):
+    if check is not None and not any(check.describe() in w.message for w in plan.warnings):
         say(f"Checksum: {check.describe()}")  # (otherwise the warning says it)
     refusal = refusal_for(plan, asking=not yes and interactive())
     if refusal is None or plan.needs_confirmation_only:
@@ -175,6 +175,9 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
             say(summary)
     if refusal is not None:
         raise refusal
+    for warning in plan.warnings:  # before the question: what the person says yes to
+        if warning.code != "unmount":  # (the question names them; --yes: said as done)
+            say(f"usbwriter: warning: {warning}")
     if not yes:
         if not interactive():
             raise Refused(f"{device}: not on a terminal and no --yes: refusing to erase the drive")
@@ -190,9 +193,6 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
         if not confirm(question):
             raise Cancelled("not confirmed; nothing was written")
         plan = plan.confirmed()
-    for warning in plan.warnings:
-        if not warning.startswith("will unmount"):
-            say(f"usbwriter: warning: {warning}")
 
     with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
 

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Protocol
 from usbwriter.devices import DEV
 from usbwriter.errors import BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
+from usbwriter.jobs.files import check_files, choose_mode
 from usbwriter.jobs.model import (
     Blocker,
     BootFacts,
     Footprint,
     ImageFacts,
     Plan,
+    PlanWarning,
     Request,
     TargetFacts,
 )
@@ -28,6 +30,7 @@ from usbwriter.units import human_size
 if TYPE_CHECKING:
     from usbwriter.checksums import ChecksumCheck
     from usbwriter.devices import MountEntry
+    from usbwriter.jobs.files import FilesFacts
     from usbwriter.sources.bmap import Bmap
 
 
@@ -38,9 +41,10 @@ def decide(
     boot: BootFacts | None,
     checksum: ChecksumCheck | UsbWriterError | None = None,
     bmap: Bmap | UsbWriterError | None = None,
+    files: FilesFacts | None = None,
 ) -> Plan:
     blockers: list[Blocker] = []
-    warnings: list[str] = []
+    warnings: list[PlanWarning] = []
 
     def block(error: UsbWriterError, *, overridable: bool = False) -> None:
         blockers.append(Blocker(error, overridable))
@@ -48,22 +52,28 @@ def decide(
     image_ok = _check_image(image, block)
     target_ok = _check_target(request, image, target, block)
     identity = _identity(target) if target_ok else None
+    mode, mode_reason = choose_mode(request, boot)
     if image_ok and target_ok:
+        check_files(request, mode, image, target, boot, files, block)
         shared = image.footprint & target.footprint
         if shared:
             block(_overlap(image, target, shared))
-        fit = _fit(image, target)
+        fit = _fit(image, target) if mode == "raw" else None  # files: check_files
         if isinstance(fit, UsbWriterError):
             block(fit)
         elif fit:
-            warnings.append(fit)
+            warnings.append(PlanWarning("fit", fit))
     unmounts = _unmounts(request, target, block) if target_ok else ()
     if unmounts:
         warnings.append(_unmount_note(unmounts))
-    if image_ok and boot is not None:
+    if image_ok and boot is not None and mode == "raw":
         _check_boot(request, image, boot, block, warnings)
     if target_ok and target.disk is not None:
-        warnings.extend(n for n in target.disk.notes if "larger than" in n)
+        warnings.extend(
+            PlanWarning("large-drive", f"{target.requested}: {n}")
+            for n in target.disk.notes
+            if "larger than" in n
+        )
     checked = None
     if request.keyrings and image_ok and image.kind != "file":
         block(
@@ -81,7 +91,7 @@ def decide(
         if refusal is not None:
             block(refusal)
         elif note:
-            warnings.append(note)
+            warnings.append(PlanWarning("checksum", note))
     used_bmap = _check_bmap(request, image, bmap, checked, block, warnings) if image_ok else None
     return Plan(
         request=request,
@@ -93,7 +103,10 @@ def decide(
         warnings=tuple(warnings),
         unmounts=unmounts,
         checksum=checked,
-        bmap=used_bmap,
+        bmap=used_bmap if mode == "raw" else None,
+        mode=mode,
+        mode_reason=mode_reason,
+        files=files if mode == "files" else None,
     )
 
 
@@ -103,7 +116,7 @@ def _check_bmap(
     bmap: Bmap | UsbWriterError | None,
     checksum: ChecksumCheck | None,
     block: _Block,
-    warnings: list[str],
+    warnings: list[PlanWarning],
 ) -> Bmap | None:
     """The bmap to write by: refused when it cannot be read or does not describe this
     image; not combined with --delta (an explicit one is a usage error). When a checksum
@@ -143,15 +156,21 @@ def _check_bmap(
             return None
         if covered is None or covered.status != "matched":
             warnings.append(
-                f"{image.requested}: the bmap found beside it, {bmap.path}, is not vouched for "
-                f"by {vouches}, which vouches for the image; writing the whole image "
-                "(name it with --bmap to write only its ranges)"
+                PlanWarning(
+                    "bmap",
+                    f"{image.requested}: the bmap found beside it, {bmap.path}, is not vouched "
+                    f"for by {vouches}, which vouches for the image; writing the whole image "
+                    "(name it with --bmap to write only its ranges)",
+                )
             )
             return None
     if not request.bmap:
         warnings.append(
-            f"{image.requested}: writing only the ranges mapped in {bmap.path} "
-            "(--no-bmap writes the whole image)"
+            PlanWarning(
+                "bmap",
+                f"{image.requested}: writing only the ranges mapped in {bmap.path} "
+                "(--no-bmap writes the whole image)",
+            )
         )
     return bmap
 
@@ -266,7 +285,11 @@ def _fit(image: ImageFacts, target: TargetFacts) -> UsbWriterError | str | None:
 
 
 def _check_boot(
-    request: Request, image: ImageFacts, boot: BootFacts, block: _Block, warnings: list[str]
+    request: Request,
+    image: ImageFacts,
+    boot: BootFacts,
+    block: _Block,
+    warnings: list[PlanWarning],
 ) -> None:
     """Refuse (a person may confirm past it, or pass --force) only what is clearly a
     mistake: a file that is not a disk or ISO image, an ISO with no boot records (a data
@@ -284,7 +307,7 @@ def _check_boot(
         )
     if why is not None:
         if request.force:
-            warnings.append(f"{name}: {why}; writing it anyway (--force)")
+            warnings.append(PlanWarning("boot", f"{name}: {why}; writing it anyway (--force)"))
         else:
             block(
                 Refused(f"{name}: {why}; use --force to write it", path=image.path),
@@ -295,16 +318,14 @@ def _check_boot(
     if boots:
         return
     if boot.image_kind.startswith("board:"):
-        warnings.append(f"{name}: this image is for {boot.for_hardware}; it will not boot a PC")
+        why = f"this image is for {boot.for_hardware}; it will not boot a PC"
     elif boot.image_kind == "data-disk":
-        warnings.append(f"{name}: this image is a data disk; it will not boot a PC")
+        why = "this image is a data disk; it will not boot a PC"
     elif "unknown" in (boot.bios, boot.uefi):
-        warnings.append(
-            f"{name}: whether it boots on BIOS or UEFI is not known without decompressing "
-            "the whole image"
-        )
+        why = "whether it boots on BIOS or UEFI is not known without decompressing the whole image"
     else:
-        warnings.append(f"{name}: it will not boot on BIOS or UEFI from a USB stick")
+        why = "it will not boot on BIOS or UEFI from a USB stick"
+    warnings.append(PlanWarning("boot", f"{name}: {why}"))
 
 
 def _check_image(image: ImageFacts, block: _Block) -> bool:
@@ -447,8 +468,11 @@ def _unmounts(request: Request, target: TargetFacts, block: _Block) -> tuple[Mou
     )
 
 
-def _unmount_note(unmounts: tuple[MountEntry, ...]) -> str:
-    return "will unmount first: " + ", ".join(f"{m.source} on {m.mountpoint}" for m in unmounts)
+def _unmount_note(unmounts: tuple[MountEntry, ...]) -> PlanWarning:
+    return PlanWarning(
+        "unmount",
+        "will unmount first: " + ", ".join(f"{m.source} on {m.mountpoint}" for m in unmounts),
+    )
 
 
 def _overlap(image: ImageFacts, target: TargetFacts, shared: Footprint) -> Refused:

@@ -8,7 +8,7 @@ carries a plan out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from usbwriter.errors import UsbWriterError
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from usbwriter.checksums import ChecksumCheck
     from usbwriter.devices import Disk, MountEntry
     from usbwriter.identity import Identity
+    from usbwriter.jobs.files import FilesFacts
     from usbwriter.sources import SourceInfo
     from usbwriter.sources.bmap import Bmap
 
@@ -41,6 +42,8 @@ class Request:
     bmap: str | None = None  # a bmaptool block map: write only the mapped ranges
     no_bmap: bool = False  # ignore a bmap found beside the image
     delta: bool = False  # compare the drive first, write only the chunks that differ
+    mode: str = "auto"  # "raw", "files" (copy an ISO's files onto FAT32) or "auto"
+    windows_bypass: tuple[str, ...] = ()  # files mode: "tpm", "secureboot", "ram", ...
     probe: bool = True  # test the drive for fake capacity before the first byte
 
 
@@ -110,6 +113,7 @@ class BootFacts:
     for_hardware: str = ""  # in words: "a Raspberry Pi", "a PC (BIOS and UEFI)"
     compression: str | None = None  # the verdict is of the image inside this format
     not_read: tuple[str, ...] = ()  # what lies past the part of a compressed image read
+    windows_installer: bool = False  # a Windows installer ISO: its files belong on a stick
 
     @property
     def bootable(self) -> bool:
@@ -149,6 +153,26 @@ class Blocker:
         return self.error.message
 
 
+#: What a plan's warning is about, so a face can place it: "fit" (the image's size is
+#: not known, or only roughly), "unmount" (mounts to be unmounted first), "boot" (it will
+#: not boot a PC, or its records could not be read), "large-drive" (a drive larger than a
+#: stick), "checksum" (a note on the file's checksum or signature), "bmap" (a block map
+#: used or not used), "confirmed" (a refusal a person confirmed past).
+WarningCode = Literal["fit", "unmount", "boot", "large-drive", "checksum", "bmap", "confirmed"]
+
+
+@dataclass(frozen=True)
+class PlanWarning:
+    """Something the plan will do, or could not check, that a person should read before
+    saying yes: ``code`` says what it is about, ``message`` says it in one line."""
+
+    code: WarningCode
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True)
 class Plan:
     """The decision: run it only when ``ready``. Nothing has been changed to make it."""
@@ -159,10 +183,13 @@ class Plan:
     boot: BootFacts | None
     identity: Identity | None
     blockers: tuple[Blocker, ...] = ()
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[PlanWarning, ...] = ()
     unmounts: tuple[MountEntry, ...] = field(default=())
     checksum: ChecksumCheck | None = None  # the file as downloaded, against its sums
     bmap: Bmap | None = None  # the block map to write by (given, or found beside the image)
+    mode: str = "raw"  # "raw": the image's bytes; "files": its files copied onto FAT32
+    mode_reason: str = ""  # why that mode, in words
+    files: FilesFacts | None = None  # files mode: what the ISO holds
 
     @property
     def ready(self) -> bool:
@@ -182,7 +209,7 @@ class Plan:
         """The plan after a person saw the warnings and said yes: overridable blockers
         become warnings. Non-overridable blockers stay."""
         kept = tuple(b for b in self.blockers if not b.overridable)
-        moved = tuple(b.message for b in self.blockers if b.overridable)
+        moved = tuple(PlanWarning("confirmed", b.message) for b in self.blockers if b.overridable)
         return replace(self, blockers=kept, warnings=self.warnings + moved)
 
     def raise_if_blocked(self) -> None:
@@ -200,10 +227,13 @@ class Plan:
             "device": self.target.requested,
             "ready": self.ready,
             "blockers": [b.error.to_dict() | {"overridable": b.overridable} for b in self.blockers],
-            "warnings": list(self.warnings),
+            "warnings": [w.message for w in self.warnings],
             "unmount": [{"device": m.source, "mountpoint": m.mountpoint} for m in self.unmounts],
             "boot": self.boot.to_dict() if self.boot is not None else None,
             "checksum": self.checksum.to_dict() if self.checksum is not None else None,
             "bmap": self.bmap.to_dict() if self.bmap is not None else None,
             "delta": self.request.delta,
+            "mode": self.mode,
+            "mode_reason": self.mode_reason,
+            "files": self.files.to_dict() if self.files is not None else None,
         }
