@@ -19,6 +19,7 @@ from usbwriter.units import count, human_duration, human_rate, human_size
 if TYPE_CHECKING:
     from usbwriter.engine.probe import ProbeResult
     from usbwriter.engine.selectors import Coverage
+    from usbwriter.jobs.files import FilesResult
 
 
 def _mbps(n: int, s: float) -> float:
@@ -38,6 +39,7 @@ class Receipt:
     checksum: ChecksumCheck | None = None  # the file against its sums, before writing
     coverage: Coverage | None = None  # a bmap or delta write: what was written, read back
     probe: ProbeResult | None = None  # the drive tested before the write (None: not probed)
+    files: FilesResult | None = None  # a file copy (--mode files): layout, files, split
 
     @property
     def file_blake3(self) -> str | None:
@@ -86,6 +88,9 @@ class Receipt:
             d["coverage"] = self.coverage.to_dict()
         if self.probe is not None:
             d["probe"] = self.probe.to_dict()
+        if self.files is not None:
+            d["mode"] = "files"
+            d["files"] = self.files.to_dict()
         if v is not None and v.explanation:
             d["mismatch_explanation"] = v.explanation
         return d
@@ -114,6 +119,8 @@ class Receipt:
                 f"holds the ranges of {img} its bmap maps ({human_size(self.coverage.written)} "
                 f"of {human_size(self.image_size)}; the rest was left as it was)"
             )
+        if self.files is not None:
+            holds = f"holds the files of {img} on a FAT32 partition"
         d = self.to_json()
         nothing = self.coverage is not None and not self.coverage.spans
         if self.verified and nothing and w is not None:
@@ -150,6 +157,8 @@ class Receipt:
             for line in coverage_words(self.coverage.to_dict()):
                 lines.append(f"  {label} {line}")
                 label = " " * 7
+        if self.files is not None:
+            lines += self.files.describe()
         if w is not None:
             if w.bytes_written:
                 lines.append(
@@ -159,7 +168,10 @@ class Receipt:
             else:
                 took = f"; the compare took {human_duration(w.seconds)}" if nothing else ""
                 lines.append(f"  write   nothing written{took}")
-        if v is not None:
+        if v is not None and self.files is not None:
+            how = "page cache dropped first" if v.page_cache_bypassed else "page cache NOT dropped"
+            lines.append(f"  verify  read back in {human_duration(v.seconds)}, {how}")
+        elif v is not None:
             if v.size:
                 what = (
                     f"the {human_size(v.size)} written"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from usbwriter.errors import UsbWriterError
 from usbwriter.jobs.decide import decide
 from usbwriter.jobs.facts import check_checksum, look
+from usbwriter.jobs.files import look_at_files, wants_files
 from usbwriter.jobs.model import (
     Blocker,
     BootFacts,
@@ -45,7 +46,8 @@ def plan(
     downloaded (a full read, with PROGRESS) is taken only when nothing else refuses."""
     image, target, boot = look(request.image, request.device, member=request.member)
     bmap = look_at_bmap(request, image)
-    first = decide(request, image, target, boot, bmap=bmap)
+    files = look_at_files(image) if wants_files(request, image, boot) else None
+    first = decide(request, image, target, boot, bmap=bmap, files=files)
     if first.hard_blocked or image.kind != "file":
         return first
     from usbwriter.sources.bmap import Bmap
@@ -60,7 +62,7 @@ def plan(
         if checksum is _LOOK
         else checksum  # already checked for another drive of the same write
     )
-    return decide(request, image, target, boot, checked, bmap=bmap)  # type: ignore[arg-type]
+    return decide(request, image, target, boot, checked, bmap=bmap, files=files)  # type: ignore[arg-type]
 
 
 def look_at_bmap(request: Request, image: ImageFacts) -> Bmap | UsbWriterError | None:

@@ -184,6 +184,7 @@ def look_at_boot(image: ImageFacts) -> BootFacts | None:
         for_hardware=report.for_hardware,
         compression=report.compression.format if report.compression is not None else None,
         not_read=report.not_read,
+        windows_installer=report.windows_installer,
     )
 
 

@@ -149,6 +149,13 @@ def carry_out(
     from usbwriter.jobs.probe import before_write
 
     probed = before_write(plan, tgt, cancel=cancel, notify=notify)
+    if plan.mode == "files":  # the ISO's files copied onto FAT32, on the same descriptor
+        from usbwriter.jobs.files import copy_files
+
+        copied = copy_files(
+            plan, src, tgt, unmounted, progress=progress, cancel=cancel, notify=notify
+        )
+        return replace(copied, probe=probed)
     written = write_drive(src, tgt, _selector(plan, notify), progress=progress, cancel=cancel)
     checked = None
     wiped = None

@@ -1,0 +1,240 @@
+"""The stick's layout (an MBR with one active FAT32 partition over the drive) and its
+FAT32 file system, written with mtools on the held descriptor: each tool gets the drive
+as /dev/fd/N (the descriptor checked against the plan, passed to the child) at the
+partition's offset, so nothing is mounted and no other path to the drive is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from usbwriter.errors import Cancelled, DeviceFault
+
+MiB = 1 << 20
+SECTOR = 512
+PART_START = MiB  # the partition's first byte; the gap before it holds GRUB's core
+LABEL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-!#$%&'()@^`{}~ ")
+MBR_MAX_SECTORS = 0xFFFFFFFF
+FAT32_MIN_CLUSTERS = 65525
+BAD_CHARS = set('"*/:<>?\\|') | {chr(c) for c in range(32)}
+
+
+def fat_label(volume_id: str) -> str:
+    """The volume ID as a FAT label: upper case, FAT's characters, 11 at most."""
+    label = "".join(c if c in LABEL_CHARS else "_" for c in volume_id.upper().strip())
+    return label[:11].rstrip() or "WINDOWS"
+
+
+def name_problem(name: str) -> str | None:
+    """Why FAT cannot hold a file named NAME (None when it can)."""
+    if any(c in BAD_CHARS for c in name):
+        return "has a character FAT does not allow"
+    if name.endswith((" ", ".")):
+        return "ends with a space or a dot"
+    if len(name) > 255:
+        return "is longer than 255 characters"
+    return None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the partition lies and how its file system is made."""
+
+    disk_size: int
+    start: int  # bytes
+    size: int  # bytes
+    cluster: int  # bytes
+
+    @property
+    def sectors(self) -> int:
+        return self.size // SECTOR
+
+    @property
+    def fat_bytes(self) -> int:
+        """Both FATs' size (4 bytes a cluster each), rounded up to a cluster."""
+        clusters = self.size // self.cluster
+        one = -(-clusters * 4 // self.cluster) * self.cluster
+        return 2 * one
+
+    def capacity(self) -> int:
+        """Bytes left for folders and files once the FATs and reserved sectors are made."""
+        return self.size - self.fat_bytes - 32 * SECTOR - self.cluster
+
+    def on_disk(self, sizes: Iterable[int], folders: int) -> int:
+        """Bytes the files of SIZES and FOLDERS folders take on this file system."""
+        c = self.cluster
+        return sum(-(-s // c) * c for s in sizes) + folders * c
+
+
+def layout_for(disk_size: int) -> Layout:
+    """One partition from 1 MiB to the drive's end (or 2 TiB, MBR's limit); clusters as
+    Windows chooses for FAT32 (4 KiB up to 8 GiB, 8 KiB to 16, 16 KiB to 32, 32 KiB
+    beyond), smaller when a small drive would have too few clusters for FAT32."""
+    size = min(disk_size - PART_START, MBR_MAX_SECTORS * SECTOR) // MiB * MiB
+    size = max(size, 0)
+    gib = 1 << 30
+    cluster = 4096 if size <= 8 * gib else 8192 if size <= 16 * gib else 16384
+    if size > 32 * gib:
+        cluster = 32768
+    while cluster > SECTOR and size // cluster < FAT32_MIN_CLUSTERS + 1024:
+        cluster //= 2
+    return Layout(disk_size, PART_START, size, cluster)
+
+
+def mbr(layout: Layout, boot_code: bytes = b"", disk_id: int | None = None) -> bytes:
+    """Sector 0: BOOT_CODE (up to 440 bytes), a disk signature, one active FAT32 (LBA)
+    partition, 0x55AA."""
+    if len(boot_code) > 440:
+        raise ValueError("boot code over 440 bytes")
+    sector = bytearray(SECTOR)
+    sector[: len(boot_code)] = boot_code
+    if disk_id is None:
+        disk_id = int.from_bytes(os.urandom(4), "little") or 1
+    struct.pack_into("<I", sector, 440, disk_id)
+    start, count = layout.start // SECTOR, layout.size // SECTOR
+    entry = struct.pack("<B3sB3sII", 0x80, b"\xfe\xff\xff", 0x0C, b"\xfe\xff\xff", start, count)
+    sector[446 : 446 + 16] = entry
+    sector[510:512] = b"\x55\xaa"
+    return bytes(sector)
+
+
+class ToolFailed(DeviceFault):
+    pass
+
+
+def _env() -> dict[str, str]:
+    # No user's mtools configuration, no check of the boot sector's geometry.
+    return dict(os.environ, LC_ALL="C", MTOOLSRC="/dev/null", MTOOLS_SKIP_CHECK="1")
+
+
+class FatVolume:
+    """The FAT32 file system at LAYOUT.start on the drive held by FD (DEV names it)."""
+
+    def __init__(self, fd: int, dev: str, layout: Layout, cancel: threading.Event) -> None:
+        self.fd, self.dev, self.layout, self.cancel = fd, dev, layout, cancel
+        self.spec = f"/dev/fd/{fd}@@{layout.start}"
+
+    def _run(self, argv: list[str], what: str, data: bytes | None = None) -> str:
+        if self.cancel.is_set():
+            raise Cancelled(f"write to {self.dev} cancelled")
+        p = subprocess.run(
+            argv,
+            input=data,
+            capture_output=True,
+            env=_env(),
+            pass_fds=(self.fd,),
+            check=False,
+        )
+        if p.returncode != 0:
+            why = _last_line(p.stderr)
+            raise ToolFailed(f"{self.dev}: {what} failed: {why}", path=self.dev)
+        return p.stdout.decode("utf-8", "replace")
+
+    def format(self, label: str) -> None:
+        lay = self.layout
+        self._run(
+            [
+                "mformat", "-i", self.spec, "-F", "-v", label,
+                "-T", str(lay.sectors), "-h", "255", "-s", "63",
+                "-H", str(lay.start // SECTOR), "-c", str(lay.cluster // SECTOR),
+                "-N", f"{int.from_bytes(os.urandom(4), 'little'):08x}", "::",
+            ],
+            "making the FAT32 file system (mformat)",
+        )  # fmt: skip
+
+    def mkdirs(self, folders: list[str]) -> None:
+        """Make FOLDERS (parents before children) in a few mmd calls."""
+        for i in range(0, len(folders), 200):
+            batch = [f"::{f}" for f in folders[i : i + 200]]
+            self._run(["mmd", "-D", "s", "-i", self.spec, *batch], "making folders (mmd)")
+
+    def put(self, path: str, chunks: Iterator[memoryview | bytes]) -> None:
+        """Copy the bytes of CHUNKS into PATH (a new file) through mcopy's standard input;
+        stops within a chunk of a cancel (mcopy killed by its PID)."""
+        proc = subprocess.Popen(
+            ["mcopy", "-b", "-D", "o", "-i", self.spec, "-", f"::{path}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            pass_fds=(self.fd,),
+            start_new_session=True,
+        )
+        assert proc.stdin is not None and proc.stderr is not None
+        try:
+            for chunk in chunks:
+                if self.cancel.is_set():
+                    raise Cancelled(f"write to {self.dev} cancelled")
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+            err = proc.stderr.read()
+            code = proc.wait()
+        except BrokenPipeError:
+            err = proc.stderr.read()
+            code = proc.wait()
+            code = code or 1
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            proc.stderr.close()
+        if code != 0:
+            raise ToolFailed(
+                f"{self.dev}: copying {path} onto the stick failed (mcopy): {_last_line(err)}",
+                path=self.dev,
+            )
+
+    def get(self, path: str, sink: Callable[[bytes], None], chunk: int = 4 * MiB) -> int:
+        """Read PATH from the stick's file system into SINK; the bytes read."""
+        proc = subprocess.Popen(
+            ["mcopy", "-b", "-n", "-i", self.spec, f"::{path}", "-"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            pass_fds=(self.fd,),
+            start_new_session=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        total = 0
+        try:
+            while True:
+                if self.cancel.is_set():
+                    raise Cancelled(f"read-back of {self.dev} cancelled")
+                b = os.read(proc.stdout.fileno(), chunk)
+                if not b:
+                    break
+                total += len(b)
+                sink(b)
+            err = proc.stderr.read()
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        if code != 0:
+            raise ToolFailed(
+                f"{self.dev}: reading {path} back from the stick failed (mcopy): {_last_line(err)}",
+                path=self.dev,
+            )
+        return total
+
+    def listing(self) -> str:
+        return self._run(["mdir", "-/", "-a", "-b", "-i", self.spec, "::/"], "listing (mdir)")
+
+
+def _last_line(err: bytes) -> str:
+    lines = [
+        ln.strip()
+        for ln in err.decode("utf-8", "replace").splitlines()
+        if ln.strip() and "Could not get geometry" not in ln
+    ]
+    return lines[-1] if lines else "no message"
