@@ -87,6 +87,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read the drive first and write only the chunks that differ (re-flashing)",
     )
+    p.add_argument(
+        "--mode",
+        choices=("auto", "raw", "files"),
+        default="auto",
+        help="raw: write the image's bytes; files: copy an ISO's files onto one FAT32 "
+        "partition (chosen by itself for a Windows installer); default auto",
+    )
+    p.add_argument(
+        "--windows-bypass",
+        metavar="LIST",
+        help="a Windows 11 stick: add an autounattend.xml that bypasses these checks "
+        "(tpm,secureboot,ram,online-account, or all)",
+    )
     p.add_argument("--all", action="store_true", help="app: also list non-eligible drives")
 
 
@@ -121,6 +134,8 @@ def run(ns: argparse.Namespace) -> int:
         no_bmap=ns.no_bmap,
         delta=ns.delta,
         probe=not ns.no_probe,
+        mode=ns.mode,
+        windows_bypass=windows_bypass(ns.windows_bypass),
     )
     if len(ns.device) > 1:
         from usbwriter.cli.several import write_several
@@ -129,7 +144,17 @@ def run(ns: argparse.Namespace) -> int:
     return write(request, yes=ns.yes, json_mode=ns.json)
 
 
+def windows_bypass(text: str | None) -> tuple[str, ...]:
+    from usbwriter.windows.unattend import parse
+
+    return parse(text) if text else ()
+
+
 def boot_summary(plan: Plan) -> str:
+    if plan.mode == "files":
+        from usbwriter.jobs.files import files_summary
+
+        return "\n".join(files_summary(plan))
     boot = plan.boot
     if boot is None:
         return ""
@@ -141,6 +166,17 @@ def boot_summary(plan: Plan) -> str:
     ]
     lines += [f"  - {r}" for r in boot.reasons]
     return "\n".join(lines)
+
+
+def made_of(plan: Plan) -> str:
+    """What the drive will hold, for the question."""
+    f = plan.files
+    if plan.mode == "files" and f is not None:
+        return (
+            f"an MBR partition table with one FAT32 partition '{f.label}' holding the "
+            f"{f.files} files of {plan.image.requested}"
+        )
+    return f"{plan.image.requested} ({plan.image.describe()})"
 
 
 def refusal_for(plan: Plan, *, asking: bool) -> UsbWriterError | None:
@@ -159,7 +195,7 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
     from usbwriter.jobs.write import device_info, mismatch_message
     from usbwriter.receipt import describe_device
 
-    image, device = request.image, request.device
+    device = request.device
     with cancel_on_signals() as cancel, ProgressPrinter(json_mode) as show:
         plan = jobs.plan(request, progress=show, cancel=cancel)
     check = plan.checksum
@@ -187,7 +223,7 @@ def write(request: Request, *, yes: bool, json_mode: bool) -> int:
         )
         question = (
             f"{warn}ALL DATA on {describe_device(device_info(plan))}{then} will be erased "
-            f"and replaced by {image} ({plan.image.describe()}).\n"
+            f"and replaced by {made_of(plan)}.\n"
             "Type 'yes' to continue: "
         )
         if not confirm(question):
