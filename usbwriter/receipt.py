@@ -142,6 +142,8 @@ class Receipt:
             lines.append(
                 f"  image   {human_size(self.image_size)} decompressed  blake3 {self.image_blake3}"
             )
+        elif self.files is not None:
+            lines.append(f"  image   {img}  {human_size(self.image_size)}  its files copied")
         else:
             digest = self.image_blake3 or "not taken: the image was read only where its bmap maps"
             lines.append(f"  image   {img}  {human_size(self.image_size)}  blake3 {digest}")

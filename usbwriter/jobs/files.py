@@ -163,12 +163,13 @@ def _facts(contents: Contents, data: ImageBytes) -> FilesFacts:
         files += 1
         total += e.size
         sizes.append(e.size)
+        if wim.is_wim_name(e.name):
+            why = wim.header_problem(_read(data, e, 0, wim.HEADER_SIZE), e.size)
+            if why is not None:
+                problems.append(f"{e.path}: {why}")
         if e.size > wim.FAT32_LIMIT:
             if wim.is_wim_name(e.name):
                 split.append((e.path, e.size))
-                why = wim.header_problem(_read(data, e, 0, wim.HEADER_SIZE), e.size)
-                if why is not None:
-                    problems.append(f"{e.path}: {why}")
             else:
                 too_large.append((e.path, e.size))
     staging = tempfile.gettempdir()
@@ -327,6 +328,15 @@ def check_files(
             )
         )
     layout = fat.layout_for(target.size)
+    if layout.size // layout.cluster < fat.FAT32_MIN_CLUSTERS:
+        block(
+            Refused(
+                f"{target.requested}: too small for a FAT32 file system "
+                f"({human_size(target.size)}; it needs at least 34 MiB); nothing was written",
+                path=target.requested,
+            )
+        )
+        return
     need = layout.on_disk(files.sizes, files.folders) + len(files.split) * SPLIT_MARGIN
     if request.windows_bypass:
         need += layout.cluster
@@ -799,7 +809,7 @@ def _verify(
     n = pread_into(tgt.fd, memoryview(buf), 0)
     mismatch: str | None = None
     offset: int | None = None
-    if n != len(head) or not same_bytes(memoryview(buf)[: len(head)], memoryview(head)):
+    if n != len(head) or not same_bytes(memoryview(buf)[: len(head)], memoryview(bytearray(head))):
         mismatch, offset = "the partition table and boot code (first MiB)", 0
     meter.advance(len(head))
     files = checked_bytes = 0

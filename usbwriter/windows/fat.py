@@ -158,7 +158,7 @@ class FatVolume:
         """Copy the bytes of CHUNKS into PATH (a new file) through mcopy's standard input;
         stops within a chunk of a cancel (mcopy killed by its PID)."""
         proc = subprocess.Popen(
-            ["mcopy", "-b", "-D", "o", "-i", self.spec, "-", f"::{path}"],
+            ["mcopy", "-D", "o", "-i", self.spec, "-", f"::{path}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -193,7 +193,7 @@ class FatVolume:
     def get(self, path: str, sink: Callable[[bytes], None], chunk: int = 4 * MiB) -> int:
         """Read PATH from the stick's file system into SINK; the bytes read."""
         proc = subprocess.Popen(
-            ["mcopy", "-b", "-n", "-i", self.spec, f"::{path}", "-"],
+            ["mcopy", "-n", "-i", self.spec, f"::{path}", "-"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
