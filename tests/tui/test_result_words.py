@@ -43,3 +43,27 @@ def test_a_full_write_puts_the_drive_hash_next_to_what_it_equals() -> None:
     text = text_of(result_rows(Receipt("/img", size, {"path": "/dev/loop1"}, w, v).to_json()))
     assert f"drive blake3 {IMAGE_B3} = the image's: compared byte for byte" in text, text
     assert "40.0 MiB read back in 0.1 s, 419.4 MB/s" in text, text
+
+
+def test_several_drives_result_gives_each_drive_its_hash_and_times() -> None:
+    """Each drive's line says what its read-back found, its blake3 next to what it
+    equals, and its write and verify times; the image's blake3 heads the table."""
+    from usbwriter.engine.readback import VerifyResult
+    from usbwriter.engine.target import WriteResult
+    from usbwriter.jobs.several import DriveResult
+    from usbwriter.receipt import Receipt
+    from usbwriter.tui.screens.several import SeveralJob, SeveralResultScreen
+
+    size = 40 * MiB
+    results = []
+    for n, (wsec, vsec) in enumerate(((0.2, 0.1), (0.8, 0.4))):
+        dev = f"/dev/loop{n}"
+        w = WriteResult("/img", size, IMAGE_B3, dev, size, wsec, True, True)
+        v = VerifyResult(True, None, IMAGE_B3, IMAGE_B3, size, vsec, True, proof=COMPARED)
+        results.append(DriveResult(dev, Receipt("/img", size, {"path": dev}, w, v), None))
+    screen = SeveralResultScreen(SeveralJob("/img", size, (), ()), results)
+    text = str(screen.table())
+    assert f"blake3 {IMAGE_B3}" in text.splitlines()[0] or f"Image blake3 {IMAGE_B3}" in text
+    assert text.count(f"drive blake3 {IMAGE_B3} = the image's") == 2, text
+    assert "write 40.0 MiB in 0.2 s, 209.7 MB/s; verify in 0.1 s, 419.4 MB/s" in text, text
+    assert "write 40.0 MiB in 0.8 s, 52.4 MB/s; verify in 0.4 s, 104.9 MB/s" in text, text

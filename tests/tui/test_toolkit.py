@@ -194,10 +194,24 @@ async def test_extract_all_lists_what_is_skipped(tmp_path: Path) -> None:
         screen.query_one("#extract-to", Input).value = str(out)
         await pilot.click("#extract-all")
         report = await extraction_report(pilot, app)
-    assert "3 files" in report and "2 skipped" in report
-    assert "/docs/passwd: its target /etc/passwd is absolute" in report
-    assert "/docs/notes.txt: " in report and "exists" in report
-    assert (out / "docs" / "notes.txt").read_text() == "mine\n"
+        extract = app.screen
+        assert isinstance(extract, ExtractScreen)
+        head = str(extract.query_one("#phase").render())
+        assert head.startswith("Extracted 3 files; 2 entries skipped: "), head
+        assert "1 already there and kept" in head, head
+        assert "3 files" in report and "2 entries skipped" in report
+        assert "/docs/passwd: its target /etc/passwd is absolute" in report
+        assert "/docs/notes.txt: " in report and "exists" in report
+        assert (out / "docs" / "notes.txt").read_text() == "mine\n"
+        # Overwrite: the same extraction again, replacing the file it kept
+        first = extract.finished
+        await pilot.press("o")
+        await wait_for(pilot, lambda: extract.finished not in (None, first), "the extraction again")
+        await pilot.pause()
+        again = str(extract.query_one("#extract-report").render())
+        assert "1 entry skipped" in again and "absolute" in again and "exists" not in again
+        assert not extract.query_one("#extract-overwrite").display
+    assert (out / "docs" / "notes.txt").read_text() != "mine\n"
     assert (out / "boot" / "grub" / "grub.cfg").read_text() == "set timeout=5\n"
     assert os.readlink(out / "docs" / "readme-link") == "../README.TXT"
     assert not (out / "docs" / "passwd").exists()

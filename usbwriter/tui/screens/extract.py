@@ -25,7 +25,7 @@ from usbwriter.tui.format import one_line
 from usbwriter.tui.hangup import Jobs, jobs_of
 from usbwriter.tui.messages import ExtractFinished, JobProgress
 from usbwriter.tui.widgets.title_bar import TitleBar
-from usbwriter.units import human_duration, human_rate, human_size
+from usbwriter.units import count, human_duration, human_rate, human_size
 
 if TYPE_CHECKING:
     from usbwriter.iso.contents import IsoImage
@@ -66,14 +66,62 @@ def result_text(
     """The files extracted, then each entry not written and each skipped, with why."""
     from usbwriter.iso.contents import printable
 
-    lines = [f"{files} files{others} extracted ({human_size(size)})"]
+    lines = [f"{count(files, 'file')}{others} extracted, {human_size(size)}"]
     if failed:
-        lines += ["", f"{len(failed)} could not be written:"]
+        lines += ["", f"{count(len(failed), 'entry', 'entries')} could not be written:"]
         lines += [f"  {printable(p)}: {printable(why)}" for p, why in failed]
     if skipped:
-        lines += ["", f"{len(skipped)} skipped:"]
+        lines += ["", f"{count(len(skipped), 'entry', 'entries')} skipped:"]
         lines += [f"  {printable(p)}: {printable(why)}" for p, why in skipped]
     return "\n".join(lines)
+
+
+def skip_kind(why: str) -> tuple[str, str]:
+    """Why an entry was skipped, in the few words the headline gives it: (one, many)."""
+    from usbwriter.iso.extract import EXISTS
+
+    if why.endswith(EXISTS):
+        return "already there and kept", "already there and kept"
+    if why.startswith("its target"):
+        return "link pointing outside the folder", "links pointing outside the folder"
+    if why.startswith("its name"):
+        return "unsafe name", "unsafe names"
+    if why.startswith("a device node"):
+        return "device node, FIFO or socket", "device nodes, FIFOs or sockets"
+    if why.endswith("(not replaced)"):
+        return "in the way of a folder", "in the way of folders"
+    return "for another reason", "for other reasons"
+
+
+def skip_reasons(skipped: list[tuple[str, str]]) -> str:
+    """'2 already there and kept, 1 link pointing outside the folder': how many were
+    skipped for each reason, the commonest first."""
+    tally: dict[tuple[str, str], int] = {}
+    for _, why in skipped:
+        kind = skip_kind(why)
+        tally[kind] = tally.get(kind, 0) + 1
+    ranked = sorted(tally.items(), key=lambda kv: (kv[0][0] == "for another reason", -kv[1]))
+    return ", ".join(count(n, *kind) for kind, n in ranked)
+
+
+def headline_words(
+    files: int, skipped: list[tuple[str, str]], failed: list[tuple[str, str]], made: int = 0
+) -> tuple[str, str]:
+    """The result's headline and its style: a check only when nothing was skipped or
+    failed; how many were skipped and why. MADE counts the folders and links made."""
+    if failed:
+        return (
+            f"✘ {count(len(failed), 'entry', 'entries')} could not be written",
+            "bold $text-error",
+        )
+    if skipped:
+        why = f"{count(len(skipped), 'entry', 'entries')} skipped, {skip_reasons(skipped)}"
+        if not files and not made:
+            return f"Nothing extracted: {why}", "bold $text-warning"
+        return f"Extracted {count(files, 'file')}; {why.replace(' skipped, ', ' skipped: ', 1)}", (
+            "bold $text-warning"
+        )
+    return f"✔ Extracted {count(files, 'file')}", "bold $text-success"
 
 
 class ExtractScreen(Screen[None]):
@@ -82,6 +130,7 @@ class ExtractScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("escape", "back", "Back"),
+        Binding("o", "overwrite", "Overwrite"),
     ]
     AUTO_FOCUS = "#extract-stop"
 
@@ -93,6 +142,7 @@ class ExtractScreen(Screen[None]):
         output: str,
         *,
         start: bool = True,
+        overwrite: bool = False,
     ) -> None:
         super().__init__(id="extract-screen")
         self.services = services
@@ -103,6 +153,7 @@ class ExtractScreen(Screen[None]):
         self.tally = Tally()
         self.finished: ExtractFinished | None = None
         self._start = start
+        self.overwrite = overwrite  # files already in OUTPUT are replaced
         self.jobs = Jobs()  # the app's, once mounted: a hangup stops the job (hangup.py)
 
     def compose(self) -> ComposeResult:
@@ -129,10 +180,12 @@ class ExtractScreen(Screen[None]):
             with Horizontal(id="result-buttons"):
                 yield Button("Stop", id="extract-stop", variant="error")
                 yield Button("Back", id="extract-back", variant="primary")
+                yield Button("Overwrite", id="extract-overwrite")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#extract-back").display = False
+        self.query_one("#extract-overwrite").display = False
         self.query_one("#extract-result").display = False
         self.jobs = jobs_of(self.app)
         if self._start:
@@ -146,6 +199,7 @@ class ExtractScreen(Screen[None]):
                     self.iso,
                     self.paths,
                     self.output,
+                    overwrite=self.overwrite,
                     on_event=self.tally.on_event,
                     progress=lambda p: self.post_message(JobProgress(p)),
                     cancel=self.cancel_event,
@@ -165,7 +219,7 @@ class ExtractScreen(Screen[None]):
         self.query_one("#progress-bar", ProgressBar).update(total=100, progress=100 * p.fraction)
         self.query_one("#figures", Static).update(
             f"{human_size(p.done)} of {human_size(p.total)}    {human_rate(p.rate)}    "
-            f"ETA {human_duration(p.eta)}    {self.tally.files} files"
+            f"ETA {human_duration(p.eta)}    {count(self.tally.files, 'file')}"
         )
 
     def on_extract_finished(self, message: ExtractFinished) -> None:
@@ -174,13 +228,10 @@ class ExtractScreen(Screen[None]):
         t = self.tally
         r = message.result
         if r is not None:
-            problems = len(r.failed)
-            head = (
-                Content.assemble(("✔ Extracted", "bold $text-success"))
-                if not problems
-                else Content.assemble((f"✘ {problems} could not be written", "bold $text-error"))
+            head = Content.assemble(
+                headline_words(r.files, r.skipped, r.failed, r.dirs + r.symlinks)
             )
-            others = f", {r.dirs} folders, {r.symlinks} symlinks"
+            others = f", {count(r.dirs, 'folder')}, {count(r.symlinks, 'symlink')}"
             text = result_text(r.files, r.bytes, r.skipped, r.failed, others)
             self.query_one("#progress-bar", ProgressBar).update(total=100, progress=100)
         elif message.cancelled:
@@ -199,6 +250,7 @@ class ExtractScreen(Screen[None]):
         back = self.query_one("#extract-back", Button)
         back.display = True
         back.focus()
+        self.query_one("#extract-overwrite").display = self.can_overwrite
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -206,12 +258,24 @@ class ExtractScreen(Screen[None]):
             return self.finished is None
         if action == "back":
             return self.finished is not None
+        if action == "overwrite":
+            return self.can_overwrite
         return True
+
+    @property
+    def can_overwrite(self) -> bool:
+        """Finished, with files kept because they were already in the folder."""
+        from usbwriter.iso.extract import EXISTS
+
+        r = self.finished.result if self.finished is not None else None
+        return r is not None and any(why.endswith(EXISTS) for _, why in r.skipped)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "extract-back":
             self.action_back()
+        elif event.button.id == "extract-overwrite":
+            self.action_overwrite()
         else:
             self.action_stop()
 
@@ -223,6 +287,26 @@ class ExtractScreen(Screen[None]):
     def action_back(self) -> None:
         if self.finished is not None:
             self.app.pop_screen()
+
+    def action_overwrite(self) -> None:
+        """The same extraction again on this screen, replacing the files it kept."""
+        if not self.can_overwrite:
+            return
+        self.overwrite = True
+        self.finished = None
+        self.tally = Tally()
+        self.cancel_event = threading.Event()
+        self.query_one("#phase", Label).update("Starting again, overwriting…")
+        self.query_one("#progress-bar", ProgressBar).update(total=100, progress=0)
+        self.query_one("#figures", Static).update("")
+        self.query_one("#extract-report", Static).update("")
+        for hidden in ("#extract-result", "#extract-back", "#extract-overwrite"):
+            self.query_one(hidden).display = False
+        stop = self.query_one("#extract-stop", Button)
+        stop.display = True
+        stop.focus()
+        self.refresh_bindings()
+        self.run()
 
     def on_unmount(self) -> None:
         self.cancel_event.set()

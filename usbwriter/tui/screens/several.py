@@ -23,6 +23,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
+from usbwriter.receipt import coverage_words, proof_words
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, one_line
 from usbwriter.tui.messages import DriveJobFailed, DriveJobProgress, JobNote, JobProgress
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from usbwriter.jobs import Plan
     from usbwriter.jobs.several import DriveResult
     from usbwriter.progress import Progress, ProgressCallback
+    from usbwriter.receipt import Receipt
     from usbwriter.tui.screens.main import MainScreen
     from usbwriter.tui.services import Services
 
@@ -283,12 +285,38 @@ def outcome(result: DriveResult) -> tuple[bool, str]:
     if result.error is not None:
         return False, f"failed: {result.error.message}"
     assert r is not None
+    if r.verified and r.coverage is not None and not r.coverage.spans:
+        return True, "verified: it already held the image, nothing needed writing"
     if r.verified:
         return True, "written and verified"
     if r.verify is None:
         return False, "written, not verified"
     wiped = "first MiB wiped" if r.wiped_first_mib else "first MiB NOT wiped: do not boot it"
     return False, f"verification FAILED: first difference at byte {r.mismatch_offset}; {wiped}"
+
+
+def drive_details(receipt: Receipt) -> list[str]:
+    """Under a drive's outcome: what a delta write compared and wrote, the write's and
+    the read-back's times and rates, and the drive's hash with what it equals."""
+    d = receipt.to_json()
+    lines = coverage_words(d["coverage"]) if receipt.coverage is not None else []
+    w, v = receipt.write, receipt.verify
+    times = []
+    if w is not None and w.bytes_written:
+        times.append(
+            f"write {human_size(w.bytes_written)} in {human_duration(w.seconds)}, "
+            f"{human_rate(w.rate)}"
+        )
+    elif w is not None:
+        times.append(f"nothing written; comparing took {human_duration(w.seconds)}")
+    if v is not None and v.size:
+        what = f"the {human_size(v.size)} written " if receipt.coverage is not None else ""
+        times.append(f"verify {what}in {human_duration(v.seconds)}, {human_rate(v.rate)}")
+    if times:
+        lines.append("; ".join(times))
+    if receipt.verified:
+        lines.append(proof_words(d))
+    return lines
 
 
 class SeveralResultScreen(OutcomeScreen):
@@ -342,13 +370,19 @@ class SeveralResultScreen(OutcomeScreen):
             ("Image", "bold"),
             f"  {self.several.image}  ({human_size(self.several.image_size)})\n",
         ]
+        digest = next((r.receipt.image_blake3 for r in self.results if r.receipt), None)
+        if digest:
+            parts += [("Image blake3", "bold"), f" {digest}\n"]
         for r in self.results:
             verified, words = outcome(r)
             disk = by_path.get(r.path)
             name = f"  {drive_name(disk)}, {human_size(disk.size)}" if disk else ""
             mark = ("✔ ", "$text-success") if verified else ("✘ ", "$text-error")
-            parts += [mark, (f"{r.path:<{width}}", "bold"), name, "\n", " " * (width + 4)]
+            indent = " " * (width + 4)
+            parts += [mark, (f"{r.path:<{width}}", "bold"), name, "\n", indent]
             parts += [(words, "" if verified else "$text-error"), "\n"]
+            if r.receipt is not None:
+                parts += [f"{indent}{line}\n" for line in drive_details(r.receipt)]
         ok, n = self.ok_count, len(self.results)
         parts.append(
             (f"{ok} of {n} drives written and verified; exit code {self.exit_code}", "bold")
