@@ -89,7 +89,7 @@ def _restore_first(cancel: threading.Event, saving: bool) -> Iterator[None]:
     if not saving:
         yield
         return
-    first = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    first = {int(sig): signal.getsignal(sig) for sig in STOP_SIGNALS}
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
@@ -105,5 +105,5 @@ def _restore_first(cancel: threading.Event, saving: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, previous in first.items():
-            signal.signal(sig, previous)
+        for signum, previous in first.items():
+            signal.signal(signum, previous)

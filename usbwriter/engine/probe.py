@@ -62,7 +62,7 @@ GOOD, OTHER, ZEROS, UNCHANGED, DAMAGED, READ_ERROR, WRITE_ERROR = (
 )
 SAMPLE = 48  # random blocks of a full probe
 QUICK_SAMPLE = 8  # and of the quick one before a write
-SPEED_BYTES = 32 * MiB  # the most a speed run writes (and reads)
+SPEED_BYTES = 16 * MiB  # the most a speed run writes (and reads)
 SPEED_SECONDS = 1.0  # and for about how long
 MEMORY_LIMIT = 64 * MiB  # saved blocks beyond this go to a temporary file
 

@@ -18,6 +18,7 @@ before its first byte leaves the drive as it was.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -91,6 +92,7 @@ def before_write(
         extra = [max(top - MiB, 0), top - TAG_BLOCK]
     medium = FdMedium(tgt.fd, tgt.size, tgt.block)
     saver = Saver()
+    start = time.monotonic()
     try:
         result = probe(medium, quick=True, extra=extra, cancel=cancel, saver=saver)
     except (Cancelled, KeyboardInterrupt):
@@ -123,7 +125,12 @@ def before_write(
             path=tgt.path,
             offset=result.usable_size,
         )
-    result = replace(result, restored=not failed, restore_failures=failed)
+    result = replace(
+        result,
+        restored=not failed,
+        restore_failures=failed,
+        seconds=time.monotonic() - start,  # the restore too
+    )
     if not result.genuine and notify is not None:
         notify(f"{tgt.path}: {result.describe()}; the image fits in the part that works")
     return result
