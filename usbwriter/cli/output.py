@@ -273,12 +273,13 @@ class ProgressPrinter:
             "sync": "Flushing",
             "verify": "Verifying",
             "checksum": "Checking",
+            "inspect": "Inspecting",
             "read": "Reading",
             "extract": "Extracting",
         }.get(p.phase, p.phase)
         eta = "done" if finished else f"ETA {human_duration(p.eta)}"
         text = (
-            f"{label:9} {pct:5.1f}%  {human_size(p.done)} / {human_size(p.total)}  "
+            f"{label:10} {pct:5.1f}%  {human_size(p.done)} / {human_size(p.total)}  "
             f"{human_rate(p.rate)}  {eta}"
         )
         if p.by_file:

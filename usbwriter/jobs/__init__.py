@@ -44,7 +44,9 @@ def plan(
 ) -> Plan:
     """Every check that changes nothing, and the decision. The checksum of the file as
     downloaded (a full read, with PROGRESS) is taken only when nothing else refuses."""
-    image, target, boot = look(request.image, request.device, member=request.member)
+    image, target, boot = look(
+        request.image, request.device, member=request.member, progress=progress
+    )
     bmap = look_at_bmap(request, image)
     files = look_at_files(image) if wants_files(request, image, boot) else None
     first = decide(request, image, target, boot, bmap=bmap, files=files)

@@ -155,16 +155,29 @@ def _link_target(path: str) -> str | None:
         return None
 
 
-def look_at_boot(image: ImageFacts) -> BootFacts | None:
+def look_at_boot(image: ImageFacts, progress: ProgressCallback | None = None) -> BootFacts | None:
     """The boot verdict of an image that is a file or a block device, and what it is for;
-    None otherwise. A compressed image's verdict is that of the image inside."""
+    None otherwise. A compressed image's verdict is that of the image inside, read from
+    its first part: PROGRESS hears how far that read is (phase "inspect")."""
     if image.error is not None or image.kind not in ("file", "block"):
         return None
     from usbwriter.boot import NotADiskImage, inspect_image
+    from usbwriter.sources.streams import reading
 
     member = image.source.member if image.source is not None else None
+    meter = None
+    if progress is not None and image.source is not None and image.source.compressed:
+        from usbwriter.boot.compressed import DECOMPRESS_LIMIT
+        from usbwriter.progress import Meter
+
+        part = DECOMPRESS_LIMIT if image.size is None else min(image.size, DECOMPRESS_LIMIT)
+        meter = Meter("inspect", max(part, 1), progress)
     try:
-        report = inspect_image(image.path, verify_checksum=False, member=member)
+        with reading(meter):
+            report = inspect_image(image.path, verify_checksum=False, member=member)
+        if meter is not None and meter.done:  # (an image shorter than the part ends sooner)
+            meter.total = meter.done
+            meter.finish()
     except NotADiskImage as e:
         return BootFacts(
             "no",
@@ -189,11 +202,15 @@ def look_at_boot(image: ImageFacts) -> BootFacts | None:
 
 
 def look(
-    image: str, device: str, *, member: str | None = None
+    image: str,
+    device: str,
+    *,
+    member: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> tuple[ImageFacts, TargetFacts, BootFacts | None]:
     snapshot = read_snapshot()
     image_facts = look_at_image(image, snapshot, member=member)
-    return image_facts, look_at_target(device, snapshot), look_at_boot(image_facts)
+    return image_facts, look_at_target(device, snapshot), look_at_boot(image_facts, progress)
 
 
 def check_checksum(

@@ -25,9 +25,11 @@ import subprocess
 import sys
 import threading
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import blake3
 
@@ -35,6 +37,9 @@ from usbwriter.compression import FORMATS, Format, by_name
 from usbwriter.engine.blockio import pread_into
 from usbwriter.errors import BadImage, Refused
 from usbwriter.sources.formats import SourceInfo
+
+if TYPE_CHECKING:
+    from usbwriter.progress import Meter
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,23 @@ class FileCheck:
                 )
 
 
+#: the meter that the image bytes read in this thread advance, while a reader that does
+#: not report progress itself is being waited for (the boot report's read of a
+#: compressed image's first part: seconds for a .bz2)
+_METER: ContextVar[Meter | None] = ContextVar("usbwriter_reading_meter", default=None)
+
+
+@contextmanager
+def reading(meter: Meter | None) -> Iterator[Meter | None]:
+    """While inside, every image byte a Stream gives this thread advances METER (up to
+    its total); nothing with None."""
+    token = _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(token)
+
+
 class Stream:
     """Sequential bytes of the image from its first byte."""
 
@@ -118,6 +140,9 @@ class Stream:
             if n == 0:
                 break
             got += n
+        meter = _METER.get()
+        if meter is not None and got:
+            meter.advance(min(got, max(0, meter.total - meter.done)))
         return got
 
     @property

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from usbwriter.compression import SUFFIXES
-from usbwriter.units import human_size
+from usbwriter.units import human_duration, human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.progress import Progress
 
 #: Names the file browser and the path completion offer, also with any compression
 #: format's suffix (``usbwriter.compression.SUFFIXES``) after them.
@@ -250,3 +251,18 @@ def _loader_text(report: Mapping[str, Any]) -> str:
         ordered = sorted(archs, key=lambda a: (ARCH_ORDER.index(a) if a in ARCH_ORDER else 99, a))
         out.append(f"{', '.join(ordered)} in {volume.get('source') or 'a FAT volume'}")
     return "; ".join(out)
+
+
+def check_words(p: Progress) -> str:
+    """A slow step before a write's confirmation, how far it is and how long is left:
+    the read of a compressed image's first part for its boot report, the checksum."""
+    if p.phase == "inspect":
+        what = f"Reading the image's first {human_size(p.total)} for its boot report"
+    elif p.phase == "checksum":
+        what = "Checking the image's checksum"
+    else:
+        what = f"{p.phase.capitalize()}"
+    if p.done >= p.total:
+        return f"{what}: done"
+    left = f", {human_duration(p.eta)} left" if p.eta is not None else ""
+    return f"{what}: {100 * p.fraction:.0f}%{left}"
