@@ -12,16 +12,13 @@ import pytest
 
 from tests.tui.recorded import DISKS, REPORTS
 from usbwriter.devices import Disk
+from usbwriter.jobs.suggest import Extent, Layout, delta_suggested, layout_of
 from usbwriter.tui.rules import (
-    Extent,
-    Layout,
     choosable_count,
-    delta_suggested,
     drive_choosable,
     drive_fits,
     drive_status,
     keeps_choice,
-    layout_of,
     made_for,
     not_ready,
     visible,

@@ -11,6 +11,7 @@ receipt.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from usbwriter.errors import UsbWriterError
@@ -47,9 +48,16 @@ def plan(
     image, target, boot = look(
         request.image, request.device, member=request.member, progress=progress
     )
-    bmap = look_at_bmap(request, image)
+    suggested = False
+    if request.delta is None:  # as the drive suggests
+        suggested = suggest_delta(image, target)
+        bmap = look_at_bmap(replace(request, delta=False), image)
+        request = replace(request, delta=suggested)
+    else:
+        bmap = look_at_bmap(request, image)
     files = look_at_files(image) if wants_files(request, image, boot) else None
     first = decide(request, image, target, boot, bmap=bmap, files=files)
+    first = replace(first, delta_suggested=suggested, bmap_seen=bmap)
     if first.hard_blocked or image.kind != "file":
         return first
     from usbwriter.sources.bmap import Bmap
@@ -64,7 +72,36 @@ def plan(
         if checksum is _LOOK
         else checksum  # already checked for another drive of the same write
     )
-    return decide(request, image, target, boot, checked, bmap=bmap, files=files)  # type: ignore[arg-type]
+    last = decide(request, image, target, boot, checked, bmap=bmap, files=files)  # type: ignore[arg-type]
+    return replace(last, delta_suggested=suggested, bmap_seen=bmap)
+
+
+def with_delta(plan: Plan, delta: bool) -> Plan:
+    """PLAN with "write only what changed" chosen the other way (in a confirmation):
+    decided again from the facts the plan holds, nothing read again. What runs is the
+    plan returned, shown to the person before they say yes."""
+    if bool(plan.request.delta) == delta:
+        return plan
+    again = decide(
+        replace(plan.request, delta=delta),
+        plan.image,
+        plan.target,
+        plan.boot,
+        plan.checksum,
+        bmap=plan.bmap_seen,
+        files=plan.files,
+    )
+    return replace(again, delta_suggested=plan.delta_suggested, bmap_seen=plan.bmap_seen)
+
+
+def suggest_delta(image: ImageFacts, target: TargetFacts) -> bool:
+    """Whether the drive seems to hold an image of this size already (a stick written
+    before): then only what changed is written. Reads 34 KiB of the drive."""
+    from usbwriter.jobs.suggest import delta_suggested, read_layout
+
+    if target.kind != "block" or target.disk is None or image.kind != "file":
+        return False
+    return delta_suggested(read_layout(target.disk), image.size)
 
 
 def look_at_bmap(request: Request, image: ImageFacts) -> Bmap | UsbWriterError | None:
@@ -93,4 +130,5 @@ __all__ = [
     "plan",
     "run",
     "verify_only",
+    "with_delta",
 ]

@@ -41,7 +41,9 @@ class Request:
     strict_keys: bool = False  # refuse a signature whose key has expired since
     bmap: str | None = None  # a bmaptool block map: write only the mapped ranges
     no_bmap: bool = False  # ignore a bmap found beside the image
-    delta: bool = False  # compare the drive first, write only the chunks that differ
+    # compare the drive first, write only the chunks that differ; None: as the drive
+    # suggests (it seems to hold an image of this size already: jobs/suggest.py)
+    delta: bool | None = False
     mode: str = "auto"  # "raw", "files" (copy an ISO's files onto FAT32) or "auto"
     windows_bypass: tuple[str, ...] = ()  # files mode: "tpm", "secureboot", "ram", ...
     probe: bool = True  # test the drive for fake capacity before the first byte
@@ -190,6 +192,10 @@ class Plan:
     mode: str = "raw"  # "raw": the image's bytes; "files": its files copied onto FAT32
     mode_reason: str = ""  # why that mode, in words
     files: FilesFacts | None = None  # files mode: what the ISO holds
+    delta_suggested: bool = False  # the drive seems to hold an image of this size already
+    # the block map beside the image, read or failing, whether used or not: a plan chosen
+    # the other way (delta or not) is decided again from it without reading anything
+    bmap_seen: Bmap | UsbWriterError | None = None
 
     @property
     def ready(self) -> bool:

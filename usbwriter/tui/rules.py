@@ -9,7 +9,6 @@ here: tests/tui/test_rules.py runs them without an app.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from usbwriter.tui.format import verdict_of
@@ -145,56 +144,6 @@ def plan_refusal(plan: Plan, disk: Disk) -> str | None:
             listed = "; ".join(changes)
             return f"{disk.path}: not the drive that was listed ({listed}); choose it again"
     return None
-
-
-# --------------------------------------------------------------------------- delta
-
-
-@dataclass(frozen=True)
-class Extent:
-    """A part of a drive: where it starts (bytes; None when not known), its size and
-    the file system on it."""
-
-    start: int | None
-    size: int
-    fstype: str | None = None
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What a drive holds, as far as it matters for a delta write: its partitions, in
-    table order, and an ISO 9660 volume on the whole disk (at byte 32768), if any."""
-
-    partitions: tuple[Extent, ...] = ()
-    whole: Extent | None = None
-
-
-def layout_of(disk: Disk, starts: Mapping[str, int], whole: Extent | None) -> Layout:
-    """DISK's partitions with their starts (by partition name) and the whole-disk volume."""
-    return Layout(
-        tuple(Extent(starts.get(p.name), p.size, p.fstype) for p in disk.partitions),
-        whole,
-    )
-
-
-def _near(size: int, image_size: int) -> bool:
-    return abs(size - image_size) <= image_size / 4
-
-
-def delta_suggested(layout: Layout, image_size: int | None) -> bool:
-    """Pre-select "write only what changed": the drive looks as if it already holds an
-    image of this size class. Its partitions end within the image and at least halfway
-    through it; or its first partition, or the whole disk, is an ISO 9660 volume within
-    25% of the image's size."""
-    if not image_size or image_size <= 0:
-        return False
-    parts = layout.partitions
-    if parts and all(p.start is not None for p in parts):
-        end = max((p.start or 0) + p.size for p in parts)
-        if image_size / 2 <= end <= image_size:
-            return True
-    volumes = [*parts[:1], *([layout.whole] if layout.whole is not None else [])]
-    return any(v.fstype == "iso9660" and _near(v.size, image_size) for v in volumes)
 
 
 # --------------------------------------------------------------------------- the ISO toolkit

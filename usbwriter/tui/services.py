@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from usbwriter.boot.report import Inspected
     from usbwriter.devices import Disk, DiskEvent
     from usbwriter.iso.contents import IsoImage
     from usbwriter.jobs import Plan, Request
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from usbwriter.jobs.restore import RestoreReceipt
     from usbwriter.jobs.several import DriveResult
     from usbwriter.receipt import Receipt
-    from usbwriter.tui.rules import Layout
 
 ListDisks = Callable[[bool, "str | None"], "list[Disk]"]
 WatchDisks = Callable[[threading.Event], "Iterator[DiskEvent]"]
@@ -66,9 +66,13 @@ def _run_restore(plan: Plan, **kw: Any) -> RestoreReceipt:
 
 
 def _plan_many(request: Request, devices: list[str], **kw: Any) -> list[Plan]:
+    from usbwriter.boot.report import reports_known
     from usbwriter.jobs.several import plan_many
 
-    return plan_many(request, devices, **kw)
+    with _inspected_lock:
+        known = list(_inspected.values())
+    with reports_known(known):
+        return plan_many(request, devices, **kw)
 
 
 def _run_many(plans: list[Plan], **kw: Any) -> list[DriveResult]:
@@ -77,27 +81,10 @@ def _run_many(plans: list[Plan], **kw: Any) -> list[DriveResult]:
     return run_many(plans, **kw)
 
 
-def _read_layout(disk: Disk) -> Layout:
-    """DISK's partitions with their starts (as listed), and an ISO 9660 volume on the
-    whole disk (its primary volume descriptor). Reads 34 KiB of the drive; changes
-    nothing. What cannot be read is left out (the rule then does not suggest a delta
-    write)."""
-    from usbwriter.jobs.backup import iso_volume_size
-    from usbwriter.tui.rules import Extent, layout_of
+def _with_delta(plan: Plan, delta: bool) -> Plan:
+    from usbwriter.jobs import with_delta
 
-    starts = {p.name: p.start for p in disk.partitions if p.start is not None}
-
-    volume = None
-    try:
-        fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            volume = iso_volume_size(fd, disk.logical_block_size or 512)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    whole = Extent(0, volume, "iso9660") if volume else None
-    return layout_of(disk, starts, whole)
+    return with_delta(plan, delta)
 
 
 @dataclass(frozen=True)
@@ -117,10 +104,12 @@ class Services:
     run_backup: Callable[..., BackupReceipt] = _run_backup  # (plan, verify=, progress=, ...)
     plan_restore: Callable[..., Plan] = _plan_restore  # (device, unmount=)
     run_restore: Callable[..., RestoreReceipt] = _run_restore  # (plan, fs=, label=, ...)
-    # Several drives at once, and what a drive holds (to suggest a delta write).
+    # Several drives at once.
     plan_many: Callable[..., list[Plan]] = _plan_many  # (request, devices, progress=, cancel=)
     run_many: Callable[..., list[DriveResult]] = _run_many  # (plans, progress=, cancel=, ...)
-    read_layout: Callable[[Disk], Layout] = _read_layout
+    # The plan with "write only what changed" chosen the other way (no I/O: a confirmation
+    # shows the plan that will run).
+    with_delta: Callable[[Plan, bool], Plan] = _with_delta
 
     @classmethod
     def real(cls) -> Services:
@@ -149,17 +138,34 @@ def _watch_disks(cancel: threading.Event) -> Iterator[DiskEvent]:
     return Watcher(include_all=True).iter_events(cancel)
 
 
-def _inspect_image(path: str) -> Mapping[str, Any]:
-    from usbwriter.boot import inspect_image
+#: The boot reports of the images inspected last (by path): a plan made while the file
+#: is unchanged reuses its report instead of reading (decompressing) the image again.
+_inspected: dict[str, Inspected] = {}
+_inspected_lock = threading.Lock()
+_INSPECTED_KEPT = 4
 
-    report: Mapping[str, Any] = inspect_image(path).to_dict()
+
+def _inspect_image(path: str) -> Mapping[str, Any]:
+    from usbwriter.boot.report import inspect_once
+
+    found = inspect_once(path)
+    with _inspected_lock:
+        _inspected.pop(path, None)
+        _inspected[path] = found
+        while len(_inspected) > _INSPECTED_KEPT:
+            del _inspected[next(iter(_inspected))]
+    report: Mapping[str, Any] = found.report.to_dict()
     return report
 
 
 def _plan(request: Request, **kw: Any) -> Plan:
+    from usbwriter.boot.report import reports_known
     from usbwriter.jobs import plan
 
-    return plan(request, **kw)
+    with _inspected_lock:
+        known = list(_inspected.values())
+    with reports_known(known):
+        return plan(request, **kw)
 
 
 def _run(plan: Plan, **kw: Any) -> Receipt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -20,6 +20,7 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.jobs import Plan
 
 
 def drive_card(d: Disk) -> Content:
@@ -69,6 +70,11 @@ class ConfirmDrive(ModalScreen[bool]):
         super().__init__(classes="dialog-screen")
         self.disk = disk
 
+    def mounts(self) -> Sequence[tuple[str, str]]:
+        """(device, mount point) of what will be unmounted first: as listed, unless the
+        job's plan says (then what the plan found when the person asked)."""
+        return self.disk.mounted
+
     def lead(self) -> str:
         return "Everything on this drive will be erased:"
 
@@ -89,8 +95,9 @@ class ConfirmDrive(ModalScreen[bool]):
                 yield Static(self.lead(), classes="lead", markup=False)
                 yield Static(drive_card(d), id="confirm-drive", markup=False)
                 yield from self.compose_job()
-                if d.mounted and self.DESTRUCTIVE:
-                    mounts = ", ".join(f"{dev} on {mp}" for dev, mp in d.mounted)
+                mounted = self.mounts()
+                if mounted and self.DESTRUCTIVE:
+                    mounts = ", ".join(f"{dev} on {mp}" for dev, mp in mounted)
                     yield Static(
                         Content.assemble(
                             ("Mounted: ", "bold $text-warning"),
@@ -117,10 +124,14 @@ class ConfirmDrive(ModalScreen[bool]):
 
 
 class ConfirmWrite(ConfirmDrive):
-    """Erase DISK and write IMAGE? With the choice of writing only what changed
-    (``delta``, pre-selected when the drive seems to hold an image of this size)."""
+    """Erase DISK and write IMAGE? Shows the PLAN made when the person asked: what it
+    unmounts, its checksum and its warnings; with the choice of writing only what changed
+    (pre-selected when the plan suggests it). Choosing it the other way decides the plan
+    again (WITH_DELTA, no I/O) and shows that one: ``plan`` is what runs."""
 
     DELTA = "Write only what changed (compare first)"
+    #: warnings said elsewhere in the dialog: the mounts above, the boot verdict below
+    SHOWN_APART = ("unmount", "boot", "confirmed")
 
     def __init__(
         self,
@@ -130,13 +141,23 @@ class ConfirmWrite(ConfirmDrive):
         report: Mapping[str, Any] | None,
         *,
         delta: bool = False,
+        plan: Plan | None = None,
+        with_delta: Callable[[Plan, bool], Plan] | None = None,
     ) -> None:
         super().__init__(disk)
         self.image = image
         self.image_size = image_size
         self.report = report
-        self.suggested = delta
-        self.delta = delta  # the choice, read by the caller after the dialog closes
+        self.first = plan
+        self.plan = plan  # the plan the person is shown, and that runs if they say yes
+        self.with_delta = with_delta
+        self.suggested = plan.delta_suggested if plan is not None else delta
+        self.delta = bool(plan.request.delta) if plan is not None else delta
+
+    def mounts(self) -> Sequence[tuple[str, str]]:
+        if self.plan is None:
+            return super().mounts()
+        return [(m.source, m.mountpoint) for m in self.plan.unmounts]
 
     def compose_job(self) -> ComposeResult:
         yield Static("and replaced by the image:", classes="lead", markup=False)
@@ -146,9 +167,22 @@ class ConfirmWrite(ConfirmDrive):
             markup=False,
         )
 
+    def notes(self) -> str:
+        """The plan's checksum and warnings, a line each."""
+        plan = self.plan
+        if plan is None:
+            return ""
+        lines = []
+        if plan.checksum is not None:
+            lines.append(f"Checksum: {plan.checksum.describe()}")
+        lines += [f"• {w.message}" for w in plan.warnings if w.code not in self.SHOWN_APART]
+        return "\n".join(lines)
+
     def compose_warnings(self) -> ComposeResult:
         if not will_boot(self.report):
             yield Static(not_bootable(self.report), id="confirm-warning", markup=False)
+        notes = self.notes()
+        yield Static(notes, id="confirm-notes", markup=False, classes="" if notes else "-empty")
 
     def compose_options(self) -> ComposeResult:
         yield TextCheckbox(self.DELTA, self.delta, id="delta")
@@ -160,6 +194,11 @@ class ConfirmWrite(ConfirmDrive):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
         self.delta = event.value
+        if self.first is not None and self.with_delta is not None:
+            self.plan = self.with_delta(self.first, event.value)
+            notes = self.query_one("#confirm-notes", Static)
+            notes.update(self.notes())
+            notes.set_class(not self.notes(), "-empty")
 
 
 class ConfirmStop(ModalScreen[bool]):

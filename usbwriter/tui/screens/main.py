@@ -420,9 +420,8 @@ class MainScreen(Screen[None]):
         from usbwriter.jobs import Request
 
         try:
-            delta = rules.delta_suggested(self.services.read_layout(disk), size)
             plan = self.services.plan(
-                Request(image, disk.path, unmount=True, delta=delta),
+                Request(image, disk.path, unmount=True, delta=None),
                 progress=lambda p: self.post_message(JobProgress(p)),
                 cancel=get_current_worker().cancelled_event,
             )
@@ -454,15 +453,23 @@ class MainScreen(Screen[None]):
                 ErrorScreen("Cannot write to this drive", message.error or "no plan")
             )
             return
-        # The confirmation shows the warnings (an image that will not boot, what will be
-        # unmounted); saying yes is what lifts the blockers a person may confirm past.
-        plan = message.plan.confirmed()
-        confirm = ConfirmWrite(disk, image, size, self.report, delta=plan.request.delta)
+        # The confirmation shows the plan (what it unmounts, an image that will not boot,
+        # its checksum and warnings); saying yes is what lifts the blockers a person may
+        # confirm past. The plan shown is the plan that runs.
+        confirm = ConfirmWrite(
+            disk,
+            image,
+            size,
+            self.report,
+            plan=message.plan,
+            with_delta=self.services.with_delta,
+        )
 
         def confirmed(yes: bool | None) -> None:
-            if yes:
+            if yes and confirm.plan is not None:
                 self.relist_on_resume = True
-                job = Job(image, size, disk, plan, self.report, delta=confirm.delta)
+                plan = confirm.plan.confirmed()
+                job = Job(image, size, disk, plan, self.report)
                 self.app.push_screen(ProgressScreen(self.services, job))
 
         self.app.push_screen(confirm, confirmed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
@@ -21,8 +21,7 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Label, ProgressBar, Sparkline, Static
 
-from usbwriter.errors import Cancelled, Refused, UsbWriterError
-from usbwriter.tui import rules
+from usbwriter.errors import Cancelled, UsbWriterError
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.hangup import Jobs, jobs_of
 from usbwriter.tui.messages import JobFinished, JobProgress
@@ -51,15 +50,18 @@ PHASES = {
 
 @dataclass(frozen=True)
 class Job:
-    """One write: what, where, and the plan made (and confirmed) before it; ``delta``:
-    write only what differs (planned again when the plan was made the other way)."""
+    """One write: what, where, and the plan made and confirmed before it: what runs."""
 
     image: str
     image_size: int
     disk: Disk
     plan: Plan | None
     report: Mapping[str, Any] | None = None
-    delta: bool = False
+
+    @property
+    def delta(self) -> bool:
+        """Only what differs is written (compared first)."""
+        return self.plan is not None and bool(self.plan.request.delta)
 
 
 def run_job(
@@ -71,17 +73,7 @@ def run_job(
     """Run the job's plan; the receipt. Blocking: call it from a worker thread."""
     if job.plan is None:
         raise UsbWriterError(f"{job.disk.path}: no plan to run")
-    plan = job.plan
-    if plan.request.delta != job.delta:
-        # Chosen the other way in the confirmation: the same checks again (the image's
-        # checksum, already taken, is not read again); the warnings were confirmed.
-        request = replace(plan.request, delta=job.delta)
-        plan = services.plan(request, checksum=plan.checksum, cancel=cancel)
-        refusal = rules.plan_refusal(plan, job.disk)
-        if refusal is not None:
-            raise Refused(refusal)
-        plan = plan.confirmed()
-    receipt = services.run(plan, progress=progress, cancel=cancel)
+    receipt = services.run(job.plan, progress=progress, cancel=cancel)
     result: dict[str, Any] = receipt.to_json()
     return result
 

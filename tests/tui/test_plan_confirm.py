@@ -1,0 +1,104 @@
+"""The app confirms the plan made when the person asked to write, and runs that plan.
+
+Real loop devices, real ISOs, real mounts: a mount that appears after the listing is
+named in the confirmation; choosing "write only what changed" the other way shows the
+plan that will run (here a bmap write) and nothing is planned after the yes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Checkbox, Static
+
+from tests.conftest import ROOT_ONLY
+from tests.tui.helpers import MiB, read_device, small_image, wait_for
+from tests.tui.test_app import highlight, listed_with_image, make_app, table_of
+from tests.tui.test_several import SIZE, finish, write_one
+from usbwriter.tui.screens.confirm import ConfirmWrite
+from usbwriter.tui.screens.main import MainScreen
+from usbwriter.tui.services import Services
+
+pytestmark = ROOT_ONLY
+
+
+def text_of(confirm: ConfirmWrite, selector: str) -> str:
+    return " ".join(str(confirm.query_one(selector, Static).render()).split())
+
+
+async def test_a_mount_made_after_the_listing_is_named(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """A desktop automounts the stick a moment after it is listed: the table still says
+    not mounted, but the confirmation names the mount the plan will undo."""
+    image = small_image(tmp_path)
+    dev = loop(32 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    mnt = tmp_path / "media"
+    mnt.mkdir()
+    app = make_app(image)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await listed_with_image(pilot, app, dev)
+            await highlight(pilot, app, dev)
+            await pilot.press("enter")  # chosen, as listed: not mounted
+            assert not table_of(app).disks[dev].mounted
+            subprocess.run(["mount", dev, str(mnt)], check=True)
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the question")
+            await pilot.pause()
+            confirm = app.screen
+            assert isinstance(confirm, ConfirmWrite)
+            said = text_of(confirm, "#confirm-mounted")
+            assert f"{dev} on {mnt}" in said and "unmounted first" in said, said
+            await pilot.click("#cancel")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
+        assert mnt.is_mount()  # nothing was done: the answer was Cancel
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+async def test_unticking_delta_shows_the_bmap_write_that_runs(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """The drive holds the image already, so "only what changed" is pre-selected; the
+    person unticks it: the confirmation now says the bmap beside the image is used, and
+    that is what runs. The plan is made once per Write, never after the yes."""
+    image = tmp_path / "grub.iso"
+    shutil.copyfile(small_image(tmp_path), image)
+    data = image.read_bytes()
+    dev = loop(32 * MiB)
+    real = Services.real()
+    planned: list[Any] = []
+
+    def plan(request: Any, **kw: Any) -> Any:
+        planned.append(request)
+        return real.plan(request, **kw)
+
+    app = make_app(image, services=dataclasses.replace(real, plan=plan))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed_with_image(pilot, app, dev)
+        await write_one(pilot, app, dev, tick=False)
+        await finish(pilot, app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
+        bmap = tmp_path / "grub.iso.bmap"
+        subprocess.run(["bmaptool", "create", "-o", str(bmap), str(image)], check=True)
+        confirm = await write_one(pilot, app, dev, tick=False)
+        assert confirm.query_one("#delta", Checkbox).value is True  # suggested
+        assert "mapped in" not in text_of(confirm, "#confirm-notes")
+        await pilot.click("#delta")
+        await pilot.pause()
+        notes = text_of(confirm, "#confirm-notes")
+        assert f"writing only the ranges mapped in {bmap}" in notes, notes
+        assert len(planned) == 2
+        result = await finish(pilot, app)
+        assert result.receipt["verified"] is True
+        assert result.receipt["coverage"]["mode"] == "bmap"
+        assert len(planned) == 2  # nothing planned after the yes
+    assert read_device(dev, len(data)) == data
