@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cache
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 from unittest import mock
 
 import pytest
@@ -150,6 +150,18 @@ class PatchedImage:
         return (id(self.base), min(self.size, hi), ps)
 
 
+class PatchedReader(ImageReader):
+    """The boot readers' reader over a PatchedImage."""
+
+    def __init__(self, f: PatchedImage) -> None:
+        super().__init__("<fuzz>", f.size, pread=self._at)
+        self.f = f
+
+    def _at(self, offset: int, n: int) -> bytes:
+        self.f.seek(offset)
+        return self.f.read(n)
+
+
 _tree_cache: dict[tuple[int, int], list[tuple[list[tuple[int, int]], list[Patch], Any]]] = {}
 _fat_cache: dict[tuple[object, ...], Any] = {}
 _real_read_tree = iso9660.read_tree
@@ -180,8 +192,8 @@ def _patches_in(patches: list[Patch], ranges: list[tuple[int, int]]) -> list[Pat
 def cached_read_tree(r: ImageReader, pvd: iso9660.PvdFields) -> iso9660.Tree:
     """pycdlib's result is a function of the bytes it read: reuse it while none of those
     bytes is patched differently."""
+    assert isinstance(r, PatchedReader)
     f = r.f
-    assert isinstance(f, PatchedImage)
     entries = _tree_cache.setdefault((id(f.base), f.size), [])
     for ranges, seen, tree in entries:
         if _patches_in(f.patches, ranges) == seen:
@@ -200,8 +212,8 @@ def cached_read_tree(r: ImageReader, pvd: iso9660.PvdFields) -> iso9660.Tree:
 
 def cached_efi_loaders(r: ImageReader, offset: int, size: int) -> Any:
     """The loaders of a FAT are a function of its bytes: re-read when those changed."""
+    assert isinstance(r, PatchedReader)
     f = r.f
-    assert isinstance(f, PatchedImage)
     key = (offset, size, *f.touched(offset, offset + size))
     if key not in _fat_cache:
         if len(_fat_cache) > 512:
@@ -212,7 +224,7 @@ def cached_efi_loaders(r: ImageReader, offset: int, size: int) -> Any:
 
 def inspect_bytes(base: bytes, patches: Sequence[Patch] = (), size: int | None = None) -> None:
     """Inspect patched in-memory bytes; anything but a report or a one-line BadImage fails."""
-    r = ImageReader("<fuzz>", cast(BinaryIO, PatchedImage(base, list(patches), size)))
+    r = PatchedReader(PatchedImage(base, list(patches), size))
     with (
         mock.patch.object(iso9660, "read_tree", cached_read_tree),
         mock.patch.object(fat, "efi_loaders", cached_efi_loaders),

@@ -264,48 +264,25 @@ def test_gpt_with_absurd_entry_count(tmp_path: Path) -> None:
 
 
 def test_large_files_are_summed_over_extents() -> None:
-    """Files over 4 GiB are stored as several extents under one name (ISO level 3)."""
-
-    class Rec:
-        def __init__(
-            self, name: bytes, size: int = 0, extent: int = 0, kids: list[Rec] | None = None
-        ):
-            self.name, self.size, self.extent = name, size, extent
-            self.children = kids
-            self.rock_ridge = None
-
-        def file_identifier(self) -> bytes:
-            return self.name
-
-        def is_dir(self) -> bool:
-            return self.children is not None
-
-        def is_dot(self) -> bool:
-            return self.name == b"\x00"
-
-        def is_dotdot(self) -> bool:
-            return self.name == b"\x01"
-
-        def get_data_length(self) -> int:
-            return self.size
-
-        def extent_location(self) -> int:
-            return self.extent
+    """Files over 4 GiB are stored as several extents under one name (ISO level 3): the
+    walker's entry holds them all, and the report counts its whole size."""
+    from usbwriter.iso.contents import Contents, Entry
 
     part = 0xFFFFF800
-    root = Rec(b"", kids=[
-        Rec(b"\x00", kids=[]), Rec(b"\x01", kids=[]),
-        Rec(b"SOURCES", kids=[
-            Rec(b"INSTALL.WIM;1", part, 100), Rec(b"INSTALL.WIM;1", part, 200),
-            Rec(b"INSTALL.WIM;1", 1000, 300), Rec(b"SMALL.TXT;1", 10, 400),
-        ]),
-    ])  # fmt: skip
-    tree = iso9660.Tree()
-    iso9660._walk_iso9660(root, "iso", tree)
+    top = Entry((), "dir", 0, None, None)
+    wim = Entry(("SOURCES", "INSTALL.WIM"), "file", 2 * part + 1000, None, None, None,
+                ((100 * 2048, part), (200 * 2048, part), (300 * 2048, 1000)))  # fmt: skip
+    small = Entry(("SOURCES", "SMALL.TXT"), "file", 10, None, None, None, ((400 * 2048, 10),))
+    folder = Entry(("SOURCES",), "dir", 2048, None, None)
+    contents = Contents("x.iso", "iso9660", top)
+    for e in (top, folder, wim, small):
+        contents.by_path[e.parts] = e
+    tree = iso9660.tree_of(contents)
     assert [(f.path, f.size) for f in tree.large_files] == [
         ("/SOURCES/INSTALL.WIM", 2 * part + 1000)
     ]
     assert tree.extent_paths[400] == ("/SOURCES/SMALL.TXT", 10)
+    assert tree.extent_paths[100] == ("/SOURCES/INSTALL.WIM", 2 * part + 1000)
 
 
 def test_block_device(loop: Callable[..., str]) -> None:

@@ -138,11 +138,11 @@ def _list(image: str, offset: int) -> tuple[tuple[EfiLoader, ...], str | None]:
 def _file_key(r: ImageReader, offset: int, size: int) -> tuple[int, ...] | None:
     """Identity of a FAT inside a regular file (None for devices and in-memory images,
     whose contents can change unseen, and for a compressed image's temporary file)."""
-    if r.tool_path != r.path:
+    if r.tool_path != r.path or r.fd is None:
         return None
     try:
-        st = os.fstat(r.f.fileno())
-    except (AttributeError, OSError, ValueError):
+        st = os.fstat(r.fd)
+    except OSError:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None

@@ -13,10 +13,14 @@ for missing or damaged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import stat
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Literal
 
 from usbwriter.boot import fat, iso9660
@@ -51,6 +55,7 @@ from usbwriter.boot.reader import ImageReader
 from usbwriter.boot.text import render_text
 from usbwriter.boot.verdict import Facts, decide
 from usbwriter.errors import BadImage
+from usbwriter.iso.source import RawBytes
 from usbwriter.sources import detect_format
 
 __all__ = ["NotADiskImage", "inspect_image", "render_text"]
@@ -72,6 +77,52 @@ class NotADiskImage(BadImage):
 WINDOWS_FILES = ("/sources/install.wim", "/sources/install.esd", "/sources/install.swm")
 
 
+@dataclass(frozen=True)
+class Inspected:
+    """A report, and the file it was made of as it was then: the regular file's device,
+    inode, size, modification and change times, and the zip member read."""
+
+    key: tuple[object, ...] | None  # None: a block device, which may change unseen
+    verified: bool  # the implanted checksum was checked (verify_checksum)
+    report: BootReport
+
+
+_known: ContextVar[tuple[Inspected, ...]] = ContextVar("usbwriter_boot_known", default=())
+
+
+def _file_key(name: str, member: str | None) -> tuple[object, ...] | None:
+    try:
+        st = os.stat(name)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (name, member, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def inspect_once(
+    path: str | os.PathLike[str], *, member: str | None = None, verify_checksum: bool = True
+) -> Inspected:
+    """inspect_image, with what identifies the file read (taken before reading it), to
+    hand on with ``reports_known``."""
+    name = os.fspath(path)
+    key = _file_key(name, member)
+    report = inspect_image(name, member=member, verify_checksum=verify_checksum)
+    return Inspected(key, verify_checksum, report)
+
+
+@contextlib.contextmanager
+def reports_known(reports: Iterable[Inspected]) -> Iterator[None]:
+    """Within (in this thread), ``inspect_image`` answers with one of REPORTS for the
+    file it was made of while that file is unchanged, instead of reading it again: the
+    app inspects an image once and its plans reuse the report."""
+    token = _known.set((*_known.get(), *reports))
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
 def inspect_image(
     path: str | os.PathLike[str],
     *,
@@ -88,19 +139,34 @@ def inspect_image(
     readable but not a disk or ISO image).
     """
     name = os.fspath(path)
+    if decompress_limit == DECOMPRESS_LIMIT and _known.get():
+        key = _file_key(name, member)
+        for known in _known.get():
+            if key is not None and known.key == key and (known.verified or not verify_checksum):
+                log.debug("%s: the boot report made before is used (the file is unchanged)", name)
+                return known.report
     try:
-        f = open(name, "rb")  # noqa: SIM115 - closed below
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
         raise BadImage(f"{name}: cannot open: {e.strerror or e}") from e
-    with f:
-        r = ImageReader(name, f)
+    try:
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise BadImage(f"{name}: cannot open: Is a directory")
+            size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+        except OSError as e:
+            raise BadImage(f"{name}: cannot seek: {e.strerror or e}") from e
+        r = RawBytes(name, fd, size)
         if r.size == 0:
             raise BadImage(f"{name}: the file is empty")
-        fmt = _compressed_format(r)
-        if fmt is None:
+        fmt = detect_format(r.read(0, 16)) if stat.S_ISREG(st.st_mode) else "raw"
+        if fmt == "raw":
             if r.size < 512:
                 raise BadImage(f"{name}: too short for a disk or ISO image ({r.size} bytes)")
             return _inspect(r, verify_checksum)
+    finally:
+        os.close(fd)
     with decompressed(name, member=member, limit=decompress_limit) as (inner, compression):
         if inner.size_known and inner.size < 512:
             raise BadImage(
@@ -108,16 +174,6 @@ def inspect_image(
                 f"({inner.size} bytes)"
             )
         return _inspect(inner, verify_checksum, compression)
-
-
-def _compressed_format(r: ImageReader) -> str | None:
-    """The compression format of a regular file, by its magic bytes."""
-    try:
-        regular = stat.S_ISREG(os.fstat(r.f.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):
-        regular = False
-    fmt = detect_format(r.read(0, 16))
-    return fmt if regular and fmt != "raw" else None
 
 
 def _inspect(
@@ -250,10 +306,9 @@ def _iso_volume(
     not_read: dict[str, None],
 ) -> IsoVolume:
     assert descs.pvd is not None
-    block = pvd.block_size if pvd.block_size in (512, 1024, 2048) else 2048
-    if pvd.block_size != 2048:
+    if pvd.block_size in (512, 1024):  # allowed, but unusual on a 2048-byte sector
         problems.append(f"ISO 9660: unusual logical block size {pvd.block_size}")
-    volume_bytes = pvd.volume_blocks * block
+    volume_bytes = pvd.volume_bytes
     truncated = r.size_known and volume_bytes > r.size
     if truncated:
         problems.append(

@@ -1,10 +1,18 @@
 """The files inside an ISO image, read with pycdlib: names, types, sizes, dates, modes,
-symlink targets, and where each file's bytes lie in the image.
+symlink targets, and where each file's bytes lie in the image. The one walker: `ls`,
+extraction, file-copy mode and the boot report (its El Torito paths, files over 4 GiB,
+Windows Setup's files) all see the image through ``read_contents``.
 
-One name space is read, the richest the image has: Rock Ridge (POSIX names, modes,
-symlinks), else UDF (Windows installers keep their files there, large ones whole),
-else Joliet, else plain ISO 9660 (";1" and a trailing "." dropped). A file of 4 GiB
-or more is stored in several extents; its entry holds them all and its whole size.
+Names are decided one way. One name space is read, the richest the image has: Rock
+Ridge (POSIX names, modes, symlinks: its bytes are UTF-8, undecodable ones kept as
+surrogates so extraction writes the bytes recorded), else UDF (Windows installers keep
+their files there, large ones whole; OSTA CS0: Latin-1 or UTF-16), else Joliet (UTF-16),
+else plain ISO 9660. A plain ISO 9660 name is taken as ECMA-119 records it: the version
+(";1") and the one "." that separates an empty extension are removed, nothing more (a
+name recorded "ABC..;1" is "ABC."); its bytes are read as Latin-1, so every byte is one
+letter and no name fails to decode (d-characters are ASCII, which Latin-1 keeps).
+Folder names have neither. A file of 4 GiB or more is stored in several extents; its
+entry holds them all and its whole size.
 
 Nothing here trusts the image: the walk is bounded in depth and entries, every extent
 must lie inside the image, and whatever pycdlib raises on damaged data becomes one
@@ -17,14 +25,14 @@ import contextlib
 import logging
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
-from usbwriter.boot.iso9660 import PycdlibView, one_line
 from usbwriter.errors import BadImage, BadInput, UsbWriterError, terminal_safe
-from usbwriter.iso.source import ImageBytes, image_bytes, volume_size
+from usbwriter.iso.descriptors import VD_OFFSET, volume_size
+from usbwriter.iso.source import ImageBytes, image_bytes
 from usbwriter.sources.files import ImageSource
 
 log = logging.getLogger(__name__)
@@ -85,6 +93,8 @@ class Contents:
     root: Entry
     children: dict[tuple[str, ...], list[Entry]] = field(default_factory=dict)
     by_path: dict[tuple[str, ...], Entry] = field(default_factory=dict)
+    rock_ridge: str | None = None  # the Rock Ridge version ("1.09"...; "" unknown), or None
+    udf: bool = False  # the image has a UDF file system (whether or not its names are read)
 
     def find(self, path: str) -> Entry | None:
         """The entry at PATH ("/", "boot/grub", "/EFI/BOOT/"), None if there is none.
@@ -175,6 +185,53 @@ def sharing(entries: Iterable[Entry]) -> Sharing:
             stored += end - max(start, reach)
             reach = end
     return Sharing(len(marked), sum(files[i].size for i in marked), stored)
+
+
+# ---- pycdlib's view of the image ----------------------------------------------------------
+
+
+def one_line(e: BaseException) -> str:
+    """An exception of pycdlib's, in one line of at most 200 characters."""
+    s = " ".join(str(e).split()) or type(e).__name__
+    return s[:200]
+
+
+class PycdlibView:
+    """An image as pycdlib sees it: a read-only file object (seek, tell, read) over
+    PREAD(offset, n) of SIZE bytes, with the system area (the first 32 KiB: MBR, GPT,
+    APM) read as zeros. pycdlib refuses some valid hybrid system areas it does not need;
+    the boot report reads the system area itself."""
+
+    def __init__(self, pread: Callable[[int, int], bytes], size: int) -> None:
+        self.pread = pread
+        self.size = size
+        self.pos = 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.size - self.pos
+        n = max(0, min(n, self.size - self.pos))
+        hidden = min(n, max(0, VD_OFFSET - self.pos))  # never read the system area
+        b = bytes(hidden) + self.pread(self.pos + hidden, n - hidden) if n else b""
+        self.pos += len(b)
+        return b
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
 
 
 # ---- dates, modes, names -----------------------------------------------------------------
@@ -282,6 +339,7 @@ class _Walk:
 
 
 def _name(rec: Any, names: str) -> str:
+    """A directory record's name in the name space NAMES (see the module's text)."""
     if names == "rr" and rec.rock_ridge is not None:
         nm = rec.rock_ridge.name()
         if nm:
@@ -477,16 +535,18 @@ def _add_folder(contents: Contents, parts: tuple[str, ...], entries: list[Entry]
     contents.children[parts] = kept
 
 
-def read_contents(data: ImageBytes) -> Contents:
-    """Every entry of DATA's richest name space; BadImage when it is not a readable ISO."""
+def read_contents(data: ImageBytes, *, bound: int | None = None) -> Contents:
+    """Every entry of DATA's richest name space; BadImage when it is not a readable ISO.
+    No extent may end past BOUND (default: the image's end, or the volume's while the
+    image's size is not known)."""
     import pycdlib
     from pycdlib.pycdlibexception import PyCdlibException
 
     path = data.path
     vol = volume_size(data)
-    real = data.size
+    real = data.size if data.size_known else None
     view_size = max(real or 0, vol)
-    limit = real if real is not None else view_size
+    limit = bound if bound is not None else (real if real is not None else view_size)
     iso = pycdlib.PyCdlib()
     try:
         iso.open_fp(cast(BinaryIO, PycdlibView(data.pread, view_size)))  # duck-typed
@@ -501,9 +561,11 @@ def read_contents(data: ImageBytes) -> Contents:
     try:
         walk = _Walk(path, limit, int(iso.logical_block_size), data)
         root: Any
-        if iso.has_rock_ridge():
+        rr = iso.has_rock_ridge()
+        udf = bool(iso.has_udf())
+        if rr:
             namespace, names, root = "rock ridge", "rr", iso.pvd.root_directory_record()
-        elif iso.has_udf() and iso.udf_root is not None:
+        elif udf and iso.udf_root is not None:
             namespace, names, root = "udf", "udf", iso.udf_root
         elif iso.has_joliet() and iso.joliet_vd is not None:
             namespace, names, root = "joliet", "joliet", iso.joliet_vd.root_directory_record()
@@ -511,7 +573,8 @@ def read_contents(data: ImageBytes) -> Contents:
             namespace, names, root = "iso9660", "iso", iso.pvd.root_directory_record()
         root_date = _udf_date(root.mod_time) if names == "udf" else _record_date(root.date)
         top = Entry((), "dir", 0, root_date, None)
-        contents = Contents(path, namespace, top)
+        version = rr if isinstance(rr, str) else ("" if rr else None)
+        contents = Contents(path, namespace, top, rock_ridge=version, udf=udf)
         contents.by_path[()] = top
         if names == "udf":
             _walk_udf(walk, iso, contents)

@@ -32,7 +32,6 @@ from usbwriter.engine.blockio import (
     CHUNK_SIZE,
     Prefetcher,
     ReadError,
-    aligned_buffer,
     drop_cache,
     fd_size,
     logical_block_size,
@@ -41,7 +40,7 @@ from usbwriter.engine.blockio import (
     round_up,
 )
 from usbwriter.engine.readback import Drive, VerifyResult, device_read_error, read_back_against
-from usbwriter.errors import BadImage, BadInput, Cancelled, DeviceFault, Refused, os_error
+from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, os_error
 from usbwriter.identity import Identity
 from usbwriter.jobs.facts import block_size_of, look_at_target
 from usbwriter.jobs.model import TargetFacts
@@ -262,38 +261,6 @@ def _read_only(mountpoint: str) -> bool:
 # --- run ----------------------------------------------------------------------------
 
 
-class _AlignedReads:
-    """pread for a descriptor that may have O_DIRECT: whole blocks into an aligned buffer."""
-
-    def __init__(self, fd: int, block: int, path: str) -> None:
-        self.fd, self.block, self.path = fd, max(block, 512), path
-        self.size: int | None = None
-
-    def pread(self, offset: int, n: int) -> bytes:
-        lo = offset // self.block * self.block
-        length = round_up(offset + n, self.block) - lo
-        buf = aligned_buffer(round_up(length, 4096))
-        try:
-            with memoryview(buf) as view:
-                got = pread_into(self.fd, view[:length], lo)
-                return bytes(view[offset - lo : min(got, offset - lo + n)])
-        finally:
-            buf.close()
-
-    def close(self) -> None:
-        pass  # the descriptor is the caller's
-
-
-def iso_volume_size(fd: int, block: int, path: str = "") -> int | None:
-    """The ISO 9660 volume's size in bytes from its primary volume descriptor, or None."""
-    from usbwriter.iso.source import volume_size
-
-    try:
-        return volume_size(_AlignedReads(fd, block, path)) or None
-    except (BadImage, OSError):
-        return None
-
-
 class _Salvager(Prefetcher):
     """A Prefetcher over a drive that retries a failing read sector by sector; a sector
     that still fails is zero-filled and listed (keep going) or ends the read."""
@@ -403,6 +370,8 @@ def run_backup(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> BackupReceipt:
+    from usbwriter.iso.descriptors import disc_volume_size
+
     cancel = cancel or threading.Event()
     fd = _open_drive(plan)
     try:
@@ -410,7 +379,7 @@ def run_backup(
         block = logical_block_size(fd)
         device_size = fd_size(fd)
         size, size_from = device_size, "device"
-        volume = iso_volume_size(fd, block, plan.device) if plan.optical else None
+        volume = disc_volume_size(fd, block, plan.device) if plan.optical else None
         if volume is not None and volume <= device_size:
             size, size_from = volume, "iso9660"
         elif volume is not None:
