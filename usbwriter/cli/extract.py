@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from usbwriter.iso.contents import IsoImage, printable
-    from usbwriter.iso.extract import EXISTS, Extractor, select
+    from usbwriter.iso.extract import EXISTS, Extractor, select, skip_reasons
     from usbwriter.units import count, human_size
 
     def on_event(ev: dict[str, Any]) -> None:
@@ -74,7 +74,7 @@ def run(ns: argparse.Namespace) -> int:
     else:
         extra = ""
         if result.skipped:
-            extra += f"; {len(result.skipped)} skipped"
+            extra += f"; {len(result.skipped)} skipped: {skip_reasons(result.skipped)}"
         if result.failed:
             extra += f"; {len(result.failed)} failed"
         tell(

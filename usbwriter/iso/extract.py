@@ -49,7 +49,7 @@ from usbwriter.iso.contents import Contents, Entry, IsoImage, sharing, split_pat
 from usbwriter.outputs import KERNEL_TREES, kind_of
 from usbwriter.placing import place_new
 from usbwriter.progress import Meter, ProgressCallback
-from usbwriter.units import human_size
+from usbwriter.units import count, human_size
 
 log = logging.getLogger(__name__)
 
@@ -772,4 +772,39 @@ def extract(
     return x.run(entries)
 
 
-__all__ = ["Extractor", "Result", "extract", "select", "split_path", "unsafe_name", "unsafe_target"]
+def skip_kind(why: str) -> tuple[str, str]:
+    """Why an entry was skipped, in the few words the headline gives it: (one, many)."""
+    if why.endswith(EXISTS):
+        return "already there and kept", "already there and kept"
+    if why.startswith("its target"):
+        return "link pointing outside the folder", "links pointing outside the folder"
+    if why.startswith("its name"):
+        return "unsafe name", "unsafe names"
+    if why.startswith("a device node"):
+        return "device node, FIFO or socket", "device nodes, FIFOs or sockets"
+    if why.endswith("(not replaced)"):
+        return "in the way of a folder", "in the way of folders"
+    return "for another reason", "for other reasons"
+
+
+def skip_reasons(skipped: list[tuple[str, str]]) -> str:
+    """'2 already there and kept, 1 link pointing outside the folder': how many were
+    skipped for each reason, the commonest first."""
+    tally: dict[tuple[str, str], int] = {}
+    for _, why in skipped:
+        kind = skip_kind(why)
+        tally[kind] = tally.get(kind, 0) + 1
+    ranked = sorted(tally.items(), key=lambda kv: (kv[0][0] == "for another reason", -kv[1]))
+    return ", ".join(count(n, *kind) for kind, n in ranked)
+
+
+__all__ = [
+    "Extractor",
+    "Result",
+    "extract",
+    "select",
+    "skip_reasons",
+    "split_path",
+    "unsafe_name",
+    "unsafe_target",
+]

@@ -76,34 +76,6 @@ def result_text(
     return "\n".join(lines)
 
 
-def skip_kind(why: str) -> tuple[str, str]:
-    """Why an entry was skipped, in the few words the headline gives it: (one, many)."""
-    from usbwriter.iso.extract import EXISTS
-
-    if why.endswith(EXISTS):
-        return "already there and kept", "already there and kept"
-    if why.startswith("its target"):
-        return "link pointing outside the folder", "links pointing outside the folder"
-    if why.startswith("its name"):
-        return "unsafe name", "unsafe names"
-    if why.startswith("a device node"):
-        return "device node, FIFO or socket", "device nodes, FIFOs or sockets"
-    if why.endswith("(not replaced)"):
-        return "in the way of a folder", "in the way of folders"
-    return "for another reason", "for other reasons"
-
-
-def skip_reasons(skipped: list[tuple[str, str]]) -> str:
-    """'2 already there and kept, 1 link pointing outside the folder': how many were
-    skipped for each reason, the commonest first."""
-    tally: dict[tuple[str, str], int] = {}
-    for _, why in skipped:
-        kind = skip_kind(why)
-        tally[kind] = tally.get(kind, 0) + 1
-    ranked = sorted(tally.items(), key=lambda kv: (kv[0][0] == "for another reason", -kv[1]))
-    return ", ".join(count(n, *kind) for kind, n in ranked)
-
-
 def headline_words(
     files: int, skipped: list[tuple[str, str]], failed: list[tuple[str, str]], made: int = 0
 ) -> tuple[str, str]:
@@ -115,6 +87,8 @@ def headline_words(
             "bold $text-error",
         )
     if skipped:
+        from usbwriter.iso.extract import skip_reasons
+
         why = f"{count(len(skipped), 'entry', 'entries')} skipped, {skip_reasons(skipped)}"
         if not files and not made:
             return f"Nothing extracted: {why}", "bold $text-warning"
