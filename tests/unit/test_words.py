@@ -21,8 +21,14 @@ from usbwriter.units import count, human_rate
 
 REPO = Path(__file__).resolve().parents[2]
 #: files other work is changing at present, whose words are theirs to fix: jobs/backup.py
-#: ("range(s)", a rate in MiB/s), engine/probe.py and jobs/probe.py ("block(s)")
-OTHERS = {"usbwriter/jobs/backup.py", "usbwriter/engine/probe.py", "usbwriter/jobs/probe.py"}
+#: ("range(s)", a rate in MiB/s), the probe's engine/probe.py, jobs/probe.py and
+#: cli/probe.py ("block(s)")
+OTHERS = {
+    "usbwriter/jobs/backup.py",
+    "usbwriter/engine/probe.py",
+    "usbwriter/jobs/probe.py",
+    "usbwriter/cli/probe.py",
+}
 
 
 def sources() -> list[Path]:
