@@ -176,3 +176,40 @@ def test_damaged_compressed_data_is_named_with_the_byte_it_stopped_at(
     assert str(cut) in e.value.message and "\n" not in e.value.message
     assert e.value.offset is not None and 0 < e.value.offset < big.first_offset + big.size
     assert f"at byte {e.value.offset:,} of the image" in e.value.message
+
+
+def test_a_read_error_names_the_image_and_the_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drive or file that fails to read part of an ISO (EIO from the sector at BAD on):
+    the listing still reads (its folders lie before), and reading a file stored there
+    says the image, the byte and the cause, as the boot report's reads used to."""
+    import errno
+
+    from usbwriter.errors import UsbWriterError
+
+    src = tmp_path / "tree"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(4 << 20))
+    iso = tmp_path / "e.iso"
+    subprocess.run(
+        [tool("xorriso"), "-as", "mkisofs", "-R", "-J", "-o", str(iso), str(src)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    bad = iso.stat().st_size - (2 << 20)
+    real_pread = os.pread
+
+    def failing(fd: int, n: int, offset: int) -> bytes:
+        if offset + n > bad and os.path.samefile(f"/proc/self/fd/{fd}", iso):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", failing)
+    with IsoImage(str(iso)) as image:
+        big = image.contents.lookup("/big.bin")
+        with pytest.raises(UsbWriterError) as e:
+            image.data.pread(big.first_offset, big.size)
+    msg = e.value.message
+    assert str(iso) in msg and "Input/output error" in msg and "\n" not in msg
+    assert e.value.offset is not None and big.first_offset <= e.value.offset < bad
+    assert f"at byte {e.value.offset:,}" in msg

@@ -127,7 +127,8 @@ def _pread_all(fd: int, path: str, offset: int, n: int) -> bytes:
         try:
             b = os.pread(fd, n - got, offset + got)
         except OSError as e:
-            raise os_error(path, e, "read the image", offset=offset + got) from None
+            at = offset + got
+            raise os_error(path, e, f"read the image at byte {at:,}", offset=at) from None
         if not b:
             break
         parts.append(b)
@@ -171,7 +172,9 @@ class AlignedBytes(ImageBytes):
                 try:
                     got = pread_into(self.fd, view[:length], lo)
                 except OSError as e:
-                    raise os_error(self.path, e, "read the drive", offset=lo) from None
+                    raise os_error(
+                        self.path, e, f"read the drive at byte {lo:,}", offset=lo
+                    ) from None
                 return bytes(view[offset - lo : min(got, offset - lo + n)])
         finally:
             buf.close()
