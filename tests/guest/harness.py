@@ -175,6 +175,7 @@ class Stick:
     name: str = ""  # qemu id; derived from the serial when empty
     write_bps: int = 0  # qemu throttles writes to this many bytes a second (0: no limit)
     read_bps: int = 0  # and reads
+    nbd: Path | None = None  # an NBD server's unix socket to serve the disk (image unused)
 
     @property
     def qid(self) -> str:
@@ -192,12 +193,15 @@ class Stick:
             ro += f",throttling.bps-read={self.read_bps}"
         return [
             "-drive",
-            f"if=none,id={self.node},file={_qemu_escape(str(self.image))},format=raw{ro}",
+            f"if=none,id={self.node},file={_qemu_escape(self._file())},format=raw{ro}",
             "-device",
             f"usb-bot,bus=xhci.0,id={self.qid},serial={_qemu_escape(self.serial)}",
             "-device",
             ",".join(self._scsi_props()),
         ]
+
+    def _file(self) -> str:
+        return f"nbd:unix:{self.nbd}" if self.nbd is not None else str(self.image)
 
     def _scsi_props(self) -> list[str]:
         return [

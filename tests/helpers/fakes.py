@@ -38,7 +38,7 @@ class FakeDrive:
         return out
 
     def read(self, offset: int, length: int) -> bytes:
-        assert 0 <= offset and offset + length <= self.size
+        assert offset >= 0 and offset + length <= self.size
         buf = bytearray(length)
         for pos, phys, n in self._where(offset, length):
             if phys >= 0:
@@ -46,7 +46,7 @@ class FakeDrive:
         return bytes(buf)
 
     def write(self, offset: int, data: bytes) -> None:
-        assert 0 <= offset and offset + len(data) <= self.size
+        assert offset >= 0 and offset + len(data) <= self.size
         for pos, phys, n in self._where(offset, len(data)):
             if phys >= 0:
                 self.data[phys : phys + n] = data[pos : pos + n]

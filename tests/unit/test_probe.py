@@ -117,3 +117,20 @@ def test_a_quick_probe_refuses_little_time() -> None:
     assert result.usable_size == 64 * MiB and result.verdict == WRAPS
     assert result.blocks < 80
     assert result.write_rate is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    ("mode", "real"), [("wrap", 8 * MiB), ("wrap", 32 * MiB), ("drop", 20 * MiB + 8192)]
+)
+def test_any_run_finds_the_real_size_and_puts_everything_back(
+    seed: int, mode: str, real: int
+) -> None:
+    """Every random sample: blocks first saved after a write to their alias are checked
+    against what the alias held before the probe."""
+    drive = FakeDrive(512 * MiB, real, mode, seed=seed)
+    before = drive.whole()
+    result = probe(drive, seed=100 + seed)
+    assert result.usable_size == real
+    assert result.restored is True, result.restore_failures
+    assert drive.whole() == before

@@ -15,7 +15,8 @@ finds out on a descriptor the caller holds, without filling the drive:
 - the cache is dropped and everything is read back (O_DIRECT where the descriptor has
   it); the first bad offset is then narrowed down by bisection, one block at a time,
   to the real usable size;
-- a short sequential run measures the write and read speed.
+- a short sequential run measures the read and write speed: 4 MiB read, then the same
+  bytes written back where they were (the drive ends as it was).
 
 By default (``save=True``) every block is read before it is overwritten and put back
 afterwards, in the reverse order of the writes (which undoes them even on a drive that
@@ -60,9 +61,11 @@ GOOD, OTHER, ZEROS, UNCHANGED, DAMAGED, READ_ERROR, WRITE_ERROR = (
     "read-error",
     "write-error",
 )
-SAMPLE = 48  # random blocks of a full probe
+SAMPLE = 16  # random blocks of a full probe
 QUICK_SAMPLE = 8  # and of the quick one before a write
-SPEED_BYTES = 16 * MiB  # the most a speed run writes (and reads)
+ROUND = 15  # blocks a round of the search for the real size tests
+EDGE = 256 * 1024  # of the first and the last MiB, the first and last EDGE are tested
+SPEED_BYTES = 4 * MiB  # the most a speed run reads and writes
 SPEED_SECONDS = 1.0  # and for about how long
 MEMORY_LIMIT = 64 * MiB  # saved blocks beyond this go to a temporary file
 
@@ -320,27 +323,23 @@ class Saver:
 
     def originals(self) -> dict[int, bytes]:
         """Each block's first saved content: what it held before the probe."""
-        out: dict[int, bytes] = {}
-        aliases: dict[int, int] = {}
+        first: dict[int, bytes] = {}
         for entry in self.entries:
             offset, length, _ = entry
             data = self.data(entry)
             for at in range(0, length, TAG_BLOCK):
-                block = data[at : at + TAG_BLOCK]
-                owner = self.tags.owner(block) if self.tags is not None else None
-                if owner is not None and owner != offset + at:
-                    # saved after a write to an alias (a drive that wraps): it held what
-                    # that alias held before the probe
-                    aliases.setdefault(offset + at, owner)
-                else:
-                    out.setdefault(offset + at, block)
-        for at, owner in aliases.items():
+                first.setdefault(offset + at, data[at : at + TAG_BLOCK])
+        out: dict[int, bytes] = {}
+        for at, block in first.items():
+            # a block first saved after a write to an alias (a drive that wraps) holds
+            # that write's tag: it held what the alias held before the probe
             seen = {at}
-            while owner in aliases and owner not in seen:
+            owner = self.tags.owner(block) if self.tags is not None else None
+            while owner is not None and owner not in seen and owner in first:
                 seen.add(owner)
-                owner = aliases[owner]
-            if owner in out:
-                out.setdefault(at, out[owner])
+                block = first[owner]
+                owner = self.tags.owner(block) if self.tags is not None else None
+            out[at] = block
         return out
 
     def restore(self, medium: Medium) -> tuple[int, ...]:
@@ -473,39 +472,41 @@ class _Run:
             return ZEROS, None
         return DAMAGED, None
 
-    def block_ok(self, offset: int) -> bool:
-        """Write one tagged block at OFFSET and read it back (a bisection's step)."""
-        if not self.write_run(offset, 1):
-            return False
+    def first_bad(self, points: list[int]) -> int | None:
+        """Write one tagged block at each of POINTS (all saved first, highest written
+        first), settle once, read them back: the lowest that is not its tag, or None (a
+        round of the search for the real size)."""
+        points = [at for at in sorted(points, reverse=True) if self.save_run(at, 1)]
+        for at in points:
+            self.write_run(at, 1)
         self.medium.settle()
-        try:
-            got = self.medium.read(offset, TAG_BLOCK)
-        except OSError as e:
-            self._fail(offset, READ_ERROR, error=e.strerror)
-            return False
-        kind, other = self.classify(offset, got)
-        if kind != GOOD:
-            self._fail(offset, kind, other=other)
-        return kind == GOOD
+        for at in sorted(points):
+            if at not in self.failures:
+                self.check_run(at, 1)
+            if at in self.failures and self.failures[at].kind != READ_ERROR:
+                return at
+        return None
 
 
 def spread(
     size: int, *, sample: int, rng: random.Random, extra: Iterable[int] = ()
 ) -> list[tuple[int, int]]:
-    """(offset, blocks) runs to test, highest first, the first MiB last: the last MiB
-    (whole, or its first and last block for a quick probe), every power of two from
-    1 MiB, a random sample, EXTRA offsets (block-aligned down)."""
+    """(offset, blocks) runs to test, highest first, the first MiB last: the first and
+    last MiB (their first and last EDGE, or a few blocks for a quick probe), every power
+    of two from 1 MiB, a random sample, EXTRA offsets (block-aligned down)."""
     top = size // TAG_BLOCK * TAG_BLOCK
     runs: dict[int, int] = {}
     quick = sample <= QUICK_SAMPLE
     head = min(MiB, top)
+    edge = EDGE // TAG_BLOCK
     if top > 2 * MiB:
         last = (top - MiB) // TAG_BLOCK * TAG_BLOCK
         if quick:
             runs[last] = 1
             runs[top - TAG_BLOCK] = 1
-        else:
-            runs[last] = MiB // TAG_BLOCK
+        else:  # the last MiB's first and last EDGE
+            runs[last] = edge
+            runs[top - EDGE] = edge
     p = MiB
     while p < top:
         runs.setdefault(p, 1)
@@ -527,9 +528,12 @@ def spread(
         covered.append((at, n))
         out.append((at, n))
     out.sort(reverse=True)
-    first = (head if not quick else min(head, 4 * TAG_BLOCK)) // TAG_BLOCK
-    if first:
-        out.append((0, first))
+    if quick or head < 2 * EDGE:
+        first = (head if not quick else min(head, 4 * TAG_BLOCK)) // TAG_BLOCK
+        if first:
+            out.append((0, first))
+    else:  # the first MiB's last and first EDGE, block 0 written last of all
+        out += [(head - EDGE, edge), (0, edge)]
     return out
 
 
@@ -642,8 +646,9 @@ def _probe(
 
 
 def _usable(run: _Run, runs: list[tuple[int, int]], size: int) -> int:
-    """The real usable size: the first bad offset, narrowed by bisection between the
-    last good block below it and it."""
+    """The real usable size: the first bad offset, narrowed between the last good block
+    below it and it by rounds of ROUND blocks (a bisection that settles the drive once
+    a round, not once a block)."""
     bad = [f.offset for f in run.failures.values() if f.kind != READ_ERROR]
     if not bad:
         return size
@@ -652,14 +657,22 @@ def _usable(run: _Run, runs: list[tuple[int, int]], size: int) -> int:
     good = [at for at in tested if at < first_bad and at not in run.failures]
     lo = good[-1] if good else -TAG_BLOCK  # the last block known good
     hi = first_bad  # the first block known bad
+    if hi - lo > TAG_BLOCK and run.first_bad([hi - TAG_BLOCK]) is None:
+        return hi  # the block just below is good (the common case: a round size)
+    hi -= TAG_BLOCK if hi - lo > TAG_BLOCK else 0
     while hi - lo > TAG_BLOCK:
-        mid = (lo + hi) // 2 // TAG_BLOCK * TAG_BLOCK
-        if mid <= lo:
-            mid = lo + TAG_BLOCK
-        if run.block_ok(mid):
-            lo = mid
+        # a round: ROUND blocks spread over (lo, hi), one settle for all of them
+        steps = (hi - lo) // TAG_BLOCK
+        n = min(ROUND, steps - 1)
+        points = sorted(
+            {lo + (steps * (i + 1) // (n + 1)) * TAG_BLOCK for i in range(n)} - {lo, hi}
+        )
+        bad_at = run.first_bad(points)
+        if bad_at is None:
+            lo = points[-1]
         else:
-            hi = mid
+            lo = max([p for p in points if p < bad_at], default=lo)
+            hi = bad_at
     return max(hi, 0)
 
 
@@ -675,34 +688,26 @@ def _verdict(failures: Iterable[Failure]) -> str:
 
 
 def _speed(run: _Run, usable: int) -> tuple[float, float, int]:
-    """Sequential write and read speed over a short run from 1 MiB (saved first)."""
-    piece = 4 * MiB
+    """Sequential read and write speed over a short run from 1 MiB: read (for about
+    SPEED_SECONDS / 2), then the same bytes written back where they were read. The
+    drive ends as it was, so nothing is saved for it, with or without --destructive."""
+    piece = 2 * MiB
     end = min(usable - MiB, MiB + SPEED_BYTES)
     medium = run.medium
-    data = bytearray(os.urandom(piece))
-    offsets = list(range(MiB, end - piece + 1, piece))
-    done: list[int] = []
-    wrote = 0.0
+    pieces: list[tuple[int, bytes]] = []
     t0 = time.monotonic()
-    for at in offsets:
+    for at in range(MiB, end - piece + 1, piece):
         run.check_cancel()
-        if run.saver is not None:
-            run.saver.keep(at, medium.read(at, piece))
-        t = time.monotonic()
-        medium.write(at, bytes(data))
-        wrote += time.monotonic() - t
-        done.append(at)
-        if time.monotonic() - t0 > SPEED_SECONDS:
+        pieces.append((at, medium.read(at, piece)))
+        if time.monotonic() - t0 > SPEED_SECONDS / 2:
             break
-    t = time.monotonic()
+    read = time.monotonic() - t0
+    t0 = time.monotonic()
+    for at, data in pieces:  # (not cancelled between: each piece is written back whole)
+        medium.write(at, data)
     medium.settle()
-    wrote += time.monotonic() - t
-    t = time.monotonic()
-    for at in done:
-        run.check_cancel()
-        medium.read(at, piece)
-    read = time.monotonic() - t
-    n = len(done) * piece
+    wrote = time.monotonic() - t0
+    n = len(pieces) * piece
     return (n / wrote if wrote > 0 else 0.0), (n / read if read > 0 else 0.0), n
 
 
