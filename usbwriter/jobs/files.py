@@ -587,7 +587,7 @@ def _copy(
             raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
         tgt.wipe_head()
         vol = fat.FatVolume(tgt.fd, tgt.path, layout, cancel)
-        vol.format(facts.label)
+        vol.format(facts.label, tgt.write, stage)
         vol.mkdirs(folders)
         splitter = _Splitter(data, wims, stage, cancel, meter, plan.image.requested)
         splitter.start()
@@ -747,8 +747,20 @@ class _Splitter:
                 os.mkdir(parts_dir, 0o700)
                 name = wim.swm_name(e.name)
                 shown = f"{self.image}: {e.path.lstrip('/')}"
-                s = wim.split(whole, parts_dir, name, self.cancel, self._advance, shown=shown)
+                told = [0]
+
+                def split_bytes(n: int, told: list[int] = told, most: int = e.size) -> None:
+                    n = min(n, most - told[0])
+                    if n > 0:
+                        told[0] += n
+                        self._advance(n)
+
+                s = wim.split(whole, parts_dir, name, self.cancel, split_bytes, shown=shown)
                 os.unlink(whole)
+                with self.lock:  # wimlib tells whole MiB; the parts' copy is their size
+                    self.meter.total += sum(s.sizes) - e.size
+                if e.size > told[0]:
+                    self._advance(e.size - told[0])
                 parent = os.path.dirname(e.path)
                 stick = tuple(f"{parent.rstrip('/')}/{os.path.basename(p)}" for p in s.parts)
                 self.done.append(_SplitDone(e, s, stick))

@@ -120,15 +120,14 @@ class FatVolume:
         self.fd, self.dev, self.layout, self.cancel = fd, dev, layout, cancel
         self.spec = f"/dev/fd/{fd}@@{layout.start}"
 
-    def _run(self, argv: list[str], what: str, data: bytes | None = None) -> str:
+    def _run(self, argv: list[str], what: str, *, pass_fd: bool = True) -> str:
         if self.cancel.is_set():
             raise Cancelled(f"write to {self.dev} cancelled")
         p = subprocess.run(
             argv,
-            input=data,
             capture_output=True,
             env=_env(),
-            pass_fds=(self.fd,),
+            pass_fds=(self.fd,) if pass_fd else (),
             check=False,
         )
         if p.returncode != 0:
@@ -136,17 +135,43 @@ class FatVolume:
             raise ToolFailed(f"{self.dev}: {what} failed: {why}", path=self.dev)
         return p.stdout.decode("utf-8", "replace")
 
-    def format(self, label: str) -> None:
+    def format(self, label: str, write: Callable[[memoryview, int], None], tmp: str) -> None:
+        """Make the empty FAT32 file system as mkfs.fat makes it (its free-cluster count
+        kept, so mtools keeps it right), in a sparse file in TMP, then write what mkfs.fat
+        wrote (boot sectors, FSINFO, both FATs, the root folder) through WRITE (the held
+        descriptor) at the partition's offset."""
+        from usbwriter.engine.blockio import aligned_buffer
+
         lay = self.layout
+        image = os.path.join(tmp, "fat32.img")
         self._run(
             [
-                "mformat", "-i", self.spec, "-F", "-v", label,
-                "-T", str(lay.sectors), "-h", "255", "-s", "63",
-                "-H", str(lay.start // SECTOR), "-c", str(lay.cluster // SECTOR),
-                "-N", f"{int.from_bytes(os.urandom(4), 'little'):08x}", "::",
+                "mkfs.fat", "-F", "32", "-n", label, "-S", str(SECTOR),
+                "-s", str(lay.cluster // SECTOR), "-h", str(lay.start // SECTOR),
+                "-i", f"{int.from_bytes(os.urandom(4), 'little'):08x}", "--mbr=n",
+                "-C", image, str(lay.size // 1024),
             ],
-            "making the FAT32 file system (mformat)",
+            "making the FAT32 file system (mkfs.fat)",
+            pass_fd=False,
         )  # fmt: skip
+        buf = aligned_buffer(4 * MiB)
+        view = memoryview(buf)
+        fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for start, end in _data_ranges(fd, lay.size):
+                pos = start
+                while pos < end:
+                    if self.cancel.is_set():
+                        raise Cancelled(f"write to {self.dev} cancelled")
+                    n = min(len(buf), end - pos)
+                    got = os.preadv(fd, [view[:n]], pos)
+                    if got != n:
+                        raise DeviceFault(f"{image}: short read of the new file system")
+                    write(view[:n], lay.start + pos)
+                    pos += n
+        finally:
+            os.close(fd)
+            os.unlink(image)
 
     def mkdirs(self, folders: list[str]) -> None:
         """Make FOLDERS (parents before children) in a few mmd calls."""
@@ -229,6 +254,21 @@ class FatVolume:
 
     def listing(self) -> str:
         return self._run(["mdir", "-/", "-a", "-b", "-i", self.spec, "::/"], "listing (mdir)")
+
+
+def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The ranges of a sparse file that hold data (4 KiB aligned), up to SIZE."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data past pos
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        start -= start % 4096
+        end = min(size, -(-end // 4096) * 4096)
+        yield start, end
+        pos = end
 
 
 def _last_line(err: bytes) -> str:
