@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the app in a real terminal (tmux, 120x40), send keys, capture the screen.
+# Run the app in a real terminal (tmux, 120x40 or $SMOKE_SIZE, e.g. 80x24), send keys,
+# capture the screen.
 #
 #   scripts/tui_smoke.sh OUTDIR [STEP ...] [-- USBWRITER-ARGS ...]
 #
@@ -36,13 +37,14 @@ fi
 
 python=${PYTHON:-.venv/bin/python}
 timeout=${SMOKE_TIMEOUT:-30}
+size=${SMOKE_SIZE:-120x40}
 socket="usbwriter-smoke-$$"
 mkdir -p "$out"
 tmux_() { tmux -L "$socket" "$@"; }
 trap 'tmux_ kill-server 2>/dev/null || true' EXIT
 
 cmd=$(printf '%q ' "$python" -m usbwriter "${args[@]}")
-tmux_ -f /dev/null new-session -d -s smoke -x 120 -y 40 \
+tmux_ -f /dev/null new-session -d -s smoke -x "${size%x*}" -y "${size#*x}" \
     "TERM=xterm-256color $cmd; echo \"[usbwriter exited \$?]\"; sleep 600"
 
 screen() { tmux_ capture-pane -p -t smoke; }

@@ -160,6 +160,25 @@ def exit_code_of(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+def outcome_exit_code(outcome: object) -> int:
+    """The exit code of a job's outcome: one policy for the command line and the app.
+    An error carries its own (a cancel 130); several drives give the highest of theirs;
+    a receipt whose read-back was made and differs gives 3; anything else done, 0."""
+    if isinstance(outcome, BaseException):
+        return exit_code_of(outcome)
+    if isinstance(outcome, list | tuple):
+        return max((outcome_exit_code(o) for o in outcome), default=EXIT_OK)
+    code = getattr(outcome, "exit_code", None)
+    if isinstance(code, int):  # a drive of several: its error's, or its receipt's
+        return code
+    if hasattr(outcome, "verify"):  # a receipt: read back or not
+        verify = outcome.verify
+        failed = verify is not None and getattr(verify, "verified", True) is False
+    else:  # a read-back itself (the verify command)
+        failed = getattr(outcome, "verified", None) is False
+    return EXIT_MISMATCH if failed else EXIT_OK
+
+
 def os_error(path: str, e: OSError, doing: str, *, offset: int | None = None) -> UsbWriterError:
     """An OSError on PATH as one of ours, whose class follows the errno (one mapping for
     opening files and devices everywhere)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,9 @@ pytestmark = [
 ]
 
 
-def smoke(out: Path, *steps: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+def smoke(
+    out: Path, *steps: str, args: list[str], size: str = "120x40"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SMOKE), str(out), *steps, "--", *args],
         capture_output=True,
@@ -35,6 +38,7 @@ def smoke(out: Path, *steps: str, args: list[str]) -> subprocess.CompletedProces
             "HOME": str(out),
             "XDG_CONFIG_HOME": str(out / "config"),
             "LC_ALL": "C.UTF-8",
+            "SMOKE_SIZE": size,
         },
     )
 
@@ -89,3 +93,61 @@ def test_write_in_a_real_terminal(loop: Callable[..., str], tmp_path: Path) -> N
     assert "[usbwriter exited 0]" in shown["exit"]
     data = image.read_bytes()
     assert read_device(dev, len(data)) == data
+
+
+@pytest.mark.parametrize("size", ["80x24", "100x30"])
+def test_small_terminals_show_drives_and_the_keys(
+    loop: Callable[..., str], tmp_path: Path, size: str
+) -> None:
+    """The terminal most people have: with an image loaded, the drive table shows rows
+    (three drives here) and the footer keeps Help and Quit."""
+    image = small_image(tmp_path)
+    for _ in range(3):
+        loop(16 * MiB)
+    out = tmp_path / "screens"
+    steps = ["wait=/dev/loop", "sleep=2", "capture=main", "keys=C-q", "wait=[usbwriter exited"]
+    p = smoke(out, *steps, args=[str(image), "--all"], size=size)
+    shown = screens(out)
+    assert p.returncode == 0, p.stderr + shown.get("timeout", "")
+    main = shown["main"]
+    width, height = map(int, size.split("x"))
+    assert len(main.splitlines()) == height and max(map(len, main.splitlines())) <= width
+    rows = [line for line in main.splitlines() if re.match(r" │ +\S? */dev/lo", line)]
+    assert len(rows) >= 3, main
+    assert "Help" in main.splitlines()[-1] and "Quit" in main.splitlines()[-1], main
+
+
+def test_a_failed_write_then_quit_exits_1(loop: Callable[..., str], tmp_path: Path) -> None:
+    """As the command line would: the write fails (a .gz damaged past its head), the
+    person reads why and quits; the app's exit code is 1, not 0."""
+    import gzip
+
+    data = small_image(tmp_path).read_bytes()
+    packed = bytearray(gzip.compress(data, compresslevel=1))
+    at = len(packed) * 3 // 4
+    packed[at : at + 4096] = bytes(4096)  # damaged in the middle: found while writing
+    image = tmp_path / "damaged.iso.gz"
+    image.write_bytes(bytes(packed))
+    dev = loop(16 * MiB)
+    out = tmp_path / "screens"
+    steps = [
+        "wait=" + dev,
+        "sleep=1",
+        "keys=d,C-Home,Enter",
+        f"repeat=d,Down,Enter@▶ {dev} ",
+        "keys=w",
+        "wait=Erase this drive?",
+        "keys=Tab,Enter",
+        "wait=Writing failed",
+        "capture=failed",
+        "keys=Escape",
+        "sleep=1",
+        "keys=C-q",
+        "wait=[usbwriter exited",
+        "capture=exit",
+    ]
+    p = smoke(out, *steps, args=[str(image), "--all"])
+    shown = screens(out)
+    assert p.returncode == 0, p.stderr + shown.get("timeout", "")
+    assert str(image.name) in shown["failed"], shown["failed"]
+    assert "[usbwriter exited 1]" in shown["exit"], shown["exit"]

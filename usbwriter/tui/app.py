@@ -100,7 +100,9 @@ class UsbWriterApp(App[int]):
             if self.screen is job:
                 job.action_stop()
             return
-        self.exit(return_code=0)
+        # As the command line would have: 1 after a failed job, 3 after a mismatch, 130
+        # after a stop (the last job's, by usbwriter.errors.outcome_exit_code).
+        self.exit(return_code=self.jobs.exit_code)
 
     def _job_screen(self) -> ProgressScreen | None:
         for screen in self.screen_stack:

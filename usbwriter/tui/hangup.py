@@ -36,6 +36,8 @@ class Jobs:
     def __init__(self) -> None:
         self._running: dict[int, tuple[threading.Event, threading.Event]] = {}
         self.hung_up = False
+        # the last job's exit code, by the core's policy: what Quit exits with
+        self.exit_code = 0
 
     @contextmanager
     def running(self, cancel: threading.Event) -> Iterator[None]:

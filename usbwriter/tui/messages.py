@@ -78,18 +78,28 @@ class JobProgress(Message):
 
 
 class JobFinished(Message):
-    """The job ended: ``receipt`` (see ``usbwriter.receipt.build_receipt``) or an error."""
+    """The job ended: ``outcome``, what the core returned (a receipt, or several drives'
+    results), or ``failure``, the error it raised (``error`` its line); ``exit_code`` is
+    the outcome's by the core's one policy (usbwriter.errors.outcome_exit_code)."""
 
     def __init__(
         self,
-        receipt: Mapping[str, Any] | None,
-        error: str | None = None,
-        cancelled: bool = False,
+        outcome: Any = None,
+        failure: BaseException | None = None,
     ) -> None:
+        from usbwriter.errors import Cancelled, UsbWriterError, outcome_exit_code
+
         super().__init__()
-        self.receipt = receipt
-        self.error = error
-        self.cancelled = cancelled
+        self.outcome = outcome
+        self.failure = failure
+        self.cancelled = isinstance(failure, Cancelled)
+        if failure is None:
+            self.error = None
+        elif isinstance(failure, UsbWriterError):
+            self.error = str(failure)
+        else:  # a bug: one line for the person, the details in the log
+            self.error = f"internal error: {type(failure).__name__}: {failure}"
+        self.exit_code = outcome_exit_code(failure if failure is not None else outcome)
 
 
 class LogNotice(Message):

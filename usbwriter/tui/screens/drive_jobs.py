@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -39,7 +39,8 @@ from usbwriter.units import count, human_size
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
     from usbwriter.jobs import Plan
-    from usbwriter.jobs.backup import BackupPlan
+    from usbwriter.jobs.backup import BackupPlan, BackupReceipt
+    from usbwriter.jobs.restore import RestoreReceipt
     from usbwriter.progress import ProgressCallback
     from usbwriter.tui.screens.main import MainScreen
     from usbwriter.tui.services import Services
@@ -227,14 +228,13 @@ class BackupScreen(ProgressScreen):
             f" ({format_words(self.plan.fmt)})",
         )
 
-    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
-        receipt = self.services.run_backup(self.plan, verify=True, progress=progress, cancel=cancel)
-        return {"receipt": receipt}
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> BackupReceipt:
+        return self.services.run_backup(self.plan, verify=True, progress=progress, cancel=cancel)
 
-    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
-        r = receipt["receipt"]
+    def result_screen(self, outcome: Any) -> Screen[None]:
+        r: BackupReceipt = outcome
         dev = self.job.disk.path
-        if r.verified is False:
+        if r.verify is not None and r.verify.verified is False:
             return ReceiptScreen(
                 "✘ The backup differs from the drive",
                 False,
@@ -281,9 +281,9 @@ class RestoreScreen(ProgressScreen):
             f"label {self.label}",
         )
 
-    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> RestoreReceipt:
         assert self.job.plan is not None
-        receipt = self.services.run_restore(
+        return self.services.run_restore(
             self.job.plan,
             fs=self.fs,
             label=self.label,
@@ -291,13 +291,9 @@ class RestoreScreen(ProgressScreen):
             cancel=cancel,
             notify=lambda text: self.post_message(JobNote(text)),
         )
-        return {"receipt": receipt}
 
-    def on_job_note(self, message: JobNote) -> None:
-        self.notify(message.text, markup=False)
-
-    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
-        r = receipt["receipt"]
+    def result_screen(self, outcome: Any) -> Screen[None]:
+        r: RestoreReceipt = outcome
         dev = self.job.disk.path
         after = (
             "It is safe to remove it."

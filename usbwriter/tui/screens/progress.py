@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,10 +21,10 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Label, ProgressBar, Sparkline, Static
 
-from usbwriter.errors import Cancelled, UsbWriterError
+from usbwriter.errors import UsbWriterError
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.hangup import Jobs, jobs_of
-from usbwriter.tui.messages import JobFinished, JobProgress
+from usbwriter.tui.messages import JobFinished, JobNote, JobProgress
 from usbwriter.tui.widgets.title_bar import TitleBar
 from usbwriter.units import human_duration, human_rate, human_size
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from usbwriter.devices import Disk
     from usbwriter.jobs import Plan
     from usbwriter.progress import Progress, ProgressCallback
+    from usbwriter.receipt import Receipt
     from usbwriter.tui.services import Services
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,12 @@ def run_job(
     job: Job,
     progress: Any,
     cancel: threading.Event,
-) -> dict[str, Any]:
+    notify: Callable[[str], object] | None = None,
+) -> Receipt:
     """Run the job's plan; the receipt. Blocking: call it from a worker thread."""
     if job.plan is None:
         raise UsbWriterError(f"{job.disk.path}: no plan to run")
-    receipt = services.run(job.plan, progress=progress, cancel=cancel)
-    result: dict[str, Any] = receipt.to_json()
-    return result
+    return services.run(job.plan, progress=progress, cancel=cancel, notify=notify)
 
 
 class ProgressScreen(Screen[None]):
@@ -158,20 +158,29 @@ class ProgressScreen(Screen[None]):
     def run(self) -> None:
         try:
             with self.jobs.running(self.cancel_event):
-                receipt = self.execute(self.post_message_progress, self.cancel_event)
-        except Cancelled as e:
-            self.post_message(JobFinished(None, str(e), cancelled=True))
+                outcome = self.execute(self.post_message_progress, self.cancel_event)
         except UsbWriterError as e:
-            self.post_message(JobFinished(None, str(e)))
+            self.post_message(JobFinished(failure=e))
         except Exception as e:  # a bug: one line for the user, details in the log
             log.debug("job failed", exc_info=True)
-            self.post_message(JobFinished(None, f"internal error: {type(e).__name__}: {e}"))
+            self.post_message(JobFinished(failure=e))
         else:
-            self.post_message(JobFinished(receipt))
+            self.post_message(JobFinished(outcome))
 
-    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
-        """Run the job (in the worker thread); the receipt as a dict."""
-        return run_job(self.services, self.job, progress, cancel)
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Any:
+        """Run the job (in the worker thread); what the core returns (its receipt)."""
+        return run_job(
+            self.services,
+            self.job,
+            progress,
+            cancel,
+            notify=lambda text: self.post_message(JobNote(text)),
+        )
+
+    def on_job_note(self, message: JobNote) -> None:
+        """Something the job did on the way (unmounted a file system, found the drive
+        equal and wrote nothing): said as it happens."""
+        self.notify(message.text, markup=False)
 
     def post_message_progress(self, p: Progress) -> None:
         self.post_message(JobProgress(p))
@@ -229,10 +238,11 @@ class ProgressScreen(Screen[None]):
     def on_job_finished(self, message: JobFinished) -> None:
         message.stop()
         self.finished = message
+        self.jobs.exit_code = message.exit_code  # what Quit exits with, as the CLI would
         from usbwriter.tui.screens.error import ErrorScreen
 
-        if message.receipt is not None:
-            self.app.switch_screen(self.result_screen(message.receipt))
+        if message.failure is None:
+            self.app.switch_screen(self.result_screen(message.outcome))
             return
         self.app.pop_screen()
         if message.cancelled:
@@ -242,10 +252,10 @@ class ProgressScreen(Screen[None]):
                 ErrorScreen(self.FAILED, message.error or "unknown error", hint=self.FAILED_HINT)
             )
 
-    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
+    def result_screen(self, outcome: Any) -> Screen[None]:
         from usbwriter.tui.screens.result import ResultScreen
 
-        return ResultScreen(receipt)
+        return ResultScreen(outcome.to_json())
 
     def stop_question(self) -> ModalScreen[bool]:
         from usbwriter.tui.screens.confirm import ConfirmStop

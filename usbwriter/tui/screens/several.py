@@ -218,18 +218,14 @@ class SeveralProgressScreen(ProgressScreen):
             table.add_row(*(Text(c) for c in cells), key=disk.path)
         super().on_mount()
 
-    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
-        results = self.services.run_many(
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> list[DriveResult]:
+        return self.services.run_many(
             list(self.several.plans),
             progress=lambda device, p: self.post_message(DriveJobProgress(device, p)),
             cancel=cancel,
             notify=lambda text: self.post_message(JobNote(text)),
             on_failed=lambda device, text: self.post_message(DriveJobFailed(device, text)),
         )
-        return {"results": results}
-
-    def on_job_note(self, message: JobNote) -> None:
-        self.notify(message.text, markup=False)
 
     def on_drive_job_progress(self, message: DriveJobProgress) -> None:
         if message.device not in self.failed:
@@ -272,8 +268,9 @@ class SeveralProgressScreen(ProgressScreen):
             f"elapsed {human_duration(max(q.elapsed for q in now))}"
         )
 
-    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
-        return SeveralResultScreen(self.several, receipt["results"])
+    def result_screen(self, outcome: Any) -> Screen[None]:
+        results: list[DriveResult] = outcome
+        return SeveralResultScreen(self.several, results)
 
 
 # ---- the result

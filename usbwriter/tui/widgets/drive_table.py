@@ -181,7 +181,12 @@ class DriveTable(DataTable[Text]):
             key: max([len(label), *(row[i].cell_len for _, row in rows)])
             for i, (label, key) in enumerate(COLUMNS)
         }
-        available = self.scrollable_content_region.width - 2 * self.cell_padding * len(COLUMNS)
+        # The vertical scrollbar's cells are kept free even before it shows (more drives
+        # than rows): a table wider than its frame would take a row for a horizontal bar.
+        room = self.scrollable_content_region.width
+        if not self.show_vertical_scrollbar:
+            room -= self.styles.scrollbar_size_vertical
+        available = room - 2 * self.cell_padding * len(COLUMNS)
         widths = fit_widths(natural, available) if available > 0 else natural
         self.clear(columns=True)
         for label, key in COLUMNS:
