@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,36 @@ async def test_unticking_delta_shows_the_bmap_write_that_runs(
         assert result.receipt["coverage"]["mode"] == "bmap"
         assert len(planned) == 2  # nothing planned after the yes
     assert read_device(dev, len(data)) == data
+
+
+async def test_a_slow_plan_turns_a_spinner_and_leaves_no_figure(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """While the plan reads the image (here its checksum, held at 40%), a spinner with
+    the step and its figure stands in the summary's place; once the confirmation opens,
+    no figure of that step is left on the screen behind it."""
+    from usbwriter.progress import Progress
+    from usbwriter.tui.widgets.check_line import CheckLine
+
+    image = small_image(tmp_path)
+    dev = loop(32 * MiB)
+    real = Services.real()
+    gate = threading.Event()
+
+    def plan(request: Any, **kw: Any) -> Any:
+        kw["progress"](Progress("checksum", 40, 100, 10.0, 1.0))
+        gate.wait(30)
+        return real.plan(request, **kw)
+
+    app = make_app(image, services=dataclasses.replace(real, plan=plan))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed_with_image(pilot, app, dev)
+        await highlight(pilot, app, dev)
+        await pilot.press("enter", "w")
+        line = app.main.query_one(CheckLine)
+        await wait_for(pilot, lambda: "checksum: 40%" in str(line.render()), "the spinner")
+        assert line.display and not app.main.query_one("#summary", Static).display
+        gate.set()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the question")
+        assert not line.display and app.main.query_one("#summary", Static).display
+        assert "40%" not in str(app.main.query_one("#summary", Static).render())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -137,7 +137,7 @@ async def _restore_flow(main: MainScreen, disk: Disk) -> None:
     if refusal is not None or plan is None:
         app.push_screen(ErrorScreen("Cannot restore this drive", refusal or "no plan"))
         return
-    if await app.push_screen_wait(ConfirmRestore(disk, fs, label)):
+    if await app.push_screen_wait(ConfirmRestore(disk, fs, label, plan)):
         main.relist_on_resume = True
         app.push_screen(RestoreScreen(services, disk, plan.confirmed(), fs, label))
 
@@ -181,10 +181,17 @@ class ConfirmRestore(ConfirmDrive):
 
     BUTTON = "Erase and restore"
 
-    def __init__(self, disk: Disk, fs: str, label: str) -> None:
+    def __init__(self, disk: Disk, fs: str, label: str, plan: Plan | None = None) -> None:
         super().__init__(disk)
         self.fs = fs
         self.label = label
+        self.plan = plan
+
+    def mounts(self) -> Sequence[tuple[str, str]]:
+        """What the plan will unmount (found when the person asked), else as listed."""
+        if self.plan is None:
+            return super().mounts()
+        return [(m.source, m.mountpoint) for m in self.plan.unmounts]
 
     def lead(self) -> str:
         return f"ALL DATA on {self.disk.path} will be erased:"

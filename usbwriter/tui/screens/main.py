@@ -27,6 +27,7 @@ from usbwriter.tui.messages import (
     TargetChecked,
 )
 from usbwriter.tui.widgets.boot_panel import BootPanel
+from usbwriter.tui.widgets.check_line import CheckLine
 from usbwriter.tui.widgets.drive_table import DriveTable
 from usbwriter.tui.widgets.image_picker import ImagePicker
 from usbwriter.tui.widgets.title_bar import TitleBar
@@ -89,6 +90,7 @@ class MainScreen(Screen[None]):
         yield DriveTable()
         with Horizontal(id="action-bar"):
             yield Static("", id="summary", markup=False)
+            yield CheckLine(id="checking")  # in the summary's place while a plan is made
             yield Button("Write", id="write", variant="error", disabled=True)
         yield Footer()
 
@@ -410,9 +412,22 @@ class MainScreen(Screen[None]):
 
             start_several(self, targets)
             return
+        self.checking(True)
         self.plan_write(targets[0], self.image, self.image_size)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="check")
+    def checking(self, on: bool) -> None:
+        """While the plan is made: a turning spinner with its step and figures in the
+        summary's place; after it, the summary again (no figure of it left behind)."""
+        line = self.query_one(CheckLine)
+        if on:
+            line.start()
+        else:
+            line.stop()
+        self.query_one("#summary", Static).display = not on
+
+    # Its own group: a new Write replaces a plan being made, and leaves a backup's or
+    # several drives' checks alone.
+    @work(thread=True, exclusive=True, exit_on_error=False, group="write-plan")
     def plan_write(self, disk: Disk, image: str, size: int) -> None:
         """The job's plan, as the command line makes it. Mounted file systems are
         unmounted (after the confirmation, which names them) when the job runs. A drive
@@ -432,18 +447,18 @@ class MainScreen(Screen[None]):
         self.post_message(TargetChecked(disk.path, plan, refusal))
 
     def on_job_progress(self, message: JobProgress) -> None:
-        """The plan reads the whole image for its checksum: say how far it is."""
+        """The plan reads a compressed image's first part for its boot report, and the
+        whole file for its checksum: say which, and how far."""
         p = message.progress
-        if p.phase == "checksum" and p.done < p.total:
-            self.query_one("#summary", Static).update(
-                f"Checking the image's checksum: {100 * p.fraction:.0f}%"
-            )
+        if p.phase in ("inspect", "checksum") and self.query_one(CheckLine).display:
+            self.query_one(CheckLine).show(p)
 
     def on_target_checked(self, message: TargetChecked) -> None:
         from usbwriter.tui.screens.confirm import ConfirmWrite
         from usbwriter.tui.screens.error import ErrorScreen
         from usbwriter.tui.screens.progress import Job, ProgressScreen
 
+        self.checking(False)
         targets, image, size = self.targets(), self.image, self.image_size
         disk = targets[0] if len(targets) == 1 else None
         if disk is None or image is None or size is None or disk.path != message.device:

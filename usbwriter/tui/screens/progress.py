@@ -43,6 +43,7 @@ SAMPLE_EVERY = 0.5  # seconds of engine time between graph samples
 
 PHASES = {
     "write": "Writing",
+    "inspect": "Inspecting",
     "sync": "Flushing to the drive",
     "verify": "Verifying",
     "read": "Reading",
