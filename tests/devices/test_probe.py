@@ -86,7 +86,7 @@ def test_an_interrupted_probe_puts_back_what_it_overwrote(
 ) -> None:
     dev = _random_drive(loop, tmp_path, 64 * MiB)
     before = _hash(dev)
-    with blkio_group(dev, 2 * MiB, 4 * MiB) as group:
+    with blkio_group(dev, MiB // 2, MiB) as group:
         proc = subprocess.Popen(
             [*USBWRITER, "probe", dev],
             stdout=subprocess.PIPE,
@@ -94,7 +94,7 @@ def test_an_interrupted_probe_puts_back_what_it_overwrote(
             text=True,
             preexec_fn=lambda: enter(group),
         )
-        time.sleep(2.0)  # in the speed run (or still testing blocks)
+        time.sleep(1.2)  # testing blocks (or in the speed run)
         proc.send_signal(signum)
         if signum != signal.SIGHUP:
             time.sleep(0.3)

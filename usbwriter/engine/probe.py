@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Protocol
 
 from usbwriter.engine.blockio import MiB, aligned_buffer, drop_cache, pread_into, pwrite_all
@@ -61,10 +61,10 @@ GOOD, OTHER, ZEROS, UNCHANGED, DAMAGED, READ_ERROR, WRITE_ERROR = (
     "read-error",
     "write-error",
 )
-SAMPLE = 16  # random blocks of a full probe
+SAMPLE = 8  # random blocks of a full probe (besides the powers of two)
 QUICK_SAMPLE = 8  # and of the quick one before a write
 ROUND = 15  # blocks a round of the search for the real size tests
-EDGE = 256 * 1024  # of the first and the last MiB, the first and last EDGE are tested
+EDGE = 64 * 1024  # of the first and the last MiB, the first and last EDGE are tested
 SPEED_BYTES = 4 * MiB  # the most a speed run reads and writes
 SPEED_SECONDS = 1.0  # and for about how long
 MEMORY_LIMIT = 64 * MiB  # saved blocks beyond this go to a temporary file
@@ -85,33 +85,29 @@ class Medium(Protocol):
 
 
 class FdMedium:
-    """A descriptor the caller holds (O_DIRECT when it has it): aligned buffers."""
+    """A descriptor the caller holds (O_DIRECT when it has it): one aligned buffer,
+    grown as needed (an mmap for each block read costs more than the read)."""
 
     def __init__(self, fd: int, size: int, block: int) -> None:
         self.fd, self.size, self.block = fd, size, max(block, 512)
+        self._buf = aligned_buffer(MiB)
+
+    def _view(self, length: int) -> memoryview:
+        if len(self._buf) < length:
+            self._buf.close()
+            self._buf = aligned_buffer(length)
+        return memoryview(self._buf)[:length]
 
     def read(self, offset: int, length: int) -> bytes:
-        buf = aligned_buffer(length)
-        try:
-            view = memoryview(buf)
-            got = pread_into(self.fd, view[:length], offset)
-            if got < length:
+        with self._view(length) as view:
+            if pread_into(self.fd, view, offset) < length:
                 raise OSError(5, "short read")
-            data = bytes(view[:length])
-            view.release()
-            return data
-        finally:
-            buf.close()
+            return bytes(view)
 
     def write(self, offset: int, data: bytes) -> None:
-        buf = aligned_buffer(len(data))
-        try:
-            buf[: len(data)] = data
-            view = memoryview(buf)
-            pwrite_all(self.fd, view[: len(data)], offset)
-            view.release()
-        finally:
-            buf.close()
+        with self._view(len(data)) as view:
+            view[:] = data
+            pwrite_all(self.fd, view, offset)
 
     def settle(self) -> None:
         os.fdatasync(self.fd)
@@ -147,6 +143,7 @@ class ProbeResult:
     write_rate: float | None = None  # bytes a second over the speed run
     read_rate: float | None = None
     speed_bytes: int = 0
+    speed_seconds: float = 0.0  # of ``seconds``, the speed run's
     restored: bool | None = None  # None: nothing was saved (--destructive)
     restore_failures: tuple[int, ...] = ()
     quick: bool = False
@@ -175,6 +172,7 @@ class ProbeResult:
             "write_bytes_per_second": _rate(self.write_rate),
             "read_bytes_per_second": _rate(self.read_rate),
             "speed_bytes": self.speed_bytes,
+            "speed_seconds": round(self.speed_seconds, 3),
             "restored": self.restored,
             "restore_failed_offsets": list(self.restore_failures),
             "quick": self.quick,
@@ -489,14 +487,13 @@ class _Run:
 
 
 def spread(
-    size: int, *, sample: int, rng: random.Random, extra: Iterable[int] = ()
+    size: int, *, sample: int, rng: random.Random, extra: Iterable[int] = (), quick: bool = False
 ) -> list[tuple[int, int]]:
     """(offset, blocks) runs to test, highest first, the first MiB last: the first and
     last MiB (their first and last EDGE, or a few blocks for a quick probe), every power
     of two from 1 MiB, a random sample, EXTRA offsets (block-aligned down)."""
     top = size // TAG_BLOCK * TAG_BLOCK
     runs: dict[int, int] = {}
-    quick = sample <= QUICK_SAMPLE
     head = min(MiB, top)
     edge = EDGE // TAG_BLOCK
     if top > 2 * MiB:
@@ -553,18 +550,18 @@ def probe(
     back, also on an error or a cancel. A quick probe (before a write) tests fewer
     blocks and measures no speed. A SAVER given is filled and left to the caller to
     restore (``with saved(...)``); otherwise the probe restores before it returns."""
+    start = time.monotonic()
     with saved(medium, save=save, saver=saver, folder=save_folder) as keeper:
         result = _probe(
             medium, keeper, quick=quick, speed=speed, extra=extra, cancel=cancel, seed=seed
         )
+    result = replace(result, seconds=time.monotonic() - start)  # the restore too
     if keeper is not None and saver is None:
         return _with_restore(result, keeper.restored)
     return result
 
 
 def _with_restore(result: ProbeResult, failed: tuple[int, ...] | None) -> ProbeResult:
-    from dataclasses import replace
-
     if failed is None:
         return result
     return replace(result, restored=not failed, restore_failures=failed)
@@ -614,7 +611,7 @@ def _probe(
     if run.saver is not None:
         run.saver.tags = run.tags
     size = medium.size
-    runs = spread(size, sample=QUICK_SAMPLE if quick else SAMPLE, rng=rng, extra=extra)
+    runs = spread(size, sample=QUICK_SAMPLE if quick else SAMPLE, rng=rng, extra=extra, quick=quick)
     # Everything is saved before the first write: on a drive that wraps, a block read
     # after a write to its alias would not be what it held before the probe.
     runs = [(at, n) for at, n in runs if run.save_run(at, n)]
@@ -628,8 +625,11 @@ def _probe(
     usable = _usable(run, runs, size)
     write_rate = read_rate = None
     speed_bytes = 0
+    speed_seconds = 0.0
     if speed and not quick and usable > 2 * MiB:
+        t = time.monotonic()
         write_rate, read_rate, speed_bytes = _speed(run, usable)
+        speed_seconds = time.monotonic() - t
     verdict = _verdict(run.failures.values())
     return ProbeResult(
         reported_size=size,
@@ -641,6 +641,7 @@ def _probe(
         write_rate=write_rate,
         read_rate=read_rate,
         speed_bytes=speed_bytes,
+        speed_seconds=speed_seconds,
         quick=quick,
     )
 
