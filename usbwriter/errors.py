@@ -136,6 +136,13 @@ class Refused(UsbWriterError):
     fault = "safety"
 
 
+class Changed(Refused):
+    """Something the plan relied on changed before the run: the image, the drive, its
+    mounts. Nothing was written; a face that asked may plan again and show what changed."""
+
+    code = "changed"
+
+
 class Cancelled(UsbWriterError):
     """The user interrupted the job."""
 

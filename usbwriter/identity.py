@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from usbwriter.devices import Disk, disk_from_info, read_block_info, read_snapshot, sys_path_of
-from usbwriter.errors import DeviceFault, Refused
+from usbwriter.errors import Changed, DeviceFault
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class Identity:
         return d
 
     def check_descriptor(self, fd: int, *, for_writing: bool = True) -> None:
-        """Raise ``Refused`` unless the open descriptor FD is this device (or file), still
+        """Raise ``Changed`` (a refusal) unless the open descriptor FD is this device (or
+        file), still
         fit to write. Run once the target is open and held, before the first byte. Not
         FOR_WRITING (a backup reads the drive): only that it is the same device and
         medium; a read-only, optical or mounted drive may be read."""
@@ -102,7 +103,7 @@ class Identity:
         elif self.file_inode is not None and st.st_size != self.size:
             changes.append(f"size {self.size} -> {st.st_size} bytes")
         if changes:
-            raise Refused(
+            raise Changed(
                 f"{self.path}: not the file that was chosen: {'; '.join(changes)}; "
                 "choose the target again",
                 path=self.path,
@@ -110,24 +111,24 @@ class Identity:
 
     def _check_block(self, fd: int, st: os.stat_result, for_writing: bool = True) -> None:
         if not stat.S_ISBLK(st.st_mode):
-            raise Refused(f"{self.path}: no longer a block device; choose the device again")
+            raise Changed(f"{self.path}: no longer a block device; choose the device again")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         if (major, minor) != (self.major, self.minor):
-            raise Refused(
+            raise Changed(
                 f"{self.path}: a different device sits there now (device number "
                 f"{self.major}:{self.minor} -> {major}:{minor}); choose the device again",
                 path=self.path,
             )
         seq = disk_seq(fd)
         if seq is not None and self.diskseq is not None and seq != self.diskseq:
-            raise Refused(
+            raise Changed(
                 f"{self.path}: a new medium or device since it was chosen (disk sequence "
                 f"{self.diskseq} -> {seq}); choose the device again",
                 path=self.path,
             )
         size = os.lseek(fd, 0, os.SEEK_END)
         if size != self.size:
-            raise Refused(
+            raise Changed(
                 f"{self.path}: its size changed since it was chosen ({self.size} -> {size} "
                 "bytes); choose the device again",
                 path=self.path,
@@ -136,10 +137,10 @@ class Identity:
             snapshot = read_snapshot()
             disk = disk_from_info(read_block_info(sys_path_of(f"{major}:{minor}")), snapshot)
         except DeviceFault as e:
-            raise Refused(f"{self.path}: vanished while checking it again: {e}") from e
+            raise Changed(f"{self.path}: vanished while checking it again: {e}") from e
         changes = identity_changes(self, disk)
         if changes:
-            raise Refused(
+            raise Changed(
                 f"{self.path}: not the device that was chosen: {'; '.join(changes)}; "
                 "choose the device again",
                 path=self.path,
@@ -147,13 +148,13 @@ class Identity:
         if not for_writing:
             return
         if disk.reasons:
-            raise Refused(
+            raise Changed(
                 f"{self.path}: refused since it was chosen: {'; '.join(disk.reasons)}",
                 path=self.path,
             )
         if disk.mounted:
             mounts = ", ".join(f"{dev} on {mp}" for dev, mp in disk.mounted)
-            raise Refused(f"{self.path}: mounted since it was chosen: {mounts}", path=self.path)
+            raise Changed(f"{self.path}: mounted since it was chosen: {mounts}", path=self.path)
 
 
 #: BLKGETDISKSEQ = _IOR(0x12, 128, __u64): the disk sequence number of an open device.

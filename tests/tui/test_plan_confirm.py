@@ -136,3 +136,43 @@ async def test_a_slow_plan_turns_a_spinner_and_leaves_no_figure(
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the question")
         assert not line.display and app.main.query_one("#summary", Static).display
         assert "40%" not in str(app.main.query_one("#summary", Static).render())
+
+
+async def test_mounted_while_the_question_waits_asks_again(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """The stick is mounted between the plan and the yes: the write does not start
+    (nothing is written), the app plans again and asks again, naming the new mount and
+    saying why it asks; the second yes unmounts it and writes."""
+    image = small_image(tmp_path)
+    data = image.read_bytes()
+    dev = loop(32 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    mnt = tmp_path / "media"
+    mnt.mkdir()
+    app = make_app(image)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await listed_with_image(pilot, app, dev)
+            first = await write_one(pilot, app, dev, tick=False)
+            assert not first.query("#confirm-mounted")
+            subprocess.run(["mount", dev, str(mnt)], check=True)
+            await pilot.click("#confirm")
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, ConfirmWrite) and app.screen is not first,
+                "the question asked again",
+                60,
+            )
+            again = app.screen
+            assert isinstance(again, ConfirmWrite)
+            said = text_of(again, "#confirm-changed")
+            assert f"mounted since it was checked: {dev} on {mnt}" in said, said
+            assert f"{dev} on {mnt}" in text_of(again, "#confirm-mounted")
+            assert mnt.is_mount()  # nothing done yet
+            result = await finish(pilot, app)
+            assert result.receipt["verified"] is True
+        assert not mnt.is_mount()
+        assert read_device(dev, len(data)) == data
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

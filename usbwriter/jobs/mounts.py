@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 
 from usbwriter.devices import MountEntry, read_mounts
-from usbwriter.errors import Refused
+from usbwriter.errors import Changed, Refused
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ def unmount_planned(
     stacked on it."""
     done: list[str] = []
 
-    def refuse(text: str) -> Refused:
+    def refuse(text: str, kind: type[Refused] = Refused) -> Refused:
         already = f" (already unmounted: {', '.join(done)})" if done else ""
-        return Refused(f"{text}{already}")
+        return kind(f"{text}{already}")
 
     for want in planned:
         now = {m.mount_id: m for m in read_mounts()}
@@ -56,14 +56,16 @@ def unmount_planned(
         if have.mountpoint != want.mountpoint or have.source != want.source:
             raise refuse(
                 f"{want.mountpoint}: the mount changed since it was checked "
-                f"({want.source} -> {have.source} on {have.mountpoint}); not unmounted"
+                f"({want.source} -> {have.source} on {have.mountpoint}); not unmounted",
+                Changed,
             )
         above = [m for m in now.values() if m.parent_id == want.mount_id]
         if above:
             stacked = ", ".join(f"{m.source} on {m.mountpoint}" for m in above)
             raise refuse(
                 f"{want.mountpoint}: another file system is mounted on top of or inside it "
-                f"({stacked}); unmount that first"
+                f"({stacked}); unmount that first",
+                Changed,
             )
         try:
             umount(want.mountpoint)

@@ -10,6 +10,7 @@ result has been handed to ``on_result``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -30,7 +31,15 @@ from usbwriter.engine.readback import (
 from usbwriter.engine.selectors import BmapSelector, Coverage, DeltaSelector, Selector
 from usbwriter.engine.target import Target, WriteResult, wipe_note
 from usbwriter.engine.write import write_drive
-from usbwriter.errors import BadInput, Cancelled, DeviceFault, Refused, UsbWriterError, os_error
+from usbwriter.errors import (
+    BadInput,
+    Cancelled,
+    Changed,
+    DeviceFault,
+    Refused,
+    UsbWriterError,
+    os_error,
+)
 from usbwriter.identity import Identity
 from usbwriter.jobs.decide import check_image
 from usbwriter.jobs.facts import look_at_image, look_at_target
@@ -84,7 +93,7 @@ def open_source(facts: ImageFacts, checksum: ChecksumCheck | None = None) -> Ite
             else (st.st_dev, st.st_ino, st.st_size) == (facts.dev, facts.ino, facts.file_size)
         )
         if not same:
-            raise Refused(
+            raise Changed(
                 f"{facts.requested}: the image changed since it was checked; nothing was written",
                 path=facts.requested,
             )
@@ -98,7 +107,12 @@ def open_target(plan: Plan) -> Target:
     is the device (or file) the plan chose."""
     t = plan.target
     assert plan.identity is not None
-    tgt = Target.open(t.node, block=t.kind == "block", create=t.kind == "missing")
+    try:
+        tgt = Target.open(t.node, block=t.kind == "block", create=t.kind == "missing")
+    except Refused as e:
+        if e.errno == errno.EBUSY and t.kind == "block":
+            raise _mounted_since(plan) or e from None
+        raise
     try:
         plan.identity.check_descriptor(tgt.fd)
         if t.disk is not None and t.disk.twins:
@@ -107,6 +121,21 @@ def open_target(plan: Plan) -> Target:
         tgt.close()
         raise
     return tgt
+
+
+def _mounted_since(plan: Plan) -> Changed | None:
+    """The drive is busy: if file systems on it were mounted since the plan (a desktop's
+    automounter), say which, as a change the person can be shown."""
+    now = look_at_target(plan.target.requested, read_snapshot())
+    planned = {m.mount_id for m in plan.unmounts}
+    new = [m for m in now.mounts if m.mount_id not in planned]
+    if not new:
+        return None
+    mounts = ", ".join(f"{m.source} on {m.mountpoint}" for m in new)
+    return Changed(
+        f"{plan.target.requested}: mounted since it was checked: {mounts}; nothing was written",
+        path=plan.target.requested,
+    )
 
 
 def run(

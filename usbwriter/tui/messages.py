@@ -57,13 +57,17 @@ class ImageInspected(Message):
 
 
 class TargetChecked(Message):
-    """The job's plan, made before the confirmation, or why it could not be made."""
+    """The job's plan, made before the confirmation, or why it could not be made;
+    ``changed``: what changed since the person last said yes (this plan is made again)."""
 
-    def __init__(self, device: str, plan: Plan | None, error: str | None) -> None:
+    def __init__(
+        self, device: str, plan: Plan | None, error: str | None, changed: str | None = None
+    ) -> None:
         super().__init__()
         self.device = device
         self.plan = plan
         self.error = error
+        self.changed = changed
 
 
 class JobProgress(Message):

@@ -143,8 +143,10 @@ class ConfirmWrite(ConfirmDrive):
         delta: bool = False,
         plan: Plan | None = None,
         with_delta: Callable[[Plan, bool], Plan] | None = None,
+        changed: str | None = None,
     ) -> None:
         super().__init__(disk)
+        self.changed = changed  # what changed since the person last said yes
         self.image = image
         self.image_size = image_size
         self.report = report
@@ -179,6 +181,16 @@ class ConfirmWrite(ConfirmDrive):
         return "\n".join(lines)
 
     def compose_warnings(self) -> ComposeResult:
+        if self.changed is not None:
+            yield Static(
+                Content.assemble(
+                    ("Asked again: ", "bold $text-warning"),
+                    self.changed,
+                    ". What is shown here is the plan made anew.",
+                ),
+                id="confirm-changed",
+                markup=False,
+            )
         if not will_boot(self.report):
             yield Static(not_bootable(self.report), id="confirm-warning", markup=False)
         notes = self.notes()

@@ -428,7 +428,7 @@ class MainScreen(Screen[None]):
     # Its own group: a new Write replaces a plan being made, and leaves a backup's or
     # several drives' checks alone.
     @work(thread=True, exclusive=True, exit_on_error=False, group="write-plan")
-    def plan_write(self, disk: Disk, image: str, size: int) -> None:
+    def plan_write(self, disk: Disk, image: str, size: int, changed: str | None = None) -> None:
         """The job's plan, as the command line makes it. Mounted file systems are
         unmounted (after the confirmation, which names them) when the job runs. A drive
         that seems to hold an image of this size already is planned as a delta write."""
@@ -442,9 +442,18 @@ class MainScreen(Screen[None]):
             )
             refusal = rules.plan_refusal(plan, disk)
         except Exception as e:
-            self.post_message(TargetChecked(disk.path, None, one_line(e)))
+            self.post_message(TargetChecked(disk.path, None, one_line(e), changed))
             return
-        self.post_message(TargetChecked(disk.path, plan, refusal))
+        self.post_message(TargetChecked(disk.path, plan, refusal, changed))
+
+    def plan_again(self, disk: Disk, changed: str) -> None:
+        """The write did not start: something its plan relied on changed since the yes
+        (the drive was mounted, replaced; the image changed). Plan it again and ask
+        again, saying what changed."""
+        if self.image is None or self.image_size is None:
+            return
+        self.checking(True)
+        self.plan_write(disk, self.image, self.image_size, changed)
 
     def on_job_progress(self, message: JobProgress) -> None:
         """The plan reads a compressed image's first part for its boot report, and the
@@ -478,6 +487,7 @@ class MainScreen(Screen[None]):
             self.report,
             plan=message.plan,
             with_delta=self.services.with_delta,
+            changed=message.changed,
         )
 
         def confirmed(yes: bool | None) -> None:

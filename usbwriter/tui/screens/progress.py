@@ -21,7 +21,7 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Label, ProgressBar, Sparkline, Static
 
-from usbwriter.errors import UsbWriterError
+from usbwriter.errors import Changed, UsbWriterError
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.hangup import Jobs, jobs_of
 from usbwriter.tui.messages import JobFinished, JobNote, JobProgress
@@ -245,6 +245,8 @@ class ProgressScreen(Screen[None]):
         if message.failure is None:
             self.app.switch_screen(self.result_screen(message.outcome))
             return
+        if isinstance(message.failure, Changed) and self.ask_again(message.failure):
+            return
         self.app.pop_screen()
         if message.cancelled:
             self.app.push_screen(ErrorScreen("Stopped", message.error or "cancelled"))
@@ -252,6 +254,19 @@ class ProgressScreen(Screen[None]):
             self.app.push_screen(
                 ErrorScreen(self.FAILED, message.error or "unknown error", hint=self.FAILED_HINT)
             )
+
+    def ask_again(self, changed: Changed) -> bool:
+        """A write that did not start because its plan's facts changed since the yes:
+        back to the main screen, which plans again and asks again saying what changed.
+        (Other drive jobs show the refusal.)"""
+        from usbwriter.tui.screens.main import MainScreen
+
+        main = self.app.screen_stack[0]
+        if type(self) is not ProgressScreen or not isinstance(main, MainScreen):
+            return False
+        self.app.pop_screen()
+        main.plan_again(self.job.disk, str(changed))
+        return True
 
     def result_screen(self, outcome: Any) -> Screen[None]:
         from usbwriter.tui.screens.result import ResultScreen
