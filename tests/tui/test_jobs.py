@@ -65,7 +65,7 @@ async def test_the_app_s_write_is_stopped_by_a_hangup() -> None:
     exit waits until the engine returned."""
     order: list[object] = []
 
-    def run(plan: Any, *, progress: Any, cancel: threading.Event, notify: Any = None) -> Any:
+    def run(plan: Any, *, progress: Any = None, cancel: Any = None, notify: Any = None) -> Any:
         order.append("writing")
         cancel.wait(10)
         order.append("wiped")

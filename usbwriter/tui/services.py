@@ -12,21 +12,125 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from usbwriter.boot.report import Inspected
     from usbwriter.devices import Disk, DiskEvent
     from usbwriter.iso.contents import IsoImage
+    from usbwriter.iso.extract import EventCallback, Result
     from usbwriter.jobs import Plan, Request
     from usbwriter.jobs.backup import BackupPlan, BackupReceipt
     from usbwriter.jobs.restore import RestoreReceipt
     from usbwriter.jobs.several import DriveResult
+    from usbwriter.progress import Progress
     from usbwriter.receipt import Receipt
 
 ListDisks = Callable[[bool, "str | None"], "list[Disk]"]
 WatchDisks = Callable[[threading.Event], "Iterator[DiskEvent]"]
 InspectImage = Callable[[str], Mapping[str, Any]]
+Notify = Callable[[str], object]
+ProgressCallback = Callable[["Progress"], object]
+DriveProgress = Callable[[str, "Progress"], object]  # a drive's path, its progress
+DriveFailed = Callable[[str, str], object]  # a drive's path, what went wrong
+
+
+# The core's calls as the app makes them, with their real signatures (a fake passed by a
+# test must take what the app gives).
+
+
+class PlanWrite(Protocol):
+    def __call__(
+        self,
+        request: Request,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Plan: ...
+
+
+class RunWrite(Protocol):
+    def __call__(
+        self,
+        plan: Plan,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        notify: Notify | None = None,
+    ) -> Receipt: ...
+
+
+class OpenIso(Protocol):
+    def __call__(self, path: str, *, cancel: threading.Event | None = None) -> IsoImage: ...
+
+
+class Extract(Protocol):
+    def __call__(
+        self,
+        iso: IsoImage,
+        paths: list[str],
+        output: str,
+        *,
+        overwrite: bool = False,
+        on_event: EventCallback | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Result: ...
+
+
+class PlanBackup(Protocol):
+    def __call__(self, device: str, output: str, *, overwrite: bool = False) -> BackupPlan: ...
+
+
+class RunBackup(Protocol):
+    def __call__(
+        self,
+        plan: BackupPlan,
+        *,
+        verify: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> BackupReceipt: ...
+
+
+class PlanRestore(Protocol):
+    def __call__(self, device: str, *, unmount: bool = False) -> Plan: ...
+
+
+class RunRestore(Protocol):
+    def __call__(
+        self,
+        plan: Plan,
+        *,
+        fs: str = "fat32",
+        label: str = "",
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        notify: Notify | None = None,
+    ) -> RestoreReceipt: ...
+
+
+class PlanMany(Protocol):
+    def __call__(
+        self,
+        request: Request,
+        devices: list[str],
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Plan]: ...
+
+
+class RunMany(Protocol):
+    def __call__(
+        self,
+        plans: list[Plan],
+        *,
+        progress: DriveProgress | None = None,
+        cancel: threading.Event | None = None,
+        notify: Notify | None = None,
+        on_failed: DriveFailed | None = None,
+    ) -> list[DriveResult]: ...
 
 
 def _open_iso(path: str, **kw: Any) -> IsoImage:
@@ -94,19 +198,19 @@ class Services:
     list_disks: ListDisks
     watch_disks: WatchDisks | None
     inspect_image: InspectImage
-    plan: Callable[..., Plan]  # (request, progress=, cancel=)
-    run: Callable[..., Receipt]
+    plan: PlanWrite
+    run: RunWrite
     is_root: Callable[[], bool]
     # The ISO toolkit; defaults are the real core, so existing bundles need not name them.
-    open_iso: Callable[..., IsoImage] = _open_iso  # (path, cancel=)
-    extract: Callable[..., Any] = _extract  # (iso, paths, output, progress=, cancel=, ...)
-    plan_backup: Callable[..., BackupPlan] = _plan_backup  # (device, output, overwrite=)
-    run_backup: Callable[..., BackupReceipt] = _run_backup  # (plan, verify=, progress=, ...)
-    plan_restore: Callable[..., Plan] = _plan_restore  # (device, unmount=)
-    run_restore: Callable[..., RestoreReceipt] = _run_restore  # (plan, fs=, label=, ...)
+    open_iso: OpenIso = _open_iso
+    extract: Extract = _extract
+    plan_backup: PlanBackup = _plan_backup
+    run_backup: RunBackup = _run_backup
+    plan_restore: PlanRestore = _plan_restore
+    run_restore: RunRestore = _run_restore
     # Several drives at once.
-    plan_many: Callable[..., list[Plan]] = _plan_many  # (request, devices, progress=, cancel=)
-    run_many: Callable[..., list[DriveResult]] = _run_many  # (plans, progress=, cancel=, ...)
+    plan_many: PlanMany = _plan_many
+    run_many: RunMany = _run_many
     # The plan with "write only what changed" chosen the other way (no I/O: a confirmation
     # shows the plan that will run).
     with_delta: Callable[[Plan, bool], Plan] = _with_delta
