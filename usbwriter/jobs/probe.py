@@ -23,7 +23,14 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from usbwriter.engine.blockio import MiB, round_up
-from usbwriter.engine.probe import TAG_BLOCK, FdMedium, ProbeResult, Saver, probe
+from usbwriter.engine.probe import (
+    TAG_BLOCK,
+    VERDICT_WORDS,
+    FdMedium,
+    ProbeResult,
+    Saver,
+    probe,
+)
 from usbwriter.engine.target import Target
 from usbwriter.errors import Cancelled, DeviceFault, Refused
 from usbwriter.jobs.decide import decide_target
@@ -85,6 +92,8 @@ def before_write(
     hold the image."""
     if not plan.request.probe or not tgt.is_block or tgt.size <= 8 * MiB:
         return None
+    if tgt.block > TAG_BLOCK:  # (blocks of 8 KiB or more: not probed)
+        return None
     image_end = plan.image.size
     extra: list[int] = []
     if image_end is not None and 0 < image_end <= tgt.size:
@@ -119,8 +128,8 @@ def before_write(
     if image_end is not None and result.usable_size < image_end:
         raise Refused(
             f"{tgt.path}: the drive holds only {human_size(result.usable_size)} of the "
-            f"{human_size(result.reported_size)} it reports ({result.describe()}); the "
-            f"image {plan.image.requested} ({human_size(image_end)}) does not fit; "
+            f"{human_size(result.reported_size)} it reports ({VERDICT_WORDS[result.verdict]}"
+            f"); the image {plan.image.requested} ({human_size(image_end)}) does not fit; "
             "nothing was written",
             path=tgt.path,
             offset=result.usable_size,
@@ -132,7 +141,12 @@ def before_write(
         seconds=time.monotonic() - start,  # the restore too
     )
     if not result.genuine and notify is not None:
-        notify(f"{tgt.path}: {result.describe()}; the image fits in the part that works")
+        fits = (
+            f"the image ({human_size(image_end)}) fits in the part that works"
+            if image_end is not None
+            else "whether the image fits is known only once it is decompressed"
+        )
+        notify(f"{tgt.path}: {result.describe()}; {fits}")
     return result
 
 
