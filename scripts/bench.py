@@ -39,8 +39,12 @@ page cache before a run and read just before it), delta (--delta over the same i
 drive: each drive's rate, peak RSS) and mixed (three drives at 200, 100 and 50 MB/s:
 each drive's write phase with the others against alone, raw and .zst).
 
+File copy (`windows`, scripts/bench_modes.py): usbwriter --mode files of a Windows-like
+ISO whose install.wim is over 4 GiB (split with wimlib) against --mode raw of the same
+ISO, the loop device limited in the root blkio cgroup (the page cache's writeback too).
+
 Cases: cpu-bound, device-bound, memory, compressed, bmap, bmap-cache, delta, several,
-mixed. All run by default; `--only CASE` (repeatable) runs only those, `--skip-CASE`
+mixed, windows. All run by default; `--only CASE` (repeatable) runs only those, `--skip-CASE`
 leaves one out. `--tree DIR` runs the usbwriter of another source tree (a git worktree
 of an older commit) for before/after figures: every usbwriter command runs as
 `python -m usbwriter` in that folder, and the report names the package it imported.
@@ -672,8 +676,9 @@ CASES = (
     "delta",
     "several",
     "mixed",
+    "windows",
 )
-MODES = ("bmap", "bmap-cache", "delta", "several", "mixed")  # in bench_modes.py
+MODES = ("bmap", "bmap-cache", "delta", "several", "mixed", "windows")  # in bench_modes.py
 
 
 def selected_cases(args: argparse.Namespace) -> list[str]:
@@ -722,6 +727,9 @@ def parser() -> argparse.ArgumentParser:
         "--skip-bmap-cache", action="store_true", help="no bmap write from a cold and a warm cache"
     )
     ap.add_argument("--skip-mixed", action="store_true", help="no drives of mixed speeds")
+    ap.add_argument(
+        "--skip-windows", action="store_true", help="no file copy of a Windows-like ISO"
+    )
     ap.add_argument(
         "--work-dir",
         type=Path,

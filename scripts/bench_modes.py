@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -738,6 +738,96 @@ def bmap_cache_case(ctx: Context) -> list[str]:
     return lines
 
 
+# --- windows: file copy against a raw write -------------------------------------------------
+
+
+@contextmanager
+def root_throttled(dev: str) -> Iterator[None]:
+    """DEV limited to a stick's speed in the root blkio cgroup: every writer is held to
+    it, the kernel's flusher threads too (a file copy's buffered writes are written back
+    by them, which a child cgroup's limit would not see)."""
+    root = Path("/sys/fs/cgroup/blkio")
+    majmin = sh(["lsblk", "-dno", "MAJ:MIN", dev]).strip()
+    try:
+        (root / "blkio.throttle.write_bps_device").write_text(f"{majmin} {WRITE_BPS}")
+        (root / "blkio.throttle.read_bps_device").write_text(f"{majmin} {READ_BPS}")
+        yield
+    finally:
+        for f in ("blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"):
+            with suppress(OSError):
+                (root / f).write_text(f"{majmin} 0")
+
+
+def windows_iso(work: Path) -> tuple[Path, bool]:
+    """The Windows-like ISO with an install.wim over 4 GiB (tests/helpers/windows.py):
+    from $USBW_IMAGE_CACHE when built there, else built in WORK (removed afterwards)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.helpers.windows import build
+
+    cache = os.environ.get("USBW_IMAGE_CACHE")
+    if cache and (Path(cache) / "windows-big.iso").exists():
+        return Path(cache) / "windows-big.iso", False
+    print("bench: building the Windows-like ISO (about 4.2 GiB)", file=sys.stderr)
+    return build("big", work), True
+
+
+def windows_case(ctx: Context) -> list[str]:
+    """usbwriter --mode files of the Windows-like ISO (install.wim over 4 GiB, split)
+    against --mode raw of the same ISO, on one loop device over /dev/shm throttled to
+    200 MB/s write, 400 MB/s read for every writer; write and read back each time."""
+    before = load()
+    iso, made = windows_iso(ctx.work)
+    size = iso.stat().st_size
+    runs: dict[str, list[Run]] = {}
+    try:
+        with ExitStack() as stack:
+            tmp = stack.enter_context(scratch())
+            dev = stack.enter_context(loop_device(tmp / "stick", size + 512 * MiB))
+            stack.enter_context(root_throttled(dev))
+
+            def one(mode: str) -> Run:
+                argv = usbwriter_argv(iso, [dev], "--mode", mode, "--no-probe")
+                start = time.monotonic()
+                p = subprocess.run(argv, capture_output=True, text=True, check=False)
+                wall = time.monotonic() - start
+                if p.returncode != 0:
+                    raise SystemExit(f"bench: usbwriter --mode {mode} failed: {p.stderr[-500:]}")
+                lines = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
+                result = next(x for x in lines if x.get("event") == "result")
+                run = receipt_run(result, wall, 0)
+                files = result.get("files")
+                run["bytes"] = float(files["bytes_copied"] if files else result["bytes_written"])
+                return run
+
+            runs = rounds_of(
+                "windows", {"files": lambda: one("files"), "raw": lambda: one("raw")}, ctx.rounds
+            )
+    finally:
+        if made:
+            iso.unlink(missing_ok=True)
+    lines = header(
+        "windows: file copy of a Windows-like ISO against a raw write", ctx.rounds, before
+    )
+    lines += [
+        f"ISO {size / MiB:.0f} MiB (install.wim over 4 GiB, split into .swm parts); files "
+        f"copied {med(runs['files'], 'bytes') / MiB:.0f} MiB; raw write "
+        f"{med(runs['raw'], 'bytes') / MiB:.0f} MiB; limits on the root blkio cgroup",
+        "",
+        *TABLE,
+        row("usbwriter --mode files", runs["files"]),
+        row("usbwriter --mode raw", runs["raw"]),
+        "",
+        ratio_line(
+            "files / raw, whole command", runs["files"], runs["raw"], 1.15, "total", "total"
+        ),
+        ratio_line(
+            "files / raw, write+verify", runs["files"], runs["raw"], 1.15, "phases", "phases"
+        ),
+        f"(device floor: write {size / WRITE_BPS:.1f} s, read-back {size / READ_BPS:.1f} s)",
+    ]
+    return lines
+
+
 @dataclass
 class Context:
     """What a case is given: its rounds, a folder on a disk (WORK) and the ext4 images in
@@ -761,6 +851,7 @@ CASES: dict[str, Callable[[Context], list[str]]] = {
     "delta": lambda c: delta_case(c.images, c.rounds),
     "several": lambda c: several_case(c.images, c.rounds),
     "mixed": mixed_case,
+    "windows": windows_case,
 }
 
 

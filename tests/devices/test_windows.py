@@ -208,7 +208,7 @@ def test_bypass_options_add_an_answer_file(loop: Callable[..., str], tmp_path: P
         "--windows-bypass", "tpm,secureboot,ram,online-account",
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
-    assert "added   autounattend.xml: TPM 2.0 check bypassed" in p.stdout
+    assert "autounattend.xml: TPM 2.0 check bypassed" in p.stdout
     assert "OOBE BypassNRO" in p.stdout
     out = tmp_path / "autounattend.xml"
     mtools("mcopy", "-n", "-i", f"{dev}@@{MiB}", "::/autounattend.xml", str(out))
@@ -322,7 +322,9 @@ def test_install_wim_over_4_gib_is_split_and_joins_back(
     writes = [e for e in events(p.stdout) if e.get("event") == "progress" and e["phase"] == "write"]
     dones = [e["done"] for e in writes]
     assert dones == sorted(dones) and writes[-1]["done"] == writes[-1]["total"]
-    assert writes[-1]["total"] > 3 * wim_size
+    assert writes[-1]["total"] > 2 * wim_size  # split, then its parts copied
+    # wimlib read the WIM through a loop device over the ISO, gone with the run
+    assert run(["losetup", "-j", str(iso)]).stdout == ""
     print(f"big file copy: {took:.1f} s")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -467,31 +468,36 @@ class FilesResult:
             "mismatch": self.mismatch,
         }
 
-    def describe(self) -> list[str]:
-        lines = [
-            f"  layout  MBR, one active FAT32 partition '{self.label}' at "
-            f"{human_size(self.partition_start)}, {human_size(self.partition_size)} "
-            f"({self.cluster // 1024} KiB clusters)",
-            f"  files   {self.files} files in {self.folders} folders, "
-            f"{human_size(self.bytes_copied)} copied",
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, words) for the receipt, one fact a row."""
+        rows = [
+            (
+                "layout",
+                f"MBR, one active FAT32 partition '{self.label}' at "
+                f"{human_size(self.partition_start)}, {human_size(self.partition_size)} "
+                f"({self.cluster // 1024} KiB clusters)",
+            ),
+            (
+                "files",
+                f"{self.files} files in {self.folders} folders, "
+                f"{human_size(self.bytes_copied)} copied",
+            ),
         ]
         for s in self.split:
             names = ", ".join(f"{os.path.basename(p)} ({human_size(n)})" for p, n in s.parts)
             check = "; the set verified by wimlib" if s.verified_by_wimlib else ""
-            lines.append(
-                f"  split   {s.path.lstrip('/')} ({human_size(s.size)}) into {names}{check}"
+            rows.append(
+                ("split", f"{s.path.lstrip('/')} ({human_size(s.size)}) into {names}{check}")
             )
-        for a in self.added:
-            lines.append(f"  added   {a}")
-        lines.append(f"  boot    UEFI: {self.uefi}; BIOS: {self.bios}")
-        if self.files_verified:
-            lines.append(
-                f"          {self.files_verified} files, {human_size(self.bytes_verified)} read "
-                "back from the stick's file system (cache dropped) and equal to the image's"
-            )
+        rows += [("added", a) for a in self.added]
+        rows.append(("boot", f"UEFI: {self.uefi}; BIOS: {self.bios}"))
         if self.mismatch:
-            lines.append(f"          first file that differs: {self.mismatch}")
-        return lines
+            rows.append(("differs", f"{self.mismatch} differs from the image's"))
+        return rows
+
+    def describe(self) -> list[str]:
+        """The rows as lines: a one-word label, then the words."""
+        return [f"  {label:7} {words}" for label, words in self.rows()]
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -579,8 +585,12 @@ def _copy(
             if plan.request.windows_bypass
             else None
         )
-        # Each WIM to split counts three times: extracted, split, its parts copied.
-        total = sum(e.size for e in plain) + 3 * sum(e.size for e in wims)
+        raw_fd = None if src.info.compressed else src.fd
+        # A WIM to split counts as split and as its parts copied; once more when it must
+        # be copied out of the image first (not one run of bytes in an uncompressed one).
+        total = sum(e.size for e in plain) + sum(
+            e.size * (2 if _run_of(e, raw_fd) else 3) for e in wims
+        )
         meter = Meter("write", total, progress)
         # The first change: the head zeroed (no table, nothing bootable until the end).
         if cancel.is_set():
@@ -589,16 +599,17 @@ def _copy(
         vol = fat.FatVolume(tgt.fd, tgt.path, layout, cancel)
         vol.format(facts.label, tgt.write, stage)
         vol.mkdirs(folders)
-        splitter = _Splitter(data, wims, stage, cancel, meter, plan.image.requested)
+        splitter = _Splitter(data, raw_fd, wims, stage, cancel, meter, plan.image.requested)
         splitter.start()
         done = _Totals()
         lock = threading.Lock()
         for e in plain:
             _put(vol, e.path, _chunks(data, e), e.size, done, meter, lock, e)
-        splits = splitter.result()
-        for s in splits:
-            for path, part in zip(s.stick_paths, s.split.parts, strict=True):
-                _put(vol, path, _file_chunks(part), os.path.getsize(part), done, meter, lock)
+        log.info("%s: %d files copied; the split's parts next", tgt.path, len(done.copied))
+        for path, part in splitter.parts():  # each as soon as wimlib has finished it
+            log.info("%s: copying %s", tgt.path, path)
+            _put(vol, path, _file_chunks(part), os.path.getsize(part), done, meter, lock)
+        splits = splitter.done
         added: list[str] = []
         if extra is not None:
             _put(vol, "/" + unattend.NAME, iter([extra]), len(extra), done, meter, lock)
@@ -611,9 +622,11 @@ def _copy(
         view[:512] = fat.mbr(layout, bios.boot_code if bios else b"")
         if bios is not None:
             view[512 : 512 + len(bios.core)] = bios.core
+        log.info("%s: every file copied; flushing", tgt.path)
         tgt.sync()
         tgt.write(view, 0)
         tgt.sync()
+        log.info("%s: flushed; the partition table and boot code written", tgt.path)
         write_seconds = time.monotonic() - started
         result = FilesResult(
             label=facts.label,
@@ -701,24 +714,40 @@ class _SplitDone:
     verified: bool = False
 
 
+def _run_of(entry: Entry, fd: int | None) -> tuple[int, int] | None:
+    """(offset, length) when ENTRY's bytes lie in one run of an uncompressed image (FD)."""
+    if fd is None or not entry.extents:
+        return None
+    start, pos = entry.extents[0][0], entry.extents[0][0]
+    for off, length in entry.extents:
+        if off != pos or off < 0:
+            return None
+        pos += length
+    return start, pos - start
+
+
 class _Splitter:
-    """Extracts each WIM to split into the staging folder and splits it, on a thread of
-    its own, while the other files are copied; then verifies the parts as a set."""
+    """Splits each WIM with wimlib on a thread of its own while the other files are
+    copied, handing each part over as soon as it is finished; then verifies the parts as
+    a set. wimlib reads a WIM lying in one run of an uncompressed image through a
+    read-only loop device over that run (cleared when closed); any other is copied out
+    to the staging folder first."""
 
     def __init__(
         self,
         data: ImageBytes,
+        raw_fd: int | None,
         wims: list[Entry],
         stage: str,
         cancel: threading.Event,
         meter: Meter,
         image: str,
     ) -> None:
-        self.data, self.wims, self.stage, self.cancel = data, wims, stage, cancel
-        self.meter, self.image = meter, image
+        self.data, self.raw_fd, self.wims, self.stage = data, raw_fd, wims, stage
+        self.cancel, self.meter, self.image = cancel, meter, image
         self.lock = threading.Lock()
         self.done: list[_SplitDone] = []
-        self.error: BaseException | None = None
+        self.queue: queue.Queue[tuple[str, str] | BaseException | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="wim-split", daemon=True)
         self.verifier: threading.Thread | None = None
         self.verify_error: BaseException | None = None
@@ -726,27 +755,46 @@ class _Splitter:
     def start(self) -> None:
         if self.wims:
             self.thread.start()
+        else:
+            self.queue.put(None)
 
     def _advance(self, n: int) -> None:
         with self.lock:
             self.meter.advance(n)
+
+    def _source(self, e: Entry, folder: str) -> tuple[str, tuple[int, ...], int | None]:
+        """(path wimlib opens, descriptors to pass it, a descriptor to close after)."""
+        run = _run_of(e, self.raw_fd)
+        if run is not None and self.raw_fd is not None:
+            try:
+                dev = wim.loop_over(self.raw_fd, run[0], run[1])
+            except OSError as err:
+                log.info("no loop device for %s (%s): copying it out first", e.path, err)
+            else:
+                return f"/dev/fd/{dev}", (dev,), dev
+        whole = os.path.join(folder, e.name)
+        with open(whole, "wb") as f:
+            for b in _chunks(self.data, e):
+                if self.cancel.is_set():
+                    raise Cancelled("cancelled")
+                f.write(b)
+                self._advance(len(b))
+        if run is not None:  # counted twice in the total: once more now
+            with self.lock:
+                self.meter.total += e.size
+        return whole, (), None
 
     def _run(self) -> None:
         try:
             for i, e in enumerate(self.wims):
                 folder = os.path.join(self.stage, str(i))
                 os.mkdir(folder, 0o700)
-                whole = os.path.join(folder, e.name)
-                with open(whole, "wb") as f:
-                    for b in _chunks(self.data, e):
-                        if self.cancel.is_set():
-                            raise Cancelled("cancelled")
-                        f.write(b)
-                        self._advance(len(b))
+                source, fds, hold = self._source(e, folder)
                 parts_dir = os.path.join(folder, "parts")
                 os.mkdir(parts_dir, 0o700)
                 name = wim.swm_name(e.name)
                 shown = f"{self.image}: {e.path.lstrip('/')}"
+                parent = e.path.rsplit("/", 1)[0]
                 told = [0]
 
                 def split_bytes(n: int, told: list[int] = told, most: int = e.size) -> None:
@@ -755,28 +803,45 @@ class _Splitter:
                         told[0] += n
                         self._advance(n)
 
-                s = wim.split(whole, parts_dir, name, self.cancel, split_bytes, shown=shown)
-                os.unlink(whole)
+                def part(path: str, parent: str = parent) -> None:
+                    self.queue.put((f"{parent}/{os.path.basename(path)}", path))
+
+                try:
+                    s = wim.split(
+                        source, parts_dir, name, self.cancel, split_bytes,
+                        shown=shown, on_part=part, pass_fds=fds,
+                    )  # fmt: skip
+                finally:
+                    if hold is not None:
+                        os.close(hold)  # the loop device clears itself
+                    elif os.path.exists(source):
+                        os.unlink(source)
                 with self.lock:  # wimlib tells whole MiB; the parts' copy is their size
                     self.meter.total += sum(s.sizes) - e.size
                 if e.size > told[0]:
                     self._advance(e.size - told[0])
-                parent = os.path.dirname(e.path)
-                stick = tuple(f"{parent.rstrip('/')}/{os.path.basename(p)}" for p in s.parts)
+                stick = tuple(f"{parent}/{os.path.basename(p)}" for p in s.parts)
                 self.done.append(_SplitDone(e, s, stick))
+            self.verifier = threading.Thread(target=self._verify, name="wim-verify", daemon=True)
+            self.verifier.start()
+            self.queue.put(None)
         except BaseException as exc:
-            self.error = exc
+            self.queue.put(exc)
 
-    def result(self) -> list[_SplitDone]:
-        if not self.wims:
-            return []
-        while self.thread.is_alive():
-            self.thread.join(0.2)
-        if self.error is not None:
-            raise self.error
-        self.verifier = threading.Thread(target=self._verify, name="wim-verify", daemon=True)
-        self.verifier.start()
-        return self.done
+    def parts(self) -> Iterator[tuple[str, str]]:
+        """(path on the stick, staged file) of each part, as it is finished."""
+        while True:
+            try:
+                item = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                if self.cancel.is_set():
+                    raise Cancelled("cancelled") from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def _verify(self) -> None:
         try:

@@ -16,7 +16,7 @@ from usbwriter.errors import BadImage, Cancelled, InternalError
 
 MiB = 1 << 20
 FAT32_LIMIT = (4 << 30) - 1  # the largest file FAT32 holds
-PART_MIB = 4000  # each .swm part at most this (wimlib splits between resources)
+PART_MIB = 1024  # parts of 1 GiB: each is copied while wimlib writes the next
 HEADER_SIZE = 208
 MAGIC = b"MSWIM\0\0\0"
 SUFFIXES = (".wim", ".esd")
@@ -70,6 +70,7 @@ def tool_error(output: str) -> str:
 
 
 _SPLIT_RE = re.compile(r"(\d+) MiB of (\d+) MiB")
+_PART_RE = re.compile(r"part (\d+) of (\d+)")
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,12 @@ def _run(
     argv: list[str],
     cancel: threading.Event,
     on_line: Callable[[str], None] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> tuple[int, str]:
     """Run ARGV, killed (by its PID) on CANCEL; (exit status, its output)."""
     proc = subprocess.Popen(
         argv,
+        pass_fds=pass_fds,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -136,12 +139,31 @@ def split(
     on_bytes: Callable[[int], None] | None = None,
     *,
     shown: str = "",
+    on_part: Callable[[str], None] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Split:
     """Split WIM into OUT_DIR/NAME (install.swm), OUT_DIR/install2.swm, ... each at most
-    PART_MIB MiB; BadImage with wimlib's own error in one line when it cannot. ON_BYTES
-    is told of the bytes written so far."""
+    PART_MIB MiB (one resource larger makes its part larger; none may pass FAT32's
+    limit); BadImage with wimlib's own error in one line when it cannot. ON_BYTES is told
+    of the bytes written so far, ON_PART of each part as soon as wimlib has finished it
+    (wimlib writes them one after the other), so it can be copied while the next is
+    written."""
     first = os.path.join(out_dir, name)
     seen = [0]
+    finished: list[str] = []
+
+    def part_done(count: int) -> None:
+        while len(finished) < count:
+            path = os.path.join(out_dir, part_names(name, len(finished) + 1)[-1])
+            size = os.path.getsize(path)
+            if size > FAT32_LIMIT:
+                raise BadImage(
+                    f"{shown or wim}: a single resource makes part {os.path.basename(path)} "
+                    f"{size} bytes, over FAT32's limit; it cannot be copied to FAT32"
+                )
+            finished.append(path)
+            if on_part is not None:
+                on_part(path)
 
     def line(text: str) -> None:
         m = _SPLIT_RE.search(text)
@@ -150,8 +172,12 @@ def split(
             if done > seen[0]:
                 on_bytes(done - seen[0])
                 seen[0] = done
+        p = _PART_RE.search(text)
+        if p:
+            part_done(int(p.group(1)) - 1)  # writing part N: the parts before it are done
 
-    code, output = _run([TOOL, "split", wim, first, str(PART_MIB)], cancel, line)
+    argv = [TOOL, "split", wim, first, str(PART_MIB)]
+    code, output = _run(argv, cancel, line, pass_fds)
     if code != 0:
         raise BadImage(f"{shown or wim}: wimlib-imagex could not split it: {tool_error(output)}")
     count = 0
@@ -159,15 +185,9 @@ def split(
         count += 1
     if count == 0:
         raise InternalError(f"{shown or wim}: wimlib-imagex split made no parts")
-    paths = tuple(os.path.join(out_dir, n) for n in part_names(name, count))
-    sizes = tuple(os.path.getsize(p) for p in paths)
-    for p, s in zip(paths, sizes, strict=True):
-        if s > FAT32_LIMIT:
-            raise BadImage(
-                f"{shown or wim}: a single resource makes part {os.path.basename(p)} "
-                f"{s} bytes, over FAT32's limit; it cannot be copied to FAT32"
-            )
-    return Split(paths, sizes)
+    part_done(count)
+    paths = tuple(finished)
+    return Split(paths, tuple(os.path.getsize(p) for p in paths))
 
 
 def verify(parts: tuple[str, ...], cancel: threading.Event, *, shown: str = "") -> None:
@@ -178,3 +198,46 @@ def verify(parts: tuple[str, ...], cancel: threading.Event, *, shown: str = "") 
     code, output = _run([TOOL, "verify", parts[0], f"--ref={ref}"], cancel)
     if code != 0:
         raise BadImage(f"{shown or parts[0]}: wimlib-imagex verify failed: {tool_error(output)}")
+
+
+# --- the WIM inside the ISO, as a device wimlib can open ---------------------------------
+
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_READ_ONLY = 1
+LO_FLAGS_AUTOCLEAR = 4
+
+
+def loop_over(fd: int, offset: int, length: int) -> int:
+    """A read-only loop device over LENGTH bytes at OFFSET of the file open on FD (the
+    image checked by the job), cleared by the kernel when its last user closes it: the
+    descriptor returned. wimlib reads a WIM inside an ISO through it without a copy.
+    OSError when loop devices are not available."""
+    import fcntl
+
+    size = -(-length // 512) * 512  # a loop device's size is whole sectors
+    info = struct.pack(
+        "<QQQQQIIII64s64s32sQQ",
+        0, 0, 0, offset, size, 0, 0, 0, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+        b"usbwriter-wim", b"", b"", 0, 0,
+    )  # fmt: skip
+    config = struct.pack("<II", fd, 0) + info + bytes(64)
+    ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(10):
+            n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+            try:
+                dev = os.open(f"/dev/loop{n}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.ioctl(dev, LOOP_CONFIGURE, config)
+            except OSError as e:
+                os.close(dev)
+                if e.errno == 16:  # EBUSY: taken meanwhile
+                    continue
+                raise
+            return dev
+    finally:
+        os.close(ctl)
+    raise OSError(16, "no free loop device")
