@@ -139,6 +139,11 @@ class UsbWriterApp(App[int]):
                 "Erase the highlighted drive: one FAT32, exFAT or ext4 partition",
                 screen.action_restore,
             )
+            yield SystemCommand(
+                "Test this drive",
+                "Fake capacity, dropped writes, real speed (p); what is overwritten is put back",
+                screen.action_probe,
+            )
         if isinstance(screen, ProgressScreen):
             yield SystemCommand("Stop", "Stop writing (asks first)", screen.action_stop)
         yield SystemCommand("Help", "How to use usbwriter, and every key", self.action_help)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from usbwriter.boot.report import Inspected
     from usbwriter.devices import Disk, DiskEvent
+    from usbwriter.engine.probe import ProbeResult
     from usbwriter.iso.contents import IsoImage
     from usbwriter.iso.extract import EventCallback, Result
     from usbwriter.jobs import Plan, Request
@@ -169,6 +170,18 @@ def _run_restore(plan: Plan, **kw: Any) -> RestoreReceipt:
     return run_restore(plan, **kw)
 
 
+def _plan_probe(device: str) -> Plan:
+    from usbwriter.jobs.probe import plan_probe
+
+    return plan_probe(device)
+
+
+def _run_probe(plan: Plan, **kw: Any) -> ProbeResult:
+    from usbwriter.jobs.probe import run_probe
+
+    return run_probe(plan, **kw)
+
+
 def _plan_many(request: Request, devices: list[str], **kw: Any) -> list[Plan]:
     from usbwriter.boot.report import reports_known
     from usbwriter.jobs.several import plan_many
@@ -208,6 +221,9 @@ class Services:
     run_backup: RunBackup = _run_backup
     plan_restore: PlanRestore = _plan_restore
     run_restore: RunRestore = _run_restore
+    # Test a drive for fake capacity ("Test this drive").
+    plan_probe: Callable[[str], Plan] = _plan_probe
+    run_probe: Callable[..., ProbeResult] = _run_probe  # (plan, cancel=, notify=)
     # Several drives at once.
     plan_many: PlanMany = _plan_many
     run_many: RunMany = _run_many

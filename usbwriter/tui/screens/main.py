@@ -49,6 +49,7 @@ class MainScreen(Screen[None]):
         Binding("b", "browse_contents", "Contents", show=False),  # named on the report
         Binding("k", "backup", "Back up", show=False),  # named on the drives' frame
         Binding("n", "restore", "Restore", show=False),
+        Binding("p", "probe", "Test drive", show=False),  # fake capacity (command palette too)
         # alt+a works from the image field too, where a is typed: the footer names it there
         Binding("a,alt+a", "toggle_all", "All disks"),
         Binding("r", "refresh", "Refresh", show=False),  # drives come and go live
@@ -528,6 +529,11 @@ class MainScreen(Screen[None]):
         from usbwriter.tui.screens.drive_jobs import start_restore
 
         start_restore(self)
+
+    def action_probe(self) -> None:
+        from usbwriter.tui.screens.probe import start_probe
+
+        start_probe(self)
 
     def on_screen_resume(self) -> None:
         """Back from a write or a restore: the drives changed; list them again."""

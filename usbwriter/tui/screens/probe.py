@@ -1,0 +1,105 @@
+"""Test this drive: is it what it says it is? (``t`` on the main screen.)
+
+The flow of ``usbwriter probe``: the write's checks of the drive (a refusal is a
+one-line modal), then the probe on the progress screen, then its verdict: genuine, or
+fake capacity (wrap-around, dropped writes) with its real usable size, read errors, and
+its speed. Nothing is asked first: every block the probe overwrites is put back (also
+when it is stopped). The core does the work: ``usbwriter.jobs.probe``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from textual.content import Content
+from textual.screen import Screen
+
+from usbwriter.tui import rules
+from usbwriter.tui.format import drive_line, one_line
+from usbwriter.tui.messages import JobNote
+from usbwriter.tui.screens.drive_jobs import ReceiptScreen, in_thread
+from usbwriter.tui.screens.error import ErrorScreen
+from usbwriter.tui.screens.progress import Job, ProgressScreen
+from usbwriter.tui.widgets.drive_table import DriveTable
+
+if TYPE_CHECKING:
+    from usbwriter.devices import Disk
+    from usbwriter.jobs import Plan
+    from usbwriter.progress import ProgressCallback
+    from usbwriter.tui.screens.main import MainScreen
+    from usbwriter.tui.services import Services
+
+
+def start_probe(main: MainScreen) -> None:
+    """Test the highlighted drive."""
+    disk = main.query_one(DriveTable).highlighted()
+    why = rules.drive_job_refusal(is_root=main.is_root, disk=disk, job="test")
+    if why is not None or disk is None:
+        main.app.bell()
+        main.notify(why or "no drive", severity="warning", markup=False)
+        return
+    main.run_worker(_probe_flow(main, disk), group="drive-job", exclusive=True, exit_on_error=False)
+
+
+async def _probe_flow(main: MainScreen, disk: Disk) -> None:
+    app, services = main.app, main.services
+
+    def check() -> tuple[Plan, str | None]:
+        plan = services.plan_probe(disk.path)
+        return plan, rules.plan_refusal(plan, disk)
+
+    try:
+        plan, refusal = await in_thread(main, check, f"check {disk.path}")
+    except Exception as e:
+        refusal, plan = one_line(e), None
+    if refusal is not None or plan is None:
+        app.push_screen(ErrorScreen("Cannot test this drive", refusal or "no plan"))
+        return
+    app.push_screen(ProbeScreen(services, disk, plan))
+
+
+class ProbeScreen(ProgressScreen):
+    """Writes tagged blocks, reads them back, puts back what was there."""
+
+    STEPS = (("probe", "Test"),)
+    FAILED = "Test failed"
+    FAILED_HINT = "The blocks the test overwrote were put back where they could be."
+    STOP_WORDS = (
+        "Stop the test?",
+        "The blocks written so far are put back; nothing on {device} is changed.",
+    )
+
+    def __init__(self, services: Services, disk: Disk, plan: Plan) -> None:
+        super().__init__(services, Job("", disk.size, disk, plan))
+
+    def heading(self) -> Content:
+        return Content.assemble(
+            ("Testing ", "bold"),
+            (drive_line(self.job.disk), "bold"),
+            "\nfor fake capacity and dropped writes; every block written is put back",
+        )
+
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
+        assert self.job.plan is not None
+        result = self.services.run_probe(
+            self.job.plan, cancel=cancel, notify=lambda text: self.post_message(JobNote(text))
+        )
+        return {"result": result}
+
+    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
+        r = receipt["result"]
+        dev = self.job.disk.path
+        if r.genuine:
+            head = f"✔ Genuine: {r.describe().removeprefix('genuine, ')}"
+            next_text = f"{dev} holds what it says. It is safe to write."
+        else:
+            head = f"✘ {r.describe()[0].upper()}{r.describe()[1:]}"
+            next_text = (
+                f"Only the first {r.usable_size} bytes of {dev} can be trusted: an image "
+                "larger than that is refused before the first byte. Better: return the drive."
+            )
+        if r.restored is False:
+            next_text += " Some blocks could not be put back as they were."
+        return ReceiptScreen(head, r.genuine and r.restored is not False, next_text, r.to_text(dev))
