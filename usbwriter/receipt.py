@@ -109,90 +109,109 @@ class Receipt:
                 d["member"] = self.source.member
         return d
 
-    def to_text(self) -> str:
+    def headline(self) -> str:
+        """The receipt's first line: what was done, and whether it was proven."""
         dev, img = self.device.get("path"), self.image_path
-        w, v = self.write, self.verify
-        # A bmap write proves its mapped ranges only: the rest keeps the drive's old bytes.
         holds = f"holds {img}"
         if self.coverage is not None and self.coverage.mode == "bmap":
+            # A bmap write proves its mapped ranges only: the rest keeps the drive's bytes.
             holds = (
                 f"holds the ranges of {img} its bmap maps ({human_size(self.coverage.written)} "
                 f"of {human_size(self.image_size)}; the rest was left as it was)"
             )
         if self.files is not None:
             holds = f"holds the files of {img} on a FAT32 partition"
-        d = self.to_json()
         nothing = self.coverage is not None and not self.coverage.spans
-        if self.verified and nothing and w is not None:
-            lines = [f"Verified, nothing needed writing: {dev} already held {img}"]
-        elif self.verified:
-            head = "Written and verified" if w else "Verified"
-            lines = [f"{head}: {dev} {holds}"]
-        elif v is not None:
-            lines = [f"VERIFICATION FAILED: {dev} does not hold {img}"]
-        else:
-            lines = [f"Written, not verified: {dev} {holds}"]
+        if self.verified and nothing and self.write is not None:
+            return f"Verified, nothing needed writing: {dev} already held {img}"
+        if self.verified:
+            return f"{'Written and verified' if self.write else 'Verified'}: {dev} {holds}"
+        if self.verify is not None:
+            return f"VERIFICATION FAILED: {dev} does not hold {img}"
+        return f"Written, not verified: {dev} {holds}"
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The receipt as (label, words) rows: the one row model that the command line
+        (``to_text``) and the app's result screen both render."""
+        w, v, d = self.write, self.verify, self.to_json()
+        img = self.image_path
+        rows = [("Image", f"{img}  ({human_size(self.image_size)})")]
         src = self.source
         if src is not None and src.compressed:
             member = f", {src.member}" if src.member else ""
-            lines.append(
-                f"  file    {img}  {src.format}{member}, {human_size(src.file_size)}"
-                f"  blake3 {self.file_blake3 or 'not taken: the file was not read to its end'}"
+            taken = self.file_blake3 or "not taken: the file was not read to its end"
+            rows.append(
+                ("File", f"{src.format}{member}, {human_size(src.file_size)}, blake3 {taken}")
             )
-            lines.append(
-                f"  image   {human_size(self.image_size)} decompressed  blake3 {self.image_blake3}"
-            )
-        elif self.files is not None:
-            lines.append(f"  image   {img}  {human_size(self.image_size)}  its files copied")
+        if self.files is not None:
+            rows.append(("Image blake3", "not taken: its files were copied"))
         else:
             digest = self.image_blake3 or "not taken: the image was read only where its bmap maps"
-            lines.append(f"  image   {img}  {human_size(self.image_size)}  blake3 {digest}")
-        if self.checksum is not None:
-            lines.append(f"  check   {self.checksum.describe()}")
-        lines.append(f"  device  {describe_device(self.device)}")
+            rows.append(("Image blake3", digest))
+        rows.append(
+            ("Checksum", self.checksum.describe() if self.checksum is not None else "not checked")
+        )
+        rows.append(("Drive", describe_device(self.device)))
         if self.unmounted:
-            lines.append(f"  unmounted first: {', '.join(self.unmounted)}")
+            rows.append(("Unmounted", ", ".join(self.unmounted)))
         if self.probe is not None:
-            lines.append(f"  probe   {self.probe.describe()}")
+            rows.append(("Probe", self.probe.describe()))
         if self.coverage is not None:
-            label = f"{self.coverage.mode:7}"
-            for line in coverage_words(self.coverage.to_dict()):
-                lines.append(f"  {label} {line}")
-                label = " " * 7
+            label = COVERAGE_LABELS.get(self.coverage.mode, self.coverage.mode)
+            for i, line in enumerate(coverage_words(self.coverage.to_dict())):
+                rows.append((label if i == 0 else "", line))
         if self.files is not None:
-            lines += self.files.describe()
+            for line in self.files.describe():
+                label, _, words = line.strip().partition(" ")
+                rows.append((label.capitalize(), words.strip()))
+        nothing = self.coverage is not None and not self.coverage.spans
         if w is not None:
             if w.bytes_written:
-                lines.append(
-                    f"  write   {human_size(w.bytes_written)} in {human_duration(w.seconds)}"
-                    f", {human_rate(w.rate)}"
+                rows.append(
+                    (
+                        "Write",
+                        f"{human_size(w.bytes_written)} in {human_duration(w.seconds)}"
+                        f", {human_rate(w.rate)}",
+                    )
                 )
             else:
                 took = f"; the compare took {human_duration(w.seconds)}" if nothing else ""
-                lines.append(f"  write   nothing written{took}")
+                rows.append(("Write", f"nothing written{took}"))
         if v is not None and self.files is not None:
             how = "page cache dropped first" if v.page_cache_bypassed else "page cache NOT dropped"
-            lines.append(f"  verify  read back in {human_duration(v.seconds)}, {how}")
-        elif v is not None:
-            if v.size:
-                what = (
-                    f"the {human_size(v.size)} written"
-                    if self.coverage is not None
-                    else human_size(v.size)
+            rows.append(("Verify", f"read back in {human_duration(v.seconds)}, {how}"))
+        elif v is not None and v.size:
+            what = f"the {human_size(v.size)} written" if self.coverage else human_size(v.size)
+            how = (
+                "with O_DIRECT: page cache bypassed"
+                if v.page_cache_bypassed
+                else "through the page cache: NOT bypassed"
+            )
+            rows.append(
+                (
+                    "Verify",
+                    f"{what} read back in {human_duration(v.seconds)}, {human_rate(v.rate)}, {how}",
                 )
-                how = (
-                    "O_DIRECT: page cache bypassed"
-                    if v.page_cache_bypassed
-                    else ("through the page cache: NOT bypassed")
-                )
-                lines.append(
-                    f"  verify  {what} read back in {human_duration(v.seconds)}"
-                    f", {human_rate(v.rate)}, {how}"
-                )
-                lines.append(f"          {proof_words(d)}")
-            else:
-                lines.append(f"  verify  {proof_words(d)}")
+            )
+        if v is not None and v.mismatch_offset is None:
+            rows.append(("Proof", proof_words(d)))
+        if v is not None and v.mismatch_offset is not None:
+            at = v.mismatch_offset
+            rows.append(("First difference", f"byte {at}, 0x{at:x}"))
+            if v.explanation:
+                rows.append(("Why", v.explanation))
+        return rows
+
+    def to_text(self) -> str:
+        """The headline, then the rows, for the terminal."""
+        rows = self.rows()
+        width = max(len(label) for label, _ in rows)
+        lines = [self.headline()]
+        lines += [f"  {label:<{width}}  {words}".rstrip() for label, words in rows]
         return "\n".join(lines)
+
+
+COVERAGE_LABELS = {"bmap": "Block map", "delta": "Compared", "sparse": "Sparse"}
 
 
 def coverage_words(c: Mapping[str, Any]) -> list[str]:
@@ -244,6 +263,15 @@ def proof_words(r: Mapping[str, Any]) -> str:
     cov = r.get("coverage")
     if r.get("verify_seconds") is None:
         return "not verified"
+    files = r.get("files")
+    if files is not None:  # a file copy: each file read back through the file system
+        if not r.get("verified"):
+            return f"{files.get('mismatch') or 'the first MiB'} differs from the image's"
+        return (
+            f"{files['files_verified']} files ({files['bytes_verified']} bytes) read back from "
+            "the FAT32 file system, equal to the image's; the partition table and boot code "
+            "compared byte for byte"
+        )
     if not r.get("verified"):
         return f"first differing byte at offset {r.get('mismatch_offset')}"
     compared = r.get("verify_proof") == COMPARED

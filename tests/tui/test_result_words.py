@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.unit.test_words import EMPTY_B3, IMAGE_B3, MiB, receipt
 from usbwriter.engine.readback import COMPARED, Span
-from usbwriter.tui.screens.result import headline_words, result_rows
+from usbwriter.tui.screens.result import headline_words
 
 
 def text_of(rows: list[tuple[str, str]]) -> str:
@@ -13,8 +13,9 @@ def text_of(rows: list[tuple[str, str]]) -> str:
 
 
 def test_a_delta_write_that_wrote_nothing() -> None:
-    r = receipt(0, (), unchanged=40 * MiB).to_json()
-    text = text_of(result_rows(r))
+    made = receipt(0, (), unchanged=40 * MiB)
+    r = made.to_json()
+    text = text_of(made.rows())
     assert EMPTY_B3 not in text and "(matches)" not in text, text
     assert "0.0 MB/s" not in text and "span(s)" not in text, text
     assert "40.0 MiB compared with the drive MiB by MiB: all equal" in text, text
@@ -25,8 +26,7 @@ def test_a_delta_write_that_wrote_nothing() -> None:
 
 
 def test_a_delta_write_says_what_it_wrote_and_read_back() -> None:
-    r = receipt(2 * MiB, (Span(0, 2 * MiB, "a" * 64),), unchanged=38 * MiB).to_json()
-    text = text_of(result_rows(r))
+    text = text_of(receipt(2 * MiB, (Span(0, 2 * MiB, "a" * 64),), unchanged=38 * MiB).rows())
     assert "38.0 MiB equal" in text and "2.0 MiB differed and were written, in 1 span" in text
     assert "the 2.0 MiB written read back in 0.2 s" in text, text
     assert "Proof" in text and "equal byte for byte to the image" in text, text
@@ -40,7 +40,7 @@ def test_a_full_write_puts_the_drive_hash_next_to_what_it_equals() -> None:
     size = 40 * MiB
     w = WriteResult("/img", size, IMAGE_B3, "/dev/loop1", size, 0.2, True, True)
     v = VerifyResult(True, None, IMAGE_B3, IMAGE_B3, size, 0.1, True, proof=COMPARED)
-    text = text_of(result_rows(Receipt("/img", size, {"path": "/dev/loop1"}, w, v).to_json()))
+    text = text_of(Receipt("/img", size, {"path": "/dev/loop1"}, w, v).rows())
     assert f"drive blake3 {IMAGE_B3} = the image's: compared byte for byte" in text, text
     assert "40.0 MiB read back in 0.1 s, 419.4 MB/s" in text, text
 

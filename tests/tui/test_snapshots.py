@@ -259,7 +259,7 @@ def test_progress_stop_question(snap_compare: SnapCompare) -> None:
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
-def _receipt(verified: bool) -> dict[str, Any]:
+def _receipt(verified: bool) -> Receipt:
     report = REPORTS["grub-hybrid"]
     size = int(report["size"])
     digest = "3f1c1e0c7a0e4e5fb0b8d5f0f1d8a6b2c4e9a7d3b5c1f0e2d4a6b8c0e2f4a6b8"
@@ -293,7 +293,7 @@ def _receipt(verified: bool) -> dict[str, Any]:
         verify=check,
         wiped_first_mib=None if verified else True,
     )
-    return receipt.to_json()
+    return receipt
 
 
 def test_result_verified(snap_compare: SnapCompare) -> None:

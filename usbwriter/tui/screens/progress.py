@@ -271,7 +271,7 @@ class ProgressScreen(Screen[None]):
     def result_screen(self, outcome: Any) -> Screen[None]:
         from usbwriter.tui.screens.result import ResultScreen
 
-        return ResultScreen(outcome.to_json())
+        return ResultScreen(outcome)
 
     def stop_question(self) -> ModalScreen[bool]:
         from usbwriter.tui.screens.confirm import ConfirmStop

@@ -12,75 +12,8 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
-from usbwriter.receipt import coverage_words, describe_device, proof_words
+from usbwriter.receipt import Receipt
 from usbwriter.tui.widgets.title_bar import TitleBar
-from usbwriter.units import human_duration, human_rate, human_size
-
-
-def result_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
-    img, dev = r["image"], r["device"]
-    rows = [("Image", f"{img['path']}  ({human_size(img['size'])})")]
-    if img.get("format"):
-        rows.append(
-            (
-                "File",
-                f"{img['format']}, {human_size(img['file_size'])}, blake3 {img['file_blake3']}",
-            )
-        )
-    rows.append(("Image blake3", str(img["blake3"])))
-    check = r.get("checksum")
-    rows.append(("Checksum", str(check["message"]) if check else "not checked"))
-    rows.append(("Drive", describe_device(dev)))
-    if dev.get("unmounted"):
-        rows.append(("Unmounted", ", ".join(str(m) for m in dev["unmounted"])))
-    cov = r.get("coverage")
-    rows += coverage_rows(cov)
-    if r.get("bytes_written"):
-        rows.append(
-            (
-                "Write",
-                f"{human_size(r['bytes_written'])} in {human_duration(r['write_seconds'])}"
-                f", {human_rate(r['write_mbps'] * 1e6)}",
-            )
-        )
-    elif r.get("write_seconds") is not None:
-        took = ""
-        if cov is not None and cov.get("mode") == "delta":
-            took = f"; the compare took {human_duration(r['write_seconds'])}"
-        rows.append(("Write", f"nothing written{took}"))
-    read = cov["written"] if cov is not None else img["size"]
-    if r.get("verify_seconds") is not None and read:
-        how = (
-            "with O_DIRECT: page cache bypassed"
-            if r.get("page_cache_bypassed")
-            else "through the page cache: NOT bypassed"
-        )
-        what = f"the {human_size(read)} written" if cov is not None else human_size(read)
-        rows.append(
-            (
-                "Verify",
-                f"{what} read back in {human_duration(r['verify_seconds'])}"
-                f", {human_rate(r['verify_mbps'] * 1e6)}, {how}",
-            )
-        )
-    if r.get("verify_seconds") is not None and r.get("mismatch_offset") is None:
-        rows.append(("Proof", proof_words(r)))
-    if r.get("mismatch_offset") is not None:
-        rows.append(
-            ("First difference", f"byte {r['mismatch_offset']}, 0x{r['mismatch_offset']:x}")
-        )
-    return rows
-
-
-COVERAGE_LABELS = {"bmap": "Block map", "delta": "Compared", "sparse": "Sparse"}
-
-
-def coverage_rows(c: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """What a delta (or bmap) write did with the image: compared, written, left alone."""
-    if not c:
-        return []
-    label = COVERAGE_LABELS.get(str(c.get("mode")), str(c.get("mode")))
-    return [(label if i == 0 else "", line) for i, line in enumerate(coverage_words(c))]
 
 
 def headline_words(r: Mapping[str, Any]) -> tuple[str, str]:
@@ -138,10 +71,11 @@ class ResultScreen(OutcomeScreen):
         Binding("q", "quit", "Quit", show=False),
     ]
 
-    def __init__(self, receipt: Mapping[str, Any]) -> None:
+    def __init__(self, receipt: Receipt) -> None:
         # 0 when verified, 3 (as the command line) when the drive differs
-        super().__init__(0 if receipt.get("verified") else 3)
-        self.receipt = receipt
+        super().__init__(0 if receipt.verified else 3)
+        self.outcome = receipt
+        self.receipt = receipt.to_json()
 
     @property
     def verified(self) -> bool:
@@ -179,7 +113,7 @@ class ResultScreen(OutcomeScreen):
                     id="result-next",
                     markup=False,
                 )
-            rows = result_rows(r)
+            rows = self.outcome.rows()  # the command line's rows too
             width = max(len(label) for label, _ in rows)
             parts: list[str | Content | tuple[str, str]] = []
             for label, text in rows:
