@@ -108,6 +108,10 @@ def test_a_wim_that_is_not_one_is_refused() -> None:
 def test_too_little_room_to_split_is_refused_naming_tmpdir() -> None:
     p = plan(fs=files(staging_free=1 * GiB))
     assert "set TMPDIR" in p.blockers[0].message
+    # read in place (one run of the ISO), the WIM needs room for its parts only
+    assert plan(fs=files(staging_free=5 * GiB)).ready
+    copied = plan(fs=files(staging_free=5 * GiB, copied_out=4 * GiB + 300 * MiB))
+    assert "set TMPDIR" in copied.blockers[0].message
 
 
 def test_bypass_needs_files_mode_and_an_image_without_its_own_answer_file() -> None:

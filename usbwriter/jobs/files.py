@@ -69,6 +69,7 @@ class FilesFacts:
     bytes: int  # every file's size added up
     sizes: tuple[int, ...] = ()  # each file's size (what they take on the stick)
     split: tuple[tuple[str, int], ...] = ()  # WIM/ESD files over the limit: path, size
+    copied_out: int = 0  # bytes of those to copy out of the image first (not in one run)
     too_large: tuple[tuple[str, int], ...] = ()  # other files over the limit
     wim_problems: tuple[str, ...] = ()  # a WIM to split that is not one (one line each)
     bad_names: tuple[str, ...] = ()  # names FAT cannot hold, or differing only in case
@@ -137,7 +138,7 @@ def look_at_files(image: ImageFacts) -> FilesFacts:
 def _facts(contents: Contents, data: ImageBytes) -> FilesFacts:
     from usbwriter.windows import grub
 
-    files = folders = total = 0
+    files = folders = total = copied_out = 0
     sizes: list[int] = []
     split: list[tuple[str, int]] = []
     too_large: list[tuple[str, int]] = []
@@ -171,6 +172,8 @@ def _facts(contents: Contents, data: ImageBytes) -> FilesFacts:
         if e.size > wim.FAT32_LIMIT:
             if wim.is_wim_name(e.name):
                 split.append((e.path, e.size))
+                if _run_of(e, 0) is None:
+                    copied_out += e.size
             else:
                 too_large.append((e.path, e.size))
     staging = tempfile.gettempdir()
@@ -187,6 +190,7 @@ def _facts(contents: Contents, data: ImageBytes) -> FilesFacts:
         bytes=total,
         sizes=tuple(sizes),
         split=tuple(split),
+        copied_out=copied_out,
         too_large=tuple(too_large),
         wim_problems=tuple(problems),
         bad_names=tuple(bad),
@@ -351,7 +355,8 @@ def check_files(
             )
         )
     if files.split:
-        stage = 2 * files.split_bytes + SPLIT_MARGIN
+        # the parts; and a copy of a WIM that wimlib cannot read in place
+        stage = files.split_bytes + files.copied_out + SPLIT_MARGIN
         if stage > files.staging_free:
             block(
                 Refused(
@@ -567,6 +572,8 @@ def _copy(
     data = image_bytes(src, cancel)
     started = time.monotonic()
     stage = tempfile.mkdtemp(prefix="usbwriter-split-", dir=facts.staging or None)
+    halt = _Either(cancel)  # the split stops on a cancel, or when this run fails
+    splitter: _Splitter | None = None
     try:
         contents = read_contents(data)
         entries = [e for e in contents.walk(contents.root)]
@@ -596,11 +603,11 @@ def _copy(
         if cancel.is_set():
             raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
         tgt.wipe_head()
+        splitter = _Splitter(data, raw_fd, wims, stage, halt, meter, plan.image.requested)
+        splitter.start()  # wimlib starts at once, beside the file system and the files
         vol = fat.FatVolume(tgt.fd, tgt.path, layout, cancel)
         vol.format(facts.label, tgt.write, stage)
         vol.mkdirs(folders)
-        splitter = _Splitter(data, raw_fd, wims, stage, cancel, meter, plan.image.requested)
-        splitter.start()
         done = _Totals()
         lock = threading.Lock()
         for e in plain:
@@ -665,6 +672,9 @@ def _copy(
             wiped = None
         return _receipt(plan, tgt, src, result, done, write_seconds, checked, unmounted, wiped)
     finally:
+        halt.set()
+        if splitter is not None:
+            splitter.stop()
         data.close()
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -714,6 +724,17 @@ class _SplitDone:
     verified: bool = False
 
 
+class _Either(threading.Event):
+    """Set when set itself or when the cancel it watches is."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        super().__init__()
+        self.cancel = cancel
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or super().is_set()
+
+
 def _run_of(entry: Entry, fd: int | None) -> tuple[int, int] | None:
     """(offset, length) when ENTRY's bytes lie in one run of an uncompressed image (FD)."""
     if fd is None or not entry.extents:
@@ -751,6 +772,12 @@ class _Splitter:
         self.thread = threading.Thread(target=self._run, name="wim-split", daemon=True)
         self.verifier: threading.Thread | None = None
         self.verify_error: BaseException | None = None
+
+    def stop(self) -> None:
+        """Wait for the split thread (its wimlib killed by then: the halt is set)."""
+        for t in (self.thread, self.verifier):
+            if t is not None and t.is_alive():
+                t.join(10)
 
     def start(self) -> None:
         if self.wims:
