@@ -177,6 +177,36 @@ async def test_check_boxes_and_radio_buttons_show_state_in_text() -> None:
             await pilot.pause()
 
 
+async def test_dialogs_show_their_own_keys() -> None:
+    """A dialog's footer names its keys (Esc cancels or closes), not the main screen's
+    (w Write under an "Erase this drive?" question would mean two things at once)."""
+    from usbwriter.tui.screens.confirm import ConfirmStop
+    from usbwriter.tui.screens.error import ErrorScreen
+    from usbwriter.tui.screens.help import HelpScreen
+
+    app = make_app(watch=None)
+    disk = DISKS[0]
+    report = REPORTS["grub-hybrid"]
+    screens: list[tuple[Screen[Any], str]] = [
+        (ConfirmWrite(disk, "/tmp/x.iso", int(report["size"]), report), "Cancel"),
+        (ConfirmStop("write", disk.path), "Keep going"),
+        (ErrorScreen("Cannot write", "why"), "Close"),
+        (HelpScreen(), "Close"),
+        (AskBackupFile(disk, "/tmp/backup.img"), "Cancel"),
+        (RestoreOptions(disk), "Cancel"),
+    ]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: bool(app.main.query_one(DriveTable).disks), "the drives")
+        for screen, key in screens:
+            await app.push_screen(screen)
+            await pilot.pause()
+            keys = footer_keys(app)
+            assert key in keys, f"{type(screen).__name__}: {sorted(keys)}"
+            assert "Write" not in keys and "Open image" not in keys, sorted(keys)
+            app.pop_screen()
+            await pilot.pause()
+
+
 def _one_result() -> ResultScreen:
     from tests.tui.test_snapshots import _receipt
 

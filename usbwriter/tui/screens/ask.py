@@ -16,6 +16,7 @@ from textual.widgets import (
     Button,
     Checkbox,
     DirectoryTree,
+    Footer,
     Input,
     Label,
     RadioSet,
@@ -104,6 +105,7 @@ class AskBackupFile(_Ask[tuple[str, bool]]):
             )
             yield TextCheckbox("Replace the file if it exists", id="backup-replace")
             yield from self.compose_buttons("Next")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def answer(self) -> tuple[str, bool]:
         path = os.path.expanduser(self.query_one("#backup-path", Input).value.strip())
@@ -140,6 +142,7 @@ class RestoreOptions(_Ask[tuple[str, str]]):
             yield Label("Label:", classes="lead", markup=False)
             yield Input(self.label, id="restore-label")
             yield from self.compose_buttons("Next")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def chosen_fs(self) -> str:
         pressed = self.query_one("#restore-fs", RadioSet).pressed_button
@@ -181,6 +184,7 @@ class FolderPicker(PathBrowser):
                 yield Button("Parent folder", id="parent")
                 yield Button("Cancel", id="cancel")
                 yield Button("Use this folder", id="use", variant="primary")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Label, Static
+from textual.widgets import Button, DirectoryTree, Footer, Label, Static
 
 from usbwriter.tui.format import is_image_name
 
@@ -78,6 +78,7 @@ class FileBrowser(PathBrowser):
             with Horizontal(id="dialog-buttons"):
                 yield Button("Parent folder", id="parent")
                 yield Button("Cancel", id="cancel", variant="primary")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Label, Static
+from textual.widgets import Button, Checkbox, Footer, Label, Static
 
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_name, verdict_of
@@ -114,6 +114,7 @@ class ConfirmDrive(ModalScreen[bool]):
                 yield Button(
                     self.BUTTON, id="confirm", variant="error" if self.DESTRUCTIVE else "success"
                 )
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -245,6 +246,7 @@ class ConfirmStop(ModalScreen[bool]):
             with Horizontal(id="dialog-buttons"):
                 yield Button("Keep going", id="keep", variant="primary")
                 yield Button("Stop", id="stop", variant="error")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Markdown
+from textual.widgets import Button, Footer, Label, Markdown
 
 HELP = """\
 **Three steps**, top to bottom:
@@ -73,6 +73,7 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll(id="help-body"):
                 yield Markdown(HELP)
             yield Button("Close", id="help-close", variant="primary")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -159,6 +159,7 @@ class ConfirmSeveral(ModalScreen[bool]):
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button(f"Erase and write {n}", id="confirm", variant="error")
+        yield Footer()  # the dialog's own keys, not the screen's below
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
