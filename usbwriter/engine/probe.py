@@ -62,7 +62,7 @@ GOOD, OTHER, ZEROS, UNCHANGED, DAMAGED, READ_ERROR, WRITE_ERROR = (
     "write-error",
 )
 SAMPLE = 8  # random blocks of a full probe (besides the powers of two)
-QUICK_SAMPLE = 8  # and of the quick one before a write
+QUICK_SAMPLE = 4  # and of the quick one before a write
 ROUND = 15  # blocks a round of the search for the real size tests
 EDGE = 64 * 1024  # of the first and the last MiB, the first and last EDGE are tested
 SPEED_BYTES = 4 * MiB  # the most a speed run reads and writes
