@@ -276,6 +276,60 @@ async def test_backup_to_an_image_file(
 
 
 @ROOT_ONLY
+async def test_a_backup_whose_verify_differs_then_quit_exits_3(
+    loop: Callable[..., str], tmp_path: Path, home: Path
+) -> None:
+    """The drive's last MiB changes as the backup's verify begins (another program wrote
+    to it, or the drive is failing): the result says it differs, and Quit exits 3, as
+    the command line does."""
+    from usbwriter.tui.services import Services
+
+    dev = loop(24 * MiB)
+    with open(dev, "r+b") as f:
+        f.write(random_file(tmp_path / "data", 24 * MiB, seed=7).read_bytes())
+    real = Services.real()
+
+    def run_backup(plan: Any, **kw: Any) -> Any:
+        shown = kw["progress"]
+        spoilt: list[bool] = []
+
+        def progress(p: Any) -> None:
+            if p.phase == "verify" and not spoilt:
+                spoilt.append(True)
+                with open(dev, "r+b") as drive:  # not exclusive: the backup holds it so
+                    drive.seek(23 * MiB)
+                    drive.write(b"changed by another program")
+                    drive.flush()
+                    os.fsync(drive.fileno())
+            shown(p)
+
+        return real.run_backup(plan, **{**kw, "progress": progress})
+
+    app = make_app(None, services=dataclasses.replace(real, run_backup=run_backup))
+    async with app.run_test(size=SIZE) as pilot:
+        await listed(pilot, app, dev)
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskBackupFile), "the file question")
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmBackup), "the confirmation")
+        await pilot.pause()
+        await pilot.click("#confirm")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ReceiptScreen | ErrorScreen), "the result", 60
+        )
+        await pilot.pause()
+        assert isinstance(app.screen, ReceiptScreen), str(
+            app.screen.query_one("#error-message").render()
+        )
+        headline = str(app.screen.query_one("#result-headline").render())
+        assert "differs" in headline, headline
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 3
+
+
+@ROOT_ONLY
 async def test_backup_of_a_mounted_drive_is_refused(
     mounted_ext4: tuple[str, Path], tmp_path: Path
 ) -> None:

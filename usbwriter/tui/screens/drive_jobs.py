@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import WorkerFailed
 
+from usbwriter.errors import outcome_exit_code
 from usbwriter.tui import rules, suggest
 from usbwriter.tui.format import drive_line, one_line
 from usbwriter.tui.messages import JobNote
@@ -249,6 +250,7 @@ class BackupScreen(ProgressScreen):
                 f"{r.verify.mismatch_offset}: the drive may be failing. Do not rely on this "
                 "image.",
                 r.to_text(),
+                exit_code=outcome_exit_code(r),
             )
         head = "✔ Backed up and verified" if r.verified else "✔ Backed up"
         extra = ""
@@ -261,6 +263,7 @@ class BackupScreen(ProgressScreen):
             not r.unreadable,
             f"{r.plan.output} holds {human_size(r.size)} read from {dev}.{extra}",
             r.to_text(),
+            exit_code=outcome_exit_code(r),
         )
 
 
@@ -313,6 +316,7 @@ class RestoreScreen(ProgressScreen):
             f"{dev} is a normal stick again: one {FS_NAMES.get(r.fs, r.fs)} partition, "
             f"label {r.label}. {after}",
             r.to_text(),
+            exit_code=outcome_exit_code(r),
         )
 
 
@@ -325,8 +329,10 @@ class ReceiptScreen(OutcomeScreen):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, headline: str, ok: bool, next_text: str, text: str) -> None:
-        super().__init__(0 if ok else 1)
+    def __init__(
+        self, headline: str, ok: bool, next_text: str, text: str, exit_code: int = 0
+    ) -> None:
+        super().__init__(exit_code)
         self.headline = headline
         self.ok = ok
         self.next_text = next_text

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
+from usbwriter.errors import outcome_exit_code
 from usbwriter.receipt import Receipt
 from usbwriter.tui.widgets.title_bar import TitleBar
 
@@ -72,8 +73,8 @@ class ResultScreen(OutcomeScreen):
     ]
 
     def __init__(self, receipt: Receipt) -> None:
-        # 0 when verified, 3 (as the command line) when the drive differs
-        super().__init__(0 if receipt.verified else 3)
+        # 0 when verified, 3 when the drive differs: the core's policy, as the command line
+        super().__init__(outcome_exit_code(receipt))
         self.outcome = receipt
         self.receipt = receipt.to_json()
 
