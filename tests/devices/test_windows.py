@@ -353,3 +353,17 @@ def test_ctrl_c_stops_within_two_seconds_and_wipes_the_head(loop: Callable[..., 
         left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
         assert left.stdout == "", pattern
     assert run(["losetup", "-j", str(iso)]).stdout == ""
+
+
+def test_several_drives_each_get_the_files(loop: Callable[..., str]) -> None:
+    iso = windows_iso("small")
+    devs = [loop(300 * MiB), loop(300 * MiB)]
+    p = usbwriter(
+        "--image", str(iso), "--device", devs[0], "--device", devs[1], "--yes", "--no-probe"
+    )
+    assert p.returncode == 0, p.stderr
+    assert "2 of 2 drives written and verified" in p.stdout + p.stderr
+    for dev in devs:
+        check_table_and_fs(dev, 300 * MiB)
+        for path in ("/bootmgr", "/sources/install.wim", "/efi/boot/bootx64.efi"):
+            assert stick_digest(dev, path) == iso_digest(iso, path), (dev, path)
