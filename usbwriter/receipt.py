@@ -197,7 +197,7 @@ class Receipt:
             rows.append(("Proof", proof_words(d)))
         if v is not None and v.mismatch_offset is not None:
             at = v.mismatch_offset
-            rows.append(("First difference", f"byte {at}, 0x{at:x}"))
+            rows.append(("First difference", f"at offset {at}, 0x{at:x}"))
             if v.explanation:
                 rows.append(("Why", v.explanation))
         return rows
