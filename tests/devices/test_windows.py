@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pycdlib
+import pytest
 
 from tests.conftest import ROOT_ONLY, MiB, fill, read_dev, run
 from tests.helpers.windows import windows_iso
+from usbwriter.errors import Refused
 
 pytestmark = ROOT_ONLY
 
@@ -367,3 +369,22 @@ def test_several_drives_each_get_the_files(loop: Callable[..., str]) -> None:
         check_table_and_fs(dev, 300 * MiB)
         for path in ("/bootmgr", "/sources/install.wim", "/efi/boot/bootx64.efi"):
             assert stick_digest(dev, path) == iso_digest(iso, path), (dev, path)
+
+
+def test_mtools_reaches_only_the_drive_held(loop: Callable[..., str]) -> None:
+    """The tools open the drive again as /dev/fd/N; another medium under the same device
+    (a new disk sequence) is refused before a tool runs."""
+    import threading
+
+    from usbwriter.windows.fat import FatVolume, layout_for
+
+    dev = loop(64 * MiB)
+    fd = os.open(dev, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
+    try:
+        vol = FatVolume(fd, dev, layout_for(64 * MiB), threading.Event())
+        vol.same_drive()  # the same drive: fine
+        vol.seq = (vol.seq or 0) + 1000  # as if another stick had been plugged in
+        with pytest.raises(Refused, match="a different drive answers under its name"):
+            vol.put("/x.txt", iter([b"x"]))
+    finally:
+        os.close(fd)

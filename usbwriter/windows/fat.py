@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from usbwriter.errors import Cancelled, DeviceFault
+from usbwriter.errors import Cancelled, DeviceFault, Refused
 
 MiB = 1 << 20
 SECTOR = 512
@@ -117,11 +117,44 @@ class FatVolume:
     """The FAT32 file system at LAYOUT.start on the drive held by FD (DEV names it)."""
 
     def __init__(self, fd: int, dev: str, layout: Layout, cancel: threading.Event) -> None:
+        from usbwriter.identity import disk_seq
+
         self.fd, self.dev, self.layout, self.cancel = fd, dev, layout, cancel
         self.spec = f"/dev/fd/{fd}@@{layout.start}"
+        self.rdev = os.fstat(fd).st_rdev
+        self.seq = disk_seq(fd)
+
+    def same_drive(self) -> None:
+        """What a tool opening /dev/fd/N reaches is the drive held: the same device
+        number and disk sequence (not another stick plugged in after this one was pulled,
+        under the same name). Checked before every tool."""
+        from usbwriter.identity import disk_seq
+
+        if self.cancel.is_set():
+            raise Cancelled(f"write to {self.dev} cancelled")
+        try:
+            fd = os.open(f"/dev/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise DeviceFault(
+                f"{self.dev}: could not be opened again ({e.strerror}); was it pulled out?",
+                path=self.dev,
+                errno=e.errno,
+            ) from None
+        try:
+            rdev, seq = os.fstat(fd).st_rdev, disk_seq(fd)
+        finally:
+            os.close(fd)
+        if rdev != self.rdev or (self.seq is not None and seq != self.seq):
+            raise Refused(
+                f"{self.dev}: a different drive answers under its name now (disk sequence "
+                f"{self.seq} -> {seq}); stopped",
+                path=self.dev,
+            )
 
     def _run(self, argv: list[str], what: str, *, pass_fd: bool = True) -> str:
-        if self.cancel.is_set():
+        if pass_fd:
+            self.same_drive()
+        elif self.cancel.is_set():
             raise Cancelled(f"write to {self.dev} cancelled")
         p = subprocess.run(
             argv,
@@ -182,6 +215,7 @@ class FatVolume:
     def put(self, path: str, chunks: Iterator[memoryview | bytes]) -> None:
         """Copy the bytes of CHUNKS into PATH (a new file) through mcopy's standard input;
         stops within a chunk of a cancel (mcopy killed by its PID)."""
+        self.same_drive()
         proc = subprocess.Popen(
             ["mcopy", "-D", "o", "-i", self.spec, "-", f"::{path}"],
             stdin=subprocess.PIPE,
@@ -217,6 +251,7 @@ class FatVolume:
 
     def get(self, path: str, sink: Callable[[bytes], None], chunk: int = 4 * MiB) -> int:
         """Read PATH from the stick's file system into SINK; the bytes read."""
+        self.same_drive()
         proc = subprocess.Popen(
             ["mcopy", "-n", "-i", self.spec, f"::{path}", "-"],
             stdin=subprocess.DEVNULL,
