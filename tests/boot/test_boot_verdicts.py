@@ -36,8 +36,10 @@ WRITE_WITH = "usbwriter"  # "usbwriter" (the project's CLI) or "dd"
 def write_to_device(image: Path, device: str) -> None:
     """Write the image to the device: the one place that chooses how."""
     if WRITE_WITH == "usbwriter":
+        # --mode raw: the verdict checked is the raw write's (a Windows installer would
+        # otherwise be copied by file)
         argv = [sys.executable, "-m", "usbwriter", "--image", str(image), "--device", device,
-                "--yes", "--force"]  # fmt: skip
+                "--yes", "--force", "--mode", "raw"]  # fmt: skip
     else:
         argv = ["dd", f"if={image}", f"of={device}", "bs=1M", "oflag=direct", "conv=fsync"]
     p = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
