@@ -11,10 +11,11 @@ import dataclasses
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import Checkbox, Static
 
 from tests.conftest import ROOT_ONLY
@@ -28,40 +29,48 @@ from usbwriter.tui.services import Services
 pytestmark = ROOT_ONLY
 
 
+@pytest.fixture
+def stick_to_mount(loop: Callable[..., str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A stick holding an ext4 file system, and the folder a desktop would mount it on
+    (the test mounts it when it wants; it is unmounted afterwards)."""
+    dev = loop(32 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    mnt = tmp_path / "media"
+    mnt.mkdir()
+    try:
+        yield dev, mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
 def text_of(confirm: ConfirmWrite, selector: str) -> str:
     return " ".join(str(confirm.query_one(selector, Static).render()).split())
 
 
 async def test_a_mount_made_after_the_listing_is_named(
-    loop: Callable[..., str], tmp_path: Path
+    stick_to_mount: tuple[str, Path], tmp_path: Path
 ) -> None:
     """A desktop automounts the stick a moment after it is listed: the table still says
     not mounted, but the confirmation names the mount the plan will undo."""
     image = small_image(tmp_path)
-    dev = loop(32 * MiB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
-    mnt = tmp_path / "media"
-    mnt.mkdir()
+    dev, mnt = stick_to_mount
     app = make_app(image)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await listed_with_image(pilot, app, dev)
-            await highlight(pilot, app, dev)
-            await pilot.press("enter")  # chosen, as listed: not mounted
-            assert not table_of(app).disks[dev].mounted
-            subprocess.run(["mount", dev, str(mnt)], check=True)
-            await pilot.press("w")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the question")
-            await pilot.pause()
-            confirm = app.screen
-            assert isinstance(confirm, ConfirmWrite)
-            said = text_of(confirm, "#confirm-mounted")
-            assert f"{dev} on {mnt}" in said and "unmounted first" in said, said
-            await pilot.click("#cancel")
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
-        assert mnt.is_mount()  # nothing was done: the answer was Cancel
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed_with_image(pilot, app, dev)
+        await highlight(pilot, app, dev)
+        await pilot.press("enter")  # chosen, as listed: not mounted
+        assert not table_of(app).disks[dev].mounted
+        subprocess.run(["mount", dev, str(mnt)], check=True)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the question")
+        await pilot.pause()
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmWrite)
+        said = text_of(confirm, "#confirm-mounted")
+        assert f"{dev} on {mnt}" in said and "unmounted first" in said, said
+        await pilot.click("#cancel")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
+    assert mnt.is_mount()  # nothing was done: the answer was Cancel
 
 
 async def test_unticking_delta_shows_the_bmap_write_that_runs(
@@ -139,40 +148,34 @@ async def test_a_slow_plan_turns_a_spinner_and_leaves_no_figure(
 
 
 async def test_mounted_while_the_question_waits_asks_again(
-    loop: Callable[..., str], tmp_path: Path
+    stick_to_mount: tuple[str, Path], tmp_path: Path
 ) -> None:
     """The stick is mounted between the plan and the yes: the write does not start
     (nothing is written), the app plans again and asks again, naming the new mount and
     saying why it asks; the second yes unmounts it and writes."""
     image = small_image(tmp_path)
     data = image.read_bytes()
-    dev = loop(32 * MiB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
-    mnt = tmp_path / "media"
-    mnt.mkdir()
+    dev, mnt = stick_to_mount
     app = make_app(image)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await listed_with_image(pilot, app, dev)
-            first = await write_one(pilot, app, dev, tick=False)
-            assert not first.query("#confirm-mounted")
-            subprocess.run(["mount", dev, str(mnt)], check=True)
-            await pilot.click("#confirm")
-            await wait_for(
-                pilot,
-                lambda: isinstance(app.screen, ConfirmWrite) and app.screen is not first,
-                "the question asked again",
-                60,
-            )
-            again = app.screen
-            assert isinstance(again, ConfirmWrite)
-            said = text_of(again, "#confirm-changed")
-            assert f"mounted since it was checked: {dev} on {mnt}" in said, said
-            assert f"{dev} on {mnt}" in text_of(again, "#confirm-mounted")
-            assert mnt.is_mount()  # nothing done yet
-            result = await finish(pilot, app)
-            assert result.receipt["verified"] is True
-        assert not mnt.is_mount()
-        assert read_device(dev, len(data)) == data
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed_with_image(pilot, app, dev)
+        first = await write_one(pilot, app, dev, tick=False)
+        assert not first.query("#confirm-mounted")
+        subprocess.run(["mount", dev, str(mnt)], check=True)
+        await pilot.click("#confirm")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ConfirmWrite) and app.screen is not first,
+            "the question asked again",
+            60,
+        )
+        again = app.screen
+        assert isinstance(again, ConfirmWrite)
+        said = text_of(again, "#confirm-changed")
+        assert f"mounted since it was checked: {dev} on {mnt}" in said, said
+        assert f"{dev} on {mnt}" in text_of(again, "#confirm-mounted")
+        assert mnt.is_mount()  # nothing done yet
+        result = await finish(pilot, app)
+        assert result.receipt["verified"] is True
+    assert not mnt.is_mount()
+    assert read_device(dev, len(data)) == data

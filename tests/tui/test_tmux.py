@@ -63,12 +63,9 @@ def test_main_screen_help_and_quit(loop: Callable[..., str], tmp_path: Path) -> 
     assert not any("Traceback" in s for s in shown.values())
 
 
-def test_write_in_a_real_terminal(loop: Callable[..., str], tmp_path: Path) -> None:
-    """Choose the loop device with the arrow keys, confirm, write, verify, read the result."""
-    image = small_image(tmp_path)
-    dev = loop(16 * MiB)
-    out = tmp_path / "screens"
-    steps = [
+def choose_and_write(dev: str) -> list[str]:
+    """Steps: choose DEV with the arrow keys, press w, answer the question with yes."""
+    return [
         "wait=" + dev,
         "sleep=1",
         "keys=d,C-Home,Enter",
@@ -79,6 +76,16 @@ def test_write_in_a_real_terminal(loop: Callable[..., str], tmp_path: Path) -> N
         "wait=Erase this drive?",
         "capture=confirm",
         "keys=Tab,Enter",
+    ]
+
+
+def test_write_in_a_real_terminal(loop: Callable[..., str], tmp_path: Path) -> None:
+    """Choose the loop device with the arrow keys, confirm, write, verify, read the result."""
+    image = small_image(tmp_path)
+    dev = loop(16 * MiB)
+    out = tmp_path / "screens"
+    steps = [
+        *choose_and_write(dev),
         "wait=Written and verified",
         "capture=result",
         "keys=q",
@@ -131,13 +138,7 @@ def test_a_failed_write_then_quit_exits_1(loop: Callable[..., str], tmp_path: Pa
     dev = loop(16 * MiB)
     out = tmp_path / "screens"
     steps = [
-        "wait=" + dev,
-        "sleep=1",
-        "keys=d,C-Home,Enter",
-        f"repeat=d,Down,Enter@▶ {dev} ",
-        "keys=w",
-        "wait=Erase this drive?",
-        "keys=Tab,Enter",
+        *choose_and_write(dev),
         "wait=Writing failed",
         "capture=failed",
         "keys=Escape",
