@@ -67,6 +67,27 @@ async def in_thread(node: DOMNode, fn: Callable[[], T], description: str) -> T:
         raise e.error from None
 
 
+async def checked_plan(
+    main: MainScreen, disk: Disk, make: Callable[[], Plan], failed: str
+) -> Plan | None:
+    """The plan MAKE returns for DISK, made in a thread worker; None, with the error
+    screen titled FAILED shown, when it cannot be made or refuses the drive (or the
+    drive is no longer the one listed)."""
+
+    def check() -> tuple[Plan, str | None]:
+        plan = make()
+        return plan, rules.plan_refusal(plan, disk)
+
+    try:
+        plan, refusal = await in_thread(main, check, f"check {disk.path}")
+    except Exception as e:
+        refusal, plan = one_line(e), None
+    if refusal is not None or plan is None:
+        main.app.push_screen(ErrorScreen(failed, refusal or "no plan"))
+        return None
+    return plan
+
+
 def _highlighted(main: MainScreen, job: str) -> Disk | None:
     disk = main.query_one(DriveTable).highlighted()
     why = rules.drive_job_refusal(is_root=main.is_root, disk=disk, job=job)
@@ -124,19 +145,15 @@ async def _restore_flow(main: MainScreen, disk: Disk) -> None:
     if answer is None:
         return
     fs, label = answer
-
-    def check() -> tuple[Plan, str | None]:
-        # Mounted file systems are unmounted (after the confirmation, which names
-        # them) when the job runs, as for a write.
-        plan = services.plan_restore(disk.path, unmount=True)
-        return plan, rules.plan_refusal(plan, disk)
-
-    try:
-        plan, refusal = await in_thread(main, check, f"check {disk.path}")
-    except Exception as e:
-        refusal, plan = one_line(e), None
-    if refusal is not None or plan is None:
-        app.push_screen(ErrorScreen("Cannot restore this drive", refusal or "no plan"))
+    # Mounted file systems are unmounted (after the confirmation, which names them)
+    # when the job runs, as for a write.
+    plan = await checked_plan(
+        main,
+        disk,
+        lambda: services.plan_restore(disk.path, unmount=True),
+        "Cannot restore this drive",
+    )
+    if plan is None:
         return
     if await app.push_screen_wait(ConfirmRestore(disk, fs, label, plan)):
         main.relist_on_resume = True

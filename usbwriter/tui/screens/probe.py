@@ -17,10 +17,9 @@ from textual.content import Content
 from textual.screen import Screen
 
 from usbwriter.tui import rules
-from usbwriter.tui.format import drive_line, one_line
+from usbwriter.tui.format import drive_line
 from usbwriter.tui.messages import JobNote
-from usbwriter.tui.screens.drive_jobs import ReceiptScreen, in_thread
-from usbwriter.tui.screens.error import ErrorScreen
+from usbwriter.tui.screens.drive_jobs import ReceiptScreen, checked_plan
 from usbwriter.tui.screens.progress import Job, ProgressScreen
 from usbwriter.tui.widgets.drive_table import DriveTable
 
@@ -44,20 +43,12 @@ def start_probe(main: MainScreen) -> None:
 
 
 async def _probe_flow(main: MainScreen, disk: Disk) -> None:
-    app, services = main.app, main.services
-
-    def check() -> tuple[Plan, str | None]:
-        plan = services.plan_probe(disk.path)
-        return plan, rules.plan_refusal(plan, disk)
-
-    try:
-        plan, refusal = await in_thread(main, check, f"check {disk.path}")
-    except Exception as e:
-        refusal, plan = one_line(e), None
-    if refusal is not None or plan is None:
-        app.push_screen(ErrorScreen("Cannot test this drive", refusal or "no plan"))
-        return
-    app.push_screen(ProbeScreen(services, disk, plan))
+    services = main.services
+    plan = await checked_plan(
+        main, disk, lambda: services.plan_probe(disk.path), "Cannot test this drive"
+    )
+    if plan is not None:
+        main.app.push_screen(ProbeScreen(services, disk, plan))
 
 
 class ProbeScreen(ProgressScreen):
