@@ -15,9 +15,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from usbwriter.errors import UsbWriterError
-from usbwriter.jobs.decide import decide
+from usbwriter.jobs.decide import decide, wants_files
 from usbwriter.jobs.facts import check_checksum, look
-from usbwriter.jobs.files import look_at_files, wants_files
 from usbwriter.jobs.model import (
     Blocker,
     BootFacts,
@@ -55,7 +54,11 @@ def plan(
         request = replace(request, delta=suggested)
     else:
         bmap = look_at_bmap(request, image)
-    files = look_at_files(image) if wants_files(request, image, boot) else None
+    files = None
+    if wants_files(request, image, boot):
+        from usbwriter.jobs.files import look_at_files
+
+        files = look_at_files(image)
     first = decide(request, image, target, boot, bmap=bmap, files=files)
     first = replace(first, delta_suggested=suggested, bmap_seen=bmap)
     if first.hard_blocked or image.kind != "file":

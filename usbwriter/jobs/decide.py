@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Protocol
 from usbwriter.devices import DEV
 from usbwriter.errors import BadInput, Refused, UsbWriterError
 from usbwriter.identity import Identity
-from usbwriter.jobs.files import check_files, choose_mode
 from usbwriter.jobs.model import (
     Blocker,
     BootFacts,
@@ -54,7 +53,10 @@ def decide(
     identity = _identity(target) if target_ok else None
     mode, mode_reason = choose_mode(request, boot)
     if image_ok and target_ok:
-        check_files(request, mode, image, target, boot, files, block)
+        if mode == "files" or request.windows_bypass:
+            from usbwriter.jobs.files import check_files  # (loaded for a file copy only)
+
+            check_files(request, mode, image, target, boot, files, block)
         shared = image.footprint & target.footprint
         if shared:
             block(_overlap(image, target, shared))
@@ -108,6 +110,27 @@ def decide(
         mode_reason=mode_reason,
         files=files if mode == "files" else None,
     )
+
+
+def choose_mode(request: Request, boot: BootFacts | None) -> tuple[str, str]:
+    """("raw" or "files", why)."""
+    mode = getattr(request, "mode", "auto")
+    if mode == "raw":
+        return "raw", "--mode raw: the image's bytes are written as they are"
+    if mode == "files":
+        return "files", "--mode files: the ISO's files are copied onto a FAT32 partition"
+    if boot is not None and boot.windows_installer:
+        return "files", (
+            "a Windows installer image: written raw it would boot nowhere, so its files are "
+            "copied onto a FAT32 partition (--mode raw writes it raw anyway)"
+        )
+    return "raw", ""
+
+
+def wants_files(request: Request, image: ImageFacts, boot: BootFacts | None) -> bool:
+    """Whether the plan copies files, so the ISO's directory is to be read."""
+    readable = image.error is None and image.kind == "file"
+    return readable and choose_mode(request, boot)[0] == "files"
 
 
 def _check_bmap(

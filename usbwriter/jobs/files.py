@@ -8,7 +8,7 @@ usbwriter.iso.contents; nothing is mounted), splits a WIM over the limit into
 install.swm, install2.swm... with wimlib, installs GRUB for BIOS to chain /bootmgr, and
 reads every file back from the stick's file system.
 
-*plan*: ``look_at_files`` reads the ISO's directory (the facts); ``choose_mode`` and
+*plan*: ``look_at_files`` reads the ISO's directory (the facts); ``decide.choose_mode`` and
 ``check_files`` decide, purely. *run*: ``copy_files`` on the job's held descriptor.
 """
 
@@ -251,27 +251,6 @@ def _chunks(data: ImageBytes, entry: Entry, size: int = CHUNK) -> Iterator[bytes
 
 
 # --- the decisions (pure) ---------------------------------------------------------------
-
-
-def choose_mode(request: Request, boot: BootFacts | None) -> tuple[str, str]:
-    """("raw" or "files", why)."""
-    mode = getattr(request, "mode", "auto")
-    if mode == "raw":
-        return "raw", "--mode raw: the image's bytes are written as they are"
-    if mode == "files":
-        return "files", "--mode files: the ISO's files are copied onto a FAT32 partition"
-    if boot is not None and boot.windows_installer:
-        return "files", (
-            "a Windows installer image: written raw it would boot nowhere, so its files are "
-            "copied onto a FAT32 partition (--mode raw writes it raw anyway)"
-        )
-    return "raw", ""
-
-
-def wants_files(request: Request, image: ImageFacts, boot: BootFacts | None) -> bool:
-    """Whether the plan copies files, so the ISO's directory is to be read."""
-    readable = image.error is None and image.kind == "file"
-    return readable and choose_mode(request, boot)[0] == "files"
 
 
 def check_files(
