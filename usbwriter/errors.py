@@ -178,6 +178,8 @@ def outcome_exit_code(outcome: object) -> int:
     code = getattr(outcome, "exit_code", None)
     if isinstance(code, int):  # a drive of several: its error's, or its receipt's
         return code
+    if getattr(outcome, "genuine", None) is False:  # a probe: the drive is not genuine
+        return EXIT_MISMATCH
     if hasattr(outcome, "verify"):  # a receipt: read back or not
         verify = outcome.verify
         failed = verify is not None and getattr(verify, "verified", True) is False

@@ -66,3 +66,28 @@ async def test_a_read_only_drive_is_refused_as_a_write_refuses_it(
         assert isinstance(screen, ErrorScreen)
         words = str(screen.query_one("#error-message").render())
     assert "read-only" in words
+
+
+async def test_a_write_confirmation_shows_the_drive_s_test(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """Tested with p, then chosen for a write: the question shows what the test found."""
+    from tests.tui.helpers import small_image
+    from usbwriter.tui.screens.confirm import ConfirmWrite
+
+    dev = loop(32 * MiB)
+    app = make_app(small_image(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: dev in table_of(app).rows_by_key(), f"{dev} listed")
+        await wait_for(pilot, lambda: app.main.image_size is not None, "the image")
+        await highlight(pilot, app, dev)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReceiptScreen), "the verdict", 60)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
+        await highlight(pilot, app, dev)
+        await pilot.press("enter", "w")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmWrite), "the question", 60)
+        await pilot.pause()
+        said = str(app.screen.query_one("#confirm-probe").render())
+    assert "Tested: " in said and "genuine, 32.0 MiB usable" in said, said

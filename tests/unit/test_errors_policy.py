@@ -34,6 +34,11 @@ class _Drive:
     exit_code: int
 
 
+@dataclass
+class _Probe:
+    genuine: bool
+
+
 @pytest.mark.parametrize(
     ("outcome", "code"),
     [
@@ -47,6 +52,8 @@ class _Drive:
         (_Verify(False), EXIT_MISMATCH),  # the verify command's own result
         ([_Drive(0), _Drive(3), _Drive(1)], EXIT_MISMATCH),  # several: the highest
         ([], EXIT_OK),
+        (_Probe(False), EXIT_MISMATCH),  # a drive that is not what it says
+        (_Probe(True), EXIT_OK),
     ],
 )
 def test_one_policy(outcome: object, code: int) -> None:

@@ -10,7 +10,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from usbwriter.cli.output import cancel_on_signals, confirm, emit, interactive, say, tell
-from usbwriter.errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, Cancelled, Refused
+from usbwriter.errors import (
+    EXIT_FAILED,
+    Cancelled,
+    Refused,
+    outcome_exit_code,
+)
 
 if TYPE_CHECKING:
     import threading
@@ -79,7 +84,7 @@ def run(ns: argparse.Namespace) -> int:
             f"back as they were (first at byte {result.restore_failures[0]})"
         )
         return EXIT_FAILED
-    return EXIT_OK if result.genuine else EXIT_MISMATCH
+    return outcome_exit_code(result)  # 3 for a drive that is not genuine
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.engine.probe import ProbeResult
     from usbwriter.jobs import Plan
 
 
@@ -145,8 +146,10 @@ class ConfirmWrite(ConfirmDrive):
         plan: Plan | None = None,
         with_delta: Callable[[Plan, bool], Plan] | None = None,
         changed: str | None = None,
+        probed: ProbeResult | None = None,
     ) -> None:
         super().__init__(disk)
+        self.probed = probed  # the drive's test (p), if it was tested
         self.changed = changed  # what changed since the person last said yes
         self.image = image
         self.image_size = image_size
@@ -190,6 +193,15 @@ class ConfirmWrite(ConfirmDrive):
                     ". What is shown here is the plan made anew.",
                 ),
                 id="confirm-changed",
+                markup=False,
+            )
+        if self.probed is not None:
+            r = self.probed
+            yield Static(
+                Content.assemble(
+                    ("Tested: ", "bold" if r.genuine else "bold $text-warning"), r.describe()
+                ),
+                id="confirm-probe",
                 markup=False,
             )
         if not will_boot(self.report):

@@ -35,6 +35,7 @@ from usbwriter.units import human_size
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.engine.probe import ProbeResult
     from usbwriter.tui.services import Services
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class MainScreen(Screen[None]):
         self.cursor_blink = cursor_blink
         self.image: str | None = None
         self.image_words = ""  # the image as the summary names it
+        # drives tested with p (by path, serial and size): their verdict, shown when the
+        # same drive is confirmed for a write
+        self.probed: dict[tuple[str, str, int], ProbeResult] = {}
         self.image_size: int | None = None
         self.report: Mapping[str, Any] | None = None
         self.image_error: str | None = None
@@ -466,6 +470,7 @@ class MainScreen(Screen[None]):
     def on_target_checked(self, message: TargetChecked) -> None:
         from usbwriter.tui.screens.confirm import ConfirmWrite
         from usbwriter.tui.screens.error import ErrorScreen
+        from usbwriter.tui.screens.probe import probe_key
         from usbwriter.tui.screens.progress import Job, ProgressScreen
 
         self.checking(False)
@@ -489,6 +494,7 @@ class MainScreen(Screen[None]):
             plan=message.plan,
             with_delta=self.services.with_delta,
             changed=message.changed,
+            probed=self.probed.get(probe_key(disk)),
         )
 
         def confirmed(yes: bool | None) -> None:

@@ -1,4 +1,4 @@
-"""Test this drive: is it what it says it is? (``t`` on the main screen.)
+"""Test this drive: is it what it says it is? (``p`` on the main screen.)
 
 The flow of ``usbwriter probe``: the write's checks of the drive (a refusal is a
 one-line modal), then the probe on the progress screen, then its verdict: genuine, or
@@ -10,12 +10,13 @@ when it is stopped). The core does the work: ``usbwriter.jobs.probe``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from textual.app import App
 from textual.content import Content
 from textual.screen import Screen
 
+from usbwriter.errors import outcome_exit_code
 from usbwriter.tui import rules
 from usbwriter.tui.format import drive_line
 from usbwriter.tui.messages import JobNote
@@ -25,6 +26,7 @@ from usbwriter.tui.widgets.drive_table import DriveTable
 
 if TYPE_CHECKING:
     from usbwriter.devices import Disk
+    from usbwriter.engine.probe import ProbeResult
     from usbwriter.jobs import Plan
     from usbwriter.progress import ProgressCallback
     from usbwriter.tui.screens.main import MainScreen
@@ -72,16 +74,16 @@ class ProbeScreen(ProgressScreen):
             "\nfor fake capacity and dropped writes; every block written is put back",
         )
 
-    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> Mapping[str, Any]:
+    def execute(self, progress: ProgressCallback, cancel: threading.Event) -> ProbeResult:
         assert self.job.plan is not None
-        result = self.services.run_probe(
+        return self.services.run_probe(
             self.job.plan, cancel=cancel, notify=lambda text: self.post_message(JobNote(text))
         )
-        return {"result": result}
 
-    def result_screen(self, receipt: Mapping[str, Any]) -> Screen[None]:
-        r = receipt["result"]
+    def result_screen(self, outcome: Any) -> Screen[None]:
+        r: ProbeResult = outcome
         dev = self.job.disk.path
+        remember_probe(self.app, self.job.disk, r)
         if r.genuine:
             head = f"✔ Genuine: {r.describe().removeprefix('genuine, ')}"
             next_text = f"{dev} holds what it says. It is safe to write."
@@ -93,4 +95,23 @@ class ProbeScreen(ProgressScreen):
             )
         if r.restored is False:
             next_text += " Some blocks could not be put back as they were."
-        return ReceiptScreen(head, r.genuine and r.restored is not False, next_text, r.to_text(dev))
+        return ReceiptScreen(
+            head,
+            r.genuine and r.restored is not False,
+            next_text,
+            r.to_text(dev),
+            exit_code=outcome_exit_code(r),
+        )
+
+
+def probe_key(disk: Disk) -> tuple[str, str, int]:
+    """A drive as far as a test of it is remembered: its path, serial and size."""
+    return (disk.path, disk.serial, disk.size)
+
+
+def remember_probe(app: App[Any], disk: Disk, result: ProbeResult) -> None:
+    """Keep the test's verdict, shown in a write's confirmation of the same drive."""
+    main = app.screen_stack[0]
+    probed: dict[tuple[str, str, int], ProbeResult] | None = getattr(main, "probed", None)
+    if probed is not None:
+        probed[probe_key(disk)] = result
