@@ -179,3 +179,23 @@ async def test_mounted_while_the_question_waits_asks_again(
         assert result.receipt["verified"] is True
     assert not mnt.is_mount()
     assert read_device(dev, len(data)) == data
+
+
+async def test_a_windows_installer_confirmation_says_what_the_stick_gets(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """The plan chose file-copy mode: the question says so and why, and what the stick
+    will hold (the FAT32 partition, the files, how it boots)."""
+    from tests.helpers.windows import windows_iso
+
+    image = windows_iso("small")
+    dev = loop(256 * MiB)
+    app = make_app(image)
+    async with app.run_test(size=SIZE) as pilot:
+        await listed_with_image(pilot, app, dev)
+        confirm = await write_one(pilot, app, dev, tick=False)
+        notes = text_of(confirm, "#confirm-notes")
+        await pilot.click("#cancel")
+    assert "Mode: file copy: a Windows installer image" in notes, notes
+    assert "one active FAT32 partition" in notes and "UEFI: boots from" in notes, notes
+    assert "BIOS: GRUB chains bootmgr" in notes, notes

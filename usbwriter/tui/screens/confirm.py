@@ -179,6 +179,10 @@ class ConfirmWrite(ConfirmDrive):
         if plan is None:
             return ""
         lines = []
+        if plan.mode == "files":  # what the stick will be: its layout, the split, the boot
+            from usbwriter.jobs.files import files_summary
+
+            lines += [line.strip() for line in files_summary(plan)]
         if plan.checksum is not None:
             lines.append(f"Checksum: {plan.checksum.describe()}")
         lines += [f"• {w.message}" for w in plan.warnings if w.code not in self.SHOWN_APART]
