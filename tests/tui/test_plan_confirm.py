@@ -8,6 +8,7 @@ plan that will run (here a bmap write) and nothing is planned after the yes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import subprocess
 import threading
@@ -195,7 +196,18 @@ async def test_a_windows_installer_confirmation_says_what_the_stick_gets(
         await listed_with_image(pilot, app, dev)
         confirm = await write_one(pilot, app, dev, tick=False)
         notes = text_of(confirm, "#confirm-notes")
-        await pilot.click("#cancel")
+        assert not confirm.query("#delta")  # a file copy: no delta write
+        confirm.query_one("#bypass-tpm").scroll_visible(animate=False)
+        await pilot.pause()
+        await pilot.click("#bypass-tpm")
+        await pilot.pause()
+        ticked = text_of(confirm, "#confirm-notes")
+        assert confirm.plan is not None and confirm.plan.request.windows_bypass == ("tpm",)
+        result = await finish(pilot, app)
+        receipt = result.receipt
     assert "Mode: file copy: a Windows installer image" in notes, notes
     assert "one active FAT32 partition" in notes and "UEFI: boots from" in notes, notes
     assert "BIOS: GRUB chains bootmgr" in notes, notes
+    assert "TPM" not in notes and "TPM 2.0 check bypassed" in ticked, ticked
+    assert receipt["verified"] is True
+    assert "autounattend.xml" in json.dumps(receipt["files"]), receipt["files"]

@@ -80,13 +80,30 @@ def plan(
 
 
 def with_delta(plan: Plan, delta: bool) -> Plan:
-    """PLAN with "write only what changed" chosen the other way (in a confirmation):
-    decided again from the facts the plan holds, nothing read again. What runs is the
-    plan returned, shown to the person before they say yes."""
-    if bool(plan.request.delta) == delta:
+    """PLAN with "write only what changed" chosen the other way (in a confirmation)."""
+    return with_choices(plan, delta=delta)
+
+
+def with_bypass(plan: Plan, windows_bypass: tuple[str, ...]) -> Plan:
+    """PLAN with other Windows 11 bypasses chosen (in a confirmation)."""
+    return with_choices(plan, windows_bypass=windows_bypass)
+
+
+def with_choices(
+    plan: Plan, *, delta: bool | None = None, windows_bypass: tuple[str, ...] | None = None
+) -> Plan:
+    """PLAN with what a person chose in the confirmation: decided again from the facts
+    the plan holds, nothing read again. What runs is the plan returned, shown to the
+    person before they say yes."""
+    request = plan.request
+    if delta is not None and bool(request.delta) != delta:
+        request = replace(request, delta=delta)
+    if windows_bypass is not None and request.windows_bypass != windows_bypass:
+        request = replace(request, windows_bypass=windows_bypass)
+    if request is plan.request:
         return plan
     again = decide(
-        replace(plan.request, delta=delta),
+        request,
         plan.image,
         plan.target,
         plan.boot,
@@ -133,5 +150,7 @@ __all__ = [
     "plan",
     "run",
     "verify_only",
+    "with_bypass",
+    "with_choices",
     "with_delta",
 ]

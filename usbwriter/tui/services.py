@@ -204,6 +204,12 @@ def _with_delta(plan: Plan, delta: bool) -> Plan:
     return with_delta(plan, delta)
 
 
+def _with_bypass(plan: Plan, windows_bypass: tuple[str, ...]) -> Plan:
+    from usbwriter.jobs import with_bypass
+
+    return with_bypass(plan, windows_bypass)
+
+
 @dataclass(frozen=True)
 class Services:
     """What the app needs from the core; every call may block (run it in a worker)."""
@@ -230,6 +236,8 @@ class Services:
     # The plan with "write only what changed" chosen the other way (no I/O: a confirmation
     # shows the plan that will run).
     with_delta: Callable[[Plan, bool], Plan] = _with_delta
+    # ... and with other Windows 11 bypasses ticked (a file copy of a Windows installer)
+    with_bypass: Callable[[Plan, tuple[str, ...]], Plan] = _with_bypass
 
     @classmethod
     def real(cls) -> Services:

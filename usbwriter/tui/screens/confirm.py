@@ -145,6 +145,7 @@ class ConfirmWrite(ConfirmDrive):
         delta: bool = False,
         plan: Plan | None = None,
         with_delta: Callable[[Plan, bool], Plan] | None = None,
+        with_bypass: Callable[[Plan, tuple[str, ...]], Plan] | None = None,
         changed: str | None = None,
         probed: ProbeResult | None = None,
     ) -> None:
@@ -154,9 +155,9 @@ class ConfirmWrite(ConfirmDrive):
         self.image = image
         self.image_size = image_size
         self.report = report
-        self.first = plan
         self.plan = plan  # the plan the person is shown, and that runs if they say yes
         self.with_delta = with_delta
+        self.with_bypass = with_bypass
         self.suggested = plan.delta_suggested if plan is not None else delta
         self.delta = bool(plan.request.delta) if plan is not None else delta
 
@@ -214,20 +215,44 @@ class ConfirmWrite(ConfirmDrive):
         yield Static(notes, id="confirm-notes", markup=False, classes="" if notes else "-empty")
 
     def compose_options(self) -> ComposeResult:
+        if self.plan is not None and self.plan.mode == "files":
+            yield from self.compose_bypass()
+            return
         yield TextCheckbox(self.DELTA, self.delta, id="delta")
         hint = "Reads the drive first, writes only the MiB blocks that differ."
         if self.suggested:
             hint += " Suggested: the drive seems to hold an image of this size."
         yield Static(hint, id="delta-hint", markup=False)
 
+    def compose_bypass(self) -> ComposeResult:
+        """A Windows installer's files are copied: Windows 11's checks that an answer
+        file on the stick can skip, as Rufus offers them (--windows-bypass)."""
+        from usbwriter.windows.unattend import CHOICES, WORDS
+
+        assert self.plan is not None
+        yield Static("Windows 11 options (an autounattend.xml is added):", markup=False)
+        chosen = self.plan.request.windows_bypass
+        for name in CHOICES:
+            words = WORDS[name][0].upper() + WORDS[name][1:]
+            yield TextCheckbox(words, name in chosen, id=f"bypass-{name}")
+
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
-        self.delta = event.value
-        if self.first is not None and self.with_delta is not None:
-            self.plan = self.with_delta(self.first, event.value)
-            notes = self.query_one("#confirm-notes", Static)
-            notes.update(self.notes())
-            notes.set_class(not self.notes(), "-empty")
+        if self.plan is None:
+            self.delta = event.value
+            return
+        if event.checkbox.id == "delta" and self.with_delta is not None:
+            self.delta = event.value
+            self.plan = self.with_delta(self.plan, event.value)
+        elif self.with_bypass is not None:
+            from usbwriter.windows.unattend import CHOICES
+
+            ticked = {name for name in CHOICES if self.query_one(f"#bypass-{name}", Checkbox).value}
+            chosen = tuple(name for name in CHOICES if name in ticked)
+            self.plan = self.with_bypass(self.plan, chosen)
+        notes = self.query_one("#confirm-notes", Static)
+        notes.update(self.notes())
+        notes.set_class(not self.notes(), "-empty")
 
 
 class ConfirmStop(ModalScreen[bool]):

@@ -493,6 +493,7 @@ class MainScreen(Screen[None]):
             self.report,
             plan=message.plan,
             with_delta=self.services.with_delta,
+            with_bypass=self.services.with_bypass,
             changed=message.changed,
             probed=self.probed.get(probe_key(disk)),
         )
