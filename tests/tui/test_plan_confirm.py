@@ -197,6 +197,7 @@ async def test_a_windows_installer_confirmation_says_what_the_stick_gets(
         confirm = await write_one(pilot, app, dev, tick=False)
         notes = text_of(confirm, "#confirm-notes")
         assert not confirm.query("#delta")  # a file copy: no delta write
+        assert not confirm.query("#confirm-warning")  # the raw write's "will NOT boot"
         confirm.query_one("#bypass-tpm").scroll_visible(animate=False)
         await pilot.pause()
         await pilot.click("#bypass-tpm")

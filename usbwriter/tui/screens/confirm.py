@@ -209,7 +209,8 @@ class ConfirmWrite(ConfirmDrive):
                 id="confirm-probe",
                 markup=False,
             )
-        if not will_boot(self.report):
+        copies_files = self.plan is not None and self.plan.mode == "files"
+        if not will_boot(self.report) and not copies_files:  # (a raw write's verdict)
             yield Static(not_bootable(self.report), id="confirm-warning", markup=False)
         notes = self.notes()
         yield Static(notes, id="confirm-notes", markup=False, classes="" if notes else "-empty")
