@@ -1,0 +1,55 @@
+"""A file copy keeps the drive busy while it copies: what mtools writes through the page
+cache is sent to the drive as it is written, not left for the kernel's flusher (which
+waits for gigabytes of dirty pages or 30 seconds) and the final sync."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT_ONLY, MiB
+from tests.helpers.windows import windows_iso
+from usbwriter.engine.target import Target
+from usbwriter.jobs import plan, run
+from usbwriter.jobs.model import Request
+
+pytestmark = ROOT_ONLY
+
+
+def written_bytes(dev: str) -> int:
+    """Bytes the block layer has completed writing to DEV (its sectors-written count)."""
+    fields = Path(f"/sys/block/{Path(dev).name}/stat").read_text().split()
+    return int(fields[6]) * 512
+
+
+def test_files_reach_the_drive_before_the_final_sync(
+    loop: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iso = windows_iso("small")
+    dev = loop(300 * MiB)
+    before = written_bytes(dev)
+    at_first_sync: list[int] = []
+    real_sync = Target.sync
+    lock = threading.Lock()
+
+    def sync(self: Any) -> None:
+        with lock:
+            if not at_first_sync:
+                at_first_sync.append(written_bytes(dev) - before)
+        real_sync(self)
+
+    monkeypatch.setattr(Target, "sync", sync)
+    p = plan(Request(image=str(iso), device=dev, force=True, probe=False, mode="files"))
+    p.raise_if_blocked()
+    receipt = run(p)
+    assert receipt.verified
+    assert receipt.files is not None
+    copied = receipt.files.bytes_copied
+    assert copied > 10 * MiB
+    # the head's wipe (1 MiB) is the only write before the copy; most of the files' bytes
+    # are on the drive when the copy's final sync begins
+    assert at_first_sync[0] >= copied // 2, (at_first_sync[0], copied)
