@@ -112,7 +112,7 @@ def test_small_terminals_show_drives_and_the_keys(
     for _ in range(3):
         loop(16 * MiB)
     out = tmp_path / "screens"
-    steps = ["wait=/dev/loop", "sleep=2", "capture=main", "keys=C-q", "wait=[usbwriter exited"]
+    steps = ["wait=loop: ", "sleep=2", "capture=main", "keys=C-q", "wait=[usbwriter exited"]
     p = smoke(out, *steps, args=[str(image), "--all"], size=size)
     shown = screens(out)
     assert p.returncode == 0, p.stderr + shown.get("timeout", "")
