@@ -167,3 +167,22 @@ def efi_loaders(r: ImageReader, offset: int, size: int) -> tuple[tuple[EfiLoader
             while len(_cache) > _CACHE_SIZE:
                 _cache.popitem(last=False)
     return result
+
+
+def has_file(r: ImageReader, offset: int, path: str) -> bool | None:
+    """Whether PATH ("/bootmgr") is a file in the FAT at offset (FAT names match without
+    regard to case); None when it could not be read (no mtools, a damaged FAT)."""
+    if shutil.which("mdir") is None:
+        return None
+    want = "::/" + path.strip("/")
+    if want == "::/" or any(c in path for c in "\0\n*?"):
+        return False
+    try:
+        p = _run(["mdir", "-i", f"{r.tool_path}@@{offset}", "-b", want])
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    err = p.stderr.decode("utf-8", "replace")
+    if p.returncode != 0:
+        return False if "not found" in err else None
+    lines = p.stdout.decode("utf-8", "replace").splitlines()[:MAX_LISTING_LINES]
+    return any(line.strip().casefold() == want.casefold() for line in lines)

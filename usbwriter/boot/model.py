@@ -132,6 +132,21 @@ class Mbr:
 
 
 @dataclass(frozen=True)
+class GrubCore:
+    """GRUB's core image that the MBR's boot code loads, and what its built-in
+    configuration chains (file-copy sticks: ntldr /bootmgr)."""
+
+    offset: int  # bytes into the image
+    config: str | None  # the built-in configuration (None: none, or not readable)
+    prefix: str | None  # where GRUB looks for its modules and grub.cfg
+    command: str | None  # the command that chains another loader: ntldr, chainloader
+    chains: str | None  # what it chains: "/bootmgr", "+1"
+    found: bool | None  # the chained file is on a FAT partition (None: not checked)
+    found_on: str | None  # "MBR partition 1 (type 0x0c)"
+    problem: str | None  # why the configuration, or the chained file, could not be read
+
+
+@dataclass(frozen=True)
 class GptPartition:
     index: int
     type_guid: str
@@ -261,6 +276,7 @@ class BootReport:
     board: BoardSigns | None = None
     compression: Compression | None = None
     not_read: tuple[str, ...] = ()  # what lies past the part of a compressed image read
+    grub: GrubCore | None = None  # GRUB's core image the MBR loads, when read
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict; its "boot" key holds "bios", "uefi" and "reasons"."""

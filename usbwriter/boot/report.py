@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
-from usbwriter.boot import fat, iso9660
+from usbwriter.boot import fat, grub, iso9660
 from usbwriter.boot.boards import read_boards
 from usbwriter.boot.compressed import DECOMPRESS_LIMIT, decompressed
 from usbwriter.boot.eltorito import catalog_lba, read_eltorito
@@ -46,6 +46,7 @@ from usbwriter.boot.model import (
     EfiVolume,
     ElTorito,
     Gpt,
+    GrubCore,
     IsoMd5,
     IsoVolume,
     Mbr,
@@ -226,6 +227,7 @@ def _inspect(
     board = None if is_iso else read_boards(r, mbr, gpt)
 
     windows, evidence = _windows_installer(iso, tree, mbr)
+    grub_core = _grub_core(r, mbr, table_problem)
     facts = Facts(
         mbr=mbr,
         gpt=gpt,
@@ -245,6 +247,7 @@ def _inspect(
         ),
         iso=is_iso,
         board=board,
+        grub=grub_core,
     )
     verdict = decide(facts)
     image_kind, for_hardware, _ = classify(facts, verdict.bios, verdict.uefi)
@@ -269,7 +272,54 @@ def _inspect(
         board=board,
         compression=compression,
         not_read=tuple(not_read),
+        grub=grub_core,
     )
+
+
+def _grub_core(r: ImageReader, mbr: Mbr | None, table_problem: str | None) -> GrubCore | None:
+    """GRUB's core image that the MBR's boot.img loads, its built-in configuration and,
+    when that chains a file, whether the file is on one of the MBR's FAT partitions
+    (the active one first). None when the MBR holds no GRUB or its core is not there."""
+    if mbr is None or mbr.loader != "grub2" or not mbr.loader_target_ok:
+        return None
+    at = mbr.loader_target
+    if at is None:
+        return None
+    starts = [p.start_lba * 512 for p in mbr.partitions if p.start_lba * 512 > at]
+    n = min([grub.MAX_CORE, *(s - at for s in starts)])
+    if not r.known(at, n):
+        return None
+    try:
+        core = grub.read_core(r.read(at, n))
+        target = grub.chain_target(core.config) if core.config else None
+    except Exception as e:  # never let a hostile core image stop the report
+        log.debug("GRUB core image at %d: %s", at, e)
+        return GrubCore(at, None, None, None, None, None, None, "GRUB's core image is damaged")
+    command, chains = target if target else (None, None)
+    found = found_on = None
+    problem = core.problem
+    if chains is not None and chains.startswith("/") and not table_problem:
+        parts = sorted(mbr.partitions, key=lambda p: not p.bootable)
+        for p in parts[:4]:
+            off = p.start_lba * 512
+            if p.type in (0, 0xEE) or p.type in EXTENDED_TYPES or not r.known(off, 512):
+                continue
+            size = fat.fat_region(r, off)
+            if size is None:
+                continue
+            if not r.known(off, size):  # files past the part decompressed were not seen
+                found, problem = None, f"MBR partition {p.index} was not read to its end"
+                break
+            has = fat.has_file(r, off, chains)
+            if has:
+                found, found_on = True, f"MBR partition {p.index} (type 0x{p.type:02x})"
+                break
+            if has is None:
+                problem = f"MBR partition {p.index}'s FAT file system could not be read"
+                found = None
+                break
+            found = False
+    return GrubCore(at, core.config, core.prefix, command, chains, found, found_on, problem)
 
 
 def _unrecognised(r: ImageReader, compression: Compression | None = None) -> str:

@@ -13,6 +13,9 @@ UEFI_WORDS = {
 NOT_READ_HEAD = "Not read without decompressing everything"
 
 
+MAX_CONFIG_LINES = 20
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "size unknown"
@@ -181,6 +184,27 @@ def render_text(report: BootReport) -> str:
                 f"  {p.index}. type 0x{p.type:02x} {p.type_name}{active}: start sector "
                 f"{p.start_lba:,}, {p.sectors:,} sector{plural} ({_size(p.sectors * 512)})"
             )
+
+    gr = report.grub
+    if gr is not None:
+        add("")
+        add("GRUB core image")
+        if gr.chains is not None:
+            where = {True: f"found on {gr.found_on}", False: "not found", None: "not checked"}
+            add(f"  {'Chains:':13} {gr.chains} ({gr.command}): {where[gr.found]}")
+        if gr.prefix:
+            add(f"  {'Prefix:':13} {gr.prefix}")
+        if gr.problem:
+            add(f"  {'Problem:':13} {gr.problem}")
+        if gr.config is not None:
+            lines = [x for x in gr.config.splitlines() if x.strip()]
+            add(f"  {'Config:':13} {len(lines)} line{'' if len(lines) == 1 else 's'} built in")
+            for line in lines[:MAX_CONFIG_LINES]:
+                add("    " + "".join(c if c.isprintable() else "?" for c in line[:120]))
+            if len(lines) > MAX_CONFIG_LINES:
+                add(f"    ... {len(lines) - MAX_CONFIG_LINES} more")
+        elif gr.problem is None:
+            add(f"  {'Config:':13} none built in")
 
     if report.gpt is not None:
         g = report.gpt

@@ -28,6 +28,7 @@ from usbwriter.boot.model import (
     EfiVolume,
     ElTorito,
     Gpt,
+    GrubCore,
     Mbr,
     MbrPartition,
     UefiVerdict,
@@ -62,6 +63,7 @@ class Facts:
     gpt_backup_unread: bool = False
     iso: bool = False  # an ISO 9660 or UDF volume
     board: BoardSigns | None = None  # read for disk images (not ISOs)
+    grub: GrubCore | None = None  # GRUB's core image the MBR loads, when read
 
 
 def _fmt_off(off: int) -> str:
@@ -89,6 +91,10 @@ def bios_verdict(f: Facts) -> tuple[BiosVerdict, list[str]]:
     if kind in ("grub2", "isohybrid"):
         what = "GRUB's core image" if kind == "grub2" else "isolinux.bin"
         where = _fmt_off(mbr.loader_target) if mbr.loader_target is not None else "nowhere"
+        if mbr.loader_target_ok and kind == "grub2":
+            chained = _grub_chain(f.grub, name, where)
+            if chained is not None:
+                return chained
         if mbr.loader_target_ok:
             return "yes", [
                 f"BIOS: the MBR carries {name} boot code, which loads {what} "
@@ -128,6 +134,25 @@ def bios_verdict(f: Facts) -> tuple[BiosVerdict, list[str]]:
     return "yes", [
         "BIOS: the MBR holds boot code of a kind usbwriter does not recognise; "
         "BIOS will run it, but what it loads next could not be checked."
+    ]
+
+
+def _grub_chain(g: GrubCore | None, name: str, where: str) -> tuple[BiosVerdict, list[str]] | None:
+    """The verdict when GRUB's built-in configuration chains a file (ntldr /bootmgr, as
+    a file-copy stick has it); None: the plain GRUB words apply."""
+    if g is None or g.chains is None or not g.chains.startswith("/") or g.found is None:
+        return None
+    run = f"{g.command} {g.chains}"
+    if g.found:
+        return "yes", [
+            f"BIOS: GRUB chains {g.chains.lstrip('/')}: the MBR carries {name} boot code, "
+            f"which loads GRUB's core image from {where}; its built-in configuration runs "
+            f"'{run}', and {g.chains} is on {g.found_on}."
+        ]
+    return "no", [
+        f"BIOS: the MBR carries {name} boot code whose built-in configuration runs "
+        f"'{run}', but {g.chains} is not on any FAT partition of the disk, so GRUB "
+        "stops with an error."
     ]
 
 
