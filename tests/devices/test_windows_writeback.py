@@ -53,3 +53,56 @@ def test_files_reach_the_drive_before_the_final_sync(
     # the head's wipe (1 MiB) is the only write before the copy; most of the files' bytes
     # are on the drive when the copy's final sync begins
     assert at_first_sync[0] >= copied // 2, (at_first_sync[0], copied)
+
+
+def test_wimlib_checks_the_split_set_while_the_stick_is_read_back(
+    loop: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wimlib's verify of the parts (seconds of SHA-1 over 4 GiB) is not waited for
+    before the partition table and the read-back: it runs beside them."""
+    from usbwriter.jobs import files
+    from usbwriter.windows import wim
+
+    iso = windows_iso("big")
+    dev = loop(iso.stat().st_size + 512 * MiB)
+    reading_back = threading.Event()
+    overlapped: list[bool] = []
+    real_verify, real_readback = wim.verify, files._verify
+
+    def verify(*args: Any, **kw: Any) -> None:
+        overlapped.append(reading_back.wait(120))
+        real_verify(*args, **kw)
+
+    def readback(*args: Any, **kw: Any) -> Any:
+        reading_back.set()
+        return real_readback(*args, **kw)
+
+    monkeypatch.setattr(wim, "verify", verify)
+    monkeypatch.setattr(files, "_verify", readback)
+    p = plan(Request(image=str(iso), device=dev, force=True, probe=False, mode="files"))
+    p.raise_if_blocked()
+    receipt = run(p)
+    assert overlapped == [True]
+    assert receipt.verified and receipt.files is not None
+    assert [s.verified_by_wimlib for s in receipt.files.split] == [True]
+
+
+def test_a_split_set_wimlib_finds_bad_fails_the_run_and_wipes_the_head(
+    loop: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usbwriter.errors import BadImage
+    from usbwriter.windows import wim
+
+    iso = windows_iso("big")
+    dev = loop(iso.stat().st_size + 512 * MiB)
+
+    def verify(parts: tuple[str, ...], *args: Any, **kw: Any) -> None:
+        raise BadImage(f"{parts[0]}: wimlib-imagex verify failed: a resource's SHA-1 differs")
+
+    monkeypatch.setattr(wim, "verify", verify)
+    p = plan(Request(image=str(iso), device=dev, force=True, probe=False, mode="files"))
+    p.raise_if_blocked()
+    with pytest.raises(BadImage, match="verify failed"):
+        run(p)
+    with open(dev, "rb") as f:
+        assert f.read(MiB) == bytes(MiB)

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from usbwriter.errors import (
@@ -600,7 +600,6 @@ def _copy(
         if extra is not None:
             _put(vol, "/" + unattend.NAME, iter([extra]), len(extra), done, meter, lock)
             added = [f"{unattend.NAME}: {unattend.WORDS[c]}" for c in plan.request.windows_bypass]
-        splitter.join_verify()
         meter.finish()
         # Last of the writing: the partition table and the BIOS boot code.
         head = aligned_buffer(MiB)
@@ -622,15 +621,7 @@ def _copy(
             files=len(done.copied),
             folders=len(folders),
             bytes_copied=done.bytes,
-            split=tuple(
-                SplitResult(
-                    s.entry.path,
-                    s.entry.size,
-                    tuple(zip(s.stick_paths, s.split.sizes, strict=True)),
-                    s.verified,
-                )
-                for s in splits
-            ),
+            split=tuple(_split_result(s) for s in splits),
             added=tuple(added),
             bios=(
                 f"GRUB chains {facts.bios_loader.lstrip('/')}"
@@ -644,6 +635,10 @@ def _copy(
         checked = None
         if plan.request.verify:
             result, checked = _verify(vol, tgt, bytes(view), done, result, progress, cancel)
+        # wimlib's check of the parts as a set ran beside the copy and the read-back; a
+        # failure fails the run (the head wiped) before any receipt
+        splitter.join_verify()
+        result = replace(result, split=tuple(_split_result(s) for s in splits))
         reread_partitions(tgt.fd)
         if checked is not None and not checked.verified:
             wiped: bool | None = tgt.wipe_head()
@@ -656,6 +651,15 @@ def _copy(
             splitter.stop()
         data.close()
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _split_result(s: _SplitDone) -> SplitResult:
+    return SplitResult(
+        s.entry.path,
+        s.entry.size,
+        tuple(zip(s.stick_paths, s.split.sizes, strict=True)),
+        s.verified,
+    )
 
 
 def _file_chunks(path: str) -> Iterator[bytes]:
@@ -877,7 +881,6 @@ def _verify(
 ) -> tuple[FilesResult, Any]:
     """Drop the drive's cached pages, then read back the first MiB through the held
     descriptor (O_DIRECT) and every file through the stick's file system."""
-    from dataclasses import replace
 
     from usbwriter.engine.blockio import aligned_buffer, drop_cache, pread_into, same_bytes
     from usbwriter.engine.readback import COMPARED, VerifyResult
