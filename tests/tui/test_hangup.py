@@ -208,6 +208,45 @@ def test_hangup_during_a_write_stops_it_and_exits(loop: Callable[..., str], tmp_
     assert head == bytes(MiB) or read_device(dev, len(data)) == data
 
 
+def test_sigterm_during_a_write_stops_it_and_quits(
+    loop: Callable[..., str], tmp_path: Path
+) -> None:
+    """SIGTERM (a shutdown, kill) while the app writes: the write stops as Stop stops it
+    (the first MiB wiped), then the app quits with the interrupted exit code, as the
+    command line does, instead of dying with the terminal left in the app's mode."""
+    import signal
+
+    image = big_image(tmp_path)
+    dev = loop(192 * MiB)
+    out = tmp_path / "out"
+    out.mkdir()
+    with (
+        blkio_group(dev, 16_000_000, 400_000_000) as group,
+        app_in_terminal(out, group, str(image), "--all") as term,
+    ):
+        choose(term, dev)
+        term.keys("w")
+        term.wait("Erase this drive?")
+        term.keys("Tab", "Enter")
+        term.wait("Writing " + dev)
+        term.wait(" MiB of ")  # the figures: bytes are going out
+        time.sleep(1)
+        pid = int((out / "pid").read_text())
+        start = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        rc_file = out / "rc"
+        while not rc_file.exists() and time.monotonic() - start < 15:
+            time.sleep(0.05)
+        gone = time.monotonic() - start
+        rc = int(rc_file.read_text())
+    print(f"the app exited {rc}, {gone:.2f} s after SIGTERM")
+    assert rc == HANGUP_EXIT, rc
+    assert gone < 10
+    head = read_device(dev, MiB)
+    data = image.read_bytes()
+    assert head == bytes(MiB) or read_device(dev, len(data)) == data
+
+
 @pytest.mark.parametrize("suffix", ["img", "zst"])
 def test_hangup_during_a_backup_removes_the_unfinished_file(
     loop: Callable[..., str], tmp_path: Path, suffix: str

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,7 +54,12 @@ def run(app: UsbWriterApp, *, headless: bool = False) -> int:
     root.handlers = [_LogToApp(app)]
     try:
         # The terminal closed: the jobs stop as Stop stops them, then the process ends.
-        with exit_on_hangup(app.jobs):
+        # SIGTERM: the jobs stop, then the app quits as on Quit (exit 130).
+        def quit(code: int) -> None:
+            with suppress(RuntimeError):  # (the app's loop already ended)
+                app.call_from_thread(app.exit, return_code=code)
+
+        with exit_on_hangup(app.jobs, quit):
             app.run(headless=headless)
     finally:
         root.handlers = saved

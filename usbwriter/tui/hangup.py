@@ -121,16 +121,45 @@ class Hangup:
             self.thread.join()
 
 
+class Terminate:
+    """What SIGTERM does to the app (a shutdown, ``kill``): stop JOBS as Stop stops them
+    (a write's first MiB wiped, a backup's unfinished file removed) and, once they ended,
+    ``quit(HANGUP_EXIT)``: the app leaves as it does on Quit, the terminal restored."""
+
+    def __init__(self, jobs: Jobs, quit: Callable[[int], object]) -> None:
+        self.jobs = jobs
+        self.quit = quit
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        if self.thread is not None:
+            return
+        waiting = self.jobs.stop_all()
+        self.thread = threading.Thread(
+            target=self._quit_after, args=(waiting,), name="terminate", daemon=True
+        )
+        self.thread.start()
+
+    def _quit_after(self, waiting: list[threading.Event]) -> None:
+        for done in waiting:
+            done.wait()
+        self.quit(HANGUP_EXIT)
+
+
 @contextmanager
-def exit_on_hangup(jobs: Jobs) -> Iterator[Hangup]:
-    """While the app runs (on the main thread): SIGHUP stops JOBS and ends the process."""
+def exit_on_hangup(jobs: Jobs, quit: Callable[[int], object] | None = None) -> Iterator[Hangup]:
+    """While the app runs (on the main thread): SIGHUP stops JOBS and ends the process;
+    SIGTERM stops JOBS and then QUITs the app (the terminal is still there)."""
     hangup = Hangup(jobs)
     if threading.current_thread() is not threading.main_thread():
         yield hangup
         return
     old = signal.signal(signal.SIGHUP, hangup)
+    old_term = signal.signal(signal.SIGTERM, Terminate(jobs, quit)) if quit else None
     try:
         yield hangup
     finally:
         hangup.wait()
         signal.signal(signal.SIGHUP, old)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
