@@ -183,7 +183,11 @@ def big_image(tmp: Path) -> Path:
     return image
 
 
-def test_hangup_during_a_write_stops_it_and_exits(loop: Callable[..., str], tmp_path: Path) -> None:
+@contextmanager
+def writing(loop: Callable[..., str], tmp_path: Path) -> Iterator[tuple[Terminal, Path, str, Path]]:
+    """The app in a terminal writing a big image to a throttled loop device, bytes going
+    out: (the terminal, the folder with the app's pid and exit code, the device, the
+    image)."""
     image = big_image(tmp_path)
     dev = loop(192 * MiB)
     out = tmp_path / "out"
@@ -199,13 +203,22 @@ def test_hangup_during_a_write_stops_it_and_exits(loop: Callable[..., str], tmp_
         term.wait("Writing " + dev)
         term.wait(" MiB of ")  # the figures: bytes are going out
         time.sleep(1)
+        yield term, out, dev, image
+
+
+def stopped_as_stop_does(dev: str, image: Path) -> bool:
+    """The drive's first MiB wiped (or, done already, the whole image on it)."""
+    data = image.read_bytes()
+    return read_device(dev, MiB) == bytes(MiB) or read_device(dev, len(data)) == data
+
+
+def test_hangup_during_a_write_stops_it_and_exits(loop: Callable[..., str], tmp_path: Path) -> None:
+    with writing(loop, tmp_path) as (term, out, dev, image):
         rc, gone = hang_up(term, out)
     print(f"the app exited {rc}, {gone:.2f} s after the terminal closed")
     assert rc == HANGUP_EXIT
     assert gone < 10
-    head = read_device(dev, MiB)
-    data = image.read_bytes()
-    assert head == bytes(MiB) or read_device(dev, len(data)) == data
+    assert stopped_as_stop_does(dev, image)
 
 
 def test_sigterm_during_a_write_stops_it_and_quits(
@@ -216,24 +229,9 @@ def test_sigterm_during_a_write_stops_it_and_quits(
     command line does, instead of dying with the terminal left in the app's mode."""
     import signal
 
-    image = big_image(tmp_path)
-    dev = loop(192 * MiB)
-    out = tmp_path / "out"
-    out.mkdir()
-    with (
-        blkio_group(dev, 16_000_000, 400_000_000) as group,
-        app_in_terminal(out, group, str(image), "--all") as term,
-    ):
-        choose(term, dev)
-        term.keys("w")
-        term.wait("Erase this drive?")
-        term.keys("Tab", "Enter")
-        term.wait("Writing " + dev)
-        term.wait(" MiB of ")  # the figures: bytes are going out
-        time.sleep(1)
-        pid = int((out / "pid").read_text())
+    with writing(loop, tmp_path) as (_, out, dev, image):
         start = time.monotonic()
-        os.kill(pid, signal.SIGTERM)
+        os.kill(int((out / "pid").read_text()), signal.SIGTERM)
         rc_file = out / "rc"
         while not rc_file.exists() and time.monotonic() - start < 15:
             time.sleep(0.05)
@@ -242,9 +240,7 @@ def test_sigterm_during_a_write_stops_it_and_quits(
     print(f"the app exited {rc}, {gone:.2f} s after SIGTERM")
     assert rc == HANGUP_EXIT, rc
     assert gone < 10
-    head = read_device(dev, MiB)
-    data = image.read_bytes()
-    assert head == bytes(MiB) or read_device(dev, len(data)) == data
+    assert stopped_as_stop_does(dev, image)
 
 
 @pytest.mark.parametrize("suffix", ["img", "zst"])
