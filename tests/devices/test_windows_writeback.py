@@ -4,7 +4,9 @@ waits for gigabytes of dirty pages or 30 seconds) and the final sync."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,7 @@ def test_files_reach_the_drive_before_the_final_sync(
 
 
 def test_wimlib_checks_the_split_set_while_the_stick_is_read_back(
-    loop: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    loop: Callable[..., str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """wimlib's verify of the parts (seconds of SHA-1 over 4 GiB) is not waited for
     before the partition table and the read-back: it runs beside them."""
@@ -73,16 +75,30 @@ def test_wimlib_checks_the_split_set_while_the_stick_is_read_back(
         overlapped.append(reading_back.wait(120))
         real_verify(*args, **kw)
 
+    def staged_parts() -> list[Path]:
+        return list(tmp_path.glob("usbwriter-split-*/*/parts/*.swm"))
+
+    left: list[list[Path]] = []
+
     def readback(*args: Any, **kw: Any) -> Any:
         reading_back.set()
-        return real_readback(*args, **kw)
+        out = real_readback(*args, **kw)
+        # the staged parts (gigabytes) are removed once copied and checked, beside the
+        # read-back, not after it
+        deadline = time.monotonic() + 60
+        while staged_parts() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left.append(staged_parts())
+        return out
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(wim, "verify", verify)
     monkeypatch.setattr(files, "_verify", readback)
     p = plan(Request(image=str(iso), device=dev, force=True, probe=False, mode="files"))
     p.raise_if_blocked()
     receipt = run(p)
     assert overlapped == [True]
+    assert left == [[]]
     assert receipt.verified and receipt.files is not None
     assert [s.verified_by_wimlib for s in receipt.files.split] == [True]
 

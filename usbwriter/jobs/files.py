@@ -14,6 +14,7 @@ reads every file back from the stick's file system.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -595,6 +596,7 @@ def _copy(
         for path, part in splitter.parts():  # each as soon as wimlib has finished it
             log.info("%s: copying %s", tgt.path, path)
             _put(vol, path, _file_chunks(part), os.path.getsize(part), done, meter, lock)
+        splitter.copied.set()
         splits = splitter.done
         added: list[str] = []
         if extra is not None:
@@ -755,6 +757,7 @@ class _Splitter:
         self.thread = threading.Thread(target=self._run, name="wim-split", daemon=True)
         self.verifier: threading.Thread | None = None
         self.verify_error: BaseException | None = None
+        self.copied = threading.Event()  # set once every part is on the stick
 
     def stop(self) -> None:
         """Wait for the split thread (its wimlib killed by then: the halt is set)."""
@@ -860,6 +863,16 @@ class _Splitter:
                 d.verified = True
         except BaseException as exc:
             self.verify_error = exc
+            return
+        # Once copied too, the staged parts go now, beside the read-back: removing
+        # gigabytes of files takes a second or more, which the run's end would wait for.
+        while not self.copied.wait(0.2):
+            if self.cancel.is_set():
+                return
+        for d in self.done:
+            for part in d.split.parts:
+                with contextlib.suppress(OSError):
+                    os.unlink(part)
 
     def join_verify(self) -> None:
         if self.verifier is None:
