@@ -93,3 +93,16 @@ def test_a_cancel_kills_wimlib(tmp_path: Path) -> None:
     with pytest.raises(Cancelled):
         wim.split(str(w), str(parts), "install.swm", cancel)
     assert time.monotonic() - start < 2
+
+
+def test_parts_are_small_so_the_first_is_copied_early(tmp_path: Path) -> None:
+    """A WIM of many resources is split into parts of at most a quarter GiB: the copy of
+    the first starts after wimlib has written that much, not a whole GiB."""
+    w = make_wim(tmp_path, (4 * MiB,) * 80)  # 320 MiB in 80 resources
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    handed: list[str] = []
+    s = wim.split(str(w), str(parts), "install.swm", threading.Event(), on_part=handed.append)
+    assert len(s.parts) >= 2 and handed == list(s.parts)
+    assert max(s.sizes) <= 256 * MiB
+    wim.verify(s.parts, threading.Event())

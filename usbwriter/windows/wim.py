@@ -16,7 +16,7 @@ from usbwriter.errors import BadImage, Cancelled, InternalError
 
 MiB = 1 << 20
 FAT32_LIMIT = (4 << 30) - 1  # the largest file FAT32 holds
-PART_MIB = 1024  # parts of 1 GiB: each is copied while wimlib writes the next
+PART_MIB = 256  # parts of a quarter GiB: each is copied while wimlib writes the next
 HEADER_SIZE = 208
 MAGIC = b"MSWIM\0\0\0"
 SUFFIXES = (".wim", ".esd")
