@@ -228,19 +228,24 @@ class FatVolume:
             batch = [f"::{f}" for f in folders[i : i + 200]]
             self._run(["mmd", "-D", "s", "-i", self.spec, *batch], "making folders (mmd)")
 
-    def put(self, path: str, chunks: Iterator[memoryview | bytes]) -> None:
-        """Copy the bytes of CHUNKS into PATH (a new file) through mcopy's standard input;
-        stops within a chunk of a cancel (mcopy killed by its PID)."""
+    def _mcopy(self, args: list[str], *, into: bool) -> subprocess.Popen[bytes]:
+        """mcopy ARGS on the held drive (checked to be it first), its own session so it is
+        killed alone: fed on standard input (INTO the stick) or read from its output."""
         self.same_drive()
-        proc = subprocess.Popen(
-            ["mcopy", "-D", "o", "-i", self.spec, "-", f"::{path}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+        return subprocess.Popen(
+            ["mcopy", *args],
+            stdin=subprocess.PIPE if into else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL if into else subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_env(),
             pass_fds=(self.fd,),
             start_new_session=True,
         )
+
+    def put(self, path: str, chunks: Iterator[memoryview | bytes]) -> None:
+        """Copy the bytes of CHUNKS into PATH (a new file) through mcopy's standard input;
+        stops within a chunk of a cancel (mcopy killed by its PID)."""
+        proc = self._mcopy(["-D", "o", "-i", self.spec, "-", f"::{path}"], into=True)
         assert proc.stdin is not None and proc.stderr is not None
         since = 0
         try:
@@ -273,16 +278,7 @@ class FatVolume:
 
     def get(self, path: str, sink: Callable[[bytes], None], chunk: int = 4 * MiB) -> int:
         """Read PATH from the stick's file system into SINK; the bytes read."""
-        self.same_drive()
-        proc = subprocess.Popen(
-            ["mcopy", "-n", "-i", self.spec, f"::{path}", "-"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-            pass_fds=(self.fd,),
-            start_new_session=True,
-        )
+        proc = self._mcopy(["-n", "-i", self.spec, f"::{path}", "-"], into=False)
         assert proc.stdout is not None and proc.stderr is not None
         total = 0
         try:
