@@ -20,7 +20,7 @@ import pycdlib
 import pytest
 
 from tests.conftest import ROOT_ONLY, MiB, fill, read_dev, run
-from tests.helpers.windows import windows_iso
+from tests.helpers.windows import udf_entries, windows_iso
 from usbwriter.errors import Refused
 
 pytestmark = ROOT_ONLY
@@ -64,25 +64,7 @@ def one_line_error(stderr: str) -> str:
 
 def iso_files(iso_path: Path) -> Iterator[tuple[str, int]]:
     """(UDF path, size) of every file in the ISO."""
-    iso = pycdlib.PyCdlib()
-    iso.open(str(iso_path))
-    try:
-        stack = ["/"]
-        while stack:
-            d = stack.pop()
-            for child in iso.list_children(udf_path=d):
-                if child is None:
-                    continue
-                name = child.file_identifier().decode()
-                if name in (".", "..", ""):
-                    continue
-                path = d.rstrip("/") + "/" + name
-                if child.is_dir():
-                    stack.append(path)
-                else:
-                    yield path, child.get_data_length()
-    finally:
-        iso.close()
+    return ((path, size) for path, size in udf_entries(iso_path) if size is not None)
 
 
 def iso_digest(iso_path: Path, path: str) -> str:

@@ -32,6 +32,7 @@ import shutil
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,29 @@ def wim_header(path: Path) -> tuple[bytes, int, int]:
         head = f.read(48)
     part, total = struct.unpack_from("<HH", head, 40)
     return head[:8], part, total
+
+
+def udf_entries(iso_path: Path) -> Iterator[tuple[str, int | None]]:
+    """(UDF path, size) of every entry of the ISO, read with pycdlib; None for a folder."""
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open(str(iso_path))
+    try:
+        stack = ["/"]
+        while stack:
+            d = stack.pop()
+            for child in iso.list_children(udf_path=d):
+                if child is None:
+                    continue
+                name = child.file_identifier().decode()
+                if name in (".", "..", ""):
+                    continue
+                path = d.rstrip("/") + "/" + name
+                if child.is_dir():
+                    stack.append(path)
+                    yield path, None
+                else:
+                    yield path, child.get_data_length()
+    finally:
+        iso.close()

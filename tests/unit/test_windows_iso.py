@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import subprocess
 
-import pycdlib
-
-from tests.helpers.windows import VOLUME_ID, bootmgr_program, windows_iso
-
-
-def _udf_names(iso_path: str) -> set[str]:
-    iso = pycdlib.PyCdlib()
-    iso.open(iso_path)
-    try:
-        names: set[str] = set()
-        stack = ["/"]
-        while stack:
-            d = stack.pop()
-            for child in iso.list_children(udf_path=d):
-                if child is None:
-                    continue
-                name = child.file_identifier().decode()
-                if name in (".", "..", ""):
-                    continue
-                path = d.rstrip("/") + "/" + name
-                names.add(path)
-                if child.is_dir():
-                    stack.append(path)
-        return names
-    finally:
-        iso.close()
+from tests.helpers.windows import VOLUME_ID, bootmgr_program, udf_entries, windows_iso
 
 
 def test_small_iso_is_a_windows_installer() -> None:
     iso = windows_iso("small")
-    names = _udf_names(str(iso))
+    names = {path for path, _ in udf_entries(iso)}
     for want in ("/bootmgr", "/boot/etfsboot.com", "/efi/boot/bootx64.efi",
                  "/sources/boot.wim", "/sources/install.wim"):  # fmt: skip
         assert want in names
