@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usbwriter.devices import Disk, Snapshot, disk_from_info
+
+if TYPE_CHECKING:
+    from usbwriter.tui.services import Services
 
 HERE = Path(__file__).resolve().parent
 UDEV = HERE.parent / "unit" / "data" / "udev"
@@ -38,3 +41,23 @@ DISKS = recorded_disks()
 REPORTS: dict[str, Mapping[str, Any]] = {
     p.stem.removeprefix("boot-"): json.loads(p.read_text()) for p in (HERE / "data").glob("*.json")
 }
+
+
+def not_called(*args: object, **kw: object) -> Any:
+    raise AssertionError("not called")
+
+
+def recorded_services(**calls: Any) -> Services:
+    """The app's services over the recorded drives and grub-hybrid's report; every other
+    call of the core fails the test unless CALLS gives it."""
+    from usbwriter.tui.services import Services
+
+    base: dict[str, Any] = {
+        "list_disks": lambda include_all, image: list(DISKS),
+        "watch_disks": None,
+        "inspect_image": lambda path: REPORTS["grub-hybrid"],
+        "plan": not_called,
+        "run": not_called,
+        "is_root": lambda: True,
+    }
+    return Services(**{**base, **calls})

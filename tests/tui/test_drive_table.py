@@ -8,27 +8,15 @@ from typing import Any
 from textual.pilot import Pilot
 
 from tests.tui.helpers import wait_for
-from tests.tui.recorded import DISKS, REPORTS
+from tests.tui.recorded import recorded_services
 from usbwriter.tui.app import UsbWriterApp
-from usbwriter.tui.services import Services
 from usbwriter.tui.widgets.drive_table import DriveTable
 
 SIZE = (120, 40)
 
 
-def _not_here(*args: object, **kw: object) -> Any:
-    raise AssertionError("nothing is written in this test")
-
-
 def make_app() -> UsbWriterApp:
-    services = Services(
-        list_disks=lambda include_all, image: list(DISKS),
-        watch_disks=None,
-        inspect_image=lambda path: REPORTS["grub-hybrid"],
-        plan=_not_here,
-        run=_not_here,
-        is_root=lambda: True,
-    )
+    services = recorded_services()
     return UsbWriterApp(services, show_all=True, live_updates=False, cursor_blink=False)
 
 

@@ -8,11 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from tests.tui.helpers import wait_for
-from tests.tui.recorded import DISKS, REPORTS
+from tests.tui.recorded import recorded_services
 from usbwriter.iso.extract import EXISTS, Result
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.screens.extract import ExtractScreen, headline_words
-from usbwriter.tui.services import Services
 
 
 def test_everything_skipped_is_not_a_success() -> None:
@@ -46,18 +45,7 @@ async def test_overwrite_runs_the_extraction_again_replacing_what_was_kept() -> 
             return Result(output, files=2, bytes=10)
         return Result(output, skipped=[("a", f"/srv/tools/a {EXISTS}"), ("b", EXISTS)])
 
-    def never(*args: object, **kw: object) -> Any:
-        raise AssertionError("not called")
-
-    services = Services(
-        list_disks=lambda include_all, image: list(DISKS),
-        watch_disks=None,
-        inspect_image=lambda path: REPORTS["grub-hybrid"],
-        plan=never,
-        run=never,
-        is_root=lambda: True,
-        extract=extract,
-    )
+    services = recorded_services(extract=extract)
     app = UsbWriterApp(services, show_all=True, live_updates=False, cursor_blink=False)
     iso = SimpleNamespace(path="/srv/tools.iso", close=lambda: None)
     async with app.run_test() as pilot:

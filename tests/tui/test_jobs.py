@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 
 from tests.tui.helpers import wait_for
-from tests.tui.recorded import DISKS, REPORTS
+from tests.tui.recorded import DISKS, recorded_services
 from usbwriter.errors import Cancelled
 from usbwriter.tui.app import UsbWriterApp
 from usbwriter.tui.hangup import HANGUP_EXIT, Hangup, Jobs
 from usbwriter.tui.screens.extract import ExtractScreen
 from usbwriter.tui.screens.progress import Job, ProgressScreen
-from usbwriter.tui.services import Services
 
 
 def test_the_exit_comes_after_the_running_jobs_ended() -> None:
@@ -71,17 +70,7 @@ async def test_the_app_s_write_is_stopped_by_a_hangup() -> None:
         order.append("wiped")
         raise Cancelled("interrupted: first MiB wiped")
 
-    def never(*args: object, **kw: object) -> Any:
-        raise AssertionError("not called")
-
-    services = Services(
-        list_disks=lambda include_all, image: list(DISKS),
-        watch_disks=None,
-        inspect_image=lambda path: REPORTS["grub-hybrid"],
-        plan=never,
-        run=run,
-        is_root=lambda: True,
-    )
+    services = recorded_services(run=run)
     app = UsbWriterApp(services, show_all=True, live_updates=False, cursor_blink=False)
     plan = SimpleNamespace(request=SimpleNamespace(delta=False))
     job = Job("/srv/stick.img", 1 << 20, DISKS[0], plan)  # type: ignore[arg-type]
@@ -105,18 +94,7 @@ async def test_the_app_s_extraction_is_stopped_by_a_hangup() -> None:
         order.append("temporary file removed")
         raise Cancelled("interrupted")
 
-    def never(*args: object, **kw: object) -> Any:
-        raise AssertionError("not called")
-
-    services = Services(
-        list_disks=lambda include_all, image: list(DISKS),
-        watch_disks=None,
-        inspect_image=lambda path: REPORTS["grub-hybrid"],
-        plan=never,
-        run=never,
-        is_root=lambda: True,
-        extract=extract,
-    )
+    services = recorded_services(extract=extract)
     app = UsbWriterApp(services, show_all=True, live_updates=False, cursor_blink=False)
     iso = SimpleNamespace(path="/srv/tools.iso", close=lambda: None)
     async with app.run_test() as pilot:
