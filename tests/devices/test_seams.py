@@ -92,6 +92,9 @@ def test_twin_cannot_be_mounted_while_the_other_is_written(
         )
         try:
             assert wait_open(proc.pid, twin_b), "the write did not start"
+            # (held once the drive's identity is checked: a claim before that is a
+            # refusal of the write, tested in test_twin_of_a_mounted_loop_is_refused)
+            assert wait_open(proc.pid, twin_c), "the twin was not held"
             try:  # what mount, mkfs and automounters do: claim the device exclusively
                 fd = os.open(twin_c, os.O_RDONLY | os.O_EXCL)
             except OSError as e:
