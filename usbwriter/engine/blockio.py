@@ -132,6 +132,19 @@ class Sequential(Protocol):
     def readfull(self, view: memoryview) -> int: ...
 
 
+class Piece(Protocol):
+    """Bytes of the image on their way to a drive: a Chunk, or a view of a mapped image
+    (engine.mapped). Released once per consumer."""
+
+    offset: int
+    length: int
+
+    @property
+    def data(self) -> memoryview: ...
+
+    def release(self) -> None: ...
+
+
 @dataclass
 class Chunk:
     """A filled buffer on its way through the pipeline. Release it once per consumer."""

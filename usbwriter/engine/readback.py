@@ -18,6 +18,7 @@ drive (DeviceFault) or the image (BadImage).
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 import time
@@ -40,6 +41,7 @@ from usbwriter.engine.blockio import (
     round_up,
     same_bytes,
 )
+from usbwriter.engine.mapped import Mapped
 from usbwriter.errors import BadImage, Cancelled, DeviceFault
 from usbwriter.progress import Meter, ProgressCallback
 from usbwriter.units import human_size
@@ -177,13 +179,31 @@ def read_back(
     total = sum(s.length for s in spans)
     drive.check_fits(max((s.end for s in spans), default=0))
     meter = Meter("verify", total, progress)
+    # The lease first, the file's identity then: no one can change it in between.
+    mapped = _mapped(image)
     compare = can_compare(image)
     if compare:
         assert image is not None
-        mismatch = _compare(drive, image, spans, meter, cancel, chunk_size)
+        try:
+            if mapped is not None:
+                mismatch = _compare_mapped(drive, image, mapped, spans, meter, cancel, chunk_size)
+            else:
+                mismatch = _compare(drive, image, spans, meter, cancel, chunk_size)
+        finally:
+            if mapped is not None:
+                mapped.close()
+        if mismatch is not None and not image_unchanged(image):
+            raise BadImage(
+                f"{image.path}: changed while the drive was compared with it: the drive "
+                "could not be verified",
+                path=image.path,
+                offset=mismatch,
+            )
         expected = image_blake3 if len(spans) == 1 else _combined(spans)
         found = expected if mismatch is None else None
     else:
+        if mapped is not None:
+            mapped.close()
         if any(s.blake3 is None for s in spans):
             raise DeviceFault(
                 f"{drive.path}: cannot verify: the image changed since it was written and "
@@ -224,6 +244,67 @@ def _combined_digests(digests: Sequence[str]) -> str:
 
 def _segments(spans: Sequence[Span]) -> list[tuple[int, int]]:
     return [(s.offset, s.end) for s in spans if s.length]
+
+
+def _mapped(image: ImageSource | None) -> Mapped | None:
+    """The image's pages mapped under a lease, for an uncompressed regular file."""
+    if image is None or image.info.compressed or image.is_block:
+        return None
+    return Mapped.take(image.fd, image.file_size)
+
+
+def _compare_mapped(
+    drive: Drive,
+    image: ImageSource,
+    mapped: Mapped,
+    spans: Sequence[Span],
+    meter: Meter,
+    cancel: threading.Event,
+    chunk_size: int,
+) -> int | None:
+    """As _compare, the image's bytes taken from its mapped pages (no copy) while the
+    lease holds; after a break, read with pread chunk by chunk."""
+    buf: mmap.mmap | None = None
+    try:
+        with drive.chunks(_segments(spans), chunk_size) as dev_chunks:
+            for d in _checked_read(dev_chunks, cancel, drive.path):
+                want = memoryview(b"")
+                try:
+                    have = d.data
+                    if mapped.intact():
+                        want = mapped.view(d.offset, d.length)
+                    else:
+                        mapped.release()  # nothing else reads the mapping: go on at once
+                        buf = buf or aligned_buffer(chunk_size)
+                        want = _pread_image(image, memoryview(buf), d.offset, d.length)
+                    n = min(len(have), len(want))
+                    if n < d.length or not same_bytes(have[:n], want[:n]):
+                        return d.offset + _first_in(have, want)
+                    mapped.done_with(d.offset, d.length)
+                finally:
+                    want.release()
+                    d.release()
+                meter.advance(d.length)
+    finally:
+        if buf is not None:
+            buf.close()
+    return None
+
+
+def _pread_image(image: ImageSource, view: memoryview, offset: int, length: int) -> memoryview:
+    try:
+        got = pread_into(image.fd, view[:length], offset)
+    except OSError as e:
+        raise image_read_error(image.path, ReadError(offset, e)) from None
+    return view[:got]
+
+
+def _checked_read(chunks: Prefetcher, cancel: threading.Event, path: str) -> Iterator[Chunk]:
+    """The drive's chunks, a read error as the drive's (DeviceFault), a cancel heard."""
+    try:
+        yield from _checked(chunks, cancel, path)
+    except ReadError as e:
+        raise device_read_error(path, e) from None
 
 
 def _compare(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from usbwriter.engine.blockio import (
     Chunk,
     MiB,
+    Piece,
     Prefetcher,
     ReadError,
     aligned_buffer,
@@ -130,7 +131,7 @@ class Selector(Protocol):
         """Before the stream: True when the head differs from the drive's."""
         ...
 
-    def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
+    def parts(self, chunk: Piece) -> list[tuple[int, int]]:
         """(offset, length) pieces of CHUNK to write, in order (on the writing thread)."""
         ...
 
@@ -168,7 +169,7 @@ class Everything:
     def start(self, tgt: Target, head: memoryview) -> bool:
         return True
 
-    def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
+    def parts(self, chunk: Piece) -> list[tuple[int, int]]:
         return [(chunk.offset, chunk.length)]
 
     def check(self, offset: int, data: memoryview) -> None:
@@ -234,7 +235,7 @@ class BmapSelector:
     def image_size(self) -> int | None:
         return self.bmap.image_size
 
-    def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
+    def parts(self, chunk: Piece) -> list[tuple[int, int]]:
         from usbwriter.sources.bmap import mapped_parts
 
         out: list[tuple[int, int]] = []
@@ -309,7 +310,7 @@ class DeltaSelector:
             raise AssertionError(f"delta out of step: {chunk.offset} != {offset}")
         return chunk
 
-    def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
+    def parts(self, chunk: Piece) -> list[tuple[int, int]]:
         if self.switched_at is not None:
             return [(chunk.offset, chunk.length)]
         try:
@@ -463,7 +464,7 @@ class SparseSelector:
     def start(self, tgt: Target, head: memoryview) -> bool:
         return True
 
-    def parts(self, chunk: Chunk) -> list[tuple[int, int]]:
+    def parts(self, chunk: Piece) -> list[tuple[int, int]]:
         lo, hi = chunk.offset, chunk.offset + chunk.length
         out: list[tuple[int, int]] = []
         for a, b in self.ranges[bisect.bisect_right(self._ends, lo) :]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from usbwriter.engine.blockio import (
-    Chunk,
     MiB,
+    Piece,
     aligned_buffer,
     fd_size,
     is_block_device,
@@ -191,7 +191,7 @@ def check_fits(src: ImageSource, tgt: Target, cancel: threading.Event) -> None:
         raise Cancelled(f"write to {tgt.path} cancelled before it started; device unchanged")
 
 
-def check_chunk_fits(tgt: Target, image: str, chunk: Chunk) -> None:
+def check_chunk_fits(tgt: Target, image: str, chunk: Piece) -> None:
     """While writing: the image turned out larger than the drive (decompressing showed)."""
     if tgt.is_block and chunk.offset + chunk.length > tgt.size:
         raise Refused(
@@ -217,6 +217,13 @@ def check_declared_size(src: ImageSource, actual: int) -> None:
         return
     if kind == "at least" and actual > declared:
         return  # more frames followed the first
+    if not src.info.compressed:
+        raise BadImage(
+            f"{src.path}: changed while it was read: {actual} bytes of the {declared} it "
+            "had when opened",
+            path=src.path,
+            offset=min(actual, declared),
+        )
     raise BadImage(
         f"{src.path}: decompressed to {actual} bytes, but its {src.info.size_from} says "
         f"{declared}: the file is damaged or cut short",

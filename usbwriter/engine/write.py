@@ -34,8 +34,8 @@ import blake3
 
 from usbwriter.engine.blockio import (
     CHUNK_SIZE,
-    Chunk,
     MiB,
+    Piece,
     Prefetcher,
     ReadError,
     aligned_buffer,
@@ -44,6 +44,7 @@ from usbwriter.engine.blockio import (
     round_up,
     same_bytes,
 )
+from usbwriter.engine.mapped import Mapped, MappedChunk, MappedReader
 from usbwriter.engine.readback import Span, image_read_error
 from usbwriter.engine.selectors import Coverage, Everything, Selector
 from usbwriter.engine.target import (
@@ -58,6 +59,7 @@ from usbwriter.engine.target import (
 )
 from usbwriter.errors import BadImage, Cancelled
 from usbwriter.progress import Meter, Progress, ProgressCallback
+from usbwriter.sources.streams import RawStream
 
 if TYPE_CHECKING:
     from usbwriter.sources import ImageSource, Stream
@@ -140,7 +142,7 @@ class _Hasher(threading.Thread):
         self.image = blake3.blake3()
         self.digests: dict[int, str] = {}  # span offset -> blake3
         self.error: BaseException | None = None
-        self.q: queue.Queue[tuple[Chunk, list[tuple[int, int]]] | None] = queue.Queue()
+        self.q: queue.Queue[tuple[Piece, list[tuple[int, int]]] | None] = queue.Queue()
 
     def feed(self, data: memoryview, offset: int, parts: list[tuple[int, int]]) -> None:
         if self.whole:
@@ -156,6 +158,8 @@ class _Hasher(threading.Thread):
             chunk, parts = item
             try:
                 if self.error is None:
+                    if isinstance(chunk, MappedChunk) and chunk.check is not None:
+                        chunk.check.update(chunk.data)  # the file's digests, in order
                     self.feed(chunk.data, chunk.offset, parts)
             except BaseException as e:
                 self.error = e
@@ -244,12 +248,36 @@ def _read_head(stream: Stream, src: ImageSource, view: memoryview) -> int:
 
 def _reader(
     stream: Stream, src: ImageSource, selector: Selector, head_len: int, chunk_size: int
-) -> tuple[Prefetcher, bool]:
-    """The reader of the image past its head, and whether it reads only some of it."""
+) -> tuple[Prefetcher | MappedReader, bool]:
+    """The reader of the image past its head, and whether it reads only some of it. A
+    whole uncompressed file is read from its mapped pages where a lease guards them."""
     segments = None if src.info.compressed or head_len < MiB else selector.reads(head_len)
     if segments is not None:
         return Prefetcher(src.fd, chunk_size=chunk_size, users=2, block=1, segments=segments), True
-    return Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2), False
+    mapped = (
+        Mapped.take(src.fd, src.file_size)
+        if isinstance(stream, RawStream) and src.size == src.file_size > head_len == MiB
+        else None
+    )
+    if mapped is None or not isinstance(stream, RawStream):
+        return Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2), False
+    raw = stream
+
+    def rest(offset: int) -> Prefetcher:
+        raw.read_elsewhere(offset)
+        return Prefetcher(raw, offset, None, chunk_size=chunk_size, users=2)
+
+    reader = MappedReader(
+        mapped,
+        head_len,
+        src.file_size,
+        chunk_size=chunk_size,
+        users=2,
+        rest=rest,
+        check=raw.check,
+        at_end=raw.read_elsewhere,
+    )
+    return reader, False
 
 
 def _write(
@@ -306,8 +334,8 @@ def _write(
     except ReadError as e:
         raise image_read_error(image, e) from None
     finally:
+        digest = hasher.finish()  # first: no thread reads the image's chunks after it
         prefetch.close()
-        digest = hasher.finish()
     hasher.raise_error()
     if cancel.is_set():
         raise Cancelled("cancelled")

@@ -171,6 +171,14 @@ class RawStream(Stream):
     def __init__(self, fd: int, size: int, check: FileCheck | None = None) -> None:
         self.fd, self.size, self.check = fd, size, check
 
+    def read_elsewhere(self, end: int) -> None:
+        """The file up to END was read another way (its mapped pages, fed to the check in
+        order): the stream goes on from END, and confirms the check when that is the
+        file's end."""
+        self.consumed = end
+        if self.check is not None and end >= self.size:
+            self.check.confirm()
+
     def readinto(self, view: memoryview) -> int:
         n = pread_into(self.fd, view[: max(0, self.size - self.consumed)], self.consumed)
         self.consumed += n
