@@ -2,12 +2,14 @@
 
 Fakes are served to qemu's USB stick over NBD by nbdkit (tests/helpers/nbdfake.py):
 each reports 1 GiB and keeps 64 MiB, one wrapping (offset modulo 64 MiB), one dropping
-the writes past 64 MiB (reads there return zeros); a third stick is genuine. One guest
-boot runs every step (3 GiB of memory: f3probe allocates over 2 GiB to save blocks):
+the writes past 64 MiB (reads there return zeros); a third reports 256 MiB and keeps
+128 MiB, wrapping; a fourth stick is genuine. One guest boot runs every step (3 GiB of
+memory: f3probe allocates over 2 GiB to save blocks):
 
 - ``usbwriter probe --json`` and ``f3probe`` on each stick: they agree on the genuine
-  stick and on the one that drops writes; on the one that wraps f3probe 8.0 says
-  "damaged" (see the test); the probing times are compared;
+  stick, on the one that drops writes and on the one that keeps half; on the one that
+  keeps a sixteenth f3probe 8.0 says "damaged", as it does on its own emulation of that
+  stick (tests/unit/test_f3_geometry.py); the probing times are compared;
 - the wrapping stick: a 200 MiB image is refused before the first byte (the stick's
   bytes hashed before and after), a 32 MiB image is written and verified;
 - the dropping stick: a 100 MiB image written with --no-probe fails its verify, which
@@ -41,6 +43,7 @@ pytestmark = [
 MiB = 1 << 20
 GiB = 1 << 30
 WRAP, DROP, GENUINE = "USBW-FAKE-WRAP", "USBW-FAKE-DROP", "USBW-GENUINE-1"
+HALF = "USBW-FAKE-HALF"
 
 
 def _by_serial(serial: str) -> str:
@@ -69,6 +72,7 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeRun]:
     tmp = tmp_path_factory.mktemp("probe")
     wrap_back = _random_file(tmp / "wrap.real", 64 * MiB)
     drop_back = _random_file(tmp / "drop.real", 64 * MiB)
+    half_back = _random_file(tmp / "half.real", 128 * MiB)
     genuine = _random_file(tmp / "genuine.img", 128 * MiB)
     big = _random_file(tmp / "big.img", 200 * MiB)
     mid = _random_file(tmp / "mid.img", 100 * MiB)
@@ -81,8 +85,12 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeRun]:
         drop_sock = stack.enter_context(
             serve_fake(drop_back, tmp / "drop.sock", size="1G", mode="drop")
         )
+        half_sock = stack.enter_context(
+            serve_fake(half_back, tmp / "half.sock", size="256M", mode="wrap")
+        )
         sticks = [
             Stick(wrap_back, WRAP, "Generic", "Flash Disk", nbd=wrap_sock),
+            Stick(half_back, HALF, "Generic", "USB Disk", nbd=half_sock),
             Stick(drop_back, DROP, "Generic", "Mass Storage", nbd=drop_sock),
             Stick(genuine, GENUINE, "SanDisk", "Cruzer Blade"),
         ]
@@ -94,6 +102,7 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeRun]:
                 f"wrap={_by_serial(WRAP)}",
                 f"drop={_by_serial(DROP)}",
                 f"genuine={_by_serial(GENUINE)}",
+                f"half={_by_serial(HALF)}",
                 'echo "$wrap $drop $genuine" >"$GUEST_SHARE/devices"',
                 # the genuine stick, hashed whole around a non-destructive probe
                 'step genuine-before hash "$genuine" 128',
@@ -109,6 +118,9 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeRun]:
                 f'step write-small {uw} --image {q(str(small))} --device "$wrap" --yes '
                 "--force --json",
                 # the stick that drops writes
+                # the stick that keeps half of what it reports, wrapping
+                f'step probe-half {uw} probe "$half" --json',
+                'step f3-half f3probe "$half"',
                 f'step probe-drop {uw} probe "$drop" --json',
                 f'step probe-drop-text {uw} probe "$drop"',
                 'step f3-drop f3probe "$drop"',
@@ -116,7 +128,7 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeRun]:
                 "--no-probe",
             ]
         )
-        with Guest(command, sticks=sticks, timeout=420, memory_mb=3072) as g:
+        with Guest(command, sticks=sticks, timeout=600, memory_mb=3072) as g:
             result = g.wait()
         print(result.timings())
         keep = os.environ.get("USBWRITER_GUEST_KEEP")
@@ -166,12 +178,22 @@ def test_probe_finds_the_wrapping_stick_and_agrees_with_f3probe(probe_run: Probe
     assert 64 * MiB in d["failed_offsets"]
     assert d["write_bytes_per_second"] and d["read_bytes_per_second"]
     assert d["restored"] is True
-    # f3probe 8.0 first sizes a write cache by writing blocks at the drive's top (127 MiB
-    # here): on a drive that wraps they land on its own reference blocks below, and it
-    # calls the drive "damaged", 0 bytes usable (so too with one that wraps at 256 MiB).
-    # usbwriter writes the top first and the first MiB last, so the wrap shows as the
-    # first MiB's tag coming back at 64 MiB.
-    assert _f3_usable(run, "f3-wrap") in {("wraparound", 64 * MiB), ("damaged", 0)}
+    # f3probe 8.0 first sizes a write cache by writing blocks in the drive's upper half:
+    # on a drive that keeps less than half they land on one another, and it calls the
+    # drive "damaged", 0 bytes usable: so it does on its own emulation of this stick
+    # (tests/unit/test_f3_geometry.py). usbwriter writes the top first and the first
+    # MiB last, so the wrap shows as the first MiB's tag coming back at 64 MiB.
+    assert _f3_usable(run, "f3-wrap") == ("damaged", 0), run.step("f3-wrap").stdout
+
+
+def test_a_stick_that_keeps_half_wraps_for_both_probes(probe_run: ProbeRun) -> None:
+    """Where f3probe can tell (the fake keeps at least half), it and usbwriter agree."""
+    run = probe_run.result
+    d = _probe_json(run, "probe-half")
+    assert run.step("probe-half").returncode == 3
+    assert (d["verdict"], d["reported_size"], d["usable_size"]) == ("wraps", 256 * MiB, 128 * MiB)
+    assert d["restored"] is True
+    assert _f3_usable(run, "f3-half") == ("wraparound", 128 * MiB), run.step("f3-half").stdout
 
 
 def test_an_image_too_large_for_the_wrapping_stick_is_refused_before_the_first_byte(
@@ -243,7 +265,7 @@ def test_usbwriter_probe_is_not_slower_than_f3probe(probe_run: ProbeRun) -> None
     steps' wall-clock times (which add the interpreter's start over the guest's 9p
     root) are printed beside."""
     run = probe_run.result
-    sticks = ("genuine", "wrap", "drop")
+    sticks = ("genuine", "wrap", "half", "drop")
     results = {s: _probe_json(run, f"probe-{s}") for s in sticks}
     ours = {s: round(d["seconds"] - d["speed_seconds"], 3) for s, d in results.items()}
     speed = {s: d["speed_seconds"] for s, d in results.items()}
