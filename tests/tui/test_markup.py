@@ -30,7 +30,7 @@ from textual.widgets._toast import Toast
 
 from tests.conftest import ROOT_ONLY, LoopFactory
 from tests.tui.helpers import wait_for
-from tests.tui.recorded import DISKS, REPORTS
+from tests.tui.recorded import DISKS, recorded_services
 from usbwriter.devices import Disk, DiskEvent
 from usbwriter.errors import BadImage, DeviceFault
 from usbwriter.tui.app import UsbWriterApp
@@ -142,17 +142,9 @@ class Feed:
 
 
 def make_app(image: str | None = None, *, watch: Feed | None = None, **kw: Any) -> UsbWriterApp:
-    fields: dict[str, Any] = {
-        "list_disks": lambda include_all, image: list(DISKS),
-        "watch_disks": watch,
-        "inspect_image": lambda path: REPORTS["grub-hybrid"],
-        "plan": _not_here,
-        "run": _not_here,
-        "is_root": lambda: True,
-    }
-    fields.update(kw)
+    calls: dict[str, Any] = {"watch_disks": watch, "plan": _not_here, "run": _not_here}
     return UsbWriterApp(
-        Services(**fields),
+        recorded_services(**{**calls, **kw}),
         image=image,
         show_all=True,
         live_updates=watch is not None,
