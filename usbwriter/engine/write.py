@@ -254,12 +254,9 @@ def _reader(
     segments = None if src.info.compressed or head_len < MiB else selector.reads(head_len)
     if segments is not None:
         return Prefetcher(src.fd, chunk_size=chunk_size, users=2, block=1, segments=segments), True
-    mapped = (
-        Mapped.take(src.fd, src.file_size)
-        if isinstance(stream, RawStream) and src.size == src.file_size > head_len == MiB
-        else None
-    )
-    if mapped is None or not isinstance(stream, RawStream):
+    whole_file = isinstance(stream, RawStream) and src.size == src.file_size > head_len == MiB
+    mapped = Mapped.take(src.fd, src.file_size) if whole_file else None
+    if mapped is None or not isinstance(stream, RawStream):  # (the second: for the type)
         return Prefetcher(stream, head_len, None, chunk_size=chunk_size, users=2), False
     raw = stream
 
